@@ -1,0 +1,81 @@
+//! FrameRingBuffer: a bounded, time-ordered index of recent frames (the plan's
+//! sliding window). Entries are either copies (`add_frame`, bounded in bytes) or
+//! frames held in a SharedVisionMemory (bounded in count, since each pins a slot);
+//! the oldest entry is evicted first, never overwritten in place.
+
+use std::collections::VecDeque;
+
+use crate::error::{RingError, Result};
+
+pub struct FrameRingBuffer<T> {
+    capacity_bytes: usize,
+    max_entries: usize,
+    used_bytes: usize,
+    entries: VecDeque<(u64, usize, T)>,
+}
+
+impl<T> FrameRingBuffer<T> {
+    pub fn new(capacity_bytes: usize, max_entries: usize) -> Result<Self> {
+        if capacity_bytes == 0 || max_entries == 0 {
+            return Err(RingError::Config("a FrameRingBuffer needs a positive capacity and entry limit".into()));
+        }
+        Ok(FrameRingBuffer { capacity_bytes, max_entries, used_bytes: 0, entries: VecDeque::new() })
+    }
+
+    /// Adds an entry of `bytes` at time `ts` (timestamps must not go backwards).
+    /// Returns the evicted entries, oldest first, so the caller can let go of them.
+    pub fn push(&mut self, ts: u64, bytes: usize, item: T) -> Result<Vec<T>> {
+        if bytes > self.capacity_bytes {
+            return Err(RingError::FrameGeometry(format!(
+                "a frame of {bytes} bytes does not fit a buffer of {} bytes",
+                self.capacity_bytes
+            )));
+        }
+        if let Some(&(last, _, _)) = self.entries.back() {
+            if ts < last {
+                return Err(RingError::Config(format!(
+                    "timestamp {ts} is older than the newest frame ({last}); add frames in time order"
+                )));
+            }
+        }
+        let mut evicted = Vec::new();
+        while self.used_bytes + bytes > self.capacity_bytes || self.entries.len() >= self.max_entries {
+            let (_, b, item) = self.entries.pop_front().expect("non-empty while over budget");
+            self.used_bytes -= b;
+            evicted.push(item);
+        }
+        self.used_bytes += bytes;
+        self.entries.push_back((ts, bytes, item));
+        Ok(evicted)
+    }
+
+    /// The newest `n` entries, oldest first.
+    pub fn latest(&self, n: usize) -> impl Iterator<Item = (u64, &T)> {
+        let skip = self.entries.len().saturating_sub(n);
+        self.entries.iter().skip(skip).map(|(t, _, i)| (*t, i))
+    }
+
+    /// Entries with `start <= ts <= end`, oldest first.
+    pub fn between(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &T)> {
+        let from = self.entries.partition_point(|(t, _, _)| *t < start);
+        self.entries.iter().skip(from).take_while(move |(t, _, _)| *t <= end).map(|(t, _, i)| (*t, i))
+    }
+
+    pub fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
+        self.used_bytes = 0;
+        self.entries.drain(..).map(|(_, _, i)| i)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn used_bytes(&self) -> usize {
+        self.used_bytes
+    }
+    pub fn capacity_bytes(&self) -> usize {
+        self.capacity_bytes
+    }
+}

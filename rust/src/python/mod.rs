@@ -1,0 +1,26 @@
+//! The `jarvis_rust_core` extension module.
+
+use pyo3::prelude::*;
+
+mod errors;
+mod frame_ref;
+mod ring;
+mod frame_buffer;
+mod ready;
+
+#[pymodule]
+fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", crate::VERSION)?;
+    m.add("LAYOUT_VERSION", crate::ring::LAYOUT_VERSION)?;
+    m.add("MAX_HOLDERS", crate::slot::MAX_HOLDERS)?;
+    m.add("COUNTERS", crate::layout::COUNTERS)?;
+    m.add("HOPS", crate::layout::HOPS)?;
+    errors::register(m)?;
+    m.add_class::<frame_ref::FrameRef>()?;
+    m.add_class::<ring::SharedVisionMemory>()?;
+    m.add_class::<ring::Reservation>()?;
+    m.add_class::<ring::Lease>()?;
+    m.add_class::<frame_buffer::FrameRingBuffer>()?;
+    m.add_class::<ready::Ready>()?;
+    Ok(())
+}

@@ -1,0 +1,1302 @@
+//! SharedVisionMemory: one memory-mapped ring of frame slots shared by all stages.
+//!
+//! # The protocol
+//!
+//! The ring file (`<dir>/jarvis-<uid>/<name>.ring`, 0600, in a 0700 directory)
+//! holds a header, a table of slot descriptors and `slot_count` page-aligned
+//! slots of `slot_bytes` each. The header's geometry is written once, before the
+//! file is linked under its name, so nobody ever maps a half-made ring; its
+//! magic, layout version and owner are checked on attach.
+//!
+//! Roles:
+//! * exactly one **writer** (enforced by an flock on `<name>.writer.lock`) puts
+//!   frames into slots;
+//! * any number of **holders** (at most 62; each a registered entry of the
+//!   header's holder table with its own bit) keep frames alive while they use
+//!   them. A holder proves it is alive by an flock on `<name>.hNN.lock`; the
+//!   kernel drops it when the process dies, so liveness never depends on pids
+//!   (which are reused). Registration and reclaiming take `<name>.reg.lock`.
+//! * readers without a hold (taps) copy frames and validate the copy.
+//!
+//! Each slot has three shared words (see `slot.rs` for every transition and
+//! the ordering it uses):
+//! * `seq`: the sequence number of the frame in the slot (unique in the ring,
+//!   increasing), `EMPTY`, or `seq | WRITING` while the writer fills it;
+//! * `holds`: one bit per holder holding the frame, plus `WRITER_BIT` while the
+//!   writer owns the slot;
+//! * `free_key`: which free slot the writer should reuse first (a hint).
+//!
+//! The invariants that make it safe:
+//! 1. The writer only writes a slot it claimed with CAS `holds: 0 -> WRITER_BIT`.
+//!    A slot with any hold is never overwritten, so a view taken under a hold
+//!    never changes underneath its reader.
+//! 2. A hold is taken with a CAS that fails while `WRITER_BIT` is set, then
+//!    `seq` is re-checked: a holder holds exactly the frame its ref names or
+//!    nothing (`FrameExpired`).
+//! 3. A frame is published by the `Release` store of its even `seq`, after all
+//!    its pixels and metadata; a writer killed before that leaves `WRITING` in
+//!    `seq`, which matches no ref. The next writer resets such slots.
+//! 4. A hand-over moves a hold from one holder bit to another in one RMW, so a
+//!    frame in transit between stages is never unheld.
+//! 5. Readers without a hold use the slot as a seqlock: `seq` before the copy,
+//!    an `Acquire` fence, `seq` again; a changed `seq` means `FrameExpired`.
+//!    (The racing pixel loads are plain byte copies of shared memory; a torn copy
+//!    is detected and discarded, never returned.)
+//! 6. Holds of a dead holder (its flock is free) are reclaimed by clearing its
+//!    bit in every slot; that is also how the supervisor reclaims a stage.
+//!
+//! The writer never waits: without a slot whose `holds` is 0 it fails with
+//! `RingFull`. Of the free slots it takes the most recently released one (its
+//! pixels are still in the CPU cache), then never-used ones, then frames that
+//! were published without a hold, oldest first.
+//!
+//! The header also carries the pipeline's frame-state counters and per-hop
+//! in-flight credits. They protect no memory, and every update is a single RMW,
+//! so `Relaxed` is enough for exact totals.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{RingError, Result};
+use crate::frame::{ring_stride, FrameMeta, PixelFormat, SourceFrame};
+use crate::layout::{self, HolderEntry, RingHeader, SlotDesc, COUNTERS, HOLDER_ATTACHED, HOLDER_FREE, HOPS, PAGE};
+use crate::shm;
+use crate::slot::{free_key, HoldError, SlotWords, EMPTY, MAX_HOLDERS, WRITER_BIT, WRITING};
+
+pub use crate::layout::LAYOUT_VERSION;
+
+const MIB: f64 = 1024.0 * 1024.0;
+/// Upper bound on slots: scans of the slot table stay in a few cache lines' time.
+pub const MAX_SLOTS: usize = 1024;
+
+/// A byte copy handed to the caller to run (the Python binding runs it with the
+/// GIL released); pointers travel as addresses so the job is `Sync`.
+pub type CopyJob = dyn Fn() + Sync;
+
+/// How to size a new ring.
+#[derive(Debug, Clone)]
+pub struct RingOptions {
+    /// Total size of the slots in MiB; the slot count is derived from it unless
+    /// `slots` is given.
+    pub size_mb: f64,
+    pub slots: Option<usize>,
+    /// Largest frame a slot must take.
+    pub max_width: usize,
+    pub max_height: usize,
+    pub max_format: PixelFormat,
+    /// Base directory (the private `jarvis-<uid>` directory goes inside it).
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for RingOptions {
+    fn default() -> Self {
+        RingOptions { size_mb: 256.0, slots: None, max_width: 3840, max_height: 2160, max_format: PixelFormat::Bgra, dir: None }
+    }
+}
+
+/// The mapped file. Views of frames keep an `Arc` of it, so the memory stays
+/// mapped for as long as any view exists, whatever happens to the `Ring`.
+pub struct Mapping {
+    map: MmapRaw,
+}
+
+impl Mapping {
+    fn header(&self) -> &RingHeader {
+        // SAFETY: the mapping is at least as large as the header (checked on
+        // create and attach), page aligned, and RingHeader is all atomics and
+        // plain data written before the file was published.
+        unsafe { &*(self.map.as_ptr() as *const RingHeader) }
+    }
+
+    fn slot(&self, index: usize) -> &SlotDesc {
+        debug_assert!(index < self.header().geometry.slot_count as usize);
+        // SAFETY: the descriptor table lies within the mapping (checked on
+        // attach); index is bounded by slot_count by every caller.
+        unsafe { &*(self.map.as_ptr().add(layout::slot_table_offset()) as *const SlotDesc).add(index) }
+    }
+
+    fn words(&self, index: usize) -> SlotWords<'_> {
+        let s = self.slot(index);
+        SlotWords { seq: &s.seq, holds: &s.holds, free_key: &s.free_key }
+    }
+
+    /// Start of a slot's pixels.
+    pub fn slot_ptr(&self, index: usize) -> *mut u8 {
+        let g = &self.header().geometry;
+        // SAFETY: data_offset + slot_count * slot_bytes == mapping length (checked).
+        unsafe { self.map.as_mut_ptr().add(g.data_offset as usize + index * g.slot_bytes as usize) }
+    }
+
+    /// Frame metadata of a slot, if it holds a published frame, read as a
+    /// seqlock so that a concurrent writer never yields mixed fields.
+    fn published_meta(&self, index: usize) -> Option<FrameMeta> {
+        let words = self.words(index);
+        let s = self.slot(index);
+        let seq = s.seq.load(Ordering::Acquire);
+        if seq == EMPTY || seq & WRITING != 0 {
+            return None;
+        }
+        let meta = FrameMeta {
+            ring_gen: self.header().geometry.generation,
+            slot: index as u32,
+            seq,
+            epoch: s.epoch.load(Ordering::Relaxed),
+            monitor: s.monitor.load(Ordering::Relaxed),
+            width: s.width.load(Ordering::Relaxed),
+            height: s.height.load(Ordering::Relaxed),
+            stride: s.stride.load(Ordering::Relaxed),
+            format: PixelFormat::from_code(s.format.load(Ordering::Relaxed))?,
+            t_mono_ns: s.t_mono_ns.load(Ordering::Relaxed),
+            t_wall_ns: s.t_wall_ns.load(Ordering::Relaxed),
+        };
+        words.copy_is_valid(seq).then_some(meta)
+    }
+}
+
+struct WriterState {
+    _lock: File,
+    /// A reserved slot not yet committed or aborted: (slot, seq, epoch-less meta).
+    pending: Option<FrameMeta>,
+}
+
+struct HolderState {
+    index: usize,
+    epoch: u64,
+    name: String,
+    _lock: File,
+    /// This handle's holds per slot; the slot's bit is set while the count is > 0.
+    counts: Vec<u32>,
+}
+
+impl HolderState {
+    fn bit(&self) -> u64 {
+        1u64 << self.index
+    }
+}
+
+/// A holder entry as seen from outside.
+#[derive(Debug, Clone)]
+pub struct HolderInfo {
+    pub index: usize,
+    pub name: String,
+    pub pid: u32,
+    pub epoch: u64,
+    pub alive: bool,
+    pub holds: usize,
+}
+
+/// A slot as seen from outside (diagnostics and tests).
+#[derive(Debug, Clone)]
+pub struct SlotInfo {
+    pub index: usize,
+    pub seq: u64,
+    pub writing: bool,
+    pub holders: Vec<usize>,
+}
+
+/// What attaching as the writer found left over by a writer that died.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriterRecovery {
+    /// Slots the dead writer had claimed but not published: emptied.
+    pub discarded: usize,
+    /// Frames it had published but not yet let go of: now unheld.
+    pub released: usize,
+}
+
+/// One process's handle on a ring.
+pub struct Ring {
+    map: Arc<Mapping>,
+    name: String,
+    dir: PathBuf,
+    writer: Mutex<Option<WriterState>>,
+    holder: Mutex<Option<HolderState>>,
+    owns_files: bool,
+    closed: AtomicBool,
+    replaced_stale: bool,
+    recovery: WriterRecovery,
+}
+
+fn check_name(kind: &str, name: &str, extra: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() < layout::NAME_BYTES
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || extra.as_bytes().contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(RingError::Config(format!(
+            "invalid {kind} name {name:?}: use 1-31 characters from A-Z a-z 0-9 _ -{extra}"
+        )))
+    }
+}
+
+fn lock_guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding one of these locks leaves plain data behind; the
+    // shared state is atomics only, so continuing is safe.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Paths<'a> {
+    dir: &'a Path,
+    name: &'a str,
+}
+
+impl Paths<'_> {
+    fn ring(&self) -> PathBuf {
+        self.dir.join(format!("{}.ring", self.name))
+    }
+    fn writer_lock(&self) -> PathBuf {
+        self.dir.join(format!("{}.writer.lock", self.name))
+    }
+    fn reg_lock(&self) -> PathBuf {
+        self.dir.join(format!("{}.reg.lock", self.name))
+    }
+    fn holder_lock(&self, index: usize) -> PathBuf {
+        self.dir.join(format!("{}.h{:02}.lock", self.name, index))
+    }
+    fn all(&self) -> Vec<PathBuf> {
+        let mut v = vec![self.ring(), self.writer_lock(), self.reg_lock()];
+        v.extend((0..MAX_HOLDERS).map(|i| self.holder_lock(i)));
+        v
+    }
+}
+
+/// Slot size and count for the options.
+fn plan_geometry(opts: &RingOptions) -> Result<(usize, usize)> {
+    if opts.max_width == 0 || opts.max_height == 0 || opts.max_width > 16384 || opts.max_height > 16384 {
+        return Err(RingError::Config(format!(
+            "max frame size {}x{} is out of range (1..16384 per side)",
+            opts.max_width, opts.max_height
+        )));
+    }
+    let slot_bytes = layout::align_up(ring_stride(opts.max_width, opts.max_format) * opts.max_height, PAGE);
+    let slots = match opts.slots {
+        Some(n) => n,
+        None => {
+            if !(opts.size_mb.is_finite() && opts.size_mb > 0.0) {
+                return Err(RingError::Config(format!("size_mb must be a positive number, got {}", opts.size_mb)));
+            }
+            (opts.size_mb * MIB / slot_bytes as f64).floor() as usize
+        }
+    };
+    if slots < 2 {
+        return Err(RingError::Config(format!(
+            "a ring of {:.1} MB holds {slots} slot(s) of {:.1} MB ({}x{} {}); it needs at least 2: \
+             ask for at least {:.1} MB or lower max_width/max_height",
+            opts.size_mb,
+            slot_bytes as f64 / MIB,
+            opts.max_width,
+            opts.max_height,
+            opts.max_format.name(),
+            2.0 * slot_bytes as f64 / MIB
+        )));
+    }
+    if slots > MAX_SLOTS {
+        return Err(RingError::Config(format!("{slots} slots requested; a ring has at most {MAX_SLOTS}")));
+    }
+    Ok((slot_bytes, slots))
+}
+
+fn map_file(file: &File, len: usize, populate: bool) -> Result<MmapRaw> {
+    let mut opts = MmapOptions::new();
+    opts.len(len);
+    if populate {
+        opts.populate();
+    }
+    opts.map_raw(file).map_err(|e| RingError::io("cannot map the ring file", e))
+}
+
+impl Ring {
+    /// Creates a ring named `name`. A leftover ring of the same name whose writer
+    /// and holders are all dead is removed first; a live one is `Busy`. With
+    /// `writer`, this handle becomes the ring's writer. With a holder name, it
+    /// registers as that holder (a writer registers as "writer" by default).
+    pub fn create(name: &str, opts: &RingOptions, writer: bool, holder: Option<&str>, owns_files: bool) -> Result<Ring> {
+        check_name("ring", name, "")?;
+        let (slot_bytes, slot_count) = plan_geometry(opts)?;
+        let base = opts.dir.clone().unwrap_or_else(shm::base_dir);
+        let dir = shm::private_dir(&base)?;
+        let paths = Paths { dir: &dir, name };
+
+        let reg = shm::open_lock_file(&paths.reg_lock())?;
+        shm::lock_wait(&reg)?;
+        let writer_state = if writer { Some(Self::take_writer_lock(&paths, None)?) } else { None };
+        let replaced_stale = Self::remove_stale(&paths, writer_state.is_some())?;
+
+        let data_offset = layout::data_offset(slot_count);
+        let total = data_offset + slot_count * slot_bytes;
+        let free = shm::free_bytes(&dir)?;
+        let shortage = || RingError::InsufficientSharedMemory {
+            needed_mb: total as f64 / MIB,
+            free_mb: free as f64 / MIB,
+            path: dir.clone(),
+        };
+        if (free as usize) < total {
+            return Err(shortage());
+        }
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let file = shm::create_exclusive(&tmp).map_err(|e| RingError::io(format!("cannot create {}", tmp.display()), e))?;
+        let result = (|| {
+            if !shm::reserve(&file, total as u64)? {
+                return Err(shortage());
+            }
+            let map = map_file(&file, total, true)?;
+            // SAFETY: the mapping is `total` bytes, fresh and private to us until
+            // linked; the geometry is written through a raw pointer before any
+            // shared reference to the header exists.
+            unsafe {
+                let g = map.as_mut_ptr() as *mut layout::Geometry;
+                let mut version = [0u8; 16];
+                let v = crate::VERSION.as_bytes();
+                version[..v.len().min(16)].copy_from_slice(&v[..v.len().min(16)]);
+                g.write(layout::Geometry {
+                    magic: layout::MAGIC,
+                    layout_version: LAYOUT_VERSION,
+                    slot_count: slot_count as u32,
+                    data_offset: data_offset as u64,
+                    slot_bytes: slot_bytes as u64,
+                    total_bytes: total as u64,
+                    generation: shm::random_u64(),
+                    creator_uid: shm::euid(),
+                    creator_pid: std::process::id(),
+                    created_wall_ns: shm::wall_ns(),
+                    max_width: opts.max_width as u32,
+                    max_height: opts.max_height as u32,
+                    core_version: version,
+                });
+            }
+            let mapping = Mapping { map };
+            for i in 0..slot_count {
+                mapping.slot(i).free_key.store(free_key::UNUSED, Ordering::Relaxed);
+            }
+            mapping.map.flush().map_err(|e| RingError::io("cannot flush the ring header", e))?;
+            std::fs::hard_link(&tmp, paths.ring()).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    RingError::Busy(format!("a ring named {name:?} was created by another process at the same time"))
+                } else {
+                    RingError::io(format!("cannot publish {}", paths.ring().display()), e)
+                }
+            })?;
+            Ok(mapping)
+        })();
+        let _ = std::fs::remove_file(&tmp);
+        let mapping = result?;
+        shm::unlock(&reg);
+
+        let ring = Ring {
+            map: Arc::new(mapping),
+            name: name.to_string(),
+            dir,
+            writer: Mutex::new(writer_state),
+            holder: Mutex::new(None),
+            owns_files,
+            closed: false.into(),
+            replaced_stale,
+            recovery: WriterRecovery::default(),
+        };
+        if writer {
+            ring.header().writer_pid.store(std::process::id() as u64, Ordering::Relaxed);
+        }
+        if let Some(h) = holder.or(writer.then_some("writer")) {
+            ring.register(h)?;
+        }
+        Ok(ring)
+    }
+
+    /// Attaches to an existing ring. With `writer`, takes over as its writer
+    /// (the previous one must be dead) and repairs what it left half done.
+    pub fn attach(name: &str, writer: bool, holder: Option<&str>, dir: Option<&Path>) -> Result<Ring> {
+        check_name("ring", name, "")?;
+        let base = dir.map(Path::to_path_buf).unwrap_or_else(shm::base_dir);
+        let dir = shm::private_dir(&base)?;
+        let paths = Paths { dir: &dir, name };
+        let mapping = Self::open_mapping(&paths)?;
+        let writer_state = if writer { Some(Self::take_writer_lock(&paths, Some(&mapping))?) } else { None };
+        let mut ring = Ring {
+            map: Arc::new(mapping),
+            name: name.to_string(),
+            dir,
+            writer: Mutex::new(writer_state),
+            holder: Mutex::new(None),
+            owns_files: false,
+            closed: false.into(),
+            replaced_stale: false,
+            recovery: WriterRecovery::default(),
+        };
+        if writer {
+            ring.recovery = ring.recover_dead_writer();
+            ring.header().writer_pid.store(std::process::id() as u64, Ordering::Relaxed);
+        }
+        if let Some(h) = holder.or(writer.then_some("writer")) {
+            ring.register(h)?;
+        }
+        Ok(ring)
+    }
+
+    fn open_mapping(paths: &Paths) -> Result<Mapping> {
+        let path = paths.ring();
+        let file = shm::open_existing(&path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => RingError::NotFound(format!(
+                "no ring named {:?} in {}; start the pipeline (jarvis-pipeline up) or check the name",
+                paths.name,
+                paths.dir.display()
+            )),
+            _ => RingError::io(format!("cannot open {}", path.display()), e),
+        })?;
+        shm::check_owned_private(&file, &path)?;
+        let len = file.metadata().map_err(|e| RingError::io("cannot inspect the ring file", e))?.len() as usize;
+        let min = layout::data_offset(0);
+        if len < min {
+            return Err(RingError::Format(format!(
+                "{} is too short ({len} bytes) to be a ring; it is stale or foreign: remove it",
+                path.display()
+            )));
+        }
+        let mapping = Mapping { map: map_file(&file, len, false)? };
+        let g = &mapping.header().geometry;
+        if g.magic != layout::MAGIC {
+            return Err(RingError::Format(format!(
+                "{} is not a jarvis ring (bad magic); remove it if it is stale",
+                path.display()
+            )));
+        }
+        if g.layout_version != LAYOUT_VERSION {
+            return Err(RingError::Format(format!(
+                "{} has ring layout version {} but this build of jarvis-rust-core ({}) uses {}; \
+                 stop the pipeline that created it (jarvis-pipeline down) and start it again",
+                path.display(),
+                g.layout_version,
+                crate::VERSION,
+                LAYOUT_VERSION
+            )));
+        }
+        let slots = g.slot_count as usize;
+        let consistent = (2..=MAX_SLOTS).contains(&slots)
+            && g.data_offset as usize == layout::data_offset(slots)
+            && g.slot_bytes as usize % PAGE == 0
+            && g.slot_bytes > 0
+            && g.total_bytes as usize == len
+            && g.data_offset as usize + slots * g.slot_bytes as usize == len;
+        if !consistent {
+            return Err(RingError::Format(format!(
+                "{} has an inconsistent header (corrupt or truncated); remove it and restart the pipeline",
+                path.display()
+            )));
+        }
+        if g.creator_uid != shm::euid() {
+            return Err(RingError::Permission(format!(
+                "{} was created by uid {}, not by this user (uid {}); refusing to attach",
+                path.display(),
+                g.creator_uid,
+                shm::euid()
+            )));
+        }
+        Ok(mapping)
+    }
+
+    fn take_writer_lock(paths: &Paths, mapping: Option<&Mapping>) -> Result<WriterState> {
+        let lock = shm::open_lock_file(&paths.writer_lock())?;
+        if !shm::try_lock(&lock)? {
+            let pid = mapping.map(|m| m.header().writer_pid.load(Ordering::Relaxed)).unwrap_or(0);
+            let who = if pid != 0 { format!(" (pid {pid})") } else { String::new() };
+            return Err(RingError::Busy(format!(
+                "ring {:?} already has a live writer{who}; a ring has one writer: stop it first",
+                paths.name
+            )));
+        }
+        Ok(WriterState { _lock: lock, pending: None })
+    }
+
+    /// Removes a leftover ring whose writer and holders are all dead. Called with
+    /// the registration lock held. Returns whether something was removed.
+    fn remove_stale(paths: &Paths, have_writer_lock: bool) -> Result<bool> {
+        let ring_path = paths.ring();
+        if std::fs::symlink_metadata(&ring_path).is_err() {
+            return Ok(false);
+        }
+        if !have_writer_lock && shm::is_locked(&paths.writer_lock())? {
+            return Err(RingError::Busy(format!(
+                "ring {:?} exists and its writer is alive; use attach() or stop the running pipeline",
+                paths.name
+            )));
+        }
+        match Self::open_mapping(paths) {
+            Ok(m) => {
+                let live: Vec<String> = (0..MAX_HOLDERS)
+                    .filter(|&i| m.header().holders[i].state.load(Ordering::Acquire) == HOLDER_ATTACHED)
+                    .filter(|&i| shm::is_locked(&paths.holder_lock(i)).unwrap_or(true))
+                    .map(|i| entry_label(&m.header().holders[i]))
+                    .collect();
+                if !live.is_empty() {
+                    return Err(RingError::Busy(format!(
+                        "ring {:?} is still in use by {}; stop those processes first",
+                        paths.name,
+                        live.join(", ")
+                    )));
+                }
+            }
+            // A ring of another layout version with no live writer is stale too.
+            Err(RingError::Format(msg)) if msg.contains("layout version") => {}
+            Err(e) => return Err(e),
+        }
+        for p in paths.all().iter().filter(|p| **p != paths.reg_lock() && **p != paths.writer_lock()) {
+            let _ = std::fs::remove_file(p);
+        }
+        Ok(true)
+    }
+
+    fn recover_dead_writer(&self) -> WriterRecovery {
+        let mut rec = WriterRecovery::default();
+        let clock = &self.header().free_clock;
+        for i in 0..self.slot_count() {
+            let s = self.map.slot(i);
+            // We own the writer lock, so nobody else sets or clears WRITER_BIT now.
+            if s.holds.load(Ordering::Acquire) & WRITER_BIT == 0 {
+                continue;
+            }
+            if s.seq.load(Ordering::Relaxed) & WRITING != 0 {
+                self.map.words(i).abort(free_key::released(clock.fetch_add(1, Ordering::Relaxed)));
+                rec.discarded += 1;
+            } else {
+                self.map
+                    .words(i)
+                    .publish(s.seq.load(Ordering::Relaxed), 0, free_key::unheld(clock.fetch_add(1, Ordering::Relaxed)));
+                rec.released += 1;
+            }
+        }
+        rec
+    }
+
+    fn header(&self) -> &RingHeader {
+        self.map.header()
+    }
+
+    fn paths(&self) -> Paths<'_> {
+        Paths { dir: &self.dir, name: &self.name }
+    }
+
+    fn check_open(&self) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            Err(RingError::Closed(format!("the handle on ring {:?} is closed", self.name)))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn mapping(&self) -> &Arc<Mapping> {
+        &self.map
+    }
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn path(&self) -> PathBuf {
+        self.paths().ring()
+    }
+    pub fn generation(&self) -> u64 {
+        self.header().geometry.generation
+    }
+    pub fn slot_count(&self) -> usize {
+        self.header().geometry.slot_count as usize
+    }
+    pub fn slot_bytes(&self) -> usize {
+        self.header().geometry.slot_bytes as usize
+    }
+    pub fn total_bytes(&self) -> usize {
+        self.header().geometry.total_bytes as usize
+    }
+    pub fn max_frame(&self) -> (u32, u32) {
+        let g = &self.header().geometry;
+        (g.max_width, g.max_height)
+    }
+    pub fn creator_pid(&self) -> u32 {
+        self.header().geometry.creator_pid
+    }
+    pub fn is_writer(&self) -> bool {
+        lock_guard(&self.writer).is_some()
+    }
+    pub fn replaced_stale(&self) -> bool {
+        self.replaced_stale
+    }
+    pub fn recovery(&self) -> WriterRecovery {
+        self.recovery
+    }
+    /// This handle's holder name and epoch, if registered.
+    pub fn holder(&self) -> Option<(String, u64)> {
+        lock_guard(&self.holder).as_ref().map(|h| (h.name.clone(), h.epoch))
+    }
+
+    // ---------------------------------------------------------------- holders
+
+    /// Registers this handle as holder `name`. A dead holder of the same name is
+    /// replaced (its holds reclaimed); a live one is `Busy`.
+    pub fn register(&self, name: &str) -> Result<u64> {
+        self.check_open()?;
+        check_name("holder", name, ".:")?;
+        let mut guard = lock_guard(&self.holder);
+        if let Some(h) = guard.as_ref() {
+            return Err(RingError::Hold(format!("this handle is already registered as holder {:?}", h.name)));
+        }
+        let paths = self.paths();
+        let reg = shm::open_lock_file(&paths.reg_lock())?;
+        shm::lock_wait(&reg)?;
+        let header = self.header();
+        let mut chosen = None;
+        for (i, e) in header.holders.iter().enumerate() {
+            if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == name {
+                if shm::is_locked(&paths.holder_lock(i))? {
+                    return Err(RingError::Busy(format!(
+                        "holder {name:?} is already attached to ring {:?} (pid {}); stop it or choose another name",
+                        self.name,
+                        e.pid.load(Ordering::Relaxed)
+                    )));
+                }
+                self.clear_holder_bit(i);
+                chosen = Some(i);
+                break;
+            }
+        }
+        if chosen.is_none() {
+            chosen = header.holders.iter().position(|e| e.state.load(Ordering::Acquire) == HOLDER_FREE);
+        }
+        if chosen.is_none() {
+            // Reuse the entry of a dead holder, reclaiming its holds.
+            for (i, e) in header.holders.iter().enumerate() {
+                if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
+                    self.clear_holder_bit(i);
+                    chosen = Some(i);
+                    break;
+                }
+            }
+        }
+        let index = chosen.ok_or_else(|| {
+            RingError::Hold(format!("all {MAX_HOLDERS} holder entries of ring {:?} are in use by live processes", self.name))
+        })?;
+        let lock = shm::open_lock_file(&paths.holder_lock(index))?;
+        if !shm::try_lock(&lock)? {
+            return Err(RingError::Busy(format!("holder entry {index} of ring {:?} is locked by another process", self.name)));
+        }
+        let e = &header.holders[index];
+        let epoch = header.epoch_clock.fetch_add(1, Ordering::Relaxed) + 1;
+        let pid = std::process::id();
+        for (w, v) in e.name.iter().zip(layout::encode_name(name)) {
+            w.store(v, Ordering::Relaxed);
+        }
+        e.pid.store(pid, Ordering::Relaxed);
+        e.epoch.store(epoch, Ordering::Relaxed);
+        e.start_time.store(shm::process_start_time(pid), Ordering::Relaxed);
+        // Release: whoever sees ATTACHED (Acquire) sees the name, pid and epoch.
+        e.state.store(HOLDER_ATTACHED, Ordering::Release);
+        shm::unlock(&reg);
+        *guard = Some(HolderState {
+            index,
+            epoch,
+            name: name.to_string(),
+            _lock: lock,
+            counts: vec![0; self.slot_count()],
+        });
+        Ok(epoch)
+    }
+
+    /// Clears holder `index`'s bit in every slot; returns how many it held.
+    fn clear_holder_bit(&self, index: usize) -> usize {
+        let bit = 1u64 << index;
+        (0..self.slot_count())
+            .filter(|&i| self.map.slot(i).holds.load(Ordering::Relaxed) & bit != 0)
+            .filter(|&i| {
+                let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+                self.map.words(i).release(bit, free_key::released(clock)).is_ok()
+            })
+            .count()
+    }
+
+    /// Reclaims the holds of holder `name`, which must be dead (its process gone).
+    /// The supervisor calls this for a stage it saw die. Returns the number of
+    /// frames released.
+    pub fn reclaim(&self, name: &str) -> Result<usize> {
+        self.check_open()?;
+        let paths = self.paths();
+        let reg = shm::open_lock_file(&paths.reg_lock())?;
+        shm::lock_wait(&reg)?;
+        let header = self.header();
+        let index = header
+            .holders
+            .iter()
+            .position(|e| e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == name)
+            .ok_or_else(|| RingError::Hold(format!("no holder named {name:?} is registered on ring {:?}", self.name)))?;
+        if shm::is_locked(&paths.holder_lock(index))? {
+            return Err(RingError::Busy(format!(
+                "holder {name:?} (pid {}) is alive; stop it before reclaiming its holds",
+                header.holders[index].pid.load(Ordering::Relaxed)
+            )));
+        }
+        let n = self.clear_holder_bit(index);
+        header.holders[index].state.store(HOLDER_FREE, Ordering::Release);
+        shm::unlock(&reg);
+        Ok(n)
+    }
+
+    /// Reclaims the holds of every dead holder; returns (name, frames released).
+    pub fn reclaim_dead(&self) -> Result<Vec<(String, usize)>> {
+        self.check_open()?;
+        let paths = self.paths();
+        let reg = shm::open_lock_file(&paths.reg_lock())?;
+        shm::lock_wait(&reg)?;
+        let mut out = Vec::new();
+        for (i, e) in self.header().holders.iter().enumerate() {
+            if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
+                let n = self.clear_holder_bit(i);
+                e.state.store(HOLDER_FREE, Ordering::Release);
+                out.push((entry_name(e), n));
+            }
+        }
+        shm::unlock(&reg);
+        Ok(out)
+    }
+
+    pub fn holders(&self) -> Result<Vec<HolderInfo>> {
+        let paths = self.paths();
+        let mut out = Vec::new();
+        for (i, e) in self.header().holders.iter().enumerate() {
+            if e.state.load(Ordering::Acquire) != HOLDER_ATTACHED {
+                continue;
+            }
+            let bit = 1u64 << i;
+            out.push(HolderInfo {
+                index: i,
+                name: entry_name(e),
+                pid: e.pid.load(Ordering::Relaxed),
+                epoch: e.epoch.load(Ordering::Relaxed),
+                alive: shm::is_locked(&paths.holder_lock(i))?,
+                holds: (0..self.slot_count()).filter(|&s| self.map.slot(s).holds.load(Ordering::Relaxed) & bit != 0).count(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether `epoch` is the epoch of a registered holder whose process lives
+    /// (receivers drop refs sent by a dead incarnation).
+    pub fn epoch_is_live(&self, epoch: u64) -> Result<bool> {
+        let paths = self.paths();
+        for (i, e) in self.header().holders.iter().enumerate() {
+            if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && e.epoch.load(Ordering::Relaxed) == epoch {
+                return shm::is_locked(&paths.holder_lock(i));
+            }
+        }
+        Ok(false)
+    }
+
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        (0..self.slot_count())
+            .map(|i| {
+                let s = self.map.slot(i);
+                let seq = s.seq.load(Ordering::Acquire);
+                let holds = s.holds.load(Ordering::Acquire);
+                SlotInfo {
+                    index: i,
+                    seq: seq & !WRITING,
+                    writing: seq & WRITING != 0 || holds & WRITER_BIT != 0,
+                    holders: (0..MAX_HOLDERS).filter(|b| holds & (1u64 << b) != 0).collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn with_holder<T>(&self, f: impl FnOnce(&mut HolderState) -> Result<T>) -> Result<T> {
+        self.check_open()?;
+        let mut guard = lock_guard(&self.holder);
+        let h = guard.as_mut().ok_or_else(|| {
+            RingError::Hold(format!(
+                "this handle on ring {:?} is not a registered holder; attach with a holder name to take holds",
+                self.name
+            ))
+        })?;
+        f(h)
+    }
+
+    // ---------------------------------------------------------------- writing
+
+    /// Claims a slot for a frame of the given geometry; the caller fills the
+    /// pixels at `mapping().slot_ptr(slot)` (rows `stride` apart) and then calls
+    /// `commit` or `abort`.
+    pub fn reserve(&self, width: usize, height: usize, format: PixelFormat, monitor: u32) -> Result<FrameMeta> {
+        self.check_open()?;
+        let mut guard = lock_guard(&self.writer);
+        let w = guard.as_mut().ok_or_else(|| {
+            RingError::Busy(format!(
+                "this handle on ring {:?} is not its writer; create the ring or attach with writer=True",
+                self.name
+            ))
+        })?;
+        if w.pending.is_some() {
+            return Err(RingError::Busy("a reserved slot is still open; commit or abort it first".into()));
+        }
+        if width == 0 || height == 0 {
+            return Err(RingError::FrameGeometry(format!("a frame needs at least one pixel, got {width}x{height}")));
+        }
+        let stride = ring_stride(width, format);
+        let needed = stride.checked_mul(height).unwrap_or(usize::MAX);
+        if needed > self.slot_bytes() {
+            let (mw, mh) = self.max_frame();
+            return Err(RingError::FrameGeometry(format!(
+                "a {width}x{height} {} frame needs {needed} bytes but a slot of ring {:?} holds {} \
+                 (made for {mw}x{mh}); create the ring with a larger max_width/max_height",
+                format.name(),
+                self.name,
+                self.slot_bytes()
+            )));
+        }
+        let slot = self.claim_slot()?;
+        let seq = self.header().next_seq.fetch_add(1, Ordering::Relaxed) + 1;
+        self.map.words(slot).begin_write(seq);
+        let meta = FrameMeta {
+            ring_gen: self.generation(),
+            slot: slot as u32,
+            seq,
+            epoch: 0,
+            monitor,
+            width: width as u32,
+            height: height as u32,
+            stride: stride as u32,
+            format,
+            t_mono_ns: shm::monotonic_ns(),
+            t_wall_ns: shm::wall_ns(),
+        };
+        w.pending = Some(meta);
+        Ok(meta)
+    }
+
+    fn claim_slot(&self) -> Result<usize> {
+        // Readers can take a hold on a free slot between our scan and our CAS,
+        // so a failed claim rescans; each pass is a few cache lines.
+        for _ in 0..8 {
+            let best = (0..self.slot_count())
+                .filter(|&i| self.map.slot(i).holds.load(Ordering::Relaxed) == 0)
+                .max_by_key(|&i| self.map.slot(i).free_key.load(Ordering::Relaxed));
+            match best {
+                None => break,
+                Some(i) if self.map.words(i).try_claim() => return Ok(i),
+                Some(_) => continue,
+            }
+        }
+        Err(RingError::RingFull(self.full_message()))
+    }
+
+    fn full_message(&self) -> String {
+        let holders = self.holders().unwrap_or_default();
+        let detail: Vec<String> =
+            holders.iter().filter(|h| h.holds > 0).map(|h| format!("{} (pid {}) holds {}", h.name, h.pid, h.holds)).collect();
+        format!(
+            "all {} slots of ring {:?} are held ({}); the frame was not written. A stage is not releasing \
+             frames fast enough, or the ring is too small for the configured credits",
+            self.slot_count(),
+            self.name,
+            if detail.is_empty() { "by nobody registered".to_string() } else { detail.join(", ") }
+        )
+    }
+
+    /// Publishes the reserved frame. With `hold`, this handle keeps a hold on it.
+    pub fn commit(&self, hold: bool, t_mono_ns: Option<u64>, t_wall_ns: Option<u64>) -> Result<FrameMeta> {
+        self.check_open()?;
+        let mut guard = lock_guard(&self.writer);
+        let w = guard.as_mut().ok_or_else(|| RingError::Busy("this handle is not the ring's writer".into()))?;
+        let mut meta = w.pending.ok_or_else(|| RingError::Hold("no reserved slot to commit; call reserve first".into()))?;
+        let mut holder = lock_guard(&self.holder);
+        let keep = match (hold, holder.as_ref()) {
+            (true, Some(h)) => h.bit(),
+            (true, None) => {
+                return Err(RingError::Hold("commit(hold=True) needs a registered holder; attach with a holder name".into()))
+            }
+            (false, _) => 0,
+        };
+        meta.epoch = holder.as_ref().map(|h| h.epoch).unwrap_or(0);
+        if let Some(t) = t_mono_ns {
+            meta.t_mono_ns = t;
+        }
+        if let Some(t) = t_wall_ns {
+            meta.t_wall_ns = t;
+        }
+        let s = self.map.slot(meta.slot as usize);
+        // Metadata are atomics so that hold-free readers race on nothing; their
+        // visibility comes from the Release store of seq in publish().
+        s.width.store(meta.width, Ordering::Relaxed);
+        s.height.store(meta.height, Ordering::Relaxed);
+        s.stride.store(meta.stride, Ordering::Relaxed);
+        s.format.store(meta.format as u32, Ordering::Relaxed);
+        s.monitor.store(meta.monitor, Ordering::Relaxed);
+        s.epoch.store(meta.epoch, Ordering::Relaxed);
+        s.t_mono_ns.store(meta.t_mono_ns, Ordering::Relaxed);
+        s.t_wall_ns.store(meta.t_wall_ns, Ordering::Relaxed);
+        let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+        self.map.words(meta.slot as usize).publish(meta.seq, keep, free_key::unheld(clock));
+        if let (true, Some(h)) = (hold, holder.as_mut()) {
+            h.counts[meta.slot as usize] += 1;
+        }
+        w.pending = None;
+        Ok(meta)
+    }
+
+    /// Gives up the reserved slot; nothing is published.
+    pub fn abort(&self) -> Result<()> {
+        let mut guard = lock_guard(&self.writer);
+        let w = guard.as_mut().ok_or_else(|| RingError::Busy("this handle is not the ring's writer".into()))?;
+        let meta = w.pending.take().ok_or_else(|| RingError::Hold("no reserved slot to abort".into()))?;
+        let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+        self.map.words(meta.slot as usize).abort(free_key::released(clock));
+        Ok(())
+    }
+
+    /// Copies a frame into a slot and publishes it. `run_copy` runs the byte copy
+    /// it is given (directly, or with the GIL released).
+    pub fn write_frame(
+        &self,
+        src: &SourceFrame,
+        monitor: u32,
+        hold: bool,
+        times: (Option<u64>, Option<u64>),
+        run_copy: impl FnOnce(&CopyJob),
+    ) -> Result<FrameMeta> {
+        let meta = self.reserve(src.width, src.height, src.format, monitor)?;
+        let dst_addr = self.map.slot_ptr(meta.slot as usize) as usize;
+        let row = src.width * src.format.channels();
+        let (stride, height) = (meta.stride as usize, src.height);
+        let (src_addr, src_stride) = (src.ptr as usize, src.stride);
+        let copy = move || {
+            let (src, dst) = (src_addr as *const u8, dst_addr as *mut u8);
+            // SAFETY: the slot is claimed by us (WRITER_BIT) so nobody reads it
+            // under a hold; `stride * height <= slot_bytes` was checked by
+            // reserve; the source rows are valid per SourceFrame's contract.
+            unsafe {
+                if src_stride == stride {
+                    std::ptr::copy_nonoverlapping(src, dst, stride * (height - 1) + row);
+                } else {
+                    for y in 0..height {
+                        std::ptr::copy_nonoverlapping(src.add(y * src_stride), dst.add(y * stride), row);
+                    }
+                }
+            }
+        };
+        run_copy(&copy);
+        match self.commit(hold, times.0, times.1) {
+            Ok(m) => Ok(m),
+            Err(e) => {
+                let _ = self.abort();
+                Err(e)
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- reading
+
+    /// Checks that `r` belongs to this ring and names a slot in it.
+    fn check_ref(&self, r: &FrameMeta) -> Result<()> {
+        if r.ring_gen != self.generation() {
+            return Err(RingError::FrameExpired(format!(
+                "frame seq {} belongs to ring generation {:#x}, not the current {:#x} (the ring was recreated)",
+                r.seq,
+                r.ring_gen,
+                self.generation()
+            )));
+        }
+        if r.slot as usize >= self.slot_count() {
+            return Err(RingError::Format(format!(
+                "ref names slot {} but ring {:?} has {} slots",
+                r.slot,
+                self.name,
+                self.slot_count()
+            )));
+        }
+        Ok(())
+    }
+
+    fn expired(&self, r: &FrameMeta) -> RingError {
+        RingError::FrameExpired(format!(
+            "frame seq {} in slot {} of ring {:?} is gone (overwritten or never published); \
+             take a hold to keep a frame alive",
+            r.seq, r.slot, self.name
+        ))
+    }
+
+    /// The current frame of `r`'s slot must be `r` itself, geometry included.
+    fn check_current(&self, r: &FrameMeta) -> Result<()> {
+        self.check_ref(r)?;
+        match self.map.published_meta(r.slot as usize) {
+            Some(m) if m.seq == r.seq => {
+                if (m.width, m.height, m.stride, m.format) != (r.width, r.height, r.stride, r.format) {
+                    return Err(RingError::Format(format!(
+                        "ref for frame seq {} says {}x{} {} stride {} but the slot holds {}x{} {} stride {}",
+                        r.seq, r.width, r.height, r.format.name(), r.stride, m.width, m.height, m.format.name(), m.stride
+                    )));
+                }
+                Ok(())
+            }
+            _ => Err(self.expired(r)),
+        }
+    }
+
+    /// Validates `r` for a zero-copy view and returns a pointer to its first
+    /// pixel. The view is only stable under a hold.
+    pub fn view_ptr(&self, r: &FrameMeta) -> Result<*const u8> {
+        self.check_open()?;
+        self.check_current(r)?;
+        Ok(self.map.slot_ptr(r.slot as usize))
+    }
+
+    /// Copies frame `r` into `dst` (rows of `width * channels` bytes, packed) and
+    /// validates the copy: `FrameExpired` if the writer touched the slot.
+    pub fn read_copy(&self, r: &FrameMeta, dst: &mut [u8], run_copy: impl FnOnce(&CopyJob)) -> Result<()> {
+        self.check_open()?;
+        self.check_current(r)?;
+        let row = r.width as usize * r.channels();
+        let (stride, height) = (r.stride as usize, r.height as usize);
+        assert_eq!(dst.len(), row * height, "destination has the wrong size");
+        let words = self.map.words(r.slot as usize);
+        if !words.copy_begin(r.seq) {
+            return Err(self.expired(r));
+        }
+        let src_addr = self.map.slot_ptr(r.slot as usize) as usize;
+        let dst_addr = dst.as_mut_ptr() as usize;
+        let copy = move || {
+            // SAFETY: geometry was checked against the slot (stride * height <=
+            // slot_bytes); a concurrent writer may change the bytes, which the
+            // seqlock check below detects.
+            unsafe {
+                let (src, dst) = (src_addr as *const u8, dst_addr as *mut u8);
+                if stride == row {
+                    std::ptr::copy_nonoverlapping(src, dst, row * height);
+                } else {
+                    for y in 0..height {
+                        std::ptr::copy_nonoverlapping(src.add(y * stride), dst.add(y * row), row);
+                    }
+                }
+            }
+        };
+        run_copy(&copy);
+        if words.copy_is_valid(r.seq) {
+            Ok(())
+        } else {
+            Err(self.expired(r))
+        }
+    }
+
+    /// The published frames of the ring, oldest first.
+    pub fn frames(&self) -> Vec<FrameMeta> {
+        let mut v: Vec<FrameMeta> = (0..self.slot_count()).filter_map(|i| self.map.published_meta(i)).collect();
+        v.sort_by_key(|m| m.seq);
+        v
+    }
+
+    // ---------------------------------------------------------------- holds
+
+    /// Takes a hold on frame `r` for this handle (nested holds are counted).
+    pub fn hold(&self, r: &FrameMeta) -> Result<()> {
+        self.check_ref(r)?;
+        self.with_holder(|h| {
+            let slot = r.slot as usize;
+            if h.counts[slot] > 0 {
+                if self.map.slot(slot).seq.load(Ordering::Relaxed) != r.seq {
+                    return Err(self.expired(r));
+                }
+            } else {
+                self.map.words(slot).try_hold(r.seq, h.bit()).map_err(|_| self.expired(r))?;
+                if let Err(e) = self.check_current(r) {
+                    self.drop_bit(slot, h.bit());
+                    return Err(e);
+                }
+            }
+            h.counts[slot] += 1;
+            Ok(())
+        })
+    }
+
+    fn drop_bit(&self, slot: usize, bit: u64) {
+        let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+        let _ = self.map.words(slot).release(bit, free_key::released(clock));
+    }
+
+    /// Releases one hold of this handle on frame `r`.
+    pub fn release(&self, r: &FrameMeta) -> Result<()> {
+        self.check_ref(r)?;
+        self.with_holder(|h| {
+            let slot = r.slot as usize;
+            if h.counts[slot] == 0 {
+                return Err(RingError::Hold(format!(
+                    "holder {:?} holds no frame in slot {} (frame seq {}); release only what you hold",
+                    h.name, slot, r.seq
+                )));
+            }
+            if self.map.slot(slot).seq.load(Ordering::Relaxed) != r.seq {
+                return Err(RingError::Hold(format!(
+                    "holder {:?} holds slot {} but not frame seq {}: the ref does not match the held frame",
+                    h.name, slot, r.seq
+                )));
+            }
+            h.counts[slot] -= 1;
+            if h.counts[slot] == 0 {
+                let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+                match self.map.words(slot).release(h.bit(), free_key::released(clock)) {
+                    Ok(_) => {}
+                    Err(HoldError::NotHeld) | Err(HoldError::Expired) => {
+                        return Err(RingError::Hold(format!(
+                            "the hold of {:?} on slot {} was reclaimed while in use",
+                            h.name, slot
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Passes one hold of this handle on `r` to holder `to` (a registered stage)
+    /// atomically. The receiver calls `accept` when the ref arrives.
+    pub fn hand_over(&self, r: &FrameMeta, to: &str) -> Result<()> {
+        self.check_ref(r)?;
+        let header = self.header();
+        let target = header
+            .holders
+            .iter()
+            .position(|e| e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == to)
+            .ok_or_else(|| RingError::Hold(format!("no holder named {to:?} is attached to ring {:?}", self.name)))?;
+        self.with_holder(|h| {
+            let slot = r.slot as usize;
+            if target == h.index {
+                return Err(RingError::Hold(format!("holder {to:?} cannot hand a frame over to itself")));
+            }
+            if h.counts[slot] == 0 || self.map.slot(slot).seq.load(Ordering::Relaxed) != r.seq {
+                return Err(RingError::Hold(format!(
+                    "holder {:?} does not hold frame seq {} (slot {}), so it cannot hand it over",
+                    h.name, r.seq, slot
+                )));
+            }
+            let keep = h.counts[slot] > 1;
+            self.map
+                .words(slot)
+                .hand_over(h.bit(), 1u64 << target, keep)
+                .map_err(|_| RingError::Hold(format!("the hold of {:?} on slot {slot} was reclaimed", h.name)))?;
+            h.counts[slot] -= 1;
+            Ok(())
+        })
+    }
+
+    /// Takes charge of a hold handed over to this handle's holder. `FrameExpired`
+    /// if it is gone (reclaimed because this holder's previous incarnation died).
+    pub fn accept(&self, r: &FrameMeta) -> Result<()> {
+        self.check_ref(r)?;
+        self.with_holder(|h| {
+            let slot = r.slot as usize;
+            if !self.map.words(slot).is_held_by(r.seq, h.bit()) {
+                return Err(RingError::FrameExpired(format!(
+                    "no hold on frame seq {} (slot {}) was handed to {:?}: it was reclaimed or never handed over",
+                    r.seq, slot, h.name
+                )));
+            }
+            h.counts[slot] += 1;
+            Ok(())
+        })
+    }
+
+    /// Number of holds this handle has on slot `slot`.
+    pub fn held_count(&self, slot: usize) -> u32 {
+        lock_guard(&self.holder).as_ref().and_then(|h| h.counts.get(slot).copied()).unwrap_or(0)
+    }
+
+    // ---------------------------------------------------------------- counters
+
+    fn counter(&self, index: usize) -> Result<&AtomicU64> {
+        self.header()
+            .counters
+            .get(index)
+            .ok_or_else(|| RingError::Config(format!("counter index {index} out of range 0..{COUNTERS}")))
+    }
+
+    pub fn counter_add(&self, index: usize, n: u64) -> Result<u64> {
+        Ok(self.counter(index)?.fetch_add(n, Ordering::Relaxed) + n)
+    }
+
+    pub fn counters(&self) -> Vec<u64> {
+        self.header().counters.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
+    fn credit(&self, hop: usize) -> Result<&AtomicU64> {
+        self.header()
+            .credits
+            .get(hop)
+            .ok_or_else(|| RingError::Config(format!("hop index {hop} out of range 0..{HOPS}")))
+    }
+
+    /// Takes one in-flight credit on `hop` if fewer than `limit` are taken.
+    pub fn credit_take(&self, hop: usize, limit: u64) -> Result<bool> {
+        Ok(self
+            .credit(hop)?
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c < limit).then_some(c + 1))
+            .is_ok())
+    }
+
+    /// Gives back one credit on `hop`.
+    pub fn credit_return(&self, hop: usize) -> Result<u64> {
+        self.credit(hop)?
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1))
+            .map(|c| c - 1)
+            .map_err(|_| RingError::Hold(format!("hop {hop} has no credit in flight to return")))
+    }
+
+    pub fn credit_in_flight(&self, hop: usize) -> Result<u64> {
+        Ok(self.credit(hop)?.load(Ordering::Relaxed))
+    }
+
+    /// Sets `hop`'s credits to zero (after its receiver died); returns the old count.
+    pub fn credit_reset(&self, hop: usize) -> Result<u64> {
+        Ok(self.credit(hop)?.swap(0, Ordering::Relaxed))
+    }
+
+    // ---------------------------------------------------------------- lifetime
+
+    /// Gives up this handle: releases its holds (and those handed to it), frees
+    /// its holder entry, drops the writer role, and removes the ring's files if
+    /// this handle created them. Views already taken stay valid memory.
+    pub fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if let Some(meta) = lock_guard(&self.writer).take().and_then(|w| w.pending) {
+            self.map.words(meta.slot as usize).abort(free_key::UNUSED);
+        }
+        if let Some(h) = lock_guard(&self.holder).take() {
+            if let Ok(reg) = shm::open_lock_file(&self.paths().reg_lock()) {
+                let _ = shm::lock_wait(&reg);
+                self.clear_holder_bit(h.index);
+                self.header().holders[h.index].state.store(HOLDER_FREE, Ordering::Release);
+            }
+        }
+        if self.owns_files {
+            self.unlink_files();
+        }
+    }
+
+    /// Removes the ring's files from the directory (processes that have it mapped
+    /// keep their mapping).
+    pub fn unlink_files(&self) {
+        for p in self.paths().all() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn entry_name(e: &HolderEntry) -> String {
+    let words: [u64; layout::NAME_BYTES / 8] = std::array::from_fn(|i| e.name[i].load(Ordering::Relaxed));
+    layout::decode_name(words)
+}
+
+fn entry_label(e: &HolderEntry) -> String {
+    format!("{} (pid {})", entry_name(e), e.pid.load(Ordering::Relaxed))
+}

@@ -79,3 +79,29 @@ impl<T> FrameRingBuffer<T> {
         self.capacity_bytes
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn evicts_oldest_by_bytes_and_count() {
+        let mut b = FrameRingBuffer::new(100, 3).unwrap();
+        assert!(b.push(1, 40, 'a').unwrap().is_empty());
+        assert!(b.push(2, 40, 'b').unwrap().is_empty());
+        assert_eq!(b.push(3, 40, 'c').unwrap(), vec!['a']);
+        assert_eq!(b.push(4, 0, 'd').unwrap(), Vec::<char>::new());
+        assert_eq!(b.push(5, 0, 'e').unwrap(), vec!['b']);
+        assert_eq!(b.latest(2).map(|(t, c)| (t, *c)).collect::<Vec<_>>(), vec![(4, 'd'), (5, 'e')]);
+        assert_eq!(b.between(3, 4).map(|(_, c)| *c).collect::<String>(), "cd");
+        assert_eq!(b.used_bytes(), 40);
+    }
+
+    #[test]
+    fn refuses_oversized_and_out_of_order() {
+        let mut b = FrameRingBuffer::new(10, 5).unwrap();
+        assert!(matches!(b.push(1, 11, ()), Err(RingError::FrameGeometry(_))));
+        b.push(5, 1, ()).unwrap();
+        assert!(matches!(b.push(4, 1, ()), Err(RingError::Config(_))));
+    }
+}

@@ -117,3 +117,17 @@ pub fn decode_name(words: [u64; NAME_BYTES / 8]) -> String {
     let end = bytes.iter().position(|&b| b == 0).unwrap_or(NAME_BYTES);
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_layout_is_page_aligned() {
+        for name in ["a", "capture", "a-name-of-exactly-thirty-one-ch"] {
+            assert_eq!(decode_name(encode_name(name)), name);
+        }
+        assert_eq!(data_offset(7) % PAGE, 0);
+        assert!(data_offset(MAX_HOLDERS) >= slot_table_offset() + MAX_HOLDERS * std::mem::size_of::<SlotDesc>());
+    }
+}

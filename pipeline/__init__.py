@@ -1,0 +1,1 @@
+"""jarvis-pipeline: supervisor, CLI, protocol schema and ring clients."""

@@ -1,0 +1,1 @@
+"""One module per stage process of the pipeline."""

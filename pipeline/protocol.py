@@ -89,7 +89,7 @@ def decode_frame_ref(data: bytes) -> tuple[FrameRef, dict[str, Any]]:
     try:
         ref = FrameRef.from_dict(body)
     except (KeyError, TypeError, ValueError, OverflowError) as exc:
-        raise ProtocolError(str(exc).strip("'\"")) from None
+        raise ProtocolError(exc.args[0] if exc.args else repr(exc)) from None
     extra = {k: v for k, v in body.items() if k not in _RESERVED_KEYS}
     return ref, extra
 

@@ -133,13 +133,15 @@ fn source_of<'py>(
             data.get_type().name().map(|n| n.to_string()).unwrap_or_default()
         ))
     })?;
-    let (Some(w), Some(h)) = (width, height) else {
-        return Err(geometry_error("a bytes-like frame needs width= and height= (and fmt= unless BGRA)".into()));
-    };
     if !buf.is_c_contiguous() {
         return Err(geometry_error("a bytes-like frame must be one contiguous buffer".into()));
     }
-    let format = fmt.unwrap_or(PixelFormat::Bgra);
+    // Without a geometry the bytes are stored as an opaque blob: one GRAY row.
+    let (w, h, format) = match (width, height) {
+        (Some(w), Some(h)) => (w, h, fmt.unwrap_or(PixelFormat::Bgra)),
+        (None, None) if fmt.is_none() || fmt == Some(PixelFormat::Gray) => (buf.len_bytes(), 1, PixelFormat::Gray),
+        _ => return Err(geometry_error("a bytes-like frame needs both width= and height= (and fmt= unless BGRA)".into())),
+    };
     // SAFETY: the buffer stays acquired (held in Pixels) while the slice is used.
     let slice = unsafe { std::slice::from_raw_parts(buf.buf_ptr() as *const u8, buf.len_bytes()) };
     let src = SourceFrame::from_slice(slice, w, h, stride, format)?;
@@ -271,7 +273,8 @@ impl SharedVisionMemory {
 
     /// Copies a frame into a free slot and publishes it. `data` is a numpy uint8
     /// array (H, W, C) or (H, W) whose rows may be padded, or a bytes-like object
-    /// with `width`, `height`, `fmt` and optionally `stride`. With `hold=True`
+    /// with `width`, `height`, `fmt` and optionally `stride` (without them the
+    /// bytes are kept as an opaque blob: one GRAY row). With `hold=True`
     /// this handle keeps a hold on the new frame. Raises `RingFull` when every
     /// slot is held (it never waits).
     #[pyo3(signature = (data, *, width=None, height=None, fmt=None, stride=None, monitor=0, hold=false, t_mono_ns=None, t_wall_ns=None))]

@@ -73,6 +73,22 @@ class BenchError(RuntimeError):
     pass
 
 
+WAIT_SLICE_S = 0.5  # producers block in slices this long, checking the consumer in between
+
+
+def _wait(attempt: Any, watch: Any, timeout: float, what: str) -> Any:
+    """Blocks (no spinning) until attempt() -- itself a blocking wait of at most WAIT_SLICE_S
+    -- returns non-None; between slices, watch() raises if the consumer has failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        r = attempt()
+        if r is not None:
+            return r
+        watch()
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:g}s {what}")
+
+
 def _sigterm_to_exit(signum: int, _frame: Any) -> None:
     # Turn SIGTERM into SystemExit so that finally blocks (ring close, unlink) run.
     raise SystemExit(128 + signum)
@@ -301,7 +317,7 @@ class RingProducer:
         import zmq
 
         self._jrc, self._pack = jrc, msgpack.packb
-        self.window = window
+        self.window, self.timeout, self.watch = window, timeout, lambda: None
         self.name = f"bh{tag}"
         slots = window + 2
         self.mem = None
@@ -311,7 +327,7 @@ class RingProducer:
         for s in (self.data, self.ack):
             s.setsockopt(zmq.LINGER, 0)
         self.data.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
-        self.ack.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+        self.ack.setsockopt(zmq.RCVTIMEO, int(WAIT_SLICE_S * 1000))
         self.data_ep, self.ack_ep = f"ipc://{tmp}/{tag}.data", f"ipc://{tmp}/{tag}.ack"
         self.data.bind(self.data_ep)
         self.ack.bind(self.ack_ep)
@@ -330,10 +346,13 @@ class RingProducer:
     def _wait_ack(self) -> None:
         import zmq
 
-        try:
-            self.ack.recv()
-        except zmq.Again:
-            raise BenchError("ring: timed out waiting for the consumer") from None
+        def attempt() -> Any:
+            try:
+                return self.ack.recv()
+            except zmq.Again:
+                return None
+
+        _wait(attempt, self.watch, self.timeout, "ring: waiting for the consumer's ack")
 
     def send(self, frame: np.ndarray) -> None:
         mem = self.mem
@@ -359,7 +378,7 @@ class RingProducer:
 class MPQueueProducer:
     def __init__(self, ctx: Any, window: int, timeout: float) -> None:
         self.q = ctx.Queue(maxsize=window)
-        self.timeout = timeout
+        self.timeout, self.watch = timeout, lambda: None
         self.ok = False
 
     def params(self) -> dict[str, Any]:
@@ -368,10 +387,14 @@ class MPQueueProducer:
     def send(self, frame: np.ndarray) -> None:
         import queue
 
-        try:
-            self.q.put(frame, timeout=self.timeout)
-        except queue.Full:
-            raise BenchError("mpqueue: timed out waiting for the consumer") from None
+        def attempt() -> Any:
+            try:
+                self.q.put(frame, timeout=WAIT_SLICE_S)
+                return True
+            except queue.Full:
+                return None
+
+        _wait(attempt, self.watch, self.timeout, "mpqueue: waiting for room in the queue")
 
     def close(self) -> None:
         self.q.close()
@@ -388,6 +411,7 @@ class ShmProducer:
         import zmq
 
         self.nslots = window
+        self.timeout, self.watch = timeout, lambda: None
         self.shm = shared_memory.SharedMemory(
             name=f"bh{tag}", create=True, size=self.nslots * FRAME_BYTES
         )
@@ -399,7 +423,7 @@ class ShmProducer:
         for s in (self.data, self.free):
             s.setsockopt(zmq.LINGER, 0)
         self.data.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
-        self.free.setsockopt(zmq.RCVTIMEO, int(timeout * 1000))
+        self.free.setsockopt(zmq.RCVTIMEO, int(WAIT_SLICE_S * 1000))
         self.data_ep, self.free_ep = f"ipc://{tmp}/{tag}.data", f"ipc://{tmp}/{tag}.free"
         self.data.bind(self.data_ep)
         self.free.bind(self.free_ep)
@@ -418,10 +442,15 @@ class ShmProducer:
         if self.free_local:
             slot = self.free_local.pop()
         else:
-            try:
-                slot = _U32.unpack(self.free.recv())[0]
-            except zmq.Again:
-                raise BenchError("shm: timed out waiting for a free slot") from None
+
+            def attempt() -> Any:
+                try:
+                    return self.free.recv()
+                except zmq.Again:
+                    return None
+
+            msg = _wait(attempt, self.watch, self.timeout, "shm: waiting for a free slot")
+            slot = _U32.unpack(msg)[0]
         np.copyto(self.slots[slot], frame.reshape(-1))
         self.data.send(_U32.pack(slot))
 
@@ -438,7 +467,7 @@ class IoxProducer:
     def __init__(self, tag: str, window: int, timeout: float) -> None:
         import iceoryx2 as iox
 
-        self.window = window
+        self.window, self.timeout, self.watch = window, timeout, lambda: None
         self.in_flight = 0
         self.base = f"bench_handoff/{tag}"
         self.node = _iox_node()
@@ -452,7 +481,7 @@ class IoxProducer:
         )
         self.notifier = ready.notifier_builder().create()
         self.ack = ack.listener_builder().create()
-        self.timeout = iox.Duration.from_secs_f64(timeout)
+        self.slice = iox.Duration.from_secs_f64(WAIT_SLICE_S)
         self._keep = (frames, ready, ack)
 
     def params(self) -> dict[str, Any]:
@@ -460,9 +489,12 @@ class IoxProducer:
 
     def send(self, frame: np.ndarray) -> None:
         while self.in_flight >= self.window:
-            acts = self.ack.timed_wait(self.timeout)
-            if not acts:
-                raise BenchError("iceoryx2: timed out waiting for the consumer")
+            acts = _wait(
+                lambda: self.ack.timed_wait(self.slice) or None,
+                self.watch,
+                self.timeout,
+                "iceoryx2: waiting for the consumer's ack",
+            )
             self.in_flight -= sum(a.count for a in acts)
         sample = self.pub.loan_slice_uninit(FRAME_BYTES)
         dst = np.frombuffer(sample.payload().as_memory_view(), np.uint8)
@@ -498,17 +530,36 @@ def _make_producer(mech: str, tag: str, tmp: str, ctx: Any, args: argparse.Names
     raise ValueError(mech)
 
 
-def _recv_msg(conn: Any, proc: Any, timeout: float, what: str) -> tuple:
-    deadline = time.monotonic() + timeout
-    while not conn.poll(0.2):
-        if not proc.is_alive() and not conn.poll(0):
-            raise BenchError(f"consumer died (exit code {proc.exitcode}) while {what}")
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out while {what}")
-    msg = conn.recv()
-    if msg[0] == "error":
-        raise BenchError(f"consumer failed while {what}:\n{msg[1]}")
-    return msg
+class ConsumerLink:
+    """The parent's end of the consumer's result pipe, plus its process."""
+
+    def __init__(self, conn: Any, proc: Any, mech: str) -> None:
+        self.conn, self.proc, self.mech = conn, proc, mech
+        self.pending: list[tuple] = []
+
+    def _take(self) -> None:
+        msg = self.conn.recv()
+        if msg[0] == "error":
+            raise BenchError(f"{self.mech} consumer failed:\n{msg[1]}")
+        self.pending.append(msg)
+
+    def watch(self) -> None:
+        """Raises if the consumer reported an error or died (non-blocking)."""
+        if self.conn.poll(0):
+            self._take()
+        elif not self.proc.is_alive():
+            raise BenchError(f"{self.mech} consumer died (exit code {self.proc.exitcode})")
+
+    def recv(self, timeout: float, what: str) -> tuple:
+        deadline = time.monotonic() + timeout
+        while not self.pending:
+            if self.conn.poll(WAIT_SLICE_S):
+                self._take()
+                continue
+            self.watch()
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.mech}: timed out while {what}")
+        return self.pending.pop(0)
 
 
 def run_session(
@@ -540,7 +591,9 @@ def run_session(
         )
         proc.start()
         send_conn.close()
-        _recv_msg(recv_conn, proc, args.timeout + 30, "starting")
+        link = ConsumerLink(recv_conn, proc, mech)
+        link.recv(args.timeout + 30, "starting the consumer")
+        prod.watch = link.watch
 
         mono, sleep = time.monotonic_ns, time.sleep
         n = 0
@@ -560,23 +613,26 @@ def run_session(
                 t_start[n] = mono()
                 prod.send(f)
                 n += 1
-        msg = _recv_msg(recv_conn, proc, args.timeout + 30, "finishing")
+        msg = link.recv(args.timeout, "waiting for the consumer's results")
         _, t_avail, t_done, _crc = msg
         ok = True
         if isinstance(prod, MPQueueProducer):
             prod.ok = True
     finally:
-        if prod is not None:
-            with contextlib.suppress(Exception):
-                prod.close()
-        if proc is not None:
-            proc.join(args.timeout if ok else 2)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(5)
+        # Stop the consumer before tearing down the producer's resources: a ring holder
+        # that closes after the creator would leave a stray <name>.reg.lock behind.
+        if proc is not None and proc.pid is not None:
+            if ok:
+                proc.join(args.timeout)
+            elif proc.is_alive():
+                proc.terminate()  # SIGTERM -> SystemExit in the consumer -> its finally
+            proc.join(5)
             if proc.is_alive():
                 proc.kill()
                 proc.join(5)
+        if prod is not None:
+            with contextlib.suppress(Exception):
+                prod.close()
         recv_conn.close()
     if proc.exitcode != 0:
         raise BenchError(f"{mech}: consumer exited with code {proc.exitcode}")

@@ -312,8 +312,8 @@ fn map_file(file: &File, len: usize, populate: bool) -> Result<MmapRaw> {
 impl Ring {
     /// Creates a ring named `name`. A leftover ring of the same name whose writer
     /// and holders are all dead is removed first; a live one is `Busy`. With
-    /// `writer`, this handle becomes the ring's writer. With a holder name, it
-    /// registers as that holder (a writer registers as "writer" by default).
+    /// `writer`, this handle becomes the ring's writer. It registers as holder
+    /// `holder` (default "writer", or "creator" for a ring it will not write).
     pub fn create(name: &str, opts: &RingOptions, writer: bool, holder: Option<&str>, owns_files: bool) -> Result<Ring> {
         check_name("ring", name, "")?;
         let (slot_bytes, slot_count) = plan_geometry(opts)?;
@@ -401,9 +401,9 @@ impl Ring {
         if writer {
             ring.header().writer_pid.store(std::process::id() as u64, Ordering::Relaxed);
         }
-        if let Some(h) = holder.or(writer.then_some("writer")) {
-            ring.register(h)?;
-        }
+        // The creator always registers: its holder lock is what tells a later
+        // create that this ring is in use.
+        ring.register(holder.unwrap_or(if writer { "writer" } else { "creator" }))?;
         Ok(ring)
     }
 

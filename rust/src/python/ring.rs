@@ -542,6 +542,12 @@ impl Reservation {
         self.meta.slot
     }
 
+    /// Sequence number the frame will have once committed.
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.meta.seq
+    }
+
     #[pyo3(signature = (*, hold=false, t_mono_ns=None, t_wall_ns=None))]
     fn commit(&mut self, hold: bool, t_mono_ns: Option<u64>, t_wall_ns: Option<u64>) -> PyResult<FrameRef> {
         if self.done {

@@ -1,0 +1,200 @@
+"""The ring across real processes: a stress run with one writer and three
+readers, and crash tests (kill -9 of a holder, of the writer mid-write, of a
+creator). Tests wait for the workers' status lines, never for time to pass."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import jarvis_rust_core as jrc
+from pipeline import protocol
+
+WORKER = str(Path(__file__).with_name("ring_worker.py"))
+
+
+class Worker:
+    def __init__(self, role: str, **args: object) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, WORKER, role, json.dumps(args)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def line(self, timeout: float = 60.0) -> str:
+        """The worker's next status line; fails if none comes within `timeout`."""
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        assert ready, f"worker {self.proc.args[2]} said nothing for {timeout}s"
+        line = self.proc.stdout.readline()
+        assert line, f"worker {self.proc.args[2]} exited with {self.proc.wait()}"
+        return line.strip()
+
+    def result(self, timeout: float = 120.0) -> dict:
+        out = json.loads(self.line(timeout))
+        assert self.proc.wait(timeout=timeout) == 0
+        return out
+
+    def kill9(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        w.stop()
+
+
+def test_one_writer_three_readers_never_see_a_torn_frame(
+    shm_base: Path, tmp_path: Path, workers: list[Worker]
+) -> None:
+    ring = jrc.SharedVisionMemory(name="stress", slots=4, writer=False)  # 3840x2160 BGRA slots: often full
+    endpoints = {n: f"ipc://{tmp_path}/{n}.sock" for n in ("h1", "h2", "copy")}
+    for hop, name in enumerate(("h1", "h2")):
+        workers.append(Worker("holder", ring="stress", name=name, endpoint=endpoints[name], hop=hop))
+    workers.append(Worker("copier", ring="stress", endpoint=endpoints["copy"]))
+    for w in workers:
+        assert w.line() == "ready"
+    writer = Worker(
+        "writer",
+        ring="stress",
+        seed=1234,
+        seconds=6.0,
+        max_w=3840,
+        max_h=2160,
+        holders=[["h1", endpoints["h1"]], ["h2", endpoints["h2"]]],
+        copier=endpoints["copy"],
+    )
+    workers.append(writer)
+    assert writer.line() == "ready"
+    w = writer.result()
+    h1, h2, cp = (x.result() for x in workers[:3])
+    print("writer", w, "holders", h1, h2, "copier", cp)
+
+    assert h1["bad"] == h2["bad"] == cp["bad"] == 0, "a torn or overwritten frame was returned"
+    assert w["written"] > 50, w
+    # Every write is accounted for: read by the holder it was handed to, or let
+    # go by the writer for want of credit; attempts without a slot were refused.
+    assert [h1["verified"], h2["verified"]] == w["handed"]
+    assert sum(w["handed"]) + w["backpressure"] == w["written"]
+    assert cp["ok"] + cp["expired"] == w["offered"] and cp["ok"] > 0
+    snap = protocol.counter_snapshot(ring.counters())
+    assert snap["captured"] == w["written"]
+    assert snap["forwarded"] + snap["dropped.backpressure"] == w["written"]
+    assert all(not s["holders"] and not s["writing"] for s in ring.slots()), "a slot leaked"
+    assert [ring.credit_in_flight(h) for h in (0, 1)] == [0, 0]
+    ring.close()
+
+
+def test_kill9_of_a_holder_gives_its_slots_back(shm_base: Path, workers: list[Worker]) -> None:
+    mem = jrc.SharedVisionMemory(name="k", slots=3, max_width=8, max_height=8, holder="capture")
+    for i in range(3):
+        mem.write_frame(np.full((8, 8, 4), i, np.uint8))
+    victim = Worker("hold_everything", ring="k", name="victim")
+    workers.append(victim)
+    assert victim.line() == "holding 3"
+    with pytest.raises(jrc.RingFull, match="victim"):
+        mem.write_frame(np.zeros((8, 8, 4), np.uint8))
+    with pytest.raises(jrc.RingBusy, match="alive"):
+        mem.reclaim("victim")
+    victim.kill9()
+    (entry,) = [h for h in mem.holders() if h["name"] == "victim"]
+    assert entry["alive"] is False and entry["holds"] == 3
+    assert mem.reclaim_dead() == {"victim": 3}
+    for i in range(3):
+        mem.write_frame(np.zeros((8, 8, 4), np.uint8), hold=True)
+    assert [h["name"] for h in mem.holders()] == ["capture"]
+    mem.close()
+
+
+def test_a_restarted_holder_takes_over_its_dead_predecessors_entry(shm_base: Path, workers: list[Worker]) -> None:
+    mem = jrc.SharedVisionMemory(name="re", slots=2, max_width=8, max_height=8, holder="capture")
+    mem.write_frame(np.zeros((8, 8, 4), np.uint8))
+    first = Worker("hold_everything", ring="re", name="dedup")
+    workers.append(first)
+    assert first.line() == "holding 1"
+    first.kill9()
+    second = jrc.SharedVisionMemory.attach("re", holder="dedup")  # reclaims on registering
+    assert [(h["name"], h["holds"], h["alive"]) for h in mem.holders() if h["name"] == "dedup"] == [("dedup", 0, True)]
+    assert second.epoch > 0 and not mem.epoch_is_live(second.epoch - 1)
+    second.close()
+    mem.close()
+
+
+def test_kill9_of_the_writer_mid_write_and_a_new_writer_takes_over(shm_base: Path, workers: list[Worker]) -> None:
+    owner = jrc.SharedVisionMemory(name="w", slots=4, max_width=8, max_height=8, writer=False)
+    dying = Worker("die_mid_write", ring="w", frames=2)
+    workers.append(dying)
+    status = dying.line()
+    assert status.startswith("mid-write ")
+    half_slot = int(status.split()[1])
+    before = owner.get_frame_pointers()
+    assert [int(owner.read_copy(r)[0, 0, 0]) for r in before] == [0, 1]
+    assert half_slot not in {r.slot for r in before}, "a half-written frame must never be published"
+    assert owner.slots()[half_slot]["writing"]
+    dying.kill9()
+
+    start = time.monotonic()
+    heir = jrc.SharedVisionMemory.attach("w", writer=True, holder="capture")
+    took_over_s = time.monotonic() - start
+    assert heir.recovery == {"discarded": 1, "released": 0}
+    assert not any(s["writing"] for s in owner.slots())
+    assert owner.get_frame_pointers() == before, "published frames survive the writer's death"
+    new = heir.write_frame(np.full((8, 8, 4), 7, np.uint8))
+    assert new.seq > max(r.seq for r in before)
+    assert int(owner.read_copy(new)[0, 0, 0]) == 7
+    assert took_over_s < 3.0, took_over_s
+    heir.close()
+    owner.close()
+
+
+def test_leftover_ring_of_a_dead_run_is_cleaned_on_start(shm_base: Path, ring_dir: Path, workers: list[Worker]) -> None:
+    dead = Worker("create_and_wait", ring="left")
+    workers.append(dead)
+    old_gen = int(dead.line().split()[1])
+    with pytest.raises(jrc.RingBusy, match="live writer"):
+        jrc.SharedVisionMemory(name="left", slots=2, max_width=8, max_height=8)
+    dead.kill9()
+    assert (ring_dir / "left.ring").exists(), "kill -9 leaves the file behind"
+    fresh = jrc.SharedVisionMemory(name="left", slots=2, max_width=8, max_height=8)
+    assert fresh.replaced_stale and fresh.generation != old_gen
+    assert fresh.get_frame_pointers() == []
+    fresh.close()
+    assert sorted(os.listdir(ring_dir)) == [], "close() of the creator removes every file"
+
+
+def test_a_ring_with_live_holders_is_not_replaced(shm_base: Path, workers: list[Worker]) -> None:
+    mem = jrc.SharedVisionMemory(name="busy", slots=2, max_width=8, max_height=8, writer=False)
+    holder = Worker("hold_everything", ring="busy", name="tap")
+    workers.append(holder)
+    assert holder.line() == "holding 0"
+    with pytest.raises(jrc.RingBusy, match=r"tap \(pid \d+\)"):
+        jrc.SharedVisionMemory(name="busy", slots=2, max_width=8, max_height=8, writer=False)
+    mem.close()
+
+
+def test_a_live_creator_alone_keeps_its_ring(shm_base: Path) -> None:
+    mem = jrc.SharedVisionMemory(name="sup", slots=2, max_width=8, max_height=8, writer=False)
+    assert mem.holder == "creator"
+    with pytest.raises(jrc.RingBusy, match=r"in use by creator"):
+        jrc.SharedVisionMemory(name="sup", slots=2, max_width=8, max_height=8, writer=False)
+    mem.close()

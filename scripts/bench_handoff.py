@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# mypy: disable-error-code="import-untyped"
 """Benchmark: handing 1920x1080 BGRA frames (8,294,400 bytes) to another process.
 
 Mechanisms (the parent process is always the producer, a spawned child the consumer):
@@ -243,7 +244,7 @@ class IoxConsumer:
         self.listener = ready.listener_builder().create()
         self.ack = ack.notifier_builder().create()
         self.timeout = iox.Duration.from_secs_f64(p["timeout"])
-        self._keep = (frames, ready, ack)
+        self._keep: tuple[Any, ...] | None = (frames, ready, ack)
 
     def recv(self) -> tuple[Any, Any]:
         while True:
@@ -275,7 +276,7 @@ CONSUMERS = {
 
 def consumer_main(mech: str, params: dict[str, Any], total: int, conn: Any) -> None:
     signal.signal(signal.SIGTERM, _sigterm_to_exit)
-    cons = None
+    cons: Any = None
     try:
         cons = CONSUMERS[mech](params)
         conn.send(("ready", os.getpid()))
@@ -320,7 +321,7 @@ class RingProducer:
         self.window, self.timeout, self.watch = window, timeout, lambda: None
         self.name = f"bh{tag}"
         slots = window + 2
-        self.mem = None
+        self.mem: Any = None
         self.zctx = zmq.Context()
         self.data = self.zctx.socket(zmq.PUSH)
         self.ack = self.zctx.socket(zmq.PULL)
@@ -482,7 +483,7 @@ class IoxProducer:
         self.notifier = ready.notifier_builder().create()
         self.ack = ack.listener_builder().create()
         self.slice = iox.Duration.from_secs_f64(WAIT_SLICE_S)
-        self._keep = (frames, ready, ack)
+        self._keep: tuple[Any, ...] | None = (frames, ready, ack)
 
     def params(self) -> dict[str, Any]:
         return {"iox_base": self.base}
@@ -535,7 +536,7 @@ class ConsumerLink:
 
     def __init__(self, conn: Any, proc: Any, mech: str) -> None:
         self.conn, self.proc, self.mech = conn, proc, mech
-        self.pending: list[tuple] = []
+        self.pending: list[tuple[Any, ...]] = []
 
     def _take(self) -> None:
         msg = self.conn.recv()
@@ -550,7 +551,7 @@ class ConsumerLink:
         elif not self.proc.is_alive():
             raise BenchError(f"{self.mech} consumer died (exit code {self.proc.exitcode})")
 
-    def recv(self, timeout: float, what: str) -> tuple:
+    def recv(self, timeout: float, what: str) -> tuple[Any, ...]:
         deadline = time.monotonic() + timeout
         while not self.pending:
             if self.conn.poll(WAIT_SLICE_S):

@@ -838,7 +838,7 @@ impl Ring {
             return Err(RingError::FrameGeometry(format!("a frame needs at least one pixel, got {width}x{height}")));
         }
         let stride = ring_stride(width, format);
-        let needed = stride.checked_mul(height).unwrap_or(usize::MAX);
+        let needed = stride.saturating_mul(height);
         if needed > self.slot_bytes() {
             let (mw, mh) = self.max_frame();
             return Err(RingError::FrameGeometry(format!(

@@ -64,7 +64,7 @@ fn make_view<'py>(py: Python<'py>, map: &Arc<Mapping>, meta: &FrameMeta, writabl
 fn run_detached(py: Python<'_>, nbytes: usize) -> impl FnOnce(&CopyJob) + '_ {
     move |job: &CopyJob| {
         if nbytes >= DETACH_BYTES {
-            py.detach(|| job())
+            py.detach(job)
         } else {
             job()
         }

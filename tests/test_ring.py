@@ -316,3 +316,14 @@ def test_frame_ring_buffer_copies_and_holds(mem: jrc.SharedVisionMemory) -> None
     assert [r for _, r in held.latest(5)] == refs[1:]
     held.clear()
     assert all(mem.held_count(r.slot) == 0 for r in refs)
+
+
+def test_closing_in_any_order_leaves_no_files(shm_base: Path, ring_dir: Path) -> None:
+    creator = jrc.SharedVisionMemory(name="order", slots=2, max_width=8, max_height=8)
+    reader = jrc.SharedVisionMemory.attach("order", holder="late")
+    ref = creator.write_frame(np.ones((8, 8, 4), np.uint8))
+    reader.hold(ref)
+    creator.close()
+    assert np.array_equal(reader.read(ref), np.ones((8, 8, 4), np.uint8)), "the mapping outlives the files"
+    reader.close()
+    assert list(ring_dir.iterdir()) == []

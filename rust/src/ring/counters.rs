@@ -1,0 +1,53 @@
+//! The shared frame-state counters and per-hop in-flight credits.
+
+use super::*;
+
+impl Ring {
+
+    fn counter(&self, index: usize) -> Result<&AtomicU64> {
+        self.header()
+            .counters
+            .get(index)
+            .ok_or_else(|| RingError::Config(format!("counter index {index} out of range 0..{COUNTERS}")))
+    }
+
+    pub fn counter_add(&self, index: usize, n: u64) -> Result<u64> {
+        Ok(self.counter(index)?.fetch_add(n, Ordering::Relaxed) + n)
+    }
+
+    pub fn counters(&self) -> Vec<u64> {
+        self.header().counters.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+    }
+
+    fn credit(&self, hop: usize) -> Result<&AtomicU64> {
+        self.header()
+            .credits
+            .get(hop)
+            .ok_or_else(|| RingError::Config(format!("hop index {hop} out of range 0..{HOPS}")))
+    }
+
+    /// Takes one in-flight credit on `hop` if fewer than `limit` are taken.
+    pub fn credit_take(&self, hop: usize, limit: u64) -> Result<bool> {
+        Ok(self
+            .credit(hop)?
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| (c < limit).then_some(c + 1))
+            .is_ok())
+    }
+
+    /// Gives back one credit on `hop`.
+    pub fn credit_return(&self, hop: usize) -> Result<u64> {
+        self.credit(hop)?
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1))
+            .map(|c| c - 1)
+            .map_err(|_| RingError::Hold(format!("hop {hop} has no credit in flight to return")))
+    }
+
+    pub fn credit_in_flight(&self, hop: usize) -> Result<u64> {
+        Ok(self.credit(hop)?.load(Ordering::Relaxed))
+    }
+
+    /// Sets `hop`'s credits to zero (after its receiver died); returns the old count.
+    pub fn credit_reset(&self, hop: usize) -> Result<u64> {
+        Ok(self.credit(hop)?.swap(0, Ordering::Relaxed))
+    }
+}

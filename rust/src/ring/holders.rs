@@ -1,0 +1,307 @@
+//! Holder registration, liveness and reclaiming; taking, releasing and
+//! handing over holds on frames.
+
+use super::*;
+
+impl Ring {
+
+    /// Registers this handle as holder `name`. A dead holder of the same name is
+    /// replaced (its holds reclaimed); a live one is `Busy`.
+    pub fn register(&self, name: &str) -> Result<u64> {
+        self.check_open()?;
+        check_name("holder", name, ".:")?;
+        let mut guard = lock_guard(&self.holder);
+        if let Some(h) = guard.as_ref() {
+            return Err(RingError::Hold(format!("this handle is already registered as holder {:?}", h.name)));
+        }
+        let paths = self.paths();
+        let reg = shm::open_lock_file(&paths.reg_lock())?;
+        shm::lock_wait(&reg)?;
+        let header = self.header();
+        let mut chosen = None;
+        for (i, e) in header.holders.iter().enumerate() {
+            if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == name {
+                if shm::is_locked(&paths.holder_lock(i))? {
+                    return Err(RingError::Busy(format!(
+                        "holder {name:?} is already attached to ring {:?} (pid {}); stop it or choose another name",
+                        self.name,
+                        e.pid.load(Ordering::Relaxed)
+                    )));
+                }
+                self.clear_holder_bit(i);
+                chosen = Some(i);
+                break;
+            }
+        }
+        if chosen.is_none() {
+            chosen = header.holders.iter().position(|e| e.state.load(Ordering::Acquire) == HOLDER_FREE);
+        }
+        if chosen.is_none() {
+            // Reuse the entry of a dead holder, reclaiming its holds.
+            for (i, e) in header.holders.iter().enumerate() {
+                if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
+                    self.clear_holder_bit(i);
+                    chosen = Some(i);
+                    break;
+                }
+            }
+        }
+        let index = chosen.ok_or_else(|| {
+            RingError::Hold(format!("all {MAX_HOLDERS} holder entries of ring {:?} are in use by live processes", self.name))
+        })?;
+        let lock = shm::open_lock_file(&paths.holder_lock(index))?;
+        if !shm::try_lock(&lock)? {
+            return Err(RingError::Busy(format!("holder entry {index} of ring {:?} is locked by another process", self.name)));
+        }
+        let e = &header.holders[index];
+        let epoch = header.epoch_clock.fetch_add(1, Ordering::Relaxed) + 1;
+        let pid = std::process::id();
+        for (w, v) in e.name.iter().zip(layout::encode_name(name)) {
+            w.store(v, Ordering::Relaxed);
+        }
+        e.pid.store(pid, Ordering::Relaxed);
+        e.epoch.store(epoch, Ordering::Relaxed);
+        e.start_time.store(shm::process_start_time(pid), Ordering::Relaxed);
+        // Release: whoever sees ATTACHED (Acquire) sees the name, pid and epoch.
+        e.state.store(HOLDER_ATTACHED, Ordering::Release);
+        shm::unlock(&reg);
+        *guard = Some(HolderState {
+            index,
+            epoch,
+            name: name.to_string(),
+            _lock: lock,
+            counts: vec![0; self.slot_count()],
+        });
+        Ok(epoch)
+    }
+
+    /// Clears holder `index`'s bit in every slot; returns how many it held.
+    pub(super) fn clear_holder_bit(&self, index: usize) -> usize {
+        let bit = 1u64 << index;
+        (0..self.slot_count())
+            .filter(|&i| self.map.slot(i).holds.load(Ordering::Relaxed) & bit != 0)
+            .filter(|&i| {
+                let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+                self.map.words(i).release(bit, free_key::released(clock)).is_ok()
+            })
+            .count()
+    }
+
+    /// Reclaims the holds of holder `name`, which must be dead (its process gone).
+    /// The supervisor calls this for a stage it saw die. Returns the number of
+    /// frames released.
+    pub fn reclaim(&self, name: &str) -> Result<usize> {
+        self.check_open()?;
+        let paths = self.paths();
+        let reg = shm::open_lock_file(&paths.reg_lock())?;
+        shm::lock_wait(&reg)?;
+        let header = self.header();
+        let index = header
+            .holders
+            .iter()
+            .position(|e| e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == name)
+            .ok_or_else(|| RingError::Hold(format!("no holder named {name:?} is registered on ring {:?}", self.name)))?;
+        if shm::is_locked(&paths.holder_lock(index))? {
+            return Err(RingError::Busy(format!(
+                "holder {name:?} (pid {}) is alive; stop it before reclaiming its holds",
+                header.holders[index].pid.load(Ordering::Relaxed)
+            )));
+        }
+        let n = self.clear_holder_bit(index);
+        header.holders[index].state.store(HOLDER_FREE, Ordering::Release);
+        shm::unlock(&reg);
+        Ok(n)
+    }
+
+    /// Reclaims the holds of every dead holder; returns (name, frames released).
+    pub fn reclaim_dead(&self) -> Result<Vec<(String, usize)>> {
+        self.check_open()?;
+        let paths = self.paths();
+        let reg = shm::open_lock_file(&paths.reg_lock())?;
+        shm::lock_wait(&reg)?;
+        let mut out = Vec::new();
+        for (i, e) in self.header().holders.iter().enumerate() {
+            if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
+                let n = self.clear_holder_bit(i);
+                e.state.store(HOLDER_FREE, Ordering::Release);
+                out.push((entry_name(e), n));
+            }
+        }
+        shm::unlock(&reg);
+        Ok(out)
+    }
+
+    pub fn holders(&self) -> Result<Vec<HolderInfo>> {
+        let paths = self.paths();
+        let mut out = Vec::new();
+        for (i, e) in self.header().holders.iter().enumerate() {
+            if e.state.load(Ordering::Acquire) != HOLDER_ATTACHED {
+                continue;
+            }
+            let bit = 1u64 << i;
+            out.push(HolderInfo {
+                index: i,
+                name: entry_name(e),
+                pid: e.pid.load(Ordering::Relaxed),
+                epoch: e.epoch.load(Ordering::Relaxed),
+                alive: shm::is_locked(&paths.holder_lock(i))?,
+                holds: (0..self.slot_count()).filter(|&s| self.map.slot(s).holds.load(Ordering::Relaxed) & bit != 0).count(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether `epoch` is the epoch of a registered holder whose process lives
+    /// (receivers drop refs sent by a dead incarnation).
+    pub fn epoch_is_live(&self, epoch: u64) -> Result<bool> {
+        let paths = self.paths();
+        for (i, e) in self.header().holders.iter().enumerate() {
+            if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && e.epoch.load(Ordering::Relaxed) == epoch {
+                return shm::is_locked(&paths.holder_lock(i));
+            }
+        }
+        Ok(false)
+    }
+
+    pub fn slots(&self) -> Vec<SlotInfo> {
+        (0..self.slot_count())
+            .map(|i| {
+                let s = self.map.slot(i);
+                let seq = s.seq.load(Ordering::Acquire);
+                let holds = s.holds.load(Ordering::Acquire);
+                SlotInfo {
+                    index: i,
+                    seq: seq & !WRITING,
+                    writing: seq & WRITING != 0 || holds & WRITER_BIT != 0,
+                    holders: (0..MAX_HOLDERS).filter(|b| holds & (1u64 << b) != 0).collect(),
+                }
+            })
+            .collect()
+    }
+
+    fn with_holder<T>(&self, f: impl FnOnce(&mut HolderState) -> Result<T>) -> Result<T> {
+        self.check_open()?;
+        let mut guard = lock_guard(&self.holder);
+        let h = guard.as_mut().ok_or_else(|| {
+            RingError::Hold(format!(
+                "this handle on ring {:?} is not a registered holder; attach with a holder name to take holds",
+                self.name
+            ))
+        })?;
+        f(h)
+    }
+
+
+    /// Takes a hold on frame `r` for this handle (nested holds are counted).
+    pub fn hold(&self, r: &FrameMeta) -> Result<()> {
+        self.check_ref(r)?;
+        self.with_holder(|h| {
+            let slot = r.slot as usize;
+            if h.counts[slot] > 0 {
+                if self.map.slot(slot).seq.load(Ordering::Relaxed) != r.seq {
+                    return Err(self.expired(r));
+                }
+            } else {
+                self.map.words(slot).try_hold(r.seq, h.bit()).map_err(|_| self.expired(r))?;
+                if let Err(e) = self.check_current(r) {
+                    self.drop_bit(slot, h.bit());
+                    return Err(e);
+                }
+            }
+            h.counts[slot] += 1;
+            Ok(())
+        })
+    }
+
+    fn drop_bit(&self, slot: usize, bit: u64) {
+        let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+        let _ = self.map.words(slot).release(bit, free_key::released(clock));
+    }
+
+    /// Releases one hold of this handle on frame `r`.
+    pub fn release(&self, r: &FrameMeta) -> Result<()> {
+        self.check_ref(r)?;
+        self.with_holder(|h| {
+            let slot = r.slot as usize;
+            if h.counts[slot] == 0 {
+                return Err(RingError::Hold(format!(
+                    "holder {:?} holds no frame in slot {} (frame seq {}); release only what you hold",
+                    h.name, slot, r.seq
+                )));
+            }
+            if self.map.slot(slot).seq.load(Ordering::Relaxed) != r.seq {
+                return Err(RingError::Hold(format!(
+                    "holder {:?} holds slot {} but not frame seq {}: the ref does not match the held frame",
+                    h.name, slot, r.seq
+                )));
+            }
+            h.counts[slot] -= 1;
+            if h.counts[slot] == 0 {
+                let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+                match self.map.words(slot).release(h.bit(), free_key::released(clock)) {
+                    Ok(_) => {}
+                    Err(HoldError::NotHeld) | Err(HoldError::Expired) => {
+                        return Err(RingError::Hold(format!(
+                            "the hold of {:?} on slot {} was reclaimed while in use",
+                            h.name, slot
+                        )))
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Passes one hold of this handle on `r` to holder `to` (a registered stage)
+    /// atomically. The receiver calls `accept` when the ref arrives.
+    pub fn hand_over(&self, r: &FrameMeta, to: &str) -> Result<()> {
+        self.check_ref(r)?;
+        let header = self.header();
+        let target = header
+            .holders
+            .iter()
+            .position(|e| e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == to)
+            .ok_or_else(|| RingError::Hold(format!("no holder named {to:?} is attached to ring {:?}", self.name)))?;
+        self.with_holder(|h| {
+            let slot = r.slot as usize;
+            if target == h.index {
+                return Err(RingError::Hold(format!("holder {to:?} cannot hand a frame over to itself")));
+            }
+            if h.counts[slot] == 0 || self.map.slot(slot).seq.load(Ordering::Relaxed) != r.seq {
+                return Err(RingError::Hold(format!(
+                    "holder {:?} does not hold frame seq {} (slot {}), so it cannot hand it over",
+                    h.name, r.seq, slot
+                )));
+            }
+            let keep = h.counts[slot] > 1;
+            self.map
+                .words(slot)
+                .hand_over(h.bit(), 1u64 << target, keep)
+                .map_err(|_| RingError::Hold(format!("the hold of {:?} on slot {slot} was reclaimed", h.name)))?;
+            h.counts[slot] -= 1;
+            Ok(())
+        })
+    }
+
+    /// Takes charge of a hold handed over to this handle's holder. `FrameExpired`
+    /// if it is gone (reclaimed because this holder's previous incarnation died).
+    pub fn accept(&self, r: &FrameMeta) -> Result<()> {
+        self.check_ref(r)?;
+        self.with_holder(|h| {
+            let slot = r.slot as usize;
+            if !self.map.words(slot).is_held_by(r.seq, h.bit()) {
+                return Err(RingError::FrameExpired(format!(
+                    "no hold on frame seq {} (slot {}) was handed to {:?}: it was reclaimed or never handed over",
+                    r.seq, slot, h.name
+                )));
+            }
+            h.counts[slot] += 1;
+            Ok(())
+        })
+    }
+
+    /// Number of holds this handle has on slot `slot`.
+    pub fn held_count(&self, slot: usize) -> u32 {
+        lock_guard(&self.holder).as_ref().and_then(|h| h.counts.get(slot).copied()).unwrap_or(0)
+    }
+}

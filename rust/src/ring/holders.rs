@@ -15,23 +15,18 @@ impl Ring {
             return Err(RingError::Hold(format!("this handle is already registered as holder {:?}", h.name)));
         }
         let paths = self.paths();
-        let reg = shm::open_lock_file(&paths.reg_lock())?;
-        shm::lock_wait(&reg)?;
+        let _registration = paths.lock_registration()?;
         let header = self.header();
-        let mut chosen = None;
-        for (i, e) in header.holders.iter().enumerate() {
-            if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == name {
-                if shm::is_locked(&paths.holder_lock(i))? {
-                    return Err(RingError::Busy(format!(
-                        "holder {name:?} is already attached to ring {:?} (pid {}); stop it or choose another name",
-                        self.name,
-                        e.pid.load(Ordering::Relaxed)
-                    )));
-                }
-                self.clear_holder_bit(i);
-                chosen = Some(i);
-                break;
+        let mut chosen = self.find_holder(name);
+        if let Some(i) = chosen {
+            if shm::is_locked(&paths.holder_lock(i))? {
+                return Err(RingError::Busy(format!(
+                    "holder {name:?} is already attached to ring {:?} (pid {}); stop it or choose another name",
+                    self.name,
+                    header.holders[i].pid.load(Ordering::Relaxed)
+                )));
             }
+            self.clear_holder_bit(i);
         }
         if chosen.is_none() {
             chosen = header.holders.iter().position(|e| e.state.load(Ordering::Acquire) == HOLDER_FREE);
@@ -64,7 +59,6 @@ impl Ring {
         e.start_time.store(shm::process_start_time(pid), Ordering::Relaxed);
         // Release: whoever sees ATTACHED (Acquire) sees the name, pid and epoch.
         e.state.store(HOLDER_ATTACHED, Ordering::Release);
-        shm::unlock(&reg);
         *guard = Some(HolderState {
             index,
             epoch,
@@ -73,6 +67,14 @@ impl Ring {
             counts: vec![0; self.slot_count()],
         });
         Ok(epoch)
+    }
+
+    /// The entry of the attached holder called `name`.
+    fn find_holder(&self, name: &str) -> Option<usize> {
+        self.header()
+            .holders
+            .iter()
+            .position(|e| e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == name)
     }
 
     /// Clears holder `index`'s bit in every slot; returns how many it held.
@@ -93,13 +95,10 @@ impl Ring {
     pub fn reclaim(&self, name: &str) -> Result<usize> {
         self.check_open()?;
         let paths = self.paths();
-        let reg = shm::open_lock_file(&paths.reg_lock())?;
-        shm::lock_wait(&reg)?;
+        let _registration = paths.lock_registration()?;
         let header = self.header();
-        let index = header
-            .holders
-            .iter()
-            .position(|e| e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == name)
+        let index = self
+            .find_holder(name)
             .ok_or_else(|| RingError::Hold(format!("no holder named {name:?} is registered on ring {:?}", self.name)))?;
         if shm::is_locked(&paths.holder_lock(index))? {
             return Err(RingError::Busy(format!(
@@ -109,7 +108,6 @@ impl Ring {
         }
         let n = self.clear_holder_bit(index);
         header.holders[index].state.store(HOLDER_FREE, Ordering::Release);
-        shm::unlock(&reg);
         Ok(n)
     }
 
@@ -117,8 +115,7 @@ impl Ring {
     pub fn reclaim_dead(&self) -> Result<Vec<(String, usize)>> {
         self.check_open()?;
         let paths = self.paths();
-        let reg = shm::open_lock_file(&paths.reg_lock())?;
-        shm::lock_wait(&reg)?;
+        let _registration = paths.lock_registration()?;
         let mut out = Vec::new();
         for (i, e) in self.header().holders.iter().enumerate() {
             if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
@@ -127,7 +124,6 @@ impl Ring {
                 out.push((entry_name(e), n));
             }
         }
-        shm::unlock(&reg);
         Ok(out)
     }
 
@@ -256,11 +252,8 @@ impl Ring {
     /// atomically. The receiver calls `accept` when the ref arrives.
     pub fn hand_over(&self, r: &FrameMeta, to: &str) -> Result<()> {
         self.check_ref(r)?;
-        let header = self.header();
-        let target = header
-            .holders
-            .iter()
-            .position(|e| e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == to)
+        let target = self
+            .find_holder(to)
             .ok_or_else(|| RingError::Hold(format!("no holder named {to:?} is attached to ring {:?}", self.name)))?;
         self.with_holder(|h| {
             let slot = r.slot as usize;

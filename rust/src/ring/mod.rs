@@ -261,6 +261,13 @@ impl Paths<'_> {
     fn holder_lock(&self, index: usize) -> PathBuf {
         self.dir.join(format!("{}.h{:02}.lock", self.name, index))
     }
+    /// Serialises registration, reclaiming and stale-ring cleanup between
+    /// processes; released when the returned file is dropped.
+    fn lock_registration(&self) -> Result<File> {
+        let file = shm::open_lock_file(&self.reg_lock())?;
+        shm::lock_wait(&file)?;
+        Ok(file)
+    }
     fn all(&self) -> Vec<PathBuf> {
         let mut v = vec![self.ring(), self.writer_lock(), self.reg_lock()];
         v.extend((0..MAX_HOLDERS).map(|i| self.holder_lock(i)));
@@ -325,8 +332,7 @@ impl Ring {
         let dir = shm::private_dir(&base)?;
         let paths = Paths { dir: &dir, name };
 
-        let reg = shm::open_lock_file(&paths.reg_lock())?;
-        shm::lock_wait(&reg)?;
+        let registration = paths.lock_registration()?;
         let writer_state = if writer { Some(Self::take_writer_lock(&paths, None)?) } else { None };
         let replaced_stale = Self::remove_stale(&paths, writer_state.is_some())?;
 
@@ -389,7 +395,8 @@ impl Ring {
         })();
         let _ = std::fs::remove_file(&tmp);
         let mapping = result?;
-        shm::unlock(&reg);
+        // register() below takes the registration lock itself.
+        drop(registration);
 
         let ring = Ring {
             map: Arc::new(mapping),

@@ -1,0 +1,309 @@
+"""The configuration schema (the one place that defines every key) and its loader.
+
+Sources, later ones winning: the embedded defaults (configs/default.toml holds
+the same values, documented), the file given with `-c FILE`, then environment
+variables `JARVIS__<SECTION>__<KEY>=<TOML value>` (e.g. `JARVIS__CAPTURE__FPS=2`,
+`JARVIS__CAPTURE__SOURCE='"synthetic"'`; a bare word is taken as a string).
+Unknown keys, wrong types and impossible values are errors that name the key
+and where it came from.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "JARVIS__"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and source."""
+
+
+def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = None,
+       choices: tuple[Any, ...] | None = None) -> Any:
+    """A key: its default (a list or a section is copied per instance), its
+    documentation, and the bounds or choices it must respect."""
+    meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
+    if isinstance(default, list) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda: _copy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else dataclasses.replace(value)
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    name: str = _f("default", "instance name: names the runtime directory and the ring")
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    width: int = _f(1920, "width of the synthetic desktop", lo=64, hi=7680)
+    height: int = _f(1080, "height of the synthetic desktop", lo=64, hi=4320)
+    seed: int = _f(1, "seed of the scripted activity", lo=0)
+    monitors: int = _f(1, "number of synthetic monitors", lo=1, hi=4)
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    path: str = _f("", "a folder of PNG images, or a video file (decoded with ffmpeg)")
+    loop: bool = _f(False, "start again at the end instead of stopping capture")
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    source: str = _f("auto", "screen, synthetic, replay, or auto (screen when a display is usable)",
+                     choices=("auto", "screen", "synthetic", "replay"))
+    fps: float = _f(4.0, "frames per second per monitor", lo=0.05, hi=240.0)
+    monitor: int = _f(0, "screen monitor to capture: 0 = all, 1.. = that monitor", lo=0, hi=16)
+    region: list[int] = _f([], "[left, top, width, height] to capture, or [] for whole monitors")
+    rescan_s: float = _f(10.0, "seconds between re-enumerations of the monitors", lo=0.5, hi=3600.0)
+    synthetic: SyntheticConfig = _f(SyntheticConfig(), "the synthetic source")
+    replay: ReplayConfig = _f(ReplayConfig(), "the replay source")
+
+
+@dataclass(frozen=True)
+class RingConfig:
+    slots: int = _f(0, "slots in the ring; 0 = the minimum the sizing formula allows", lo=0, hi=1024)
+    max_width: int = _f(0, "widest frame a slot takes; 0 = the widest monitor", lo=0, hi=16384)
+    max_height: int = _f(0, "tallest frame a slot takes; 0 = the tallest monitor", lo=0, hi=16384)
+
+
+@dataclass(frozen=True)
+class HopsConfig:
+    credit: int = _f(2, "frames in flight per hop between stages", lo=1, hi=2)
+
+
+@dataclass(frozen=True)
+class DedupConfig:
+    window_s: float = _f(30.0, "how long a frame hash counts as recently seen", lo=0.0, hi=3600.0)
+    max_hashes: int = _f(4096, "recent hashes kept at most", lo=1, hi=1_000_000)
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    threshold: int = _f(24, "a pixel changed when dr^2+dg^2+db^2 > threshold^2", lo=0, hi=255)
+    tile: int = _f(32, "tile size in pixels for the change map", lo=4, hi=512)
+    keepalive_s: float = _f(60.0, "send one frame on after this long without a forwarded one; 0 = never",
+                            lo=0.0, hi=86400.0)
+
+
+@dataclass(frozen=True)
+class ForwardConfig:
+    mode: str = _f("dry-run", "dry-run (write requests to the outbox) or live (send to Claude)",
+                   choices=("dry-run", "live"))
+    min_interval_s: float = _f(2.0, "at most one request per this many seconds", lo=0.0, hi=3600.0)
+    batch: int = _f(5, "frames per request at most", lo=1, hi=20)
+    outbox_max_mb: float = _f(256.0, "size cap of the dry-run outbox; oldest requests go first", lo=1.0)
+    outbox_max_requests: int = _f(1000, "request cap of the dry-run outbox", lo=1)
+
+
+@dataclass(frozen=True)
+class RestartConfig:
+    backoff_s: float = _f(0.1, "first delay before restarting a crashed stage", lo=0.0, hi=60.0)
+    backoff_max_s: float = _f(5.0, "cap of the exponential restart delay", lo=0.0, hi=600.0)
+    intensity: int = _f(5, "a stage restarted this many times ...", lo=1, hi=1000)
+    period_s: float = _f(30.0, "... within this many seconds is marked failed", lo=1.0, hi=86400.0)
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    stop_grace_s: float = _f(3.0, "SIGTERM to SIGKILL grace period when stopping a stage", lo=0.1, hi=120.0)
+    drain_s: float = _f(5.0, "deadline for the later stages to drain on shutdown", lo=0.0, hi=120.0)
+    stats_interval_s: float = _f(1.0, "how often stages publish stats.<stage>", lo=0.1, hi=60.0)
+    sample_interval_s: float = _f(3.0, "how often CPU and memory are sampled", lo=0.5, hi=600.0)
+    tap_holds: int = _f(0, "ring slots reserved for taps that hold frames", lo=0, hi=16)
+    restart: RestartConfig = _f(RestartConfig(), "per-stage restart policy")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    budget_mb: float = _f(1024.0, "memory budget of the whole pipeline, ring included", lo=1.0)
+    levels: list[int] = _f([50, 70, 90], "medium, high and critical pressure, in % of the budget")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    tcp: str = _f("", "also publish events on this TCP endpoint (needs CURVE keys); empty = ipc only")
+
+
+@dataclass(frozen=True)
+class Config:
+    instance: InstanceConfig = _f(InstanceConfig(), "")
+    capture: CaptureConfig = _f(CaptureConfig(), "")
+    ring: RingConfig = _f(RingConfig(), "")
+    hops: HopsConfig = _f(HopsConfig(), "")
+    dedup: DedupConfig = _f(DedupConfig(), "")
+    analysis: AnalysisConfig = _f(AnalysisConfig(), "")
+    forward: ForwardConfig = _f(ForwardConfig(), "")
+    supervisor: SupervisorConfig = _f(SupervisorConfig(), "")
+    memory: MemoryConfig = _f(MemoryConfig(), "")
+    events: EventsConfig = _f(EventsConfig(), "")
+
+
+# ---------------------------------------------------------------------------
+# Loading
+
+
+def _type_name(t: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        t, "a list of integers" if t == list[int] else "a table"
+    )
+
+
+def _check(cls: type, name: str, value: Any, where: str, key: str) -> Any:
+    f = next(f for f in dataclasses.fields(cls) if f.name == name)
+    t = get_type_hints(cls)[name]
+    meta = f.metadata
+    if dataclasses.is_dataclass(t):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: [{key}] must be a table")
+        return _build(t, value, where, key)  # type: ignore[arg-type]
+    ok = (
+        (t is bool and isinstance(value, bool))
+        or (t is int and isinstance(value, int) and not isinstance(value, bool))
+        or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool))
+        or (t is str and isinstance(value, str))
+        or (t == list[int] and isinstance(value, list)
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+    )
+    if not ok:
+        raise ConfigError(f"{where}: {key} must be {_type_name(t)}, not {value!r}")
+    if t is float:
+        value = float(value)
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(f"{where}: {key} = {value!r} is not one of {', '.join(map(repr, meta['choices']))}")
+    if meta["lo"] is not None and value < meta["lo"]:
+        raise ConfigError(f"{where}: {key} = {value!r} is below the minimum {meta['lo']}")
+    if meta["hi"] is not None and value > meta["hi"]:
+        raise ConfigError(f"{where}: {key} = {value!r} is above the maximum {meta['hi']}")
+    return value
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str, prefix: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in names:
+            hint = f"[{prefix}] " if prefix else ""
+            raise ConfigError(f"{where}: unknown key {hint}{key!r}; known: {', '.join(sorted(names))}")
+    values = {
+        name: _check(cls, name, data[name], where, f"{prefix}.{name}" if prefix else name)
+        for name in names
+        if name in data
+    }
+    return dataclasses.replace(cls(), **values)
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
+    layer: dict[str, Any] = {}
+    names = []
+    for name, raw in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        if not all(path):
+            raise ConfigError(f"environment {name}: use JARVIS__SECTION__KEY")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare word: a string
+        node = layer
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+        names.append(name)
+    return layer, names
+
+
+def _validate(cfg: Config, where: str) -> None:
+    region = cfg.capture.region
+    if region and (len(region) != 4 or region[2] <= 0 or region[3] <= 0):
+        raise ConfigError(f"{where}: capture.region must be [] or [left, top, width, height] with positive size")
+    levels = cfg.memory.levels
+    if len(levels) != 3 or not 0 < levels[0] < levels[1] < levels[2] <= 100:
+        raise ConfigError(f"{where}: memory.levels must be three increasing percentages, e.g. [50, 70, 90]")
+    r = cfg.supervisor.restart
+    if r.backoff_max_s < r.backoff_s:
+        raise ConfigError(f"{where}: supervisor.restart.backoff_max_s is below backoff_s")
+    if (cfg.ring.max_width == 0) != (cfg.ring.max_height == 0):
+        raise ConfigError(f"{where}: ring.max_width and ring.max_height are both 0 (auto) or both set")
+    if cfg.capture.source == "replay" and not cfg.capture.replay.path:
+        raise ConfigError(f"{where}: capture.source is 'replay' but capture.replay.path is empty")
+
+
+def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """The configuration from the defaults, `path` and the environment."""
+    data: dict[str, Any] = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{where}: no such configuration file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
+    cfg = _build(Config, data, where, "")
+    layer, names = _env_layer(os.environ if env is None else env)
+    if layer:
+        where = f"environment ({', '.join(names)})" + (f" over {where}" if path else "")
+        cfg = _build(Config, _merge(data, layer), where, "")
+    _validate(cfg, where)
+    return cfg
+
+
+def default_toml() -> str:
+    """configs/default.toml as it should read: every key, its default and its doc."""
+    def section(cls: type, prefix: str, out: list[str]) -> None:
+        sub = []
+        out.append(f"[{prefix}]")
+        for f in dataclasses.fields(cls):
+            t = get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(t):
+                sub.append((t, f"{prefix}.{f.name}", f.metadata["doc"]))
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            out.append(f"# {f.metadata['doc']}")
+            out.append(f"{f.name} = {_toml_value(default)}")
+        out.append("")
+        for t, p, doc in sub:
+            out.append(f"# {doc}")
+            section(t, p, out)
+
+    lines = ["# jarvis-pipeline configuration: every key with its default.",
+             "# Generated from pipeline/config.py (the schema); `jarvis-pipeline up -c FILE` reads a file like this,",
+             "# and JARVIS__SECTION__KEY=value in the environment overrides any key.", ""]
+    for f in dataclasses.fields(Config):
+        section(get_type_hints(Config)[f.name], f.name, lines)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    return repr(v)
+
+
+DEFAULT_FILE = Path(__file__).resolve().parents[1] / "configs" / "default.toml"

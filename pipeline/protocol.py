@@ -159,3 +159,132 @@ def terminal_total(snapshot: Mapping[str, int]) -> int:
 #: Hops between stages whose in-flight credits live in the ring header.
 HOPS: tuple[str, ...] = ("capture>dedup", "dedup>analysis", "analysis>forward")
 HOP_INDEX: dict[str, int] = {name: i for i, name in enumerate(HOPS)}
+
+
+# --------------------------------------------------------------------------
+# Events: one endpoint (the supervisor's proxy), ZeroMQ multipart messages
+# [topic, msgpack body]. Topics end in a dot-free word; subscribe to whole
+# words ("frame." gets every frame event). Bodies are maps of JSON-compatible
+# values under MAX_EVENT_BYTES. Messages published before a subscriber joins
+# are not replayed: ask the supervisor (`status`) for current state.
+
+
+@dataclass(frozen=True)
+class Topic:
+    name: str
+    publisher: str
+    doc: str
+    fields: tuple[tuple[str, str], ...]
+
+
+_REF = ("ref", "the frame's FrameRef fields (as in a hand-off message, without 'v')")
+_STAGE = ("stage", "the publishing stage")
+
+TOPICS: tuple[Topic, ...] = (
+    Topic("frame.captured", "capture", "a frame was written into the ring", (_REF,)),
+    Topic("frame.duplicate", "dedup", "terminal: identical to a recently seen frame", (_REF, ("of_seq", "seq of the frame it repeats"))),
+    Topic("frame.unchanged", "analysis", "terminal: no meaningful change against the reference frame",
+          (_REF, ("changed_ratio", "fraction of pixels changed"), ("why", "what was seen: trivial tiles, nothing"))),
+    Topic("frame.changed", "analysis", "a meaningful change; the frame goes on to forward",
+          (_REF, ("changed_ratio", "fraction of pixels changed"), ("regions", "changed regions [[x, y, w, h], ...]"),
+           ("keepalive", "true when sent on only because of the quiet time"))),
+    Topic("frame.dropped", "any stage", "terminal: dropped for a reason of DROP_REASONS",
+          (_REF, _STAGE, ("reason", "one of the drop reasons"))),
+    Topic("forward.sent", "forward", "terminal: frames accepted into a request to Claude",
+          (("refs", "FrameRefs in the request"), ("request_id", "journal id of the request"))),
+    Topic("forward.dry_run", "forward", "terminal: frames written to the outbox instead of sent",
+          (("refs", "FrameRefs in the request"), ("path", "the request's folder in the outbox"))),
+    Topic("forward.error", "forward", "a request failed or forwarding stopped", (("error", "what went wrong"),)),
+    Topic("insight", "forward", "what Claude said about frames", (("text", "the answer"), ("refs", "the frames"))),
+    Topic("stage.started", "supervisor", "a stage process is running and attached",
+          (_STAGE, ("pid", "process id"), ("incarnation", "how many times this stage was started"))),
+    Topic("stage.stopped", "supervisor", "a stage was stopped on command (not a crash)",
+          (_STAGE, ("pid", "process id"), ("exit", "exit status"))),
+    Topic("stage.crashed", "supervisor", "a stage died without being told to",
+          (_STAGE, ("pid", "process id"), ("exit", "exit status, or -N for signal N"),
+           ("reclaimed", "frames whose holds were taken back"))),
+    Topic("stage.restarted", "supervisor", "a crashed stage was started again",
+          (_STAGE, ("pid", "new process id"), ("restarts", "restarts so far"), ("down_ms", "time without the stage"))),
+    Topic("stage.failed", "supervisor", "a stage crashed too often and is not restarted again",
+          (_STAGE, ("restarts", "restarts within the period"), ("period_s", "the restart-intensity period"))),
+    Topic("stats.<stage>", "each stage", "counters and timings, once per stats interval",
+          (_STAGE, ("frames_in", "frames received"), ("frames_out", "frames passed on"),
+           ("drops", "{reason: count}"), ("terminal", "{state: count} decided here"),
+           ("proc_ms", "{p50, p95, p99} of per-frame processing time"), ("rejected", "{kind: count} of bad messages"))),
+    Topic("memory.pressure", "supervisor", "the memory governor changed level",
+          (("level", "low, medium, high or critical"), ("used_mb", "stages' private memory plus the ring"),
+           ("budget_mb", "the configured budget"), ("actions", "what the stages do about it"))),
+    Topic("capture.geometry_changed", "capture", "monitors appeared, vanished or changed size",
+          (("monitors", "[{index, left, top, width, height}, ...]"),)),
+    Topic("control.paused", "supervisor", "nothing leaves the machine until resumed", ()),
+    Topic("control.resumed", "supervisor", "forwarding may go on", ()),
+)
+TOPIC_NAMES: frozenset[str] = frozenset(t.name for t in TOPICS)
+
+
+def topic_known(topic: str) -> bool:
+    return topic in TOPIC_NAMES or (topic.startswith("stats.") and "." not in topic[6:] and len(topic) > 6)
+
+
+def encode_event(topic: str, body: Mapping[str, Any]) -> list[bytes]:
+    if not topic_known(topic):
+        raise ProtocolError(f"unknown event topic {topic!r}; topics are listed in pipeline.protocol.TOPICS")
+    data: bytes = msgpack.packb(dict(body), use_bin_type=True)
+    if len(data) > MAX_EVENT_BYTES:
+        raise ProtocolError(f"event {topic} body is {len(data)} bytes, over {MAX_EVENT_BYTES}")
+    return [topic.encode(), data]
+
+
+def decode_event(frames: Sequence[bytes]) -> tuple[str, dict[str, Any]]:
+    if len(frames) != 2:
+        raise ProtocolError(f"an event has 2 frames (topic, body), got {len(frames)}")
+    topic = bytes(frames[0]).decode("ascii", errors="replace")
+    if len(frames[1]) > MAX_EVENT_BYTES:
+        raise ProtocolError(f"event body of {len(frames[1])} bytes exceeds {MAX_EVENT_BYTES}")
+    try:
+        body = msgpack.unpackb(frames[1], raw=False)
+    except Exception as exc:
+        raise ProtocolError(f"event {topic}: body is not msgpack: {exc}") from None
+    if not isinstance(body, dict):
+        raise ProtocolError(f"event {topic}: body is not a map")
+    return topic, body
+
+
+# --------------------------------------------------------------------------
+# Control: a request/reply endpoint of the supervisor. Requests and replies are
+# msgpack maps; every reply has "ok" and either "result" or "error".
+
+CONTROL_COMMANDS: dict[str, str] = {
+    "ping": "liveness check; result: {pid, instance, versions}",
+    "status": "result: [{name, state, pid, uptime_s, restarts, cpu_percent, pss_mb, frames_in, frames_out, drops, p95_ms}]",
+    "restart": "args: {stage}; drains and restarts one stage",
+    "pause": "stops everything leaving the machine at once",
+    "resume": "lets forwarding go on",
+    "down": "stops the pipeline in the shutdown order and removes its files",
+}
+
+
+def events_markdown() -> str:
+    """docs/events.md: the topics and commands, generated from this module."""
+    out = ["# Events and commands", "",
+           "Generated from `pipeline/protocol.py` by `scripts/gen_docs.py`; do not edit by hand.", "",
+           "Events are ZeroMQ multipart messages `[topic, msgpack body]` on the instance's",
+           "`events.sock` (XPUB). Subscribe to whole words: `frame.` receives every frame event.", "",
+           f"Hand-off messages (stage to stage) carry a FrameRef, protocol version {PROTOCOL_VERSION[0]}.{PROTOCOL_VERSION[1]},",
+           f"at most {MAX_HANDOFF_BYTES} bytes; fields: {', '.join(FRAME_REF_FIELDS)}, v.", "",
+           "## Topics", ""]
+    for t in TOPICS:
+        out.append(f"### `{t.name}` ({t.publisher})")
+        out.append("")
+        out.append(t.doc + ".")
+        out.append("")
+        for name, doc in t.fields:
+            out.append(f"- `{name}`: {doc}")
+        out.append("")
+    out += ["## Terminal states", "", "| state | decided by | topic | meaning |", "|---|---|---|---|"]
+    out += [f"| `{s.name}` | {s.decided_by} | `{s.topic}` | {s.meaning} |" for s in TERMINAL_STATES]
+    out += ["", "| drop reason | decided by | meaning |", "|---|---|---|"]
+    out += [f"| `{r.name}` | {r.decided_by} | {r.meaning} |" for r in DROP_REASONS]
+    out += ["", "## Control commands", "", "Requests `{cmd, ...args}` on `control.sock` (REQ/REP), replies `{ok, result | error}`.", ""]
+    out += [f"- `{name}`: {doc}" for name, doc in CONTROL_COMMANDS.items()]
+    return "\n".join(out) + "\n"

@@ -5,33 +5,49 @@
 Mechanisms (the parent process is always the producer, a spawned child the consumer):
 
   ring      jarvis_rust_core.SharedVisionMemory + ZeroMQ ipc PUSH/PULL carrying only the
-            FrameRef (msgpack of ref.to_dict()); write_frame(hold=True) -> hand_over to the
-            holder "consumer" -> consumer accept/read (zero-copy view)/release. Window: ring
-            credits (credit_take(0, window) / credit_return(0)); a blocked producer waits on a
-            ZeroMQ ack socket that the consumer signals when credits drop below the limit.
-  mpqueue   multiprocessing.Queue(maxsize=window) of numpy frames (pickled by the feeder thread).
+            FrameRef (msgpack of ref.to_dict()): reserve(1920, 1080, "BGRA") -> fill
+            res.array -> commit(hold=True) -> hand_over(ref, "consumer") -> send; the consumer
+            recv -> FrameRef.from_dict -> accept -> read (zero-copy view) -> hash -> release.
+            Window: ring credits (credit_take(0, window) / credit_return(0)); a blocked producer
+            waits on a ZeroMQ ack socket that the consumer signals when it may be blocked.
+  mpqueue   multiprocessing.Queue of numpy frames (pickled by the feeder thread); the window is
+            a multiprocessing.Semaphore the consumer releases after each frame.
   shm       multiprocessing.shared_memory.SharedMemory with `window` slots; slot indices over a
-            ZeroMQ PUSH/PULL pair, free slots returned over a second pair.
-  iceoryx2  iceoryx2 publish-subscribe (Slice[c_uint8] sized for one frame, loan + copy into the
-            loaned sample, zero-copy as_memory_view() on the subscriber). The consumer is woken
+            ZeroMQ PUSH/PULL pair, freed slots returned over a second pair.
+  iceoryx2  iceoryx2 publish-subscribe (Slice[c_uint8] of one frame, loan -> fill the loaned
+            sample -> send; zero-copy as_memory_view() on the subscriber). The consumer is woken
             by an iceoryx2 event service (notifier -> listener.timed_wait); the window is enforced
             with a second event service carrying acks back (EventActivation.count).
 
-Every mechanism copies the frame exactly once on the producer side, except mpqueue (pickle,
-pipe, unpickle). The consumer CRC32s every byte of every frame (zlib.crc32 over the buffer),
-after checking the frame counter the producer stamped into the first and last 8 bytes (frames
-must arrive complete, in order, none lost or duplicated; a mismatch aborts the run).
+Producer regimes:
+  copy      the producer copies a distinct, stamped source frame into the mechanism's memory
+            each time (np.copyto into res.array / the shm slot / the loaned sample; mpqueue
+            pickles it). hot = source set of window+1 frames (cache-resident); cold = a source
+            set larger than the L3 cache (--cold-frames, default 48 = 380 MiB).
+  inplace   frames are produced directly in the mechanism's shared memory: per frame only the
+            16 bytes of counter stamp are written (ring: reserve/stamp res.array/commit; shm:
+            stamp the slot; iceoryx2: loan/stamp/send). mp.Queue cannot hand a frame over in
+            place: it still pickles and sends the whole (hot) frame. Reported hot only: the
+            slot pools (ring window+2, shm window, iceoryx2 its own pool) stay cache-resident.
 
-Cases: b2b (back to back) and paced (--fps), each with a hot working set (--hot-frames, default
-window+1 so that mpqueue's asynchronous pickling never sees a frame re-stamped) and a cold one
-(--cold-frames distinct frames, default 48 = ~400 MB, larger than the L3 cache).
+The consumer checks the counter the producer stamped into the first and last 8 bytes (frames
+must arrive complete, in order, none lost or duplicated; a mismatch aborts the run), then
+hashes every byte of every frame with xxhash.xxh3_64 over the zero-copy buffer (identical for
+all mechanisms).
 
-Latency = consumer has the frame in hand (before hashing) - producer starts the hand-off
-(before waiting for window credit / put / write), both time.monotonic_ns(). In b2b this
-includes the queueing behind the window (Little's law: ~window / throughput); the paced
-latencies are the unloaded hand-off cost. Throughput (b2b) = frames / (last consumer done -
-first producer start). Each round runs every mechanism once (rotating order) in a fresh
-consumer process; the table reports the median over rounds.
+Cases per regime: b2b-w1 (back to back, 1 frame in flight: the next frame is handed over only
+after the consumer released the previous; no queueing, so its latency is the pure hand-off),
+b2b-w2 (back to back, pipelined window of 2: the throughput figure; its latency includes
+queueing behind the window), paced (--fps, window 2, unloaded).
+
+Timestamps (time.monotonic_ns): t_copy = the producer starts filling the frame (after it got
+window room); t_ready = the frame is complete in the mechanism's memory, just before the
+hand-off (ring commit/hand_over/send, shm send, iceoryx2 send/notify, mpqueue put -- put is its
+hand-off, pickling included); t_avail = the consumer has the frame in hand (before hashing);
+t_done = after the consumer released it. hand-off latency = t_avail - t_ready; copy + hand-off
+latency = t_avail - t_copy (copy regime). Throughput (b2b) = frames / (last t_done - first
+t_copy). Each round runs every mechanism once (rotating order) in a fresh consumer process;
+the report gives the median over rounds.
 
 Usage:
   .venv/bin/python scripts/bench_handoff.py --quick
@@ -41,6 +57,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import datetime as _dt
 import importlib.metadata
@@ -56,7 +73,6 @@ import sys
 import tempfile
 import time
 import traceback
-import zlib
 from typing import Any
 
 import numpy as np
@@ -64,7 +80,7 @@ import numpy as np
 H, W, C = 1080, 1920, 4
 FRAME_BYTES = H * W * C  # 8,294,400
 MECHANISMS = ("ring", "mpqueue", "shm", "iceoryx2")
-CASES = (("b2b", "hot"), ("b2b", "cold"), ("paced", "hot"), ("paced", "cold"))
+REGIMES = (("copy", "hot"), ("copy", "cold"), ("inplace", "hot"))
 BASELINE = "mpqueue"
 _U64 = struct.Struct("<Q")
 _U32 = struct.Struct("<I")
@@ -95,6 +111,12 @@ def _sigterm_to_exit(signum: int, _frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _stamp(buf: Any, off: int, n: int) -> None:
+    """Writes the frame counter into the first and last 8 bytes of the frame at buf[off:]."""
+    _U64.pack_into(buf, off, n)
+    _U64.pack_into(buf, off + FRAME_BYTES - 8, n)
+
+
 # --------------------------------------------------------------------------------------------
 # consumer side (runs in a spawned child)
 # --------------------------------------------------------------------------------------------
@@ -114,7 +136,7 @@ class RingConsumer:
         import zmq
 
         self._jrc, self._unpack = jrc, msgpack.unpackb
-        self.window = p["window"]
+        self.windows: bytes = p["windows"]
         self.mem = jrc.SharedVisionMemory.attach(p["ring_name"], holder="consumer")
         self.zctx = zmq.Context()
         self.data = self.zctx.socket(zmq.PULL)
@@ -131,10 +153,13 @@ class RingConsumer:
         self.mem.accept(ref)
         return self.mem.read(ref), ref
 
-    def done(self, ref: Any) -> None:
+    def done(self, ref: Any, n: int) -> None:
         self.mem.release(ref)
-        # Wake the producer only when it may be blocked (credits were at the limit).
-        if self.mem.credit_return(0) == self.window - 1:
+        # Credits still out = frames n+1 .. n+out; the producer may be blocked taking a credit
+        # for frame m = n+out+1 only if out is exactly one below m's window: wake it then.
+        out = self.mem.credit_return(0)
+        m = n + out + 1
+        if m < len(self.windows) and out == self.windows[m] - 1:
             self.ack.send(b"")
 
     def close(self) -> None:
@@ -146,7 +171,7 @@ class RingConsumer:
 
 class MPQueueConsumer:
     def __init__(self, p: dict[str, Any]) -> None:
-        self.q = p["queue"]
+        self.q, self.sem = p["queue"], p["sem"]
         self.timeout = p["timeout"]
 
     def recv(self) -> tuple[Any, Any]:
@@ -157,8 +182,8 @@ class MPQueueConsumer:
         except queue.Empty:
             raise BenchError("timed out waiting for a frame") from None
 
-    def done(self, _tok: Any) -> None:
-        pass
+    def done(self, _tok: Any, _n: int) -> None:
+        self.sem.release()
 
     def close(self) -> None:
         self.q.close()
@@ -187,7 +212,7 @@ class ShmConsumer:
         slot = _U32.unpack(msg)[0]
         return self.slots[slot], msg
 
-    def done(self, msg: Any) -> None:
+    def done(self, msg: Any, _n: int) -> None:
         self.free.send(msg)
 
     def close(self) -> None:
@@ -239,7 +264,7 @@ class IoxConsumer:
         import iceoryx2 as iox
 
         self.node = _iox_node()
-        frames, ready, ack = _iox_setup(self.node, p["iox_base"], p["window"], create=False)
+        frames, ready, ack = _iox_setup(self.node, p["iox_base"], p["max_window"], create=False)
         self.sub = frames.subscriber_builder().create()
         self.listener = ready.listener_builder().create()
         self.ack = ack.notifier_builder().create()
@@ -255,7 +280,7 @@ class IoxConsumer:
             if not self.listener.timed_wait(self.timeout):
                 raise BenchError("timed out waiting for an iceoryx2 event")
 
-    def done(self, sample: Any) -> None:
+    def done(self, sample: Any, _n: int) -> None:
         sample.delete()
         self.ack.notify()
 
@@ -278,22 +303,25 @@ def consumer_main(mech: str, params: dict[str, Any], total: int, conn: Any) -> N
     signal.signal(signal.SIGTERM, _sigterm_to_exit)
     cons: Any = None
     try:
+        import xxhash
+
+        xxh3 = xxhash.xxh3_64_intdigest
         cons = CONSUMERS[mech](params)
         conn.send(("ready", os.getpid()))
         t_avail = np.zeros(total, np.int64)
         t_done = np.zeros(total, np.int64)
-        crc = 0
+        digest = 0
         mono = time.monotonic_ns
         for n in range(total):
             buf, tok = cons.recv()
             t_avail[n] = mono()
             _verify(buf, n)
-            crc ^= zlib.crc32(buf)
+            digest ^= xxh3(buf)  # whole frame, zero-copy (buffer protocol)
             del buf
-            cons.done(tok)
+            cons.done(tok, n)
             del tok
             t_done[n] = mono()
-        conn.send(("done", t_avail, t_done, crc))
+        conn.send(("done", t_avail, t_done, digest))
     except BaseException as exc:  # report everything, including KeyboardInterrupt
         with contextlib.suppress(Exception):
             conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}"))
@@ -308,20 +336,27 @@ def consumer_main(mech: str, params: dict[str, Any], total: int, conn: Any) -> N
 
 # --------------------------------------------------------------------------------------------
 # producer side (parent process)
+#
+# Per frame: wait_room(window) -> t_copy -> fill_copy(src) | fill_stamp(n) -> t_ready ->
+# publish(). fill_* leaves the frame complete in the mechanism's memory; publish() is the
+# hand-off proper.
 # --------------------------------------------------------------------------------------------
 
 
 class RingProducer:
-    def __init__(self, tag: str, tmp: str, window: int, timeout: float) -> None:
+    inplace = True
+
+    def __init__(self, tag: str, tmp: str, max_window: int, timeout: float) -> None:
         import jarvis_rust_core as jrc
         import msgpack
         import zmq
 
         self._jrc, self._pack = jrc, msgpack.packb
-        self.window, self.timeout, self.watch = window, timeout, lambda: None
+        self.timeout, self.watch = timeout, lambda: None
         self.name = f"bh{tag}"
-        slots = window + 2
+        slots = max_window + 2
         self.mem: Any = None
+        self.res: Any = None
         self.zctx = zmq.Context()
         self.data = self.zctx.socket(zmq.PUSH)
         self.ack = self.zctx.socket(zmq.PULL)
@@ -355,47 +390,75 @@ class RingProducer:
 
         _wait(attempt, self.watch, self.timeout, "ring: waiting for the consumer's ack")
 
-    def send(self, frame: np.ndarray) -> None:
-        mem = self.mem
-        while not mem.credit_take(0, self.window):
+    def wait_room(self, window: int) -> None:
+        while not self.mem.credit_take(0, window):
             self._wait_ack()
+
+    def _reserve(self) -> Any:
         while True:
             try:
-                ref = mem.write_frame(frame, hold=True)
-                break
+                return self.mem.reserve(W, H, "BGRA")
             except self._jrc.RingFull:  # not expected with slots > window; wait, never spin
                 self._wait_ack()
-        mem.hand_over(ref, "consumer")
+
+    def fill_copy(self, src: np.ndarray) -> None:
+        res = self._reserve()
+        np.copyto(res.array, src)
+        self.res = res
+
+    def fill_stamp(self, n: int) -> None:
+        res = self._reserve()
+        _stamp(res.array, 0, n)
+        self.res = res
+
+    def publish(self) -> None:
+        ref = self.res.commit(hold=True)
+        self.res = None
+        self.mem.hand_over(ref, "consumer")
         self.data.send(self._pack(ref.to_dict()))
 
     def close(self) -> None:
         self.data.close()
         self.ack.close()
         self.zctx.term()
+        if self.res is not None:
+            with contextlib.suppress(Exception):
+                self.res.abort()
         if self.mem is not None:
             self.mem.close()
 
 
 class MPQueueProducer:
-    def __init__(self, ctx: Any, window: int, timeout: float) -> None:
-        self.q = ctx.Queue(maxsize=window)
+    inplace = False  # a Queue always pickles and sends the whole frame
+
+    def __init__(self, ctx: Any, timeout: float) -> None:
+        self.q = ctx.Queue()
+        self.sem = ctx.Semaphore(0)  # released by the consumer once per finished frame
         self.timeout, self.watch = timeout, lambda: None
+        self.in_flight = 0
+        self.src: np.ndarray | None = None
         self.ok = False
 
     def params(self) -> dict[str, Any]:
-        return {"queue": self.q}
+        return {"queue": self.q, "sem": self.sem}
 
-    def send(self, frame: np.ndarray) -> None:
-        import queue
+    def wait_room(self, window: int) -> None:
+        while self.in_flight >= window:
+            _wait(
+                lambda: True if self.sem.acquire(timeout=WAIT_SLICE_S) else None,
+                self.watch,
+                self.timeout,
+                "mpqueue: waiting for the consumer to finish a frame",
+            )
+            self.in_flight -= 1
 
-        def attempt() -> Any:
-            try:
-                self.q.put(frame, timeout=WAIT_SLICE_S)
-                return True
-            except queue.Full:
-                return None
+    def fill_copy(self, src: np.ndarray) -> None:
+        self.src = src  # the copy (pickling) happens inside put(): it is the hand-off
 
-        _wait(attempt, self.watch, self.timeout, "mpqueue: waiting for room in the queue")
+    def publish(self) -> None:
+        self.q.put(self.src)
+        self.src = None
+        self.in_flight += 1
 
     def close(self) -> None:
         self.q.close()
@@ -406,18 +469,21 @@ class MPQueueProducer:
 
 
 class ShmProducer:
-    def __init__(self, tag: str, tmp: str, window: int, timeout: float) -> None:
+    inplace = True
+
+    def __init__(self, tag: str, tmp: str, max_window: int, timeout: float) -> None:
         from multiprocessing import shared_memory
 
         import zmq
 
-        self.nslots = window
+        self.nslots = max_window
         self.timeout, self.watch = timeout, lambda: None
         self.shm = shared_memory.SharedMemory(
             name=f"bh{tag}", create=True, size=self.nslots * FRAME_BYTES
         )
         self.slots = np.ndarray((self.nslots, FRAME_BYTES), np.uint8, buffer=self.shm.buf)
-        self.free_local = list(range(self.nslots))
+        self.free_local = collections.deque(range(self.nslots))
+        self.slot = -1
         self.zctx = zmq.Context()
         self.data = self.zctx.socket(zmq.PUSH)
         self.free = self.zctx.socket(zmq.PULL)
@@ -437,23 +503,29 @@ class ShmProducer:
             "free_ep": self.free_ep,
         }
 
-    def send(self, frame: np.ndarray) -> None:
+    def wait_room(self, window: int) -> None:
         import zmq
 
-        if self.free_local:
-            slot = self.free_local.pop()
-        else:
+        def attempt() -> Any:
+            try:
+                return self.free.recv()
+            except zmq.Again:
+                return None
 
-            def attempt() -> Any:
-                try:
-                    return self.free.recv()
-                except zmq.Again:
-                    return None
-
+        while self.nslots - len(self.free_local) >= window:
             msg = _wait(attempt, self.watch, self.timeout, "shm: waiting for a free slot")
-            slot = _U32.unpack(msg)[0]
-        np.copyto(self.slots[slot], frame.reshape(-1))
-        self.data.send(_U32.pack(slot))
+            self.free_local.append(_U32.unpack(msg)[0])
+
+    def fill_copy(self, src: np.ndarray) -> None:
+        self.slot = self.free_local.popleft()
+        np.copyto(self.slots[self.slot], src.reshape(-1))
+
+    def fill_stamp(self, n: int) -> None:
+        self.slot = self.free_local.popleft()
+        _stamp(self.shm.buf, self.slot * FRAME_BYTES, n)
+
+    def publish(self) -> None:
+        self.data.send(_U32.pack(self.slot))
 
     def close(self) -> None:
         self.data.close()
@@ -465,14 +537,17 @@ class ShmProducer:
 
 
 class IoxProducer:
-    def __init__(self, tag: str, window: int, timeout: float) -> None:
+    inplace = True
+
+    def __init__(self, tag: str, max_window: int, timeout: float) -> None:
         import iceoryx2 as iox
 
-        self.window, self.timeout, self.watch = window, timeout, lambda: None
+        self.timeout, self.watch = timeout, lambda: None
         self.in_flight = 0
+        self.sample: Any = None
         self.base = f"bench_handoff/{tag}"
         self.node = _iox_node()
-        frames, ready, ack = _iox_setup(self.node, self.base, window, create=True)
+        frames, ready, ack = _iox_setup(self.node, self.base, max_window, create=True)
         self.pub = (
             frames.publisher_builder()
             .initial_max_slice_len(FRAME_BYTES)
@@ -488,8 +563,8 @@ class IoxProducer:
     def params(self) -> dict[str, Any]:
         return {"iox_base": self.base}
 
-    def send(self, frame: np.ndarray) -> None:
-        while self.in_flight >= self.window:
+    def wait_room(self, window: int) -> None:
+        while self.in_flight >= window:
             acts = _wait(
                 lambda: self.ack.timed_wait(self.slice) or None,
                 self.watch,
@@ -497,16 +572,33 @@ class IoxProducer:
                 "iceoryx2: waiting for the consumer's ack",
             )
             self.in_flight -= sum(a.count for a in acts)
+
+    def fill_copy(self, src: np.ndarray) -> None:
         sample = self.pub.loan_slice_uninit(FRAME_BYTES)
         dst = np.frombuffer(sample.payload().as_memory_view(), np.uint8)
-        np.copyto(dst, frame.reshape(-1))
+        np.copyto(dst, src.reshape(-1))
         del dst
+        self.sample = sample
+
+    def fill_stamp(self, n: int) -> None:
+        sample = self.pub.loan_slice_uninit(FRAME_BYTES)
+        mv = sample.payload().as_memory_view()
+        _stamp(mv, 0, n)
+        del mv
+        self.sample = sample
+
+    def publish(self) -> None:
+        sample, self.sample = self.sample, None
         if sample.assume_init().send() != 1:
             raise BenchError("iceoryx2: sample not delivered to the subscriber")
         self.notifier.notify()
         self.in_flight += 1
 
     def close(self) -> None:
+        if self.sample is not None:
+            with contextlib.suppress(Exception):
+                self.sample.delete()
+            self.sample = None
         for port in (self.pub, self.notifier, self.ack):
             with contextlib.suppress(Exception):
                 port.delete()
@@ -523,7 +615,7 @@ def _make_producer(mech: str, tag: str, tmp: str, ctx: Any, args: argparse.Names
     if mech == "ring":
         return RingProducer(tag, tmp, args.window, args.timeout)
     if mech == "mpqueue":
-        return MPQueueProducer(ctx, args.window, args.timeout)
+        return MPQueueProducer(ctx, args.timeout)
     if mech == "shm":
         return ShmProducer(tag, tmp, args.window, args.timeout)
     if mech == "iceoryx2":
@@ -563,6 +655,32 @@ class ConsumerLink:
         return self.pending.pop(0)
 
 
+def case_windows(args: argparse.Namespace) -> list[int]:
+    return sorted({1, args.window})
+
+
+def case_keys(args: argparse.Namespace) -> list[str]:
+    """Report order: regime, then case."""
+    keys = []
+    for regime, temp in REGIMES:
+        keys += [f"{regime}-{temp}/b2b-w{w}" for w in case_windows(args)]
+        keys.append(f"{regime}-{temp}/paced-w{args.window}")
+    return keys
+
+
+def build_plan(mech: str, args: argparse.Namespace) -> list[tuple[str, str, str, str, int, int]]:
+    """[(key, regime, temp, mode, window, frames)]: warm-up, all b2b cases, then paced."""
+    n_b2b = args.baseline_frames if mech == BASELINE else args.frames
+    plan = [("warmup", "copy", "hot", "b2b", args.window, args.warmup)]
+    for regime, temp in REGIMES:
+        for w in case_windows(args):
+            plan.append((f"{regime}-{temp}/b2b-w{w}", regime, temp, "b2b", w, n_b2b))
+    for regime, temp in REGIMES:
+        key = f"{regime}-{temp}/paced-w{args.window}"
+        plan.append((key, regime, temp, "paced", args.window, args.paced_frames))
+    return plan
+
+
 def run_session(
     mech: str,
     rnd: int,
@@ -570,20 +688,22 @@ def run_session(
     ctx: Any,
     tmp: str,
     args: argparse.Namespace,
-) -> dict[str, dict[str, float]]:
-    """One consumer process, all cases; returns {case: {fps, p50_us, p99_us, n}}."""
-    plan: list[tuple[str, str, int]] = [("warmup", "hot", args.warmup)]
-    for mode, temp in CASES:
-        plan.append((mode, temp, args.frames if mode == "b2b" else args.paced_frames))
-    total = sum(n for *_, n in plan)
+) -> dict[str, dict[str, Any]]:
+    """One consumer process, all cases; returns {case: metrics}."""
+    plan = build_plan(mech, args)
+    windows = bytes(w for *_, w, count in plan for _ in range(count))
+    total = len(windows)
     tag = f"{os.getpid()}_{rnd}_{mech}"
-    t_start = np.zeros(total, np.int64)
+    t_copy = np.zeros(total, np.int64)
+    t_ready = np.zeros(total, np.int64)
     prod = proc = None
     ok = False
     recv_conn, send_conn = ctx.Pipe(duplex=False)
     try:
         prod = _make_producer(mech, tag, tmp, ctx, args)
-        params = dict(prod.params(), window=args.window, timeout=args.timeout)
+        params = dict(
+            prod.params(), windows=windows, max_window=args.window, timeout=args.timeout
+        )
         proc = ctx.Process(
             target=consumer_main,
             args=(mech, params, total, send_conn),
@@ -597,25 +717,37 @@ def run_session(
         prod.watch = link.watch
 
         mono, sleep = time.monotonic_ns, time.sleep
+        wait_room, publish = prod.wait_room, prod.publish
+        fill_copy = prod.fill_copy
+        fill_stamp: Any = getattr(prod, "fill_stamp", None)  # None where not prod.inplace
         n = 0
-        for mode, temp, count in plan:
+        for _key, regime, temp, mode, window, count in plan:
             frames = sets[temp]
-            period = 0 if mode != "paced" else int(1e9 / args.fps)
+            in_place = regime == "inplace" and prod.inplace
+            period = int(1e9 / args.fps) if mode == "paced" else 0
             t0 = mono() + period
             for i in range(count):
-                f = frames[n % len(frames)]
-                u = f.reshape(-1).view(np.uint64)
-                u[0] = n
-                u[-1] = n
                 if period:
                     delay = t0 + i * period - mono()
                     if delay > 0:
                         sleep(delay / 1e9)
-                t_start[n] = mono()
-                prod.send(f)
+                wait_room(window)
+                if in_place:
+                    tc = mono()
+                    fill_stamp(n)
+                else:
+                    # mpqueue's hot set is window+1 frames: the frame stamped here was handed
+                    # over >= window+1 frames ago and released, so its pickling is long done.
+                    f = frames[n % len(frames)]
+                    _stamp(f, 0, n)
+                    tc = mono()
+                    fill_copy(f)
+                tr = mono()
+                publish()
+                t_copy[n], t_ready[n] = tc, tr
                 n += 1
         msg = link.recv(args.timeout, "waiting for the consumer's results")
-        _, t_avail, t_done, _crc = msg
+        _, t_avail, t_done, _digest = msg
         ok = True
         if isinstance(prod, MPQueueProducer):
             prod.ok = True
@@ -638,22 +770,30 @@ def run_session(
     if proc.exitcode != 0:
         raise BenchError(f"{mech}: consumer exited with code {proc.exitcode}")
 
-    out: dict[str, dict[str, float]] = {}
-    lo = args.warmup
-    for (mode, temp, count) in plan[1:]:
+    out: dict[str, dict[str, Any]] = {}
+    lo = 0
+    for key, regime, _temp, mode, _window, count in plan:
         sl = slice(lo, lo + count)
-        lat_us = (t_avail[sl] - t_start[sl]) / 1e3
-        if np.any(lat_us < 0):
-            raise BenchError(f"{mech}: negative latency (clock mismatch?)")
-        span = (t_done[lo + count - 1] - t_start[lo]) / 1e9
-        p50, p99 = np.percentile(lat_us, [50, 99])
-        out[f"{mode}-{temp}"] = {
-            "fps": count / span,
-            "p50_us": float(p50),
-            "p99_us": float(p99),
-            "n": count,
-        }
         lo += count
+        if key == "warmup":
+            continue
+        hand = (t_avail[sl] - t_ready[sl]) / 1e3
+        if np.any(hand < 0):
+            raise BenchError(f"{mech}: negative latency (clock mismatch?)")
+        r: dict[str, Any] = {
+            "n": count,
+            "fps": count / ((t_done[sl][-1] - t_copy[sl][0]) / 1e9) if mode == "b2b" else None,
+            "handoff_p50_us": float(np.percentile(hand, 50)),
+            "handoff_p99_us": float(np.percentile(hand, 99)),
+            "copy_handoff_p50_us": None,
+            "copy_handoff_p99_us": None,
+            "consume_p50_us": float(np.median((t_done[sl] - t_avail[sl]) / 1e3)),
+        }
+        if regime == "copy" or not prod.inplace:
+            full = (t_avail[sl] - t_copy[sl]) / 1e3
+            r["copy_handoff_p50_us"] = float(np.percentile(full, 50))
+            r["copy_handoff_p99_us"] = float(np.percentile(full, 99))
+        out[key] = r
     return out
 
 
@@ -699,68 +839,149 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
         "libzmq": libzmq,
         "msgpack": ver("msgpack"),
         "iceoryx2": ver("iceoryx2"),
+        "xxhash": ver("xxhash"),
         "jarvis_rust_core": ver("jarvis_rust_core") or ver("jarvis-rust-core"),
         "command": shlex.join([sys.executable, *sys.argv]),
-        "hash": "zlib.crc32 over the whole frame",
+        "hash": "xxhash.xxh3_64 over the whole frame (zero-copy buffer)",
     }
 
 
-def _median(xs: list[float]) -> float:
-    return float(np.median(xs)) if xs else float("nan")
+METRICS = (
+    "fps",
+    "handoff_p50_us",
+    "handoff_p99_us",
+    "copy_handoff_p50_us",
+    "copy_handoff_p99_us",
+    "consume_p50_us",
+)
 
 
-def summarize(results: dict[str, dict[str, list[dict[str, float]]]]) -> dict[str, Any]:
+def _median(xs: list[Any]) -> float | None:
+    xs = [x for x in xs if x is not None]
+    return float(np.median(xs)) if xs else None
+
+
+def summarize(results: dict[str, dict[str, list[dict[str, Any]]]], args: argparse.Namespace) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for mech, cases in results.items():
-        summary[mech] = {}
-        for case, rounds in cases.items():
-            summary[mech][case] = {
-                k: _median([r[k] for r in rounds]) for k in ("fps", "p50_us", "p99_us")
-            }
+        summary[mech] = {
+            case: {k: _median([r[k] for r in rounds]) for k in METRICS}
+            for case, rounds in cases.items()
+        }
+    pipelined = f"b2b-w{args.window}"
     for mech in summary:
         for case, s in summary[mech].items():
             base = summary.get(BASELINE, {}).get(case)
+            s["ratio_vs_mpqueue"] = None
             if not base:
-                s["ratio_vs_mpqueue"] = None
-            elif case.startswith("b2b"):
+                continue
+            if case.endswith(pipelined) and s["fps"] and base["fps"]:
                 s["ratio_vs_mpqueue"] = s["fps"] / base["fps"]
-            else:
-                s["ratio_vs_mpqueue"] = base["p50_us"] / s["p50_us"]
+            elif not case.endswith(pipelined):
+                s["ratio_vs_mpqueue"] = base["handoff_p50_us"] / s["handoff_p50_us"]
     return summary
+
+
+def targets(summary: dict[str, Any], args: argparse.Namespace) -> list[str]:
+    ring = summary.get("ring")
+    if not ring:
+        return []
+    out = ["", "## The ring against the targets", ""]
+    pipelined = f"b2b-w{args.window}"
+    for regime, temp in REGIMES:
+        rt = f"{regime}-{temp}"
+        r2 = ring.get(f"{rt}/{pipelined}")
+        r1 = ring.get(f"{rt}/b2b-w1")
+        parts = []
+        mq = summary.get(BASELINE, {}).get(f"{rt}/{pipelined}")
+        if r2 and mq and r2["fps"] and mq["fps"]:
+            x = r2["fps"] / mq["fps"]
+            parts.append(
+                f"throughput ({pipelined}) {r2['fps']:.0f} fps = {x:.1f}x mp.Queue "
+                f"(target >= 20x: {'met' if x >= 20 else 'MISSED'})"
+            )
+        ix = summary.get("iceoryx2", {}).get(f"{rt}/{pipelined}")
+        if r2 and ix and r2["fps"] and ix["fps"]:
+            x = r2["fps"] / ix["fps"]
+            verdict = "level" if abs(x - 1) <= 0.05 else ("ahead" if x > 1 else "BEHIND")
+            parts.append(f"{x:.2f}x iceoryx2's {ix['fps']:.0f} fps (target level: {verdict})")
+        if r1:
+            p99 = r1["handoff_p99_us"]
+            parts.append(
+                f"b2b-w1 hand-off p50/p99 {r1['handoff_p50_us']:.0f}/{p99:.0f} us "
+                f"(target p99 < 200 us: {'met' if p99 < 200 else 'MISSED'})"
+            )
+        if parts:
+            out.append(f"- {rt}: " + "; ".join(parts))
+    return out
+
+
+def _fmt(x: float | None, spec: str = ".0f") -> str:
+    return "-" if x is None else format(x, spec)
 
 
 def markdown(info: dict[str, Any], args: argparse.Namespace, summary: dict[str, Any]) -> str:
     lines = [
         "# Frame hand-off benchmark (1920x1080 BGRA, 8,294,400 B/frame)",
         "",
-        f"- date: {info['date']}",
+        f"- date: {info['date']}, run took {info.get('elapsed_s', '?')} s",
         f"- cpu: {info['cpu']} ({info['cores']} cores, {info['cores_usable']} usable, L3 {info['l3']})",
         f"- kernel {info['kernel']}, python {info['python']}, numpy {info['numpy']}, "
         f"pyzmq {info['pyzmq']} (libzmq {info['libzmq']}), msgpack {info['msgpack']}, "
-        f"iceoryx2 {info['iceoryx2']}, jarvis_rust_core {info['jarvis_rust_core']}",
+        f"iceoryx2 {info['iceoryx2']}, xxhash {info['xxhash']}, "
+        f"jarvis_rust_core {info['jarvis_rust_core']}",
         f"- command: `{info['command']}`",
-        f"- rounds {args.rounds} (rotating order), window {args.window} frames in flight, "
-        f"b2b {args.frames} frames/case, paced {args.paced_frames} frames/case at {args.fps:g} fps, "
-        f"hot set {args.hot_frames} frames, cold set {args.cold_frames} frames "
-        f"({args.cold_frames * FRAME_BYTES / 2**20:.0f} MiB), warm-up {args.warmup}; "
-        f"consumer hash: {info['hash']}",
-        "- medians over rounds; latency = producer starts hand-off (before window wait) -> "
-        "consumer has the frame; ratio vs mpqueue: b2b = fps / mpqueue fps, paced = "
-        "mpqueue p50 / p50 (both >1 = better)",
+        f"- {args.rounds} rounds (mechanisms in rotating order, a fresh consumer process each), "
+        f"medians over rounds; b2b {args.frames} frames/case ({BASELINE}: {args.baseline_frames}), "
+        f"paced {args.paced_frames} frames/case at {args.fps:g} fps, warm-up {args.warmup}; "
+        f"consumer: counter check + {info['hash']} of every frame",
+        f"- regimes: copy = the producer copies a distinct source frame into the mechanism per "
+        f"frame (hot: {args.hot_frames} source frames; cold: {args.cold_frames} source frames = "
+        f"{args.cold_frames * FRAME_BYTES / 2**20:.0f} MiB > L3); in-place = the frame is produced "
+        "in the mechanism's shared memory, only the 16-byte counter stamp is written per frame "
+        "(hot only: slot pools stay cache-resident)",
+        "- cases: b2b-w1 = back to back, 1 frame in flight (next frame handed over only after "
+        "the consumer released the previous: no queueing); "
+        f"b2b-w{args.window} = back to back, pipelined window of {args.window} (the throughput "
+        "figure; its latency includes queueing); "
+        f"paced-w{args.window} = {args.fps:g} fps, window {args.window}",
+        "- hand-off latency = frame complete in the mechanism's memory, just before the hand-off "
+        "(ring commit+hand_over+send, shm send, iceoryx2 send+notify, mp.Queue put) -> consumer "
+        "has it in hand, before hashing; copy + hand-off = from the start of the producer's copy "
+        "(copy regime; for mp.Queue the copy is the pickling inside put, so both are the same)",
+        "- consumer us = median time the consumer holds a frame (counter check + xxh3 of 8 MB + "
+        "release/ack)",
+        f"- vs mp.Queue: b2b-w{args.window} = frames/s / mp.Queue frames/s; b2b-w1 and paced = "
+        "mp.Queue hand-off p50 / hand-off p50 (> 1 = better)",
         "",
-        "| mechanism | case | frames/s (median) | p50 us | p99 us | ratio vs mp.Queue |",
-        "|---|---|---:|---:|---:|---:|",
+        "| regime | case | mechanism | frames/s | hand-off p50 us | hand-off p99 us "
+        "| copy+hand-off p50 us | copy+hand-off p99 us | consumer us | vs mp.Queue |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for mode, temp in CASES:
-        case = f"{mode}-{temp}"
+    note = False
+    for key in case_keys(args):
+        regime_temp, case = key.split("/")
         for mech in summary:
-            s = summary[mech].get(case)
+            s = summary[mech].get(key)
             if s is None:
                 continue
-            ratio = "" if s["ratio_vs_mpqueue"] is None else f"{s['ratio_vs_mpqueue']:.2f}x"
+            label = mech
+            if regime_temp.startswith("inplace") and mech == "mpqueue":
+                label, note = "mpqueue *", True
+            ratio = "" if s["ratio_vs_mpqueue"] is None else f"{s['ratio_vs_mpqueue']:.1f}x"
             lines.append(
-                f"| {mech} | {case} | {s['fps']:.1f} | {s['p50_us']:.0f} | {s['p99_us']:.0f} | {ratio} |"
+                f"| {regime_temp} | {case} | {label} | {_fmt(s['fps'])} "
+                f"| {_fmt(s['handoff_p50_us'])} | {_fmt(s['handoff_p99_us'])} "
+                f"| {_fmt(s['copy_handoff_p50_us'])} | {_fmt(s['copy_handoff_p99_us'])} "
+                f"| {_fmt(s['consume_p50_us'])} | {ratio} |"
             )
+    if note:
+        lines += [
+            "",
+            "\\* mp.Queue cannot hand a frame over in place: in the in-place rows it still "
+            "pickles and sends the whole (hot) frame, as in copy-hot.",
+        ]
+    lines += targets(summary, args)
     return "\n".join(lines) + "\n"
 
 
@@ -768,11 +989,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--frames", type=int, default=300, help="frames per b2b case per round")
+    ap.add_argument(
+        "--baseline-frames", type=int, default=60, help="frames per b2b case for mpqueue"
+    )
     ap.add_argument("--paced-frames", type=int, default=30, help="frames per paced case per round")
     ap.add_argument("--fps", type=float, default=10.0, help="rate of the paced cases")
-    ap.add_argument("--window", type=int, default=2, help="frames in flight (all mechanisms)")
-    ap.add_argument("--hot-frames", type=int, default=None, help="hot working set (default window+1)")
-    ap.add_argument("--cold-frames", type=int, default=48, help="cold working set (48 = ~400 MB)")
+    ap.add_argument("--window", type=int, default=2, help="pipelined window (frames in flight)")
+    ap.add_argument("--hot-frames", type=int, default=None, help="hot source set (default window+1)")
+    ap.add_argument("--cold-frames", type=int, default=48, help="cold source set (48 = 380 MiB)")
     ap.add_argument("--warmup", type=int, default=16, help="unmeasured frames per session")
     ap.add_argument("--mechanisms", default=",".join(MECHANISMS))
     ap.add_argument("--timeout", type=float, default=30.0, help="seconds any wait may block")
@@ -781,8 +1005,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quick", action="store_true", help="smoke run of a few seconds")
     args = ap.parse_args(argv)
     if args.quick:
-        args.rounds, args.frames, args.paced_frames, args.fps = 1, 20, 4, 40.0
-        args.cold_frames, args.warmup = 6, 4
+        args.rounds, args.frames, args.baseline_frames = 1, 20, 10
+        args.paced_frames, args.fps, args.cold_frames, args.warmup = 4, 40.0, 6, 4
     if args.hot_frames is None:
         args.hot_frames = args.window + 1
     mechs = [m.strip() for m in args.mechanisms.split(",") if m.strip()]
@@ -790,10 +1014,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if bad or not mechs:
         ap.error(f"unknown mechanisms {bad}; choose from {', '.join(MECHANISMS)}")
     args.mechanisms = mechs
-    if args.window < 1 or args.rounds < 1 or args.frames < 2 or args.paced_frames < 2:
-        ap.error("window and rounds must be >= 1, frame counts >= 2")
+    if not 1 <= args.window <= 255 or args.rounds < 1:
+        ap.error("window must be 1..255, rounds >= 1")
+    if min(args.frames, args.baseline_frames, args.paced_frames) < 2 or args.warmup < 0:
+        ap.error("frame counts must be >= 2, warm-up >= 0")
     # mpqueue pickles asynchronously (feeder thread): a frame must not be re-stamped while a
-    # put of it may still be pending, which holds when the working set exceeds the window.
+    # put of it may still be pending, which holds when the source set exceeds the window.
     if min(args.hot_frames, args.cold_frames) < args.window + 1:
         ap.error("--hot-frames and --cold-frames must be >= window + 1")
     return args
@@ -802,6 +1028,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    try:
+        import xxhash  # noqa: F401
+    except ImportError:
+        print("xxhash not installed (scripts/setup test,bench)", file=sys.stderr)
+        return 2
     if "iceoryx2" in args.mechanisms:
         try:
             import iceoryx2  # noqa: F401
@@ -821,7 +1052,7 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     sets = {"hot": alloc(args.hot_frames, 1), "cold": alloc(args.cold_frames, 2)}
-    results: dict[str, dict[str, list[dict[str, float]]]] = {m: {} for m in args.mechanisms}
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in args.mechanisms}
     tmp = tempfile.mkdtemp(prefix="bench_handoff-")
     t_begin = time.monotonic()
     try:
@@ -834,7 +1065,9 @@ def main(argv: list[str] | None = None) -> int:
                 for case, r in res.items():
                     results[mech].setdefault(case, []).append(r)
                 brief = " ".join(
-                    f"{c}={r['fps']:.0f}fps/{r['p50_us']:.0f}us" for c, r in res.items()
+                    f"{c}={_fmt(r['fps'])}fps/{r['handoff_p50_us']:.0f}us"
+                    for c, r in res.items()
+                    if "paced" not in c
                 )
                 print(
                     f"[round {rnd + 1}/{args.rounds}] {mech:9s} {time.monotonic() - t:5.1f}s {brief}",
@@ -843,7 +1076,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    summary = summarize(results)
+    summary = summarize(results, args)
     info["elapsed_s"] = round(time.monotonic() - t_begin, 1)
     md = markdown(info, args, summary)
     print(md)

@@ -119,10 +119,26 @@ def test_kill9_of_a_holder_gives_its_slots_back(shm_base: Path, workers: list[Wo
     victim.kill9()
     (entry,) = [h for h in mem.holders() if h["name"] == "victim"]
     assert entry["alive"] is False and entry["holds"] == 3
-    assert mem.reclaim_dead() == {"victim": 3}
+    assert mem.reclaim_dead() == {"victim": (3, 0)}, "3 holds, none of them owned"
     for i in range(3):
         mem.write_frame(np.zeros((8, 8, 4), np.uint8), hold=True)
     assert [h["name"] for h in mem.holders()] == ["capture"]
+    mem.close()
+
+
+def test_frames_owned_by_a_dead_stage_come_back_undecided(shm_base: Path, workers: list[Worker]) -> None:
+    mem = jrc.SharedVisionMemory(name="own", slots=4, max_width=8, max_height=8, holder="capture")
+    victim = Worker("hold_everything", ring="own", name="dedup")
+    workers.append(victim)
+    assert victim.line() == "holding 0"
+    refs = [mem.write_frame(np.full((8, 8, 4), i, np.uint8), hold=True) for i in range(3)]
+    for r in refs[:2]:
+        mem.hand_over(r, "dedup")  # in transit: dedup owns them, not yet received
+    mem.hold(refs[0])  # and capture keeps a reference hold on one of them
+    victim.kill9()
+    assert mem.reclaim("dedup") == (2, 2), "both in-transit frames were dedup's to decide"
+    assert mem.owned() == [refs[2]]
+    assert mem.release(refs[0]) is False, "a reference hold never owned the frame"
     mem.close()
 
 
@@ -134,6 +150,7 @@ def test_a_restarted_holder_takes_over_its_dead_predecessors_entry(shm_base: Pat
     assert first.line() == "holding 1"
     first.kill9()
     second = jrc.SharedVisionMemory.attach("re", holder="dedup")  # reclaims on registering
+    assert second.inherited == (1, 0)
     assert [(h["name"], h["holds"], h["alive"]) for h in mem.holders() if h["name"] == "dedup"] == [("dedup", 0, True)]
     assert second.epoch > 0 and not mem.epoch_is_live(second.epoch - 1)
     second.close()

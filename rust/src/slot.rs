@@ -5,14 +5,53 @@
 
 use crate::sync::{fence, AtomicU64, Ordering};
 
-/// `holds` bit owned by the writer between claiming a slot and publishing it.
+/// `holds` word layout: bits 0..55 say which holders hold the frame; bits
+/// 56..61 name its **owner** (holder index + 1, 0 = none): the one holder
+/// responsible for deciding the frame's terminal state. Keeping bits and owner
+/// in one word makes every transition a single RMW, so a crash can never leave
+/// a frame owned by someone who does not hold it, or held by nobody but owned.
+/// Bit 62 is unused; bit 63 (`WRITER_BIT`) marks a slot the writer is filling.
 pub const WRITER_BIT: u64 = 1 << 63;
-/// Number of holder bits (bits 0..61); bit 62 is unused, bit 63 is `WRITER_BIT`.
-pub const MAX_HOLDERS: usize = 62;
+/// Number of holder bits.
+pub const MAX_HOLDERS: usize = 56;
+const HOLDER_BITS: u64 = (1 << MAX_HOLDERS) - 1;
+const OWNER_SHIFT: u32 = 56;
+const OWNER_FIELD: u64 = 0x3f << OWNER_SHIFT;
 /// `seq` flag: the slot is being written, its pixels and metadata are not a frame.
 pub const WRITING: u64 = 1 << 63;
 /// `seq` of a slot that holds no frame (never written, aborted or recovered).
 pub const EMPTY: u64 = 0;
+
+pub fn bit(holder: usize) -> u64 {
+    debug_assert!(holder < MAX_HOLDERS);
+    1 << holder
+}
+
+/// The owner recorded in a `holds` word.
+pub fn owner(holds: u64) -> Option<usize> {
+    match (holds & OWNER_FIELD) >> OWNER_SHIFT {
+        0 => None,
+        o => Some(o as usize - 1),
+    }
+}
+
+fn with_owner(holds: u64, owner: Option<usize>) -> u64 {
+    (holds & !OWNER_FIELD) | owner.map_or(0, |i| (i as u64 + 1) << OWNER_SHIFT)
+}
+
+/// Holder indices whose bit is set in a `holds` word.
+pub fn holders(holds: u64) -> impl Iterator<Item = usize> {
+    (0..MAX_HOLDERS).filter(move |&i| holds & bit(i) != 0)
+}
+
+/// What giving up a hold did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Released {
+    /// Nobody holds the frame any more: the writer may reuse the slot.
+    pub freed: bool,
+    /// The holder owned the frame: its terminal state is decided by this release.
+    pub was_owner: bool,
+}
 
 /// Reuse preference keys stored in a slot's `free_key` word; the writer takes the
 /// free slot with the largest key. A hint only: a stale key costs cache locality,
@@ -70,17 +109,19 @@ impl SlotWords<'_> {
 
     /// Writer: publish the frame written since `begin_write`. The `Release` store
     /// of `seq` makes pixels and metadata visible to whoever reads the new seq
-    /// with `Acquire`. `keep` holds the holder bits that start with a hold on the
-    /// frame (the writer's own, or none); its `Release` store is what a reader's
-    /// `Acquire` in `try_hold` synchronises with. Only the writer touches `holds`
-    /// while `WRITER_BIT` is set (every other transition refuses or needs a bit
-    /// that cannot be set), so a plain store is enough.
-    pub fn publish(&self, new_seq: u64, keep: u64, unheld_key: u64) {
+    /// with `Acquire`. `owner` is the holder that starts out holding and owning
+    /// the frame (the writer's own entry), or none; the `Release` store of
+    /// `holds` is what a reader's `Acquire` in `try_hold` synchronises with.
+    /// Only the writer touches `holds` while `WRITER_BIT` is set (every other
+    /// transition refuses or needs a bit that cannot be set), so a plain store
+    /// is enough.
+    pub fn publish(&self, new_seq: u64, holder: Option<usize>, unheld_key: u64) {
         self.seq.store(new_seq, Ordering::Release);
-        if keep == 0 {
+        let holds = holder.map_or(0, |o| with_owner(bit(o), Some(o)));
+        if holds == 0 {
             self.free_key.store(unheld_key, Ordering::Relaxed);
         }
-        self.holds.store(keep, Ordering::Release);
+        self.holds.store(holds, Ordering::Release);
     }
 
     /// Writer: give up a claimed slot without publishing. `seq` goes to `EMPTY`
@@ -91,14 +132,15 @@ impl SlotWords<'_> {
         self.holds.store(0, Ordering::Release);
     }
 
-    /// Holder: take a hold on frame `seq` for holder `bit`. Fails while the writer
+    /// Holder: take a (non-owning) hold on frame `seq` for `holder`. Fails while the writer
     /// owns the slot. The `Acquire` RMW reads the writer's `publish` store (or a
     /// later RMW in its release sequence), so the frame's pixels are visible.
     /// Once our bit is set the writer cannot claim the slot, so `seq` is stable
     /// and the re-check below decides: the frame we hold is the frame we asked
     /// for, or we let go at once. `Relaxed` suffices for that load because the
     /// RMW already ordered us after the publish of whatever seq is current.
-    pub fn try_hold(&self, seq: u64, bit: u64) -> Result<(), HoldError> {
+    pub fn try_hold(&self, seq: u64, holder: usize) -> Result<(), HoldError> {
+        let bit = bit(holder);
         if self.seq.load(Ordering::Relaxed) != seq {
             return Err(HoldError::Expired);
         }
@@ -117,42 +159,74 @@ impl SlotWords<'_> {
         Ok(())
     }
 
-    /// Holder: drop the hold of `bit`. `Release` orders every read of the pixels
-    /// before the writer's `Acquire` claim of the then free slot. Returns whether
-    /// the slot became free (its `free_key` is then set to `key`).
-    pub fn release(&self, bit: u64, key: u64) -> Result<bool, HoldError> {
-        let prev = self.holds.fetch_and(!bit, Ordering::Release);
-        if prev & bit == 0 {
-            return Err(HoldError::NotHeld);
-        }
-        let freed = prev == bit;
+    /// Holder: drop the hold of `holder`; an owner's release also ends its
+    /// ownership (the frame's fate is decided). `Release` orders every read of
+    /// the pixels before the writer's `Acquire` claim of the then free slot. If
+    /// the slot became free, its `free_key` is set to `key`.
+    pub fn release(&self, holder: usize, key: u64) -> Result<Released, HoldError> {
+        let bit = bit(holder);
+        let prev = self
+            .holds
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |h| {
+                if h & bit == 0 {
+                    return None;
+                }
+                let h = h & !bit;
+                Some(if owner(h) == Some(holder) { with_owner(h, None) } else { h })
+            })
+            .map_err(|_| HoldError::NotHeld)?;
+        let freed = prev & HOLDER_BITS == bit;
         if freed {
             self.free_key.store(key, Ordering::Relaxed);
         }
-        Ok(freed)
+        Ok(Released { freed, was_owner: owner(prev) == Some(holder) })
     }
 
-    /// Holder: pass the hold of `from` to holder `to` in one step, so the slot is
-    /// never unheld in between. With `keep_from` the giver keeps its own hold too.
-    /// `Release`: the giver's reads must happen before the writer's eventual claim,
-    /// which synchronises through the release sequence of later RMWs on `holds`.
-    pub fn hand_over(&self, from: u64, to: u64, keep_from: bool) -> Result<(), HoldError> {
+    /// Holder: pass the hold of `from` to `to` in one step, so the frame is never
+    /// unheld in between; ownership travels with it. With `keep_from` the giver
+    /// keeps a (now non-owning) hold too. `Release`: the giver's reads must happen
+    /// before the writer's eventual claim, which synchronises through the release
+    /// sequence of later RMWs on `holds`.
+    pub fn hand_over(&self, from: usize, to: usize, keep_from: bool) -> Result<(), HoldError> {
+        let (from_bit, to_bit) = (bit(from), bit(to));
         self.holds
             .fetch_update(Ordering::Release, Ordering::Relaxed, |h| {
-                if h & from == 0 {
+                if h & from_bit == 0 {
                     return None;
                 }
-                Some(if keep_from { h | to } else { (h | to) & !from })
+                let mut n = h | to_bit;
+                if !keep_from {
+                    n &= !from_bit;
+                }
+                Some(if owner(h) == Some(from) { with_owner(n, Some(to)) } else { n })
             })
             .map(|_| ())
             .map_err(|_| HoldError::NotHeld)
     }
 
-    /// Whether `bit` holds the slot and the slot still carries frame `seq`
+    /// Holder: undo a `hand_over(keep_from = true)` whose message never left:
+    /// clear `to`'s bit and take ownership back. Safe because `to` cannot have
+    /// seen the frame without the message. `Relaxed`: `me` still holds the slot,
+    /// so this transition can never free it.
+    pub fn withdraw(&self, me: usize, to: usize) -> Result<(), HoldError> {
+        let (me_bit, to_bit) = (bit(me), bit(to));
+        self.holds
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |h| {
+                if h & me_bit == 0 || h & to_bit == 0 {
+                    return None;
+                }
+                let n = h & !to_bit;
+                Some(if owner(h) == Some(to) { with_owner(n, Some(me)) } else { n })
+            })
+            .map(|_| ())
+            .map_err(|_| HoldError::NotHeld)
+    }
+
+    /// Whether `holder` holds the slot and the slot still carries frame `seq`
     /// (the receiving side of a hand-over checks this before using the frame).
     /// `Acquire` on `holds` pairs with the giver's `Release` hand-over.
-    pub fn is_held_by(&self, seq: u64, bit: u64) -> bool {
-        self.holds.load(Ordering::Acquire) & bit != 0 && self.seq.load(Ordering::Relaxed) == seq
+    pub fn is_held_by(&self, seq: u64, holder: usize) -> bool {
+        self.holds.load(Ordering::Acquire) & bit(holder) != 0 && self.seq.load(Ordering::Relaxed) == seq
     }
 
     /// Reader without a hold, step 1: is frame `seq` current? `Acquire` pairs with

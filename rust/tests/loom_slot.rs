@@ -3,7 +3,7 @@
 //! that is not ordered after every read made under a hold.
 #![cfg(loom)]
 
-use jarvis_rust_core::slot::{free_key, SlotWords};
+use jarvis_rust_core::slot::{self, free_key, SlotWords};
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::{AtomicU64, Ordering};
 use loom::sync::Arc;
@@ -31,8 +31,9 @@ impl Slot {
     fn words(&self) -> SlotWords<'_> {
         SlotWords { seq: &self.seq, holds: &self.holds, free_key: &self.free_key }
     }
-    /// Writer: write frame `seq` whose pixels are `seq`, if the slot is free.
-    fn write(&self, seq: u64, keep: u64) -> bool {
+    /// Writer: write frame `seq` whose pixels are `seq`, if the slot is free;
+    /// `owner` starts out holding and owning it.
+    fn write(&self, seq: u64, owner: Option<usize>) -> bool {
         let w = self.words();
         if !w.try_claim() {
             return false;
@@ -40,20 +41,20 @@ impl Slot {
         w.begin_write(seq);
         self.pixels.with_mut(|p| unsafe { *p = seq });
         self.pixels_atomic.store(seq, Ordering::Relaxed);
-        w.publish(seq, keep, free_key::unheld(seq));
+        w.publish(seq, owner, free_key::unheld(seq));
         true
     }
 }
 
-const A: u64 = 1 << 0;
-const B: u64 = 1 << 1;
+const A: usize = 0;
+const B: usize = 1;
 
 /// A reader holding frame 1 never sees the writer overwrite it.
 #[test]
 fn hold_excludes_writer() {
     loom::model(|| {
         let slot = Slot::new();
-        assert!(slot.write(1, 0));
+        assert!(slot.write(1, None));
         let reader = {
             let slot = slot.clone();
             thread::spawn(move || {
@@ -64,7 +65,7 @@ fn hold_excludes_writer() {
                 }
             })
         };
-        slot.write(2, 0);
+        slot.write(2, None);
         reader.join().unwrap();
     });
 }
@@ -75,7 +76,7 @@ fn hold_excludes_writer() {
 fn hand_over_never_leaves_frame_unheld() {
     loom::model(|| {
         let slot = Slot::new();
-        assert!(slot.write(1, A));
+        assert!(slot.write(1, Some(A)));
         let giver = {
             let slot = slot.clone();
             thread::spawn(move || {
@@ -90,12 +91,13 @@ fn hand_over_never_leaves_frame_unheld() {
                 if slot.words().is_held_by(1, B) {
                     let v = slot.pixels.with(|p| unsafe { *p });
                     assert_eq!(v, 1, "a handed-over frame changed");
-                    slot.words().release(B, free_key::released(5)).unwrap();
+                    let r = slot.words().release(B, free_key::released(5)).unwrap();
+                    assert!(r.was_owner, "ownership travels with the hand-over");
                 }
             })
         };
         // The writer may only succeed once both A and B have let go.
-        slot.write(2, 0);
+        slot.write(2, None);
         giver.join().unwrap();
         receiver.join().unwrap();
     });
@@ -106,7 +108,7 @@ fn hand_over_never_leaves_frame_unheld() {
 fn seqlock_copy_is_never_torn() {
     loom::model(|| {
         let slot = Slot::new();
-        assert!(slot.write(1, 0));
+        assert!(slot.write(1, None));
         let reader = {
             let slot = slot.clone();
             thread::spawn(move || {
@@ -119,7 +121,7 @@ fn seqlock_copy_is_never_torn() {
                 }
             })
         };
-        slot.write(2, 0);
+        slot.write(2, None);
         reader.join().unwrap();
     });
 }
@@ -129,7 +131,7 @@ fn seqlock_copy_is_never_torn() {
 fn stale_hold_is_refused_cleanly() {
     loom::model(|| {
         let slot = Slot::new();
-        assert!(slot.write(1, 0));
+        assert!(slot.write(1, None));
         let reader = {
             let slot = slot.clone();
             thread::spawn(move || {
@@ -138,8 +140,30 @@ fn stale_hold_is_refused_cleanly() {
                 }
             })
         };
-        slot.write(2, 0);
+        slot.write(2, None);
         reader.join().unwrap();
-        assert_eq!(slot.holds.load(Ordering::Relaxed) & A, 0, "a refused hold left its bit set");
+        assert_eq!(slot.holds.load(Ordering::Relaxed) & slot::bit(A), 0, "a refused hold left its bit set");
+    });
+}
+
+/// Ownership is decided exactly once: whichever of a kept hand-over's two
+/// holders lets go, exactly one release (or reclaim) reports ownership.
+#[test]
+fn ownership_is_decided_exactly_once() {
+    loom::model(|| {
+        let slot = Slot::new();
+        assert!(slot.write(1, Some(A)));
+        slot.words().hand_over(A, B, true).unwrap();
+        let giver = {
+            let slot = slot.clone();
+            thread::spawn(move || slot.words().release(A, free_key::released(1)).unwrap().was_owner)
+        };
+        let receiver = {
+            let slot = slot.clone();
+            thread::spawn(move || slot.words().release(B, free_key::released(2)).unwrap().was_owner)
+        };
+        let owners = [giver.join().unwrap(), receiver.join().unwrap()];
+        assert_eq!(owners, [false, true]);
+        assert_eq!(slot.holds.load(Ordering::Relaxed), 0, "both released: the slot is free");
     });
 }

@@ -137,7 +137,7 @@ fn stress_writer_holders_and_copy_readers() {
         let meta = writer.commit(true, None, None).unwrap();
         *newest.lock().unwrap() = Some(meta);
         let target = (written % 2) as usize;
-        writer.hand_over(&meta, ["a", "b"][target]).unwrap();
+        writer.hand_over(&meta, ["a", "b"][target], false).unwrap();
         senders[target].send(meta).unwrap();
         written += 1;
     }
@@ -173,7 +173,7 @@ fn writer_is_exclusive_and_never_waits() {
     let src = jarvis_rust_core::frame::SourceFrame::from_slice(&data, 64, 64, None, PixelFormat::Bgra).unwrap();
     for _ in 0..3 {
         let m = writer.write_frame(&src, 0, true, (None, None), |job| job()).unwrap();
-        writer.hand_over(&m, "r").unwrap();
+        writer.hand_over(&m, "r", false).unwrap();
         reader.accept(&m).unwrap();
     }
     let start = Instant::now();

@@ -254,6 +254,13 @@ impl SharedVisionMemory {
     fn epoch(&self) -> u64 {
         self.ring.holder().map(|h| h.1).unwrap_or(0)
     }
+    /// What registering took over from a dead holder of the same name:
+    /// (holds released, frames it owned whose terminal state nobody decided).
+    #[getter]
+    fn inherited(&self) -> (usize, usize) {
+        let r = self.ring.inherited();
+        (r.released, r.undecided)
+    }
     /// Whether creating this ring removed a leftover ring of a dead run.
     #[getter]
     fn replaced_stale(&self) -> bool {
@@ -387,14 +394,37 @@ impl SharedVisionMemory {
         Ok(self.ring.hold(&r.meta)?)
     }
 
-    /// Releases one hold on the frame.
-    fn release(&self, r: &FrameRef) -> PyResult<()> {
+    /// Releases one hold on the frame. True when that ended this handle's
+    /// ownership: the frame's terminal state was this handle's to decide.
+    fn release(&self, r: &FrameRef) -> PyResult<bool> {
         Ok(self.ring.release(&r.meta)?)
     }
 
-    /// Passes one of this handle's holds on the frame to holder `to`, atomically.
-    fn hand_over(&self, r: &FrameRef, to: &str) -> PyResult<()> {
-        Ok(self.ring.hand_over(&r.meta, to)?)
+    /// Passes one of this handle's holds on the frame, and its ownership, to
+    /// holder `to` atomically. With `keep`, this handle keeps a hold until it
+    /// releases it, and can `withdraw` the hand-over if its message is not sent.
+    #[pyo3(signature = (r, to, *, keep=false))]
+    fn hand_over(&self, r: &FrameRef, to: &str, keep: bool) -> PyResult<()> {
+        Ok(self.ring.hand_over(&r.meta, to, keep)?)
+    }
+
+    /// Undoes `hand_over(r, to, keep=True)`: `to` loses its hold, ownership returns.
+    fn withdraw(&self, r: &FrameRef, to: &str) -> PyResult<()> {
+        Ok(self.ring.withdraw(&r.meta, to)?)
+    }
+
+    /// Gives up holds handed to this holder whose message never arrived
+    /// (captured at least `min_age_s` ago, never accepted): [(ref, was_owner)].
+    fn reclaim_transit(&self, min_age_s: f64) -> PyResult<Vec<(FrameRef, bool)>> {
+        let ns = (min_age_s.max(0.0) * 1e9) as u64;
+        Ok(self.ring.reclaim_transit(ns)?.into_iter().map(|(meta, owned)| (FrameRef { meta }, owned)).collect())
+    }
+
+    /// The frames this handle owns, oldest first.
+    fn owned(&self) -> PyResult<Vec<FrameRef>> {
+        let mut v = self.ring.owned()?;
+        v.sort_by_key(|m| m.seq);
+        Ok(v.into_iter().map(|meta| FrameRef { meta }).collect())
     }
 
     /// Takes charge of a hold handed over to this handle's holder.
@@ -407,16 +437,18 @@ impl SharedVisionMemory {
         self.ring.held_count(slot)
     }
 
-    /// Releases every hold of the dead holder `name`; returns how many.
-    fn reclaim(&self, name: &str) -> PyResult<usize> {
-        Ok(self.ring.reclaim(name)?)
+    /// Releases every hold of the dead holder `name`: (holds released, frames
+    /// it owned, whose terminal state nobody decided).
+    fn reclaim(&self, name: &str) -> PyResult<(usize, usize)> {
+        let r = self.ring.reclaim(name)?;
+        Ok((r.released, r.undecided))
     }
 
-    /// Reclaims the holds of every dead holder: {name: frames released}.
+    /// Reclaims the holds of every dead holder: {name: (released, undecided)}.
     fn reclaim_dead<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (name, n) in self.ring.reclaim_dead()? {
-            d.set_item(name, n)?;
+        for (name, r) in self.ring.reclaim_dead()? {
+            d.set_item(name, (r.released, r.undecided))?;
         }
         Ok(d)
     }
@@ -437,7 +469,7 @@ impl SharedVisionMemory {
         Ok(list)
     }
 
-    /// Per-slot state: index, seq, writing, holders (holder indices).
+    /// Per-slot state: index, seq, writing, holders and owner (holder indices).
     fn slots<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let list = PyList::empty(py);
         for s in self.ring.slots() {
@@ -446,6 +478,7 @@ impl SharedVisionMemory {
             d.set_item("seq", s.seq)?;
             d.set_item("writing", s.writing)?;
             d.set_item("holders", s.holders)?;
+            d.set_item("owner", s.owner)?;
             list.append(d)?;
         }
         Ok(list)
@@ -474,7 +507,7 @@ impl SharedVisionMemory {
         Ok(self.ring.credit_take(hop, limit)?)
     }
 
-    /// Returns a credit on `hop`; returns the credits still out.
+    /// Returns a credit on `hop` (saturating at zero); returns the credits still out.
     fn credit_return(&self, hop: usize) -> PyResult<u64> {
         Ok(self.ring.credit_return(hop)?)
     }

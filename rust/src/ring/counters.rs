@@ -34,12 +34,15 @@ impl Ring {
             .is_ok())
     }
 
-    /// Gives back one credit on `hop`.
+    /// Gives back one credit on `hop`; returns the credits still out. Saturates
+    /// at zero: after the supervisor reset a hop (its receiver died), credits of
+    /// frames taken before the reset may still come back.
     pub fn credit_return(&self, hop: usize) -> Result<u64> {
-        self.credit(hop)?
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1))
-            .map(|c| c - 1)
-            .map_err(|_| RingError::Hold(format!("hop {hop} has no credit in flight to return")))
+        let prev = self
+            .credit(hop)?
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| Some(c.saturating_sub(1)))
+            .unwrap_or(0);
+        Ok(prev.saturating_sub(1))
     }
 
     pub fn credit_in_flight(&self, hop: usize) -> Result<u64> {

@@ -84,19 +84,20 @@ impl Ring {
         )
     }
 
-    /// Publishes the reserved frame. With `hold`, this handle keeps a hold on it.
+    /// Publishes the reserved frame. With `hold`, this handle keeps a hold on it
+    /// and owns it (decides its terminal state, or hands that on).
     pub fn commit(&self, hold: bool, t_mono_ns: Option<u64>, t_wall_ns: Option<u64>) -> Result<FrameMeta> {
         self.check_open()?;
         let mut guard = lock_guard(&self.writer);
         let w = guard.as_mut().ok_or_else(|| RingError::Busy("this handle is not the ring's writer".into()))?;
         let mut meta = w.pending.ok_or_else(|| RingError::Hold("no reserved slot to commit; call reserve first".into()))?;
         let mut holder = lock_guard(&self.holder);
-        let keep = match (hold, holder.as_ref()) {
-            (true, Some(h)) => h.bit(),
+        let owner = match (hold, holder.as_ref()) {
+            (true, Some(h)) => Some(h.index),
             (true, None) => {
                 return Err(RingError::Hold("commit(hold=True) needs a registered holder; attach with a holder name".into()))
             }
-            (false, _) => 0,
+            (false, _) => None,
         };
         meta.epoch = holder.as_ref().map(|h| h.epoch).unwrap_or(0);
         if let Some(t) = t_mono_ns {
@@ -117,7 +118,7 @@ impl Ring {
         s.t_mono_ns.store(meta.t_mono_ns, Ordering::Relaxed);
         s.t_wall_ns.store(meta.t_wall_ns, Ordering::Relaxed);
         let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
-        self.map.words(meta.slot as usize).publish(meta.seq, keep, free_key::unheld(clock));
+        self.map.words(meta.slot as usize).publish(meta.seq, owner, free_key::unheld(clock));
         if let (true, Some(h)) = (hold, holder.as_mut()) {
             h.counts[meta.slot as usize] += 1;
         }

@@ -4,9 +4,8 @@
 use super::*;
 
 impl Ring {
-
     /// Registers this handle as holder `name`. A dead holder of the same name is
-    /// replaced (its holds reclaimed); a live one is `Busy`.
+    /// replaced, its holds reclaimed (see `inherited`); a live one is `Busy`.
     pub fn register(&self, name: &str) -> Result<u64> {
         self.check_open()?;
         check_name("holder", name, ".:")?;
@@ -18,6 +17,7 @@ impl Ring {
         let _registration = paths.lock_registration()?;
         let header = self.header();
         let mut chosen = self.find_holder(name);
+        let mut inherited = Reclaimed::default();
         if let Some(i) = chosen {
             if shm::is_locked(&paths.holder_lock(i))? {
                 return Err(RingError::Busy(format!(
@@ -26,7 +26,7 @@ impl Ring {
                     header.holders[i].pid.load(Ordering::Relaxed)
                 )));
             }
-            self.clear_holder_bit(i);
+            inherited = self.clear_holder_bit(i);
         }
         if chosen.is_none() {
             chosen = header.holders.iter().position(|e| e.state.load(Ordering::Acquire) == HOLDER_FREE);
@@ -35,7 +35,7 @@ impl Ring {
             // Reuse the entry of a dead holder, reclaiming its holds.
             for (i, e) in header.holders.iter().enumerate() {
                 if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
-                    self.clear_holder_bit(i);
+                    inherited = self.clear_holder_bit(i);
                     chosen = Some(i);
                     break;
                 }
@@ -65,6 +65,7 @@ impl Ring {
             name: name.to_string(),
             _lock: lock,
             counts: vec![0; self.slot_count()],
+            inherited,
         });
         Ok(epoch)
     }
@@ -77,22 +78,26 @@ impl Ring {
             .position(|e| e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == name)
     }
 
-    /// Clears holder `index`'s bit in every slot; returns how many it held.
-    pub(super) fn clear_holder_bit(&self, index: usize) -> usize {
-        let bit = 1u64 << index;
-        (0..self.slot_count())
-            .filter(|&i| self.map.slot(i).holds.load(Ordering::Relaxed) & bit != 0)
-            .filter(|&i| {
-                let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
-                self.map.words(i).release(bit, free_key::released(clock)).is_ok()
-            })
-            .count()
+    /// Clears holder `index`'s bit in every slot.
+    pub(super) fn clear_holder_bit(&self, index: usize) -> Reclaimed {
+        let mut out = Reclaimed::default();
+        for i in 0..self.slot_count() {
+            if self.map.slot(i).holds.load(Ordering::Relaxed) & slot::bit(index) == 0 {
+                continue;
+            }
+            let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+            if let Ok(r) = self.map.words(i).release(index, free_key::released(clock)) {
+                out.released += 1;
+                out.undecided += usize::from(r.was_owner);
+            }
+        }
+        out
     }
 
     /// Reclaims the holds of holder `name`, which must be dead (its process gone).
-    /// The supervisor calls this for a stage it saw die. Returns the number of
-    /// frames released.
-    pub fn reclaim(&self, name: &str) -> Result<usize> {
+    /// The supervisor calls this for a stage it saw die; the frames the stage
+    /// owned are `undecided` and count as dropped(stage_crashed).
+    pub fn reclaim(&self, name: &str) -> Result<Reclaimed> {
         self.check_open()?;
         let paths = self.paths();
         let _registration = paths.lock_registration()?;
@@ -111,8 +116,8 @@ impl Ring {
         Ok(n)
     }
 
-    /// Reclaims the holds of every dead holder; returns (name, frames released).
-    pub fn reclaim_dead(&self) -> Result<Vec<(String, usize)>> {
+    /// Reclaims the holds of every dead holder.
+    pub fn reclaim_dead(&self) -> Result<Vec<(String, Reclaimed)>> {
         self.check_open()?;
         let paths = self.paths();
         let _registration = paths.lock_registration()?;
@@ -134,7 +139,7 @@ impl Ring {
             if e.state.load(Ordering::Acquire) != HOLDER_ATTACHED {
                 continue;
             }
-            let bit = 1u64 << i;
+            let bit = slot::bit(i);
             out.push(HolderInfo {
                 index: i,
                 name: entry_name(e),
@@ -169,7 +174,8 @@ impl Ring {
                     index: i,
                     seq: seq & !WRITING,
                     writing: seq & WRITING != 0 || holds & WRITER_BIT != 0,
-                    holders: (0..MAX_HOLDERS).filter(|b| holds & (1u64 << b) != 0).collect(),
+                    holders: slot::holders(holds).collect(),
+                    owner: slot::owner(holds),
                 }
             })
             .collect()
@@ -188,7 +194,8 @@ impl Ring {
     }
 
 
-    /// Takes a hold on frame `r` for this handle (nested holds are counted).
+    /// Takes a (non-owning) hold on frame `r` for this handle; nested holds are
+    /// counted and the slot's bit stays set until the last is released.
     pub fn hold(&self, r: &FrameMeta) -> Result<()> {
         self.check_ref(r)?;
         self.with_holder(|h| {
@@ -198,9 +205,10 @@ impl Ring {
                     return Err(self.expired(r));
                 }
             } else {
-                self.map.words(slot).try_hold(r.seq, h.bit()).map_err(|_| self.expired(r))?;
+                self.map.words(slot).try_hold(r.seq, h.index).map_err(|_| self.expired(r))?;
                 if let Err(e) = self.check_current(r) {
-                    self.drop_bit(slot, h.bit());
+                    let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+                    let _ = self.map.words(slot).release(h.index, free_key::released(clock));
                     return Err(e);
                 }
             }
@@ -209,70 +217,77 @@ impl Ring {
         })
     }
 
-    fn drop_bit(&self, slot: usize, bit: u64) {
-        let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
-        let _ = self.map.words(slot).release(bit, free_key::released(clock));
+    /// The held slot of `r`, checked: this handle holds it and it still carries `r`.
+    fn held_slot(&self, h: &HolderState, r: &FrameMeta, doing: &str) -> Result<usize> {
+        let slot = r.slot as usize;
+        if h.counts[slot] == 0 || self.map.slot(slot).seq.load(Ordering::Relaxed) != r.seq {
+            return Err(RingError::Hold(format!(
+                "holder {:?} does not hold frame seq {} (slot {slot}), so it cannot {doing} it",
+                h.name, r.seq
+            )));
+        }
+        Ok(slot)
     }
 
-    /// Releases one hold of this handle on frame `r`.
-    pub fn release(&self, r: &FrameMeta) -> Result<()> {
+    /// Releases one hold of this handle on frame `r`. Returns true when this
+    /// ended the handle's ownership of the frame: its terminal state is decided.
+    pub fn release(&self, r: &FrameMeta) -> Result<bool> {
         self.check_ref(r)?;
         self.with_holder(|h| {
-            let slot = r.slot as usize;
-            if h.counts[slot] == 0 {
-                return Err(RingError::Hold(format!(
-                    "holder {:?} holds no frame in slot {} (frame seq {}); release only what you hold",
-                    h.name, slot, r.seq
-                )));
-            }
-            if self.map.slot(slot).seq.load(Ordering::Relaxed) != r.seq {
-                return Err(RingError::Hold(format!(
-                    "holder {:?} holds slot {} but not frame seq {}: the ref does not match the held frame",
-                    h.name, slot, r.seq
-                )));
-            }
+            let slot = self.held_slot(h, r, "release")?;
             h.counts[slot] -= 1;
-            if h.counts[slot] == 0 {
-                let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
-                match self.map.words(slot).release(h.bit(), free_key::released(clock)) {
-                    Ok(_) => {}
-                    Err(HoldError::NotHeld) | Err(HoldError::Expired) => {
-                        return Err(RingError::Hold(format!(
-                            "the hold of {:?} on slot {} was reclaimed while in use",
-                            h.name, slot
-                        )))
-                    }
-                }
+            if h.counts[slot] > 0 {
+                return Ok(false);
             }
-            Ok(())
+            let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+            self.map
+                .words(slot)
+                .release(h.index, free_key::released(clock))
+                .map(|rel| rel.was_owner)
+                .map_err(|_| RingError::Hold(format!("the hold of {:?} on slot {slot} was reclaimed while in use", h.name)))
         })
     }
 
-    /// Passes one hold of this handle on `r` to holder `to` (a registered stage)
-    /// atomically. The receiver calls `accept` when the ref arrives.
-    pub fn hand_over(&self, r: &FrameMeta, to: &str) -> Result<()> {
+    /// Passes one hold of this handle on `r`, and its ownership if it owns the
+    /// frame, to holder `to` atomically. The receiver calls `accept` when the
+    /// ref arrives. With `keep`, this handle keeps its hold (not the ownership)
+    /// until it releases it, and can `withdraw` the hand-over if the message
+    /// could not be sent.
+    pub fn hand_over(&self, r: &FrameMeta, to: &str, keep: bool) -> Result<()> {
         self.check_ref(r)?;
         let target = self
             .find_holder(to)
             .ok_or_else(|| RingError::Hold(format!("no holder named {to:?} is attached to ring {:?}", self.name)))?;
         self.with_holder(|h| {
-            let slot = r.slot as usize;
             if target == h.index {
                 return Err(RingError::Hold(format!("holder {to:?} cannot hand a frame over to itself")));
             }
-            if h.counts[slot] == 0 || self.map.slot(slot).seq.load(Ordering::Relaxed) != r.seq {
-                return Err(RingError::Hold(format!(
-                    "holder {:?} does not hold frame seq {} (slot {}), so it cannot hand it over",
-                    h.name, r.seq, slot
-                )));
-            }
-            let keep = h.counts[slot] > 1;
+            let slot = self.held_slot(h, r, "hand over")?;
+            let keep_bit = keep || h.counts[slot] > 1;
             self.map
                 .words(slot)
-                .hand_over(h.bit(), 1u64 << target, keep)
+                .hand_over(h.index, target, keep_bit)
                 .map_err(|_| RingError::Hold(format!("the hold of {:?} on slot {slot} was reclaimed", h.name)))?;
-            h.counts[slot] -= 1;
+            if !keep {
+                h.counts[slot] -= 1;
+            }
             Ok(())
+        })
+    }
+
+    /// Undoes `hand_over(r, to, keep=True)` when the message to `to` was not
+    /// sent: clears `to`'s hold and takes the ownership back.
+    pub fn withdraw(&self, r: &FrameMeta, to: &str) -> Result<()> {
+        self.check_ref(r)?;
+        let target = self
+            .find_holder(to)
+            .ok_or_else(|| RingError::Hold(format!("no holder named {to:?} is attached to ring {:?}", self.name)))?;
+        self.with_holder(|h| {
+            let slot = self.held_slot(h, r, "withdraw")?;
+            self.map
+                .words(slot)
+                .withdraw(h.index, target)
+                .map_err(|_| RingError::Hold(format!("holder {to:?} holds no frame seq {} to withdraw", r.seq)))
         })
     }
 
@@ -282,7 +297,7 @@ impl Ring {
         self.check_ref(r)?;
         self.with_holder(|h| {
             let slot = r.slot as usize;
-            if !self.map.words(slot).is_held_by(r.seq, h.bit()) {
+            if !self.map.words(slot).is_held_by(r.seq, h.index) {
                 return Err(RingError::FrameExpired(format!(
                     "no hold on frame seq {} (slot {}) was handed to {:?}: it was reclaimed or never handed over",
                     r.seq, slot, h.name
@@ -290,6 +305,41 @@ impl Ring {
             }
             h.counts[slot] += 1;
             Ok(())
+        })
+    }
+
+    /// Gives up holds handed to this handle that never arrived: frames whose
+    /// bit is set for this holder but that it never accepted, captured at least
+    /// `min_age_ns` ago (their message was lost when the sender died between
+    /// hand-over and send). Returns each with whether this holder owned it.
+    pub fn reclaim_transit(&self, min_age_ns: u64) -> Result<Vec<(FrameMeta, bool)>> {
+        let now = shm::monotonic_ns();
+        self.with_holder(|h| {
+            let mut out = Vec::new();
+            for slot in 0..self.slot_count() {
+                if h.counts[slot] > 0 || self.map.slot(slot).holds.load(Ordering::Acquire) & slot::bit(h.index) == 0 {
+                    continue;
+                }
+                let Some(meta) = self.map.published_meta(slot) else { continue };
+                if now.saturating_sub(meta.t_mono_ns) < min_age_ns {
+                    continue;
+                }
+                let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
+                if let Ok(rel) = self.map.words(slot).release(h.index, free_key::released(clock)) {
+                    out.push((meta, rel.was_owner));
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    /// The frames this handle owns: their terminal state is its to decide.
+    pub fn owned(&self) -> Result<Vec<FrameMeta>> {
+        self.with_holder(|h| {
+            Ok((0..self.slot_count())
+                .filter(|&i| slot::owner(self.map.slot(i).holds.load(Ordering::Acquire)) == Some(h.index))
+                .filter_map(|i| self.map.published_meta(i))
+                .collect())
         })
     }
 

@@ -22,8 +22,9 @@
 //! the ordering it uses):
 //! * `seq`: the sequence number of the frame in the slot (unique in the ring,
 //!   increasing), `EMPTY`, or `seq | WRITING` while the writer fills it;
-//! * `holds`: one bit per holder holding the frame, plus `WRITER_BIT` while the
-//!   writer owns the slot;
+//! * `holds`: one bit per holder holding the frame; the frame's **owner** (the
+//!   one holder whose job it is to decide the frame's terminal state); and
+//!   `WRITER_BIT` while the writer fills the slot;
 //! * `free_key`: which free slot the writer should reuse first (a hint).
 //!
 //! The invariants that make it safe:
@@ -36,14 +37,20 @@
 //! 3. A frame is published by the `Release` store of its even `seq`, after all
 //!    its pixels and metadata; a writer killed before that leaves `WRITING` in
 //!    `seq`, which matches no ref. The next writer resets such slots.
-//! 4. A hand-over moves a hold from one holder bit to another in one RMW, so a
-//!    frame in transit between stages is never unheld.
+//! 4. A hand-over moves a hold (and the ownership) from one holder to another
+//!    in one RMW, so a frame in transit between stages is never unheld and
+//!    always has exactly one owner until a release by the owner decides it.
+//!    Other holds (reference frames, history, taps) never own.
 //! 5. Readers without a hold use the slot as a seqlock: `seq` before the copy,
 //!    an `Acquire` fence, `seq` again; a changed `seq` means `FrameExpired`.
 //!    (The racing pixel loads are plain byte copies of shared memory; a torn copy
 //!    is detected and discarded, never returned.)
 //! 6. Holds of a dead holder (its flock is free) are reclaimed by clearing its
-//!    bit in every slot; that is also how the supervisor reclaims a stage.
+//!    bit in every slot; that is also how the supervisor reclaims a stage. The
+//!    frames it owned come back as `undecided`, so every frame's terminal state
+//!    is counted exactly once, crash or not. A hand-over whose message was lost
+//!    (the sender died between hand-over and send) is given up by the receiver
+//!    after a while (`reclaim_transit`).
 //!
 //! The writer never waits: without a slot whose `holds` is 0 it fails with
 //! `RingFull`. Of the free slots it takes the most recently released one (its
@@ -65,7 +72,7 @@ use crate::error::{RingError, Result};
 use crate::frame::{ring_stride, FrameMeta, PixelFormat, SourceFrame};
 use crate::layout::{self, HolderEntry, RingHeader, SlotDesc, COUNTERS, HOLDER_ATTACHED, HOLDER_FREE, HOPS, PAGE};
 use crate::shm;
-use crate::slot::{free_key, HoldError, SlotWords, EMPTY, MAX_HOLDERS, WRITER_BIT, WRITING};
+use crate::slot::{self, free_key, SlotWords, EMPTY, MAX_HOLDERS, WRITER_BIT, WRITING};
 
 pub use crate::layout::LAYOUT_VERSION;
 
@@ -174,12 +181,17 @@ struct HolderState {
     _lock: File,
     /// This handle's holds per slot; the slot's bit is set while the count is > 0.
     counts: Vec<u32>,
+    /// What registering reclaimed from a dead predecessor of the same name.
+    inherited: Reclaimed,
 }
 
-impl HolderState {
-    fn bit(&self) -> u64 {
-        1u64 << self.index
-    }
+/// What reclaiming a holder's holds released.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reclaimed {
+    /// Holds given up.
+    pub released: usize,
+    /// Frames the holder owned: nobody decided their terminal state.
+    pub undecided: usize,
 }
 
 /// A holder entry as seen from outside.
@@ -200,6 +212,7 @@ pub struct SlotInfo {
     pub seq: u64,
     pub writing: bool,
     pub holders: Vec<usize>,
+    pub owner: Option<usize>,
 }
 
 /// What attaching as the writer found left over by a writer that died.
@@ -575,7 +588,7 @@ impl Ring {
             } else {
                 self.map
                     .words(i)
-                    .publish(s.seq.load(Ordering::Relaxed), 0, free_key::unheld(clock.fetch_add(1, Ordering::Relaxed)));
+                    .publish(s.seq.load(Ordering::Relaxed), None, free_key::unheld(clock.fetch_add(1, Ordering::Relaxed)));
                 rec.released += 1;
             }
         }
@@ -635,6 +648,11 @@ impl Ring {
     pub fn recovery(&self) -> WriterRecovery {
         self.recovery
     }
+    /// What registering took over from a dead holder of the same name.
+    pub fn inherited(&self) -> Reclaimed {
+        lock_guard(&self.holder).as_ref().map(|h| h.inherited).unwrap_or_default()
+    }
+
     /// This handle's holder name and epoch, if registered.
     pub fn holder(&self) -> Option<(String, u64)> {
         lock_guard(&self.holder).as_ref().map(|h| (h.name.clone(), h.epoch))

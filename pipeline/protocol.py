@@ -41,6 +41,8 @@ class ProtocolError(ValueError):
 def encode_frame_ref(ref: FrameRef, extra: Mapping[str, Any] | None = None) -> bytes:
     """Encodes a hand-off message: the ref, the protocol version, and `extra`
     fields (JSON-compatible values; their keys must not shadow ref fields)."""
+    if not extra:
+        return ref.pack(PROTOCOL_VERSION)  # the same map, packed without Python dicts
     body: dict[str, Any] = ref.to_dict()
     body["v"] = list(PROTOCOL_VERSION)
     if extra:
@@ -65,6 +67,9 @@ def decode_frame_ref(data: bytes) -> tuple[FrameRef, dict[str, Any]]:
         raise ProtocolError(f"a hand-off message is bytes, not {type(data).__name__}")
     if len(data) > MAX_HANDOFF_BYTES:
         raise ProtocolError(f"hand-off message of {len(data)} bytes exceeds {MAX_HANDOFF_BYTES}")
+    fast = FrameRef.unpack(bytes(data))
+    if fast is not None and fast[1][0] == PROTOCOL_VERSION[0]:
+        return fast[0], {}
     try:
         body = msgpack.unpackb(data, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types

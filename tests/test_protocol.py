@@ -7,6 +7,8 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import jarvis_rust_core as jrc
 from pipeline import protocol as p
@@ -85,3 +87,22 @@ def test_counters_live_in_the_ring_and_are_exact(shm_base: Path) -> None:
         assert snap["captured"] == 3 == p.terminal_total(snap)
         with pytest.raises(jrc.RingConfigError):
             mem.counter_add(jrc.COUNTERS)
+
+
+@given(
+    seq=st.integers(1, 2**64 - 1),
+    epoch=st.integers(0, 2**64 - 1),
+    slot=st.integers(0, 2**32 - 1),
+    t=st.integers(0, 2**64 - 1),
+    minor=st.integers(0, 1000),
+)
+# The fixture is only read, so sharing it across examples is fine.
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_fast_and_general_paths_agree(ref: jrc.FrameRef, seq: int, epoch: int, slot: int, t: int, minor: int) -> None:
+    r = jrc.FrameRef.from_dict(ref.to_dict() | {"seq": seq, "epoch": epoch, "slot": slot, "t_wall_ns": t})
+    fast = r.pack((p.PROTOCOL_VERSION[0], minor))
+    general = msgpack.packb(r.to_dict() | {"v": [p.PROTOCOL_VERSION[0], minor]})
+    assert msgpack.unpackb(fast) == msgpack.unpackb(general)
+    assert jrc.FrameRef.unpack(fast) == (r, (p.PROTOCOL_VERSION[0], minor))
+    assert jrc.FrameRef.unpack(general) == (r, (p.PROTOCOL_VERSION[0], minor))
+    assert p.decode_frame_ref(fast) == p.decode_frame_ref(general) == (r, {})

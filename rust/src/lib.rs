@@ -19,6 +19,8 @@ pub(crate) mod layout;
 pub mod ring;
 #[cfg(not(loom))]
 mod shm;
+#[cfg(not(loom))]
+pub mod wire;
 
 #[cfg(all(feature = "python", not(loom)))]
 mod python;

@@ -3,7 +3,7 @@
 
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 
 use crate::frame::{FrameMeta, PixelFormat};
 
@@ -144,6 +144,20 @@ impl FrameRef {
             return Err(PyValueError::new_err("FrameRef seq must be positive"));
         }
         Ok(FrameRef { meta })
+    }
+
+    /// The hand-off message of this ref with no extra fields: the msgpack map
+    /// `{v: [major, minor], <FIELDS>}` (what pipeline.protocol sends).
+    fn pack<'py>(&self, py: Python<'py>, version: (u64, u64)) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &crate::wire::pack(&self.meta, version))
+    }
+
+    /// Parses a hand-off message holding exactly `v` and the FrameRef fields:
+    /// (ref, (major, minor)); None for anything else (extra fields, unusual
+    /// encodings, invalid values), which the general msgpack path then handles.
+    #[staticmethod]
+    fn unpack(data: &[u8]) -> Option<(FrameRef, (u64, u64))> {
+        crate::wire::unpack(data).map(|(meta, v)| (FrameRef { meta }, v))
     }
 
     #[classattr]

@@ -361,3 +361,20 @@ def test_closing_in_any_order_leaves_no_files(shm_base: Path, ring_dir: Path) ->
     assert np.array_equal(reader.read(ref), np.ones((8, 8, 4), np.uint8)), "the mapping outlives the files"
     reader.close()
     assert list(ring_dir.iterdir()) == []
+
+
+def test_terminal_counts_are_tallied_with_the_decision(shm_base: Path) -> None:
+    a = jrc.SharedVisionMemory(name="tally", slots=3, max_width=8, max_height=8, holder="a")
+    b = jrc.SharedVisionMemory.attach("tally", holder="b")
+    refs = [a.write_frame(frame(8, 8), hold=True, count=0) for _ in range(2)]
+    assert a.counters()[0] == 2
+    a.hand_over(refs[0], "b")
+    b.accept(refs[0])
+    b.hold(refs[0])
+    assert b.release(refs[0], count=1) is False and a.counters()[1] == 0, "only the last hold decides"
+    assert b.release(refs[0], count=1) is True and a.counters()[1] == 1
+    with pytest.raises(jrc.RingConfigError):
+        a.release(refs[1], count=jrc.COUNTERS)
+    assert a.owned() == [refs[1]], "a bad counter index leaves the hold untouched"
+    b.close()
+    a.close()

@@ -64,7 +64,7 @@ fn stress_writer_holders_and_copy_readers() {
                 } else {
                     bad.fetch_add(1, Ordering::Relaxed);
                 }
-                ring.release(&meta).unwrap();
+                ring.release(&meta, None).unwrap();
             }
         }));
     }
@@ -82,7 +82,7 @@ fn stress_writer_holders_and_copy_readers() {
                         match ring.hold(&meta) {
                             Ok(()) => {
                                 let g = check(&meta, ring.view_ptr(&meta).unwrap(), meta.stride as usize);
-                                ring.release(&meta).unwrap();
+                                ring.release(&meta, None).unwrap();
                                 Some(g)
                             }
                             Err(RingError::FrameExpired(_)) => None,
@@ -134,7 +134,7 @@ fn stress_writer_holders_and_copy_readers() {
                 *byte = pixel(meta.seq, y * row + x);
             }
         }
-        let meta = writer.commit(true, None, None).unwrap();
+        let meta = writer.commit(true, (None, None), None).unwrap();
         *newest.lock().unwrap() = Some(meta);
         let target = (written % 2) as usize;
         writer.hand_over(&meta, ["a", "b"][target], false).unwrap();
@@ -172,17 +172,17 @@ fn writer_is_exclusive_and_never_waits() {
     let data = vec![1u8; 64 * 64 * 4];
     let src = jarvis_rust_core::frame::SourceFrame::from_slice(&data, 64, 64, None, PixelFormat::Bgra).unwrap();
     for _ in 0..3 {
-        let m = writer.write_frame(&src, 0, true, (None, None), |job| job()).unwrap();
+        let m = writer.write_frame(&src, 0, true, (None, None), None, |job| job()).unwrap();
         writer.hand_over(&m, "r", false).unwrap();
         reader.accept(&m).unwrap();
     }
     let start = Instant::now();
-    assert!(matches!(writer.write_frame(&src, 0, false, (None, None), |job| job()), Err(RingError::RingFull(_))));
+    assert!(matches!(writer.write_frame(&src, 0, false, (None, None), None, |job| job()), Err(RingError::RingFull(_))));
     assert!(start.elapsed() < Duration::from_secs(1), "RingFull must be immediate");
-    assert!(matches!(creator.reclaim("r"), Err(RingError::Busy(_))), "a live holder must not be reclaimed");
+    assert!(matches!(creator.reclaim("r", None), Err(RingError::Busy(_))), "a live holder must not be reclaimed");
     // Closing the reader gives its holds back; the writer can write again.
     reader.close();
-    writer.write_frame(&src, 0, false, (None, None), |job| job()).unwrap();
+    writer.write_frame(&src, 0, false, (None, None), None, |job| job()).unwrap();
     writer.close();
     creator.close();
     std::fs::remove_dir_all(&dir).ok();

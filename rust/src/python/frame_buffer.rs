@@ -28,7 +28,7 @@ impl FrameRingBuffer {
     fn let_go(&self, evicted: Vec<Entry>) -> PyResult<()> {
         for e in evicted {
             if let (Entry::Held(r), Some(ring)) = (e, self.ring.as_ref()) {
-                ring.get().ring().release(&r.meta)?;
+                ring.get().ring().release(&r.meta, None)?;
             }
         }
         Ok(())
@@ -86,7 +86,7 @@ impl FrameRingBuffer {
         match self.core.push(ts, 0, Entry::Held(r.clone())) {
             Ok(evicted) => self.let_go(evicted),
             Err(e) => {
-                ring.get().ring().release(&r.meta)?;
+                ring.get().ring().release(&r.meta, None)?;
                 Err(e.into())
             }
         }

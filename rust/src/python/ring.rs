@@ -282,9 +282,10 @@ impl SharedVisionMemory {
     /// array (H, W, C) or (H, W) whose rows may be padded, or a bytes-like object
     /// with `width`, `height`, `fmt` and optionally `stride` (without them the
     /// bytes are kept as an opaque blob: one GRAY row). With `hold=True`
-    /// this handle keeps a hold on the new frame. Raises `RingFull` when every
-    /// slot is held (it never waits).
-    #[pyo3(signature = (data, *, width=None, height=None, fmt=None, stride=None, monitor=0, hold=false, t_mono_ns=None, t_wall_ns=None))]
+    /// this handle keeps a hold on the new frame and owns it; with `count`, that
+    /// shared counter is incremented as the frame is published. Raises
+    /// `RingFull` when every slot is held (it never waits).
+    #[pyo3(signature = (data, *, width=None, height=None, fmt=None, stride=None, monitor=0, hold=false, t_mono_ns=None, t_wall_ns=None, count=None))]
     #[allow(clippy::too_many_arguments)]
     fn write_frame(
         &self,
@@ -298,16 +299,18 @@ impl SharedVisionMemory {
         hold: bool,
         t_mono_ns: Option<u64>,
         t_wall_ns: Option<u64>,
+        count: Option<usize>,
     ) -> PyResult<FrameRef> {
         let (src, pixels) = source_of(py, data, width, height, fmt, stride)?;
         let nbytes = src.stride * src.height;
-        let meta = self.ring.write_frame(&src, monitor, hold, (t_mono_ns, t_wall_ns), run_detached(py, nbytes))?;
+        let times = (t_mono_ns, t_wall_ns);
+        let meta = self.ring.write_frame(&src, monitor, hold, times, count, run_detached(py, nbytes))?;
         drop(pixels);
         Ok(FrameRef { meta })
     }
 
     /// `write_frame`, as an awaitable (the copy happens at the call).
-    #[pyo3(signature = (data, *, width=None, height=None, fmt=None, stride=None, monitor=0, hold=false, t_mono_ns=None, t_wall_ns=None))]
+    #[pyo3(signature = (data, *, width=None, height=None, fmt=None, stride=None, monitor=0, hold=false, t_mono_ns=None, t_wall_ns=None, count=None))]
     #[allow(clippy::too_many_arguments)]
     fn write_frame_async(
         &self,
@@ -321,8 +324,9 @@ impl SharedVisionMemory {
         hold: bool,
         t_mono_ns: Option<u64>,
         t_wall_ns: Option<u64>,
+        count: Option<usize>,
     ) -> PyResult<Ready> {
-        let r = self.write_frame(py, data, width, height, fmt, stride, monitor, hold, t_mono_ns, t_wall_ns)?;
+        let r = self.write_frame(py, data, width, height, fmt, stride, monitor, hold, t_mono_ns, t_wall_ns, count)?;
         Ok(Ready::new(Py::new(py, r)?.into_any()))
     }
 
@@ -335,10 +339,10 @@ impl SharedVisionMemory {
         Ok(Reservation { mem: slf.clone().unbind(), meta, done: false })
     }
 
-    /// Publishes the reserved frame (see `reserve`).
-    #[pyo3(signature = (*, hold=false, t_mono_ns=None, t_wall_ns=None))]
-    fn commit(&self, hold: bool, t_mono_ns: Option<u64>, t_wall_ns: Option<u64>) -> PyResult<FrameRef> {
-        Ok(FrameRef { meta: self.ring.commit(hold, t_mono_ns, t_wall_ns)? })
+    /// Publishes the reserved frame (see `reserve` and `write_frame`).
+    #[pyo3(signature = (*, hold=false, t_mono_ns=None, t_wall_ns=None, count=None))]
+    fn commit(&self, hold: bool, t_mono_ns: Option<u64>, t_wall_ns: Option<u64>, count: Option<usize>) -> PyResult<FrameRef> {
+        Ok(FrameRef { meta: self.ring.commit(hold, (t_mono_ns, t_wall_ns), count)? })
     }
 
     /// Gives up the reserved slot without publishing anything.
@@ -395,9 +399,11 @@ impl SharedVisionMemory {
     }
 
     /// Releases one hold on the frame. True when that ended this handle's
-    /// ownership: the frame's terminal state was this handle's to decide.
-    fn release(&self, r: &FrameRef) -> PyResult<bool> {
-        Ok(self.ring.release(&r.meta)?)
+    /// ownership: the frame's terminal state was this handle's to decide, and
+    /// is tallied in shared counter `count` in the same step.
+    #[pyo3(signature = (r, *, count=None))]
+    fn release(&self, r: &FrameRef, count: Option<usize>) -> PyResult<bool> {
+        Ok(self.ring.release(&r.meta, count)?)
     }
 
     /// Passes one of this handle's holds on the frame, and its ownership, to
@@ -415,9 +421,10 @@ impl SharedVisionMemory {
 
     /// Gives up holds handed to this holder whose message never arrived
     /// (captured at least `min_age_s` ago, never accepted): [(ref, was_owner)].
-    fn reclaim_transit(&self, min_age_s: f64) -> PyResult<Vec<(FrameRef, bool)>> {
+    #[pyo3(signature = (min_age_s, *, count=None))]
+    fn reclaim_transit(&self, min_age_s: f64, count: Option<usize>) -> PyResult<Vec<(FrameRef, bool)>> {
         let ns = (min_age_s.max(0.0) * 1e9) as u64;
-        Ok(self.ring.reclaim_transit(ns)?.into_iter().map(|(meta, owned)| (FrameRef { meta }, owned)).collect())
+        Ok(self.ring.reclaim_transit(ns, count)?.into_iter().map(|(meta, owned)| (FrameRef { meta }, owned)).collect())
     }
 
     /// The frames this handle owns, oldest first.
@@ -438,16 +445,18 @@ impl SharedVisionMemory {
     }
 
     /// Releases every hold of the dead holder `name`: (holds released, frames
-    /// it owned, whose terminal state nobody decided).
-    fn reclaim(&self, name: &str) -> PyResult<(usize, usize)> {
-        let r = self.ring.reclaim(name)?;
+    /// it owned, whose terminal state nobody decided; tallied in `count`).
+    #[pyo3(signature = (name, *, count=None))]
+    fn reclaim(&self, name: &str, count: Option<usize>) -> PyResult<(usize, usize)> {
+        let r = self.ring.reclaim(name, count)?;
         Ok((r.released, r.undecided))
     }
 
     /// Reclaims the holds of every dead holder: {name: (released, undecided)}.
-    fn reclaim_dead<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    #[pyo3(signature = (*, count=None))]
+    fn reclaim_dead<'py>(&self, py: Python<'py>, count: Option<usize>) -> PyResult<Bound<'py, PyDict>> {
         let d = PyDict::new(py);
-        for (name, r) in self.ring.reclaim_dead()? {
+        for (name, r) in self.ring.reclaim_dead(count)? {
             d.set_item(name, (r.released, r.undecided))?;
         }
         Ok(d)
@@ -581,12 +590,12 @@ impl Reservation {
         self.meta.seq
     }
 
-    #[pyo3(signature = (*, hold=false, t_mono_ns=None, t_wall_ns=None))]
-    fn commit(&mut self, hold: bool, t_mono_ns: Option<u64>, t_wall_ns: Option<u64>) -> PyResult<FrameRef> {
+    #[pyo3(signature = (*, hold=false, t_mono_ns=None, t_wall_ns=None, count=None))]
+    fn commit(&mut self, hold: bool, t_mono_ns: Option<u64>, t_wall_ns: Option<u64>, count: Option<usize>) -> PyResult<FrameRef> {
         if self.done {
             return Err(RingError::Hold("this reservation is already committed or aborted".into()).into());
         }
-        let meta = self.mem.get().ring.commit(hold, t_mono_ns, t_wall_ns)?;
+        let meta = self.mem.get().ring.commit(hold, (t_mono_ns, t_wall_ns), count)?;
         self.done = true;
         Ok(FrameRef { meta })
     }
@@ -632,7 +641,7 @@ impl Lease {
     #[pyo3(signature = (*_exc))]
     fn __exit__(&mut self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> PyResult<()> {
         if std::mem::take(&mut self.active) {
-            self.mem.get().ring.release(&self.r.meta)?;
+            self.mem.get().ring.release(&self.r.meta, None)?;
         }
         Ok(())
     }

@@ -4,6 +4,12 @@ use super::*;
 
 impl Ring {
 
+    /// The counter `count` names, checked before the operation it tallies so
+    /// that a bad index never leaves that operation half done.
+    pub(super) fn tally_counter(&self, count: Option<usize>) -> Result<Option<&AtomicU64>> {
+        count.map(|i| self.counter(i)).transpose()
+    }
+
     fn counter(&self, index: usize) -> Result<&AtomicU64> {
         self.header()
             .counters

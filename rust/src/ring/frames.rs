@@ -86,8 +86,13 @@ impl Ring {
 
     /// Publishes the reserved frame. With `hold`, this handle keeps a hold on it
     /// and owns it (decides its terminal state, or hands that on).
-    pub fn commit(&self, hold: bool, t_mono_ns: Option<u64>, t_wall_ns: Option<u64>) -> Result<FrameMeta> {
+    /// With `count`, adds 1 to that shared counter right after publishing (the
+    /// capture stage's `captured`), in the same call so a crash can only fall
+    /// between two adjacent atomic instructions.
+    pub fn commit(&self, hold: bool, times: (Option<u64>, Option<u64>), count: Option<usize>) -> Result<FrameMeta> {
         self.check_open()?;
+        let (t_mono_ns, t_wall_ns) = times;
+        let tally = self.tally_counter(count)?;
         let mut guard = lock_guard(&self.writer);
         let w = guard.as_mut().ok_or_else(|| RingError::Busy("this handle is not the ring's writer".into()))?;
         let mut meta = w.pending.ok_or_else(|| RingError::Hold("no reserved slot to commit; call reserve first".into()))?;
@@ -119,6 +124,9 @@ impl Ring {
         s.t_wall_ns.store(meta.t_wall_ns, Ordering::Relaxed);
         let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
         self.map.words(meta.slot as usize).publish(meta.seq, owner, free_key::unheld(clock));
+        if let Some(c) = tally {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
         if let (true, Some(h)) = (hold, holder.as_mut()) {
             h.counts[meta.slot as usize] += 1;
         }
@@ -144,8 +152,10 @@ impl Ring {
         monitor: u32,
         hold: bool,
         times: (Option<u64>, Option<u64>),
+        count: Option<usize>,
         run_copy: impl FnOnce(&CopyJob),
     ) -> Result<FrameMeta> {
+        self.tally_counter(count)?;
         let meta = self.reserve(src.width, src.height, src.format, monitor)?;
         let dst_addr = self.map.slot_ptr(meta.slot as usize) as usize;
         let row = src.width * src.format.channels();
@@ -167,7 +177,7 @@ impl Ring {
             }
         };
         run_copy(&copy);
-        match self.commit(hold, times.0, times.1) {
+        match self.commit(hold, times, count) {
             Ok(m) => Ok(m),
             Err(e) => {
                 let _ = self.abort();

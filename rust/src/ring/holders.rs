@@ -26,7 +26,7 @@ impl Ring {
                     header.holders[i].pid.load(Ordering::Relaxed)
                 )));
             }
-            inherited = self.clear_holder_bit(i);
+            inherited = self.clear_holder_bit(i, None);
         }
         if chosen.is_none() {
             chosen = header.holders.iter().position(|e| e.state.load(Ordering::Acquire) == HOLDER_FREE);
@@ -35,7 +35,7 @@ impl Ring {
             // Reuse the entry of a dead holder, reclaiming its holds.
             for (i, e) in header.holders.iter().enumerate() {
                 if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
-                    inherited = self.clear_holder_bit(i);
+                    inherited = self.clear_holder_bit(i, None);
                     chosen = Some(i);
                     break;
                 }
@@ -78,8 +78,9 @@ impl Ring {
             .position(|e| e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && entry_name(e) == name)
     }
 
-    /// Clears holder `index`'s bit in every slot.
-    pub(super) fn clear_holder_bit(&self, index: usize) -> Reclaimed {
+    /// Clears holder `index`'s bit in every slot, adding each frame it owned to
+    /// `tally` as it goes.
+    pub(super) fn clear_holder_bit(&self, index: usize, tally: Option<&AtomicU64>) -> Reclaimed {
         let mut out = Reclaimed::default();
         for i in 0..self.slot_count() {
             if self.map.slot(i).holds.load(Ordering::Relaxed) & slot::bit(index) == 0 {
@@ -88,7 +89,12 @@ impl Ring {
             let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
             if let Ok(r) = self.map.words(i).release(index, free_key::released(clock)) {
                 out.released += 1;
-                out.undecided += usize::from(r.was_owner);
+                if r.was_owner {
+                    out.undecided += 1;
+                    if let Some(c) = tally {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
         out
@@ -97,8 +103,10 @@ impl Ring {
     /// Reclaims the holds of holder `name`, which must be dead (its process gone).
     /// The supervisor calls this for a stage it saw die; the frames the stage
     /// owned are `undecided` and count as dropped(stage_crashed).
-    pub fn reclaim(&self, name: &str) -> Result<Reclaimed> {
+    /// With `count`, the undecided frames are added to that shared counter.
+    pub fn reclaim(&self, name: &str, count: Option<usize>) -> Result<Reclaimed> {
         self.check_open()?;
+        let tally = self.tally_counter(count)?;
         let paths = self.paths();
         let _registration = paths.lock_registration()?;
         let header = self.header();
@@ -111,20 +119,21 @@ impl Ring {
                 header.holders[index].pid.load(Ordering::Relaxed)
             )));
         }
-        let n = self.clear_holder_bit(index);
+        let n = self.clear_holder_bit(index, tally);
         header.holders[index].state.store(HOLDER_FREE, Ordering::Release);
         Ok(n)
     }
 
     /// Reclaims the holds of every dead holder.
-    pub fn reclaim_dead(&self) -> Result<Vec<(String, Reclaimed)>> {
+    pub fn reclaim_dead(&self, count: Option<usize>) -> Result<Vec<(String, Reclaimed)>> {
         self.check_open()?;
+        let tally = self.tally_counter(count)?;
         let paths = self.paths();
         let _registration = paths.lock_registration()?;
         let mut out = Vec::new();
         for (i, e) in self.header().holders.iter().enumerate() {
             if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
-                let n = self.clear_holder_bit(i);
+                let n = self.clear_holder_bit(i, tally);
                 e.state.store(HOLDER_FREE, Ordering::Release);
                 out.push((entry_name(e), n));
             }
@@ -230,9 +239,11 @@ impl Ring {
     }
 
     /// Releases one hold of this handle on frame `r`. Returns true when this
-    /// ended the handle's ownership of the frame: its terminal state is decided.
-    pub fn release(&self, r: &FrameMeta) -> Result<bool> {
+    /// ended the handle's ownership of the frame: its terminal state is decided,
+    /// and with `count` tallied in that shared counter in the same call.
+    pub fn release(&self, r: &FrameMeta, count: Option<usize>) -> Result<bool> {
         self.check_ref(r)?;
+        let tally = self.tally_counter(count)?;
         self.with_holder(|h| {
             let slot = self.held_slot(h, r, "release")?;
             h.counts[slot] -= 1;
@@ -243,7 +254,12 @@ impl Ring {
             self.map
                 .words(slot)
                 .release(h.index, free_key::released(clock))
-                .map(|rel| rel.was_owner)
+                .map(|rel| {
+                    if let (true, Some(c)) = (rel.was_owner, tally) {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    rel.was_owner
+                })
                 .map_err(|_| RingError::Hold(format!("the hold of {:?} on slot {slot} was reclaimed while in use", h.name)))
         })
     }
@@ -312,8 +328,9 @@ impl Ring {
     /// bit is set for this holder but that it never accepted, captured at least
     /// `min_age_ns` ago (their message was lost when the sender died between
     /// hand-over and send). Returns each with whether this holder owned it.
-    pub fn reclaim_transit(&self, min_age_ns: u64) -> Result<Vec<(FrameMeta, bool)>> {
+    pub fn reclaim_transit(&self, min_age_ns: u64, count: Option<usize>) -> Result<Vec<(FrameMeta, bool)>> {
         let now = shm::monotonic_ns();
+        let tally = self.tally_counter(count)?;
         self.with_holder(|h| {
             let mut out = Vec::new();
             for slot in 0..self.slot_count() {
@@ -326,6 +343,9 @@ impl Ring {
                 }
                 let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
                 if let Ok(rel) = self.map.words(slot).release(h.index, free_key::released(clock)) {
+                    if let (true, Some(c)) = (rel.was_owner, tally) {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
                     out.push((meta, rel.was_owner));
                 }
             }

@@ -1,28 +1,328 @@
-"""The jarvis-pipeline command line."""
+"""jarvis-pipeline: watch the screen, keep what changed, ask Claude about it.
+
+Verbs follow docker compose: up (foreground with a live status; -d detaches),
+down, status, restart STAGE, logs [STAGE] [-f], tap [TOPIC ...], pause, resume,
+doctor; demo runs the two-process ring demo.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
 import jarvis_rust_core
 
+from pipeline import config as config_mod
+from pipeline import control
+from pipeline.runtime import STAGES, Runtime, RuntimeDirError
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="jarvis-pipeline", description=__doc__)
-    parser.add_argument("--version", action="version", version=f"jarvis-pipeline (core {jarvis_rust_core.__version__})")
-    verbs = parser.add_subparsers(dest="verb", required=True)
-    demo = verbs.add_parser("demo", help="hand frames between two processes through the ring")
+EXIT_USAGE, EXIT_CONFIG, EXIT_RUNNING, EXIT_NOT_RUNNING = 2, 78, 3, 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="jarvis-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="version", version=f"jarvis-pipeline (core {jarvis_rust_core.__version__})")
+    p.add_argument("-i", "--instance", default=None, help="instance name (default: instance.name of the config)")
+    v = p.add_subparsers(dest="verb", required=True)
+    up = v.add_parser("up", help="start the pipeline")
+    up.add_argument("-c", "--config", help="a TOML configuration file (see configs/default.toml)")
+    up.add_argument("-d", "--detach", action="store_true", help="run in the background")
+    up.add_argument("--live", action="store_true", help="send frames to Claude (needs ANTHROPIC_API_KEY)")
+    up.add_argument("--supervise", action="store_true", help=argparse.SUPPRESS)  # the detached supervisor itself
+    v.add_parser("down", help="stop the pipeline and remove its files")
+    st = v.add_parser("status", help="state of each stage")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+    rs = v.add_parser("restart", help="drain and restart one stage")
+    rs.add_argument("stage", choices=STAGES)
+    lg = v.add_parser("logs", help="show stage logs")
+    lg.add_argument("stage", nargs="?", choices=(*STAGES, "supervisor"))
+    lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    lg.add_argument("-n", "--lines", type=int, default=40, help="lines per log to show first (default 40)")
+    tp = v.add_parser("tap", help="print events as JSON lines")
+    tp.add_argument("topics", nargs="*", help="topic prefixes, e.g. frame. insight (default: all)")
+    tp.add_argument("--count", type=int, default=0, help="stop after this many events")
+    v.add_parser("pause", help="stop everything leaving the machine")
+    v.add_parser("resume", help="let forwarding go on")
+    v.add_parser("doctor", help="check what the pipeline needs")
+    demo = v.add_parser("demo", help="hand frames between two processes through the ring")
     demo.add_argument("--seconds", type=float, default=5.0, help="how long to run (default 5)")
     demo.add_argument("--fps", type=float, default=30.0, help="frames per second to write (default 30)")
-    args = parser.parse_args(argv)
-    if args.verb == "demo":
-        if args.seconds <= 0 or args.fps <= 0:
-            parser.error("--seconds and --fps must be positive")
-        from pipeline import demo as demo_module
+    return p
 
-        return demo_module.run(args.seconds, args.fps)
-    return 2
+
+def _runtime(args: argparse.Namespace, cfg: config_mod.Config | None = None) -> Runtime:
+    """-i wins; else the configured instance name (defaults and environment)."""
+    return Runtime.locate(args.instance or (cfg or config_mod.load(None)).instance.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.verb == "up":
+            return cmd_up(args)
+        if args.verb == "demo":
+            from pipeline import demo
+
+            if args.seconds <= 0 or args.fps <= 0:
+                print("jarvis-pipeline demo: --seconds and --fps must be positive", file=sys.stderr)
+                return EXIT_USAGE
+            return demo.run(args.seconds, args.fps)
+        if args.verb == "doctor":
+            return cmd_doctor(args)
+        rt = _runtime(args)
+        if args.verb == "logs":
+            return cmd_logs(rt, args)
+        if args.verb == "tap":
+            return cmd_tap(rt, args)
+        if args.verb == "status":
+            return cmd_status(rt, args)
+        if args.verb == "down":
+            return cmd_down(rt)
+        if args.verb == "restart":
+            control.request(rt, "restart", timeout_s=60, stage=args.stage)
+            print(f"{args.stage} restarted")
+            return 0
+        if args.verb in ("pause", "resume"):
+            result = control.request(rt, args.verb)
+            print("paused: nothing leaves the machine" if result["paused"] else "resumed")
+            return 0
+    except config_mod.ConfigError as exc:
+        print(f"jarvis-pipeline: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except control.NotRunning as exc:
+        print(f"jarvis-pipeline: {exc}", file=sys.stderr)
+        return EXIT_NOT_RUNNING
+    except (control.ControlError, RuntimeDirError) as exc:
+        print(f"jarvis-pipeline: {exc}", file=sys.stderr)
+        return 1
+    return EXIT_USAGE
+
+
+# ---------------------------------------------------------------------- up
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from pipeline import supervisor as sup
+
+    cfg = config_mod.load(args.config)
+    rt = _runtime(args, cfg)
+    if args.instance:
+        cfg = config_mod.replace(cfg, instance=config_mod.InstanceConfig(args.instance))
+    if args.live and not os.environ.get("ANTHROPIC_API_KEY"):
+        print("jarvis-pipeline: --live needs ANTHROPIC_API_KEY; running dry-run", file=sys.stderr)
+        args.live = False
+    if args.detach:
+        return _detach(rt, args)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        filename=str(rt.log_dir / "supervisor.log") if args.supervise else None,
+    )
+    s = sup.Supervisor(cfg, rt, live=args.live)
+    try:
+        rt.prepare()
+        s.start()
+    except sup.AlreadyRunning as exc:
+        print(f"jarvis-pipeline: {exc}", file=sys.stderr)
+        return EXIT_RUNNING
+    except (sup.StartError, jarvis_rust_core.RingError, ValueError, RuntimeDirError) as exc:
+        print(f"jarvis-pipeline: cannot start: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    signal.signal(signal.SIGINT, s.request_stop)
+    signal.signal(signal.SIGTERM, s.request_stop)
+    if not args.supervise and sys.stdout.isatty():
+        s.on_tick = _live_status
+    elif not args.supervise:
+        print(f"jarvis-pipeline {rt.instance}: running (source {s.cfg.capture.source}); Ctrl-C stops", flush=True)
+    s.run()
+    if not args.supervise:
+        print("\njarvis-pipeline: stopped")
+    return 0
+
+
+def _detach(rt: Runtime, args: argparse.Namespace) -> int:
+    rt.prepare()
+    cmd = [sys.executable, "-m", "pipeline.cli", "-i", rt.instance, "up", "--supervise"]
+    if args.config:
+        cmd += ["-c", str(Path(args.config).resolve())]
+    if args.live:
+        cmd.append("--live")
+    log_path = rt.log_dir / "supervisor.out"
+    with open(log_path, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            tail = log_path.read_text(errors="replace").strip().splitlines()[-5:]
+            print("\n".join(tail), file=sys.stderr)
+            return code or 1
+        if rt.owner_pid() == proc.pid:
+            try:
+                status = control.request(rt, "status", timeout_s=2)
+            except (control.ControlError, control.NotRunning):
+                status = None
+            if status and all(st["state"] in ("running", "failed") for st in status["stages"]):
+                print(f"jarvis-pipeline {rt.instance}: up (pid {proc.pid}, source {status['source']})")
+                return 0
+        time.sleep(0.1)
+    print(f"jarvis-pipeline: the supervisor did not come up within 60 s; see {log_path}", file=sys.stderr)
+    return 1
+
+
+def _live_status(s: Any) -> None:
+    st = s.status()
+    lines = [
+        f"jarvis-pipeline {st['instance']}  source {st['source']}  forward {st['forward_mode']}"
+        f"{'  PAUSED' if st['paused'] else ''}  memory {st['memory']['level']} "
+        f"({st['memory']['used_mb']:.0f}/{st['memory']['budget_mb']:.0f} MB)   Ctrl-C stops",
+        "",
+        _table(st["stages"]),
+        "",
+        "counters: " + "  ".join(f"{k} {v}" for k, v in st["counters"].items() if v),
+    ]
+    sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
+    sys.stdout.flush()
+
+
+# ---------------------------------------------------------------------- status
+
+
+def _table(stages: list[dict[str, Any]]) -> str:
+    head = ("STAGE", "STATE", "PID", "UPTIME", "RESTARTS", "CPU%", "PSS MB", "IN", "OUT", "DROPS", "P95 MS")
+    rows = [head]
+    for s in stages:
+        drops = sum(s["drops"].values())
+        rows.append(
+            (
+                s["name"],
+                s["state"],
+                str(s["pid"] or "-"),
+                f"{s['uptime_s']:.0f}s",
+                str(s["restarts"]),
+                f"{s['cpu_percent']:.1f}",
+                f"{s['pss_mb']:.1f}",
+                str(s["frames_in"]),
+                str(s["frames_out"]),
+                str(drops),
+                "-" if s["p95_ms"] is None else f"{s['p95_ms']:.2f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
+    st = control.request(rt, "status")
+    if args.json:
+        print(json.dumps(st["stages"], indent=1))
+        return 0
+    print(f"instance {st['instance']} (pid {st['pid']}, up {st['uptime_s']:.0f}s), source {st['source']}, "
+          f"forward {st['forward_mode']}{', PAUSED' if st['paused'] else ''}, memory {st['memory']['level']}")
+    print(_table(st["stages"]))
+    return 0
+
+
+def cmd_down(rt: Runtime) -> int:
+    pid = rt.owner_pid()
+    control.request(rt, "down")
+    deadline = time.monotonic() + 120
+    while rt.owner_pid() is not None:
+        if time.monotonic() > deadline:
+            print(f"jarvis-pipeline: the supervisor (pid {pid}) is still stopping", file=sys.stderr)
+            return 1
+        time.sleep(0.05)
+    print(f"jarvis-pipeline {rt.instance}: down")
+    return 0
+
+
+# ---------------------------------------------------------------------- logs, tap
+
+
+def cmd_logs(rt: Runtime, args: argparse.Namespace) -> int:
+    names = [args.stage] if args.stage else ["supervisor", *STAGES]
+    paths = [p for n in names for p in (rt.log_dir / f"{n}.log", rt.log_dir / f"{n}.out") if p.exists()]
+    if not paths:
+        print(f"jarvis-pipeline: no logs yet in {rt.log_dir}", file=sys.stderr)
+        return 1
+    positions = {}
+    for p in paths:
+        lines = p.read_text(errors="replace").splitlines()
+        for line in lines[-args.lines :]:
+            print(f"{p.stem}: {line}" if len(paths) > 1 else line)
+        positions[p] = p.stat().st_size
+    while args.follow:
+        time.sleep(0.25)
+        for p in paths:
+            size = p.stat().st_size if p.exists() else 0
+            if size < positions[p]:
+                positions[p] = 0  # rotated
+            if size > positions[p]:
+                with open(p, errors="replace") as f:
+                    f.seek(positions[p])
+                    for line in f.read().splitlines():
+                        print(f"{p.stem}: {line}" if len(paths) > 1 else line, flush=True)
+                positions[p] = size
+    return 0
+
+
+def cmd_tap(rt: Runtime, args: argparse.Namespace) -> int:
+    from pipeline.tap import Tap
+
+    if rt.owner_pid() is None:
+        raise control.NotRunning(f"jarvis-pipeline instance {rt.instance!r} is not running")
+    n = 0
+    with Tap(rt, args.topics) as tap:
+        try:
+            for topic, body in tap:
+                print(json.dumps({"topic": topic, **body}), flush=True)
+                n += 1
+                if args.count and n >= args.count:
+                    break
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+# ---------------------------------------------------------------------- doctor
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from procs.sources.base import display_usable
+
+    checks: list[tuple[str, bool, str]] = []
+    checks.append(("core", True, f"jarvis_rust_core {jarvis_rust_core.__version__}, ring layout {jarvis_rust_core.LAYOUT_VERSION}"))
+    usable, why = display_usable()
+    checks.append(("display", usable, why + ("" if usable else "; the synthetic desktop will be captured")))
+    checks.append(("gpu", True, "not used: analysis runs on the CPU in this release"))
+    key = bool(os.environ.get("ANTHROPIC_API_KEY"))
+    checks.append(("api key", key, "ANTHROPIC_API_KEY is set" if key else "ANTHROPIC_API_KEY is not set: dry-run only"))
+    try:
+        cfg = config_mod.load(None)
+        rt = _runtime(args, cfg)
+        rt.prepare()
+        checks.append(("runtime dir", True, str(rt.dir)))
+        running = rt.owner_pid()
+        checks.append(("instance", True, f"{rt.instance} is {'running (pid %d)' % running if running else 'not running'}"))
+    except (RuntimeDirError, config_mod.ConfigError) as exc:
+        checks.append(("runtime dir", False, str(exc)))
+    base = os.environ.get("JARVIS_SHM_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp")
+    st = os.statvfs(base)
+    free_mb = st.f_bavail * st.f_frsize / 2**20
+    need_mb = 12 * 1920 * 1080 * 4 / 2**20
+    checks.append(("shared memory", free_mb >= need_mb, f"{free_mb:.0f} MB free in {base} (a 1080p pipeline needs ~{need_mb:.0f} MB)"))
+    for name, ok, detail in checks:
+        print(f"{'ok ' if ok else 'NO '} {name:14s} {detail}")
+    hard = {"core", "runtime dir", "shared memory"}
+    return 0 if all(ok for name, ok, _ in checks if name in hard) else 1
 
 
 if __name__ == "__main__":

@@ -11,10 +11,11 @@ and where it came from.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -307,3 +308,25 @@ def _toml_value(v: Any) -> str:
 
 
 DEFAULT_FILE = Path(__file__).resolve().parents[1] / "configs" / "default.toml"
+
+
+def to_json(cfg: Config) -> str:
+    """The resolved configuration, as the supervisor hands it to its stages."""
+    return json.dumps(dataclasses.asdict(cfg), indent=1)
+
+
+def from_json(text: str) -> Config:
+    cfg: Config = _build(Config, json.loads(text), "the supervisor's resolved configuration", "")
+    return cfg
+
+
+#: The ring sizing formula, as `up` prints it when a configuration is below it.
+SIZING_FORMULA = "slots >= 3 hops x hops.credit + monitors (reference frames) + supervisor.tap_holds + 2"
+
+
+def min_ring_slots(cfg: Config, monitors: int) -> int:
+    """Slots the pipeline can run in without a stage ever waiting on the ring:
+    every frame in flight on a hop, each monitor's reference frame held by
+    analysis, the frames taps may hold, the frame capture is writing and one
+    spare. Forward copies what it keeps and holds nothing."""
+    return 3 * cfg.hops.credit + monitors + cfg.supervisor.tap_holds + 2

@@ -115,7 +115,7 @@ class TerminalState:
 TERMINAL_STATES: tuple[TerminalState, ...] = (
     TerminalState("duplicate", "dedup", "frame.duplicate", "pixels identical to a recently seen frame (hash, confirmed exactly)"),
     TerminalState("unchanged", "analysis", "frame.unchanged", "changed, but below the change threshold against the last forwarded frame"),
-    TerminalState("forwarded", "forward", "forward.sent", "accepted into a request (live) or written to the outbox (dry-run)"),
+    TerminalState("forwarded", "forward", "forward.sent", "accepted into a request (live; forward.dry_run: written to the outbox)"),
     TerminalState("dropped", "whoever drops it", "frame.dropped", "dropped for one of DROP_REASONS"),
 )
 
@@ -140,12 +140,19 @@ DROP_REASONS: tuple[DropReason, ...] = (
 
 DROP_REASON_NAMES: tuple[str, ...] = tuple(r.name for r in DROP_REASONS)
 
+#: Frames not yet in a terminal state but no longer in the ring: forward has
+#: copied them out for a request it has not sent yet.
+PENDING_COUNTERS: tuple[str, ...] = ("pending.forward",)
+
 #: Shared counters in the ring header, by name: "captured", one per terminal
-#: state other than "dropped", and "dropped.<reason>" per drop reason.
+#: state other than "dropped", "dropped.<reason>" per drop reason, and the
+#: pending ones. captured == terminal states + pending, always; pending is 0
+#: once the pipeline is drained.
 COUNTER_NAMES: tuple[str, ...] = (
     ("captured",)
     + tuple(s.name for s in TERMINAL_STATES if s.name != "dropped")
     + tuple(f"dropped.{r}" for r in DROP_REASON_NAMES)
+    + PENDING_COUNTERS
 )
 COUNTER_INDEX: dict[str, int] = {name: i for i, name in enumerate(COUNTER_NAMES)}
 assert len(COUNTER_NAMES) <= COUNTERS, "the ring header has too few counters"
@@ -158,7 +165,7 @@ def counter_snapshot(values: Sequence[int]) -> dict[str, int]:
 
 def terminal_total(snapshot: Mapping[str, int]) -> int:
     """Frames that reached a terminal state; equals `captured` once drained."""
-    return sum(v for k, v in snapshot.items() if k != "captured")
+    return sum(v for k, v in snapshot.items() if k != "captured" and k not in PENDING_COUNTERS)
 
 
 #: Hops between stages whose in-flight credits live in the ring header.

@@ -1,0 +1,41 @@
+"""Talking to a running supervisor: the control request/reply endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import zmq
+
+from pipeline.runtime import Runtime
+
+
+class NotRunning(RuntimeError):
+    """No supervisor runs for this instance."""
+
+
+class ControlError(RuntimeError):
+    """The supervisor answered with an error, or not at all."""
+
+
+def request(rt: Runtime, cmd: str, timeout_s: float = 10.0, **args: Any) -> Any:
+    """Sends one command and returns its result."""
+    if rt.owner_pid() is None:
+        raise NotRunning(f"jarvis-pipeline instance {rt.instance!r} is not running (start it with: jarvis-pipeline up -d)")
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
+    sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
+    try:
+        sock.connect(rt.endpoint("control"))
+        sock.send(msgpack.packb({"cmd": cmd, **args}))
+        try:
+            reply = msgpack.unpackb(sock.recv(), raw=False)
+        except zmq.Again:
+            raise ControlError(f"the supervisor of {rt.instance!r} did not answer {cmd!r} within {timeout_s:g} s") from None
+    finally:
+        sock.close()
+    if not reply.get("ok"):
+        raise ControlError(str(reply.get("error", "unknown error")))
+    return reply.get("result")

@@ -1,0 +1,117 @@
+"""The capture stage: one frame per monitor at the configured rate, written
+straight into a ring slot (rendered in place where the source can), handed to
+dedup. It is the ring's only writer."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jarvis_rust_core as jrc
+import numpy as np
+
+from pipeline import protocol
+from procs import stage
+from procs.sources import base as sources
+
+#: Capture-rate divisor per memory-pressure level.
+SLOWDOWN = {"low": 1, "medium": 1, "high": 2, "critical": 4}
+
+
+class Capture(stage.Stage):
+    name = "capture"
+    next = "dedup"
+    is_writer = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        c = self.cfg.capture
+        self.source = sources.open_source(
+            c.source, fps=c.fps, monitor=c.monitor, region=c.region, synthetic=vars(c.synthetic), replay=vars(c.replay)
+        )
+        self.monitors: list[sources.Monitor] = []
+        self.next_frame = time.monotonic()
+        self.next_rescan = 0.0
+        self.ended = False
+        self.fps_window: list[float] = []
+        recovered = self.mem.recovery
+        if recovered["discarded"] or recovered["released"]:
+            self.log.warning("repaired what the previous writer left: %s", recovered)
+
+    def _rescan(self, now: float) -> None:
+        try:
+            found = self.source.monitors()
+        except sources.SourceError as exc:
+            self.log.warning("cannot enumerate monitors: %s", exc)
+            found = []
+        if found != self.monitors:
+            self.monitors = found
+            self.publish("capture.geometry_changed", {"monitors": [vars(m) for m in found]})
+            self.log.info("monitors: %s", found)
+        self.next_rescan = now + self.cfg.capture.rescan_s
+
+    def tick(self, now: float) -> float | None:
+        if self.ended:
+            return None
+        if now >= self.next_rescan:
+            self._rescan(now)
+        if now >= self.next_frame:
+            for m in list(self.monitors):
+                self._capture(m, now)
+            interval = SLOWDOWN[self.pressure] / self.cfg.capture.fps
+            # A late tick does not try to catch up: frames are snapshots, not a backlog.
+            self.next_frame = max(self.next_frame + interval, now)
+        return min(self.next_frame, self.next_rescan)
+
+    def _capture(self, m: sources.Monitor, now: float) -> None:
+        start = time.perf_counter()
+        t_mono, t_wall = time.monotonic_ns(), time.time_ns()
+        try:
+            res = self.mem.reserve(m.width, m.height, "BGRA", monitor=m.index)
+        except jrc.RingFull:
+            # Captured (the screen was there) but nowhere to put it.
+            self.mem.counter_add(protocol.COUNTER_INDEX["captured"])
+            self.mem.counter_add(protocol.COUNTER_INDEX["dropped.ring_full"])
+            self.drops["ring_full"] += 1
+            self.terminal["dropped.ring_full"] += 1
+            return
+        except jrc.FrameGeometryError as exc:
+            self._reject("too_large", f"monitor {m.index} ({m.width}x{m.height}) does not fit the ring: {exc}")
+            return
+        try:
+            if not self.source.render_into(m, res.array):
+                np.copyto(res.array, self.source.grab(m))
+        except sources.SourceEnded:
+            res.abort()
+            self.ended = True
+            self.log.info("the replay ended; capture idles")
+            return
+        except sources.SourceError as exc:
+            res.abort()
+            self.log.warning("grab of monitor %d failed (%s); re-enumerating", m.index, exc)
+            self.next_rescan = 0.0
+            return
+        except BaseException:
+            res.abort()
+            raise
+        ref = res.commit(hold=True, t_mono_ns=t_mono, t_wall_ns=t_wall, count=protocol.COUNTER_INDEX["captured"])
+        self.frames_in += 1
+        self.fps_window.append(now)
+        label = self.source.label
+        self.frame_event("frame.captured", ref, **({"label": label.kind} if label is not None else {}))
+        self.pass_on(ref)
+        self.timings.add(time.perf_counter() - start)
+
+    def extra_stats(self) -> dict[str, Any]:
+        now = time.monotonic()
+        self.fps_window = [t for t in self.fps_window if now - t <= 5.0]
+        fps = len(self.fps_window) / 5.0 if self.fps_window else 0.0
+        return {"fps": round(fps, 2), "monitors": len(self.monitors), "source": self.source.kind}
+
+    def shutdown(self) -> None:
+        self.source.close()
+        super().shutdown()
+
+
+if __name__ == "__main__":
+    stage.main(Capture)

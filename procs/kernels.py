@@ -1,0 +1,119 @@
+"""Plain numpy versions of the vision kernels the stages use. They are the
+reference the Rust kernels are checked against, and what the stages run when
+the compiled kernels are not available.
+
+Input contract: frames are (H, W, C) or (H, W) uint8 views whose rows may be
+padded (pixels within a row contiguous). A pixel changed when
+dr^2 + dg^2 + db^2 > t^2 (colour; alpha ignored) or |d| > t (gray).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+MAX_REGIONS = 16
+
+
+def frame_hash(frame: np.ndarray) -> int:
+    """Exact 64-bit hash of the pixels; row padding never changes it."""
+    h = hashlib.blake2b(digest_size=8)
+    rows = frame.reshape(frame.shape[0], -1)
+    if rows.flags.c_contiguous:
+        h.update(rows.data)
+    else:
+        for row in rows:
+            h.update(row.data)
+    return int.from_bytes(h.digest(), "little")
+
+
+def changed_mask(a: np.ndarray, b: np.ndarray, threshold: int) -> np.ndarray:
+    """Boolean (H, W): which pixels changed between two frames of one geometry."""
+    if a.shape != b.shape:
+        raise ValueError(f"frames of different shapes cannot be compared: {a.shape} vs {b.shape}")
+    if a.ndim == 2:
+        return np.abs(a.astype(np.int16) - b.astype(np.int16)) > threshold
+    d = a[..., :3].astype(np.int32) - b[..., :3].astype(np.int32)
+    return np.einsum("hwc,hwc->hw", d, d) > threshold * threshold
+
+
+def tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
+    """Changed pixels per tile (edge tiles are partial)."""
+    h, w = mask.shape
+    th, tw = -(-h // tile), -(-w // tile)
+    padded = np.zeros((th * tile, tw * tile), np.int32)
+    padded[:h, :w] = mask
+    return padded.reshape(th, tile, tw, tile).sum(axis=(1, 3))
+
+
+def tile_signature(frame: np.ndarray, ty: int, tx: int, tile: int) -> int:
+    """Exact 64-bit hash of one tile's pixels (edge tiles are partial)."""
+    return frame_hash(np.ascontiguousarray(frame[ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile]))
+
+
+def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:
+    """Changed tiles (a boolean tile map) as merged bounding boxes [x, y, w, h]
+    in pixels: 8-connected groups of tiles, then boxes that overlap or touch
+    are merged, at most `max_regions` (the closest boxes are merged first)."""
+    ys, xs = np.nonzero(tiles)
+    if len(ys) == 0:
+        return []
+    seen = np.zeros_like(tiles, dtype=bool)
+    boxes = []
+    for y0, x0 in zip(ys.tolist(), xs.tolist()):
+        if seen[y0, x0]:
+            continue
+        stack, box = [(y0, x0)], [x0, y0, x0, y0]
+        seen[y0, x0] = True
+        while stack:
+            y, x = stack.pop()
+            box = [min(box[0], x), min(box[1], y), max(box[2], x), max(box[3], y)]
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    ny, nx = y + dy, x + dx
+                    if 0 <= ny < tiles.shape[0] and 0 <= nx < tiles.shape[1] and tiles[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+        boxes.append(box)
+    boxes = _merge_touching(boxes)
+    while len(boxes) > max_regions:
+        boxes = _merge_closest(boxes)
+    return [
+        [x0 * tile, y0 * tile, min((x1 + 1) * tile, width) - x0 * tile, min((y1 + 1) * tile, height) - y0 * tile]
+        for x0, y0, x1, y1 in sorted(boxes, key=lambda b: (b[1], b[0]))
+    ]
+
+
+def _merge_touching(boxes: list[list[int]]) -> list[list[int]]:
+    merged = True
+    while merged:
+        merged = False
+        for i in range(len(boxes)):
+            for j in range(i + 1, len(boxes)):
+                a, b = boxes[i], boxes[j]
+                if a[0] <= b[2] + 1 and b[0] <= a[2] + 1 and a[1] <= b[3] + 1 and b[1] <= a[3] + 1:
+                    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+                    del boxes[j]
+                    merged = True
+                    break
+            if merged:
+                break
+    return boxes
+
+
+def _merge_closest(boxes: list[list[int]]) -> list[list[int]]:
+    best = None
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            a, b = boxes[i], boxes[j]
+            union = (max(a[2], b[2]) - min(a[0], b[0]) + 1) * (max(a[3], b[3]) - min(a[1], b[1]) + 1)
+            cost = union - (a[2] - a[0] + 1) * (a[3] - a[1] + 1) - (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+            if best is None or cost < best[0]:
+                best = (cost, i, j)
+    assert best is not None
+    _, i, j = best
+    a, b = boxes[i], boxes[j]
+    boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
+    del boxes[j]
+    return boxes

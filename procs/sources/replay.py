@@ -1,0 +1,182 @@
+"""Replays a recording: a folder of PNG images (in name order) or a video file
+(decoded by an ffmpeg subprocess to raw BGRA on a pipe; no Python video library).
+
+One monitor, numbered 1, the size of the next frame. Each grab is the next
+frame; at the end the source starts again (loop) or raises SourceEnded.
+"""
+
+from __future__ import annotations
+
+import abc
+import io
+import json
+import shutil
+import subprocess
+import tempfile
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from procs.sources.base import Monitor, Source, SourceConfigError, SourceEnded, SourceError
+from procs.sources.png import PngError, read_header, read_png_bgra
+
+
+class _Frames(abc.ABC):
+    @abc.abstractmethod
+    def next_size(self) -> tuple[int, int]:
+        """(width, height) of the frame the next read returns (the last one at the end)."""
+
+    @abc.abstractmethod
+    def read(self) -> np.ndarray:
+        """The next (H, W, 4) BGRA frame; SourceEnded after the last one when not looping."""
+
+    def close(self) -> None:
+        """Releases decoder resources."""
+
+
+class _PngFolder(_Frames):
+    def __init__(self, folder: Path, loop: bool) -> None:
+        self.files = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".png" and p.is_file()), key=lambda p: p.name)
+        if not self.files:
+            raise SourceConfigError(f"replay folder {folder} holds no .png files: put PNG images in it "
+                                    f"(replayed in name order) or set replay.path to a video file")
+        # Every header up front (33 bytes each), so an unsupported image fails at start, not mid-replay.
+        self.sizes = []
+        for path in self.files:
+            header = read_header(path)
+            self.sizes.append((header.width, header.height))
+        self.loop = loop
+        self.pos = 0
+
+    def next_size(self) -> tuple[int, int]:
+        if self.pos == len(self.files):
+            return self.sizes[0] if self.loop else self.sizes[-1]
+        return self.sizes[self.pos]
+
+    def read(self) -> np.ndarray:
+        if self.pos == len(self.files):
+            if not self.loop:
+                raise SourceEnded(f"replay of {self.files[0].parent} ended after {len(self.files)} images")
+            self.pos = 0
+        path = self.files[self.pos]
+        self.pos += 1
+        return read_png_bgra(path)
+
+
+class _Video(_Frames):
+    def __init__(self, path: Path, loop: bool) -> None:
+        for tool in ("ffprobe", "ffmpeg"):
+            if shutil.which(tool) is None:
+                raise SourceConfigError(f"replaying a video needs {tool}, which is not on PATH: install ffmpeg "
+                                        f"(Debian: apt-get install ffmpeg) or replay a folder of PNG images")
+        probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=width,height",
+                                "-of", "json", str(path)], capture_output=True, text=True, check=False)
+        streams = json.loads(probe.stdout or "{}").get("streams", []) if probe.returncode == 0 else []
+        if not streams:
+            reason = probe.stderr.strip() or "it has no video stream"
+            raise SourceConfigError(f"cannot replay {path}: ffprobe cannot read it as a video ({reason}); "
+                                    f"give a video file or a folder of PNG images")
+        self.path, self.loop = path, loop
+        self.width, self.height = int(streams[0]["width"]), int(streams[0]["height"])
+        self.frame = np.empty((self.height, self.width, 4), dtype=np.uint8)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.errors: typing.IO[bytes] | None = None
+        self.decoded = 0  # frames decoded by the current ffmpeg run
+
+    def next_size(self) -> tuple[int, int]:
+        return self.width, self.height
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        # A file, not a pipe, for ffmpeg's messages: a pipe nobody reads could fill and stall the decoder.
+        self.errors = tempfile.TemporaryFile()
+        # -noautorotate keeps frames in the stored orientation, the one ffprobe's width and height describe.
+        self.proc = subprocess.Popen(
+            ["ffmpeg", "-nostdin", "-v", "error", "-noautorotate", "-i", str(self.path), "-map", "0:v:0",
+             "-f", "rawvideo", "-pix_fmt", "bgra", "-"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=self.errors,
+        )
+        self.decoded = 0
+        return self.proc
+
+    def read(self) -> np.ndarray:
+        proc = self.proc or self._start()
+        if self._fill(proc):
+            self.decoded += 1
+            return self.frame
+        decoded, message = self.decoded, self._stop()
+        if decoded == 0:
+            raise SourceError(f"ffmpeg decoded no frame of {self.path}: {message or 'no output'}")
+        if not self.loop:
+            raise SourceEnded(f"replay of {self.path} ended after {decoded} frames")
+        proc = self._start()
+        if not self._fill(proc):
+            raise SourceError(f"ffmpeg decoded no frame of {self.path} when starting it again: {self._stop() or 'no output'}")
+        self.decoded += 1
+        return self.frame
+
+    def _fill(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Reads one whole frame from ffmpeg into self.frame; False at the end of the stream."""
+        stdout = typing.cast(io.BufferedReader, proc.stdout)
+        view = self.frame.data.cast("B")
+        got = 0
+        while got < len(view):
+            n = stdout.readinto(view[got:])
+            if not n:
+                return False  # a partial last frame is dropped: ffmpeg only stops short when cut off
+            got += n
+        return True
+
+    def _stop(self) -> str:
+        """Ends ffmpeg and returns what it reported."""
+        message = ""
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            assert self.proc.stdout is not None
+            self.proc.stdout.close()
+            self.proc = None
+        if self.errors is not None:
+            self.errors.seek(0)
+            message = self.errors.read().decode(errors="replace").strip()
+            self.errors.close()
+            self.errors = None
+        return message
+
+    def close(self) -> None:
+        self._stop()
+
+
+class ReplaySource(Source):
+    kind = "replay"
+
+    def __init__(self, *, path: str, loop: bool = False, monitor: int = 0, region: Sequence[int] = ()) -> None:
+        super().__init__(monitor=monitor, region=region)
+        if not path:
+            raise SourceConfigError("replay.path is empty: set it to a folder of PNG images or a video file")
+        where = Path(path)
+        if not where.exists():
+            raise SourceConfigError(f"replay path {where} does not exist: set replay.path to a folder of PNG images or a video file")
+        self._frames: _Frames = _PngFolder(where, loop) if where.is_dir() else _Video(where, loop)
+        self._check_selection()
+
+    def _enumerate(self) -> list[Monitor]:
+        width, height = self._frames.next_size()
+        return [Monitor(1, 0, 0, width, height)]
+
+    def grab(self, monitor: Monitor) -> np.ndarray:
+        width, height = self._frames.next_size()
+        if monitor.index != 1 or monitor.left < 0 or monitor.top < 0 or \
+                monitor.left + monitor.width > width or monitor.top + monitor.height > height:
+            # Checked before reading, so the frame is not lost: after re-enumerating, the caller gets it.
+            raise SourceError(f"the next replayed frame is {width}x{height} on monitor 1, which does not hold {monitor}; "
+                              f"re-enumerate the monitors")
+        try:
+            frame = self._frames.read()
+        except PngError as exc:
+            raise SourceError(f"cannot decode the next replayed image: {exc}") from exc
+        return frame[monitor.top : monitor.top + monitor.height, monitor.left : monitor.left + monitor.width]
+
+    def close(self) -> None:
+        self._frames.close()

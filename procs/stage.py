@@ -1,0 +1,408 @@
+"""What every stage process shares: start-up checks, the ring and sockets, the
+credit-checked hand-off to the next stage, exact terminal accounting, stats,
+and the way a stage stops.
+
+A stage's life: the supervisor starts `python -m procs.<stage>` with the
+instance's runtime directory in the environment; the stage checks versions,
+attaches to the ring under its own holder name, binds its inbox and connects
+to the next stage's, then loops: wait (never busy-poll) for a message, the
+control topics, the supervisor's pipe or its own timer; process; publish stats
+once per interval. SIGTERM means "finish what is in the inbox, then stop";
+the supervisor's death (its pipe closing, or PR_SET_PDEATHSIG on Linux) means
+"stop now".
+"""
+
+from __future__ import annotations
+
+import collections
+import ctypes
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, ClassVar
+
+import jarvis_rust_core as jrc
+import numpy as np
+import psutil
+import setproctitle
+import zmq
+
+from pipeline import config as config_mod
+from pipeline import protocol
+from pipeline.runtime import Runtime
+
+#: Exit status of a stage that refuses to run next to a different release.
+EXIT_VERSION = 78
+#: How long a hand-over may stay unaccepted before the receiver gives it up.
+TRANSIT_TIMEOUT_S = 10.0
+
+ENV_RUNTIME = "JARVIS_RUNTIME"  # JSON: {instance, dir, data_dir}
+ENV_VERSIONS = "JARVIS_EXPECT_VERSIONS"  # JSON: versions the supervisor runs with
+ENV_PARENT_FD = "JARVIS_PARENT_FD"  # read end of a pipe the supervisor holds open
+ENV_INCARNATION = "JARVIS_INCARNATION"
+
+
+def versions() -> dict[str, Any]:
+    return {
+        "protocol": list(protocol.PROTOCOL_VERSION),
+        "layout": jrc.LAYOUT_VERSION,
+        "core": jrc.__version__,
+    }
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this process when the supervisor dies (the pipe covers
+    other systems and the window before this call)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
+
+
+class Timings:
+    """Per-frame processing times of the current stats interval."""
+
+    def __init__(self) -> None:
+        self.samples: list[float] = []
+
+    def add(self, seconds: float) -> None:
+        self.samples.append(seconds * 1e3)
+
+    def take(self) -> dict[str, float]:
+        if not self.samples:
+            return {}
+        a = np.asarray(self.samples)
+        self.samples = []
+        p50, p95, p99 = np.percentile(a, [50, 95, 99])
+        return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+
+
+class Stage:
+    """Base of the four stage processes."""
+
+    name: ClassVar[str]
+    #: The stage whose frames this one receives, and the one it passes frames to.
+    previous: ClassVar[str | None] = None
+    next: ClassVar[str | None] = None
+    is_writer: ClassVar[bool] = False
+
+    def __init__(self, rt: Runtime, cfg: config_mod.Config, incarnation: int, parent_fd: int | None) -> None:
+        self.rt, self.cfg, self.incarnation = rt, cfg, incarnation
+        setproctitle.setproctitle(f"jarvis-pipeline: {self.name}")
+        self.log = self._logger()
+        self.stopping = False  # SIGTERM: drain the inbox, then stop
+        self.abandon = False  # the supervisor is gone: stop now
+        self.paused = False
+        self.pressure = "low"
+        self.mem = jrc.SharedVisionMemory.attach(rt.ring_name, writer=self.is_writer, holder=self.name)
+        self.epoch = self.mem.epoch
+        self.ctx = zmq.Context()
+        self.pub = self.ctx.socket(zmq.PUB)
+        self.pub.setsockopt(zmq.LINGER, 500)
+        self.pub.connect(rt.endpoint("events-in"))
+        self.sub = self.ctx.socket(zmq.SUB)
+        for prefix in (b"control.", b"memory.pressure"):
+            self.sub.setsockopt(zmq.SUBSCRIBE, prefix)
+        self.sub.connect(rt.endpoint("events"))
+        self.inbox: zmq.Socket[bytes] | None = None
+        self.outbox: zmq.Socket[bytes] | None = None
+        if self.previous is not None:
+            self.inbox = self.ctx.socket(zmq.PULL)
+            self.inbox.bind(rt.endpoint(self.name))
+        if self.next is not None:
+            self.outbox = self.ctx.socket(zmq.PUSH)
+            # IMMEDIATE: with no connected peer a send fails at once instead of
+            # queueing a message for a stage that is not (yet) there.
+            self.outbox.setsockopt(zmq.IMMEDIATE, 1)
+            self.outbox.setsockopt(zmq.LINGER, 0)
+            self.outbox.connect(rt.endpoint(self.next))
+        self.hop_in = protocol.HOP_INDEX[f"{self.previous}>{self.name}"] if self.previous else None
+        self.hop_out = protocol.HOP_INDEX[f"{self.name}>{self.next}"] if self.next else None
+        self.parent_fd = parent_fd
+        self.frames_in = self.frames_out = 0
+        self.drops: collections.Counter[str] = collections.Counter()
+        self.terminal: collections.Counter[str] = collections.Counter()
+        self.rejected: collections.Counter[str] = collections.Counter()
+        self.timings = Timings()
+        self.proc = psutil.Process()
+        self.proc.cpu_percent()
+        self.usage: dict[str, float] = {}
+        self.next_stats = time.monotonic() + cfg.supervisor.stats_interval_s
+        self.next_sample = time.monotonic()
+        self.next_audit = time.monotonic() + TRANSIT_TIMEOUT_S
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
+        released, undecided = self.mem.inherited
+        if undecided:
+            self.mem.counter_add(protocol.COUNTER_INDEX["dropped.stage_crashed"], undecided)
+        if released:
+            self.log.warning("took over %d holds (%d undecided) from a dead %s", released, undecided, self.name)
+
+    # ------------------------------------------------------------------ setup
+
+    def _logger(self) -> logging.Logger:
+        log = logging.getLogger(f"jarvis.{self.name}")
+        handler = logging.handlers.RotatingFileHandler(self.rt.log_path(self.name), maxBytes=1 << 20, backupCount=2)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        return log
+
+    def _on_sigterm(self, _sig: int, _frame: object) -> None:
+        self.stopping = True
+
+    # ------------------------------------------------------------------ events
+
+    def publish(self, topic: str, body: Mapping[str, Any]) -> None:
+        try:
+            self.pub.send_multipart(protocol.encode_event(topic, body), zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # events are best effort; nothing waits on a slow tap
+
+    def frame_event(self, topic: str, ref: jrc.FrameRef, **fields: Any) -> None:
+        self.publish(topic, {"ref": ref.to_dict(), "stage": self.name, **fields})
+
+    # ------------------------------------------------------------------ frames
+
+    def finish(self, ref: jrc.FrameRef, state: str, reason: str | None = None, **fields: Any) -> None:
+        """Decides frame `ref`'s terminal state: releases this stage's hold and
+        tallies the state in the ring in the same step (only the owner's last
+        release counts)."""
+        key = f"dropped.{reason}" if state == "dropped" else state
+        if self.mem.release(ref, count=protocol.COUNTER_INDEX[key]):
+            self.terminal[key] += 1
+            if state == "dropped":
+                self.drops[reason or "?"] += 1
+                self.frame_event("frame.dropped", ref, reason=reason, **fields)
+            else:
+                topic = next(s.topic for s in protocol.TERMINAL_STATES if s.name == state)
+                self.frame_event(topic, ref, **fields)
+
+    def pass_on(self, ref: jrc.FrameRef, extra: Mapping[str, Any] | None = None) -> bool:
+        """Hands frame `ref` (held and owned by this stage) to the next stage,
+        within the hop's credit. Without credit, or without a connected next
+        stage, the frame is dropped (the writer never waits)."""
+        assert self.next is not None and self.outbox is not None and self.hop_out is not None
+        if not self.mem.credit_take(self.hop_out, self.cfg.hops.credit):
+            self.finish(ref, "dropped", "backpressure")
+            return False
+        try:
+            self.mem.hand_over(ref, self.next, keep=True)
+        except jrc.HoldError:  # the next stage is not attached (restarting)
+            self.mem.credit_return(self.hop_out)
+            self.finish(ref, "dropped", "backpressure")
+            return False
+        try:
+            self.outbox.send(protocol.encode_frame_ref(ref.with_epoch(self.epoch), extra), zmq.NOBLOCK)
+        except zmq.Again:
+            self.mem.withdraw(ref, self.next)
+            self.mem.credit_return(self.hop_out)
+            self.finish(ref, "dropped", "backpressure")
+            return False
+        self.mem.release(ref)  # the kept hold; ownership went with the hand-over
+        self.frames_out += 1
+        return True
+
+    def receive(self, raw: bytes) -> tuple[jrc.FrameRef, dict[str, Any]] | None:
+        """A hand-off message, accepted; None (counted, logged) if it is not one
+        this stage can use."""
+        try:
+            ref, extra = protocol.decode_frame_ref(raw)
+        except protocol.ProtocolError as exc:
+            self._reject("malformed", f"dropped a malformed message: {exc}")
+            return None
+        if ref.ring_gen != self.mem.generation:
+            self._reject("foreign", f"dropped a ref into another ring (generation {ref.ring_gen:#x})")
+            return None
+        try:
+            self.mem.accept(ref)
+        except jrc.FrameExpired:
+            # Its hold was reclaimed (our predecessor died) and already counted.
+            self._reject("stale", f"dropped stale ref seq {ref.seq}")
+            return None
+        if not self.mem.epoch_is_live(ref.epoch):
+            self.rejected["from_dead_sender"] += 1  # still ours to process: the hand-over happened
+        self.frames_in += 1
+        return ref, extra
+
+    def _reject(self, kind: str, message: str) -> None:
+        self.rejected[kind] += 1
+        if self.rejected[kind] <= 10 or self.rejected[kind] % 1000 == 0:
+            self.log.warning("%s (%d so far)", message, self.rejected[kind])
+
+    def done_with_inbound(self) -> None:
+        """The frame received from the previous stage is decided or passed on."""
+        if self.hop_in is not None:
+            self.mem.credit_return(self.hop_in)
+
+    # ------------------------------------------------------------------ loop
+
+    def handle(self, ref: jrc.FrameRef, extra: dict[str, Any]) -> None:
+        """Processes one accepted frame: `finish` it or `pass_on` it."""
+        raise NotImplementedError
+
+    def tick(self, now: float) -> float | None:
+        """Timer work (capture: grab frames); returns when it wants to run next."""
+        return None
+
+    def on_control(self, topic: str, body: dict[str, Any]) -> None:
+        if topic == "control.paused":
+            self.paused = True
+        elif topic == "control.resumed":
+            self.paused = False
+        elif topic == "memory.pressure":
+            self.pressure = str(body.get("level", "low"))
+
+    def run(self) -> int:
+        poller = zmq.Poller()
+        if self.inbox is not None:
+            poller.register(self.inbox, zmq.POLLIN)
+        poller.register(self.sub, zmq.POLLIN)
+        if self.parent_fd is not None:
+            poller.register(self.parent_fd, zmq.POLLIN)
+        self.log.info("started (pid %d, incarnation %d, epoch %d)", os.getpid(), self.incarnation, self.epoch)
+        wake: float | None = None
+        while not self.abandon:
+            now = time.monotonic()
+            if self.stopping and not self._inbox_pending():
+                break
+            deadline = min(x for x in (self.next_stats, self.next_audit, wake) if x is not None)
+            timeout_ms = 0 if self.stopping else max(0, int((deadline - now) * 1000) + 1)
+            try:
+                ready = dict(poller.poll(timeout_ms))
+            except zmq.ZMQError as exc:
+                if exc.errno == zmq.EINTR:  # a signal (SIGTERM) interrupted the wait
+                    continue
+                raise
+            if self.parent_fd is not None and self.parent_fd in ready:
+                self.log.warning("the supervisor is gone; stopping")
+                self.abandon = True
+                break
+            if self.sub in ready:
+                self._drain_control()
+            if self.inbox is not None and self.inbox in ready:
+                self._drain_inbox()
+            now = time.monotonic()
+            if not self.stopping:
+                wake = self.tick(now)
+            if now >= self.next_audit:
+                self._audit_transit()
+                self.next_audit = now + TRANSIT_TIMEOUT_S
+            if now >= self.next_stats:
+                self._publish_stats(now)
+        self.shutdown()
+        return 0
+
+    def _inbox_pending(self) -> bool:
+        return self.inbox is not None and bool(self.inbox.poll(0, zmq.POLLIN))
+
+    def _drain_control(self) -> None:
+        while True:
+            try:
+                frames = self.sub.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            try:
+                topic, body = protocol.decode_event(frames)
+            except protocol.ProtocolError as exc:
+                self._reject("malformed_event", f"dropped a malformed event: {exc}")
+                continue
+            self.on_control(topic, body)
+
+    def _drain_inbox(self) -> None:
+        assert self.inbox is not None
+        for _ in range(64):  # bounded, so timers and control get their turn
+            try:
+                raw = self.inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            got = self.receive(raw)
+            if got is None:
+                continue
+            start = time.perf_counter()
+            try:
+                self.handle(*got)
+            finally:
+                self.timings.add(time.perf_counter() - start)
+                self.done_with_inbound()
+
+    def _audit_transit(self) -> None:
+        """Hand-overs to this stage whose message never came (the sender died
+        between hand-over and send) are given up and counted."""
+        if self.previous is None:
+            return
+        lost = self.mem.reclaim_transit(TRANSIT_TIMEOUT_S, count=protocol.COUNTER_INDEX["dropped.stage_crashed"])
+        for ref, owned in lost:
+            if owned:
+                self.terminal["dropped.stage_crashed"] += 1
+                self.frame_event("frame.dropped", ref, reason="stage_crashed")
+            if self.hop_in is not None:
+                self.mem.credit_return(self.hop_in)
+        if lost:
+            self.log.warning("gave up %d hand-overs whose message never arrived", len(lost))
+
+    def _publish_stats(self, now: float) -> None:
+        if now >= self.next_sample:
+            try:
+                self.usage = {
+                    "cpu_percent": round(self.proc.cpu_percent(), 1),
+                    "uss_mb": round(self.proc.memory_full_info().uss / 2**20, 1),
+                }
+            except psutil.Error:
+                pass
+            self.next_sample = now + self.cfg.supervisor.sample_interval_s
+        self.publish(
+            f"stats.{self.name}",
+            {
+                "stage": self.name,
+                "pid": os.getpid(),
+                "frames_in": self.frames_in,
+                "frames_out": self.frames_out,
+                "drops": dict(self.drops),
+                "terminal": dict(self.terminal),
+                "proc_ms": self.timings.take(),
+                "rejected": dict(self.rejected),
+                **self.usage,
+                **self.extra_stats(),
+            },
+        )
+        self.next_stats = now + self.cfg.supervisor.stats_interval_s
+
+    def extra_stats(self) -> dict[str, Any]:
+        return {}
+
+    def shutdown(self) -> None:
+        """Frames this stage still owns end as dropped(shutdown); then let go."""
+        for ref in self.mem.owned():
+            self.finish(ref, "dropped", "shutdown")
+        self._publish_stats(time.monotonic())
+        self.log.info("stopped")
+        self.mem.close()
+        self.ctx.destroy(linger=200)
+
+
+def main(stage_class: type[Stage]) -> None:
+    """Entry point of a stage process (`python -m procs.<stage>`)."""
+    _die_with_parent()
+    spec = json.loads(os.environ[ENV_RUNTIME])
+    rt = Runtime(spec["instance"], Path(spec["dir"]), Path(spec["data_dir"]))
+    expected = json.loads(os.environ.get(ENV_VERSIONS, "null"))
+    if expected is not None and expected != versions():
+        print(
+            f"jarvis-pipeline {stage_class.name}: versions {versions()} differ from the supervisor's {expected}; "
+            "reinstall (scripts/setup) and restart the pipeline",
+            file=sys.stderr,
+        )
+        sys.exit(EXIT_VERSION)
+    cfg = config_mod.from_json(rt.config_path.read_text())
+    parent_fd = int(os.environ[ENV_PARENT_FD]) if os.environ.get(ENV_PARENT_FD) else None
+    if parent_fd is not None and os.getppid() == 1:
+        sys.exit(0)  # the supervisor died before we got here
+    stage = stage_class(rt, cfg, int(os.environ.get(ENV_INCARNATION, "1")), parent_fd)
+    sys.exit(stage.run())

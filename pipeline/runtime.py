@@ -1,5 +1,7 @@
 """Where an instance keeps its files, and the lock that makes it one instance.
 
+Ring: $JARVIS_SHM_DIR/jarvis-<uid>/<instance>.ring, else under /dev/shm.
+
 Runtime directory (sockets, instance lock, resolved config, logs):
   $JARVIS_RUNTIME_DIR/<instance>, else $XDG_RUNTIME_DIR/jarvis/<instance>, else
   /tmp/jarvis-<uid>/<instance>; 0700 and owned by us, checked every time.
@@ -57,6 +59,8 @@ class Runtime:
     instance: str
     dir: Path
     data_dir: Path
+    #: Base directory of the ring file ($JARVIS_SHM_DIR; None: the core's default, /dev/shm).
+    shm_base: Path | None = None
 
     @classmethod
     def locate(cls, instance: str, env: dict[str, str] | None = None) -> Runtime:
@@ -73,7 +77,8 @@ class Runtime:
         else:
             state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
             data = state / "jarvis-pipeline"
-        rt = cls(instance, base / instance, data / instance)
+        shm = Path(env["JARVIS_SHM_DIR"]) if env.get("JARVIS_SHM_DIR") else None
+        rt = cls(instance, base / instance, data / instance, shm)
         longest = rt.socket("analysis")
         if len(str(longest)) > MAX_SOCKET_PATH:
             raise RuntimeDirError(
@@ -116,7 +121,7 @@ class Runtime:
         """The pid of the supervisor holding the instance lock, or None."""
         try:
             fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):
             return None
         try:
             try:
@@ -155,3 +160,19 @@ class InstanceLock:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+
+
+def to_env(rt: Runtime) -> str:
+    """The runtime as the supervisor hands it to its stages."""
+    import json
+
+    return json.dumps({"instance": rt.instance, "dir": str(rt.dir), "data_dir": str(rt.data_dir),
+                       "shm_base": str(rt.shm_base) if rt.shm_base else None})
+
+
+def from_env(text: str) -> Runtime:
+    import json
+
+    spec = json.loads(text)
+    return Runtime(spec["instance"], Path(spec["dir"]), Path(spec["data_dir"]),
+                   Path(spec["shm_base"]) if spec.get("shm_base") else None)

@@ -33,6 +33,7 @@ import zmq
 
 from pipeline import config as config_mod
 from pipeline import protocol
+from pipeline import runtime
 from pipeline.runtime import STAGES, InstanceLock, Runtime
 from procs import stage as stage_mod
 
@@ -180,7 +181,7 @@ class Supervisor:
         finishing; they hold the old ring. Stop them (checked by their process
         title, so a reused pid is never hit) before the ring is replaced."""
         try:
-            old = jrc.SharedVisionMemory.attach(self.rt.ring_name)
+            old = jrc.SharedVisionMemory.attach(self.rt.ring_name, dir=self.rt.shm_base)
         except jrc.RingError:
             return
         try:
@@ -229,6 +230,7 @@ class Supervisor:
                 max_height=height,
                 writer=False,
                 holder="supervisor",
+                dir=self.rt.shm_base,
             )
         except jrc.InsufficientSharedMemory as exc:
             raise StartError(str(exc)) from None
@@ -262,9 +264,7 @@ class Supervisor:
     def _spawn(self, st: StageProc) -> None:
         st.incarnation += 1
         env = dict(os.environ)
-        env[stage_mod.ENV_RUNTIME] = json.dumps(
-            {"instance": self.rt.instance, "dir": str(self.rt.dir), "data_dir": str(self.rt.data_dir)}
-        )
+        env[stage_mod.ENV_RUNTIME] = runtime.to_env(self.rt)
         env[stage_mod.ENV_VERSIONS] = json.dumps(stage_mod.versions())
         env[stage_mod.ENV_PARENT_FD] = str(self._parent_r)
         env[stage_mod.ENV_INCARNATION] = str(st.incarnation)

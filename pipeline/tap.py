@@ -48,7 +48,7 @@ class Tap:
     def pixels(self, body: dict[str, Any]) -> np.ndarray:
         """The pixels of a frame event's frame (a copy); FrameExpired if gone."""
         if self._ring is None:
-            self._ring = jrc.SharedVisionMemory.attach(self.rt.ring_name)
+            self._ring = jrc.SharedVisionMemory.attach(self.rt.ring_name, dir=self.rt.shm_base)
         return self._ring.read_copy(jrc.FrameRef.from_dict(body["ref"]))
 
     def close(self) -> None:

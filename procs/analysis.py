@@ -110,10 +110,9 @@ class Analysis(stage.Stage):
     ) -> None:
         """The frame matters: it goes on to forward and becomes the monitor's
         reference (only if it really went on: the reference is what forward got)."""
-        self.mem.hold(ref)  # the reference hold; the frame's owning hold travels on
         body = {"changed_ratio": round(changed_ratio, 6), "regions": regions, "keepalive": keepalive}
-        if not self.pass_on(ref, body):
-            self.mem.release(ref)
+        # keep: the frame's owning hold travels on, a plain hold stays as the reference.
+        if not self.pass_on(ref, body, keep=True):
             return
         self.frame_event("frame.changed", ref, **body)
         tiles = state.tiles if state is not None and (state.ref.w, state.ref.h) == (ref.w, ref.h) else {}

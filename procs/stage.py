@@ -24,7 +24,6 @@ import signal
 import sys
 import time
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any, ClassVar
 
 import jarvis_rust_core as jrc
@@ -35,6 +34,7 @@ import zmq
 
 from pipeline import config as config_mod
 from pipeline import protocol
+from pipeline import runtime
 from pipeline.runtime import Runtime
 
 #: Exit status of a stage that refuses to run next to a different release.
@@ -42,7 +42,7 @@ EXIT_VERSION = 78
 #: How long a hand-over may stay unaccepted before the receiver gives it up.
 TRANSIT_TIMEOUT_S = 10.0
 
-ENV_RUNTIME = "JARVIS_RUNTIME"  # JSON: {instance, dir, data_dir}
+ENV_RUNTIME = "JARVIS_RUNTIME"  # pipeline.runtime.to_env
 ENV_VERSIONS = "JARVIS_EXPECT_VERSIONS"  # JSON: versions the supervisor runs with
 ENV_PARENT_FD = "JARVIS_PARENT_FD"  # read end of a pipe the supervisor holds open
 ENV_INCARNATION = "JARVIS_INCARNATION"
@@ -100,7 +100,7 @@ class Stage:
         self.abandon = False  # the supervisor is gone: stop now
         self.paused = False
         self.pressure = "low"
-        self.mem = jrc.SharedVisionMemory.attach(rt.ring_name, writer=self.is_writer, holder=self.name)
+        self.mem = jrc.SharedVisionMemory.attach(rt.ring_name, writer=self.is_writer, holder=self.name, dir=rt.shm_base)
         self.epoch = self.mem.epoch
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.PUB)
@@ -184,10 +184,12 @@ class Stage:
                 topic = next(s.topic for s in protocol.TERMINAL_STATES if s.name == state)
                 self.frame_event(topic, ref, **fields)
 
-    def pass_on(self, ref: jrc.FrameRef, extra: Mapping[str, Any] | None = None) -> bool:
+    def pass_on(self, ref: jrc.FrameRef, extra: Mapping[str, Any] | None = None, *, keep: bool = False) -> bool:
         """Hands frame `ref` (held and owned by this stage) to the next stage,
         within the hop's credit. Without credit, or without a connected next
-        stage, the frame is dropped (the writer never waits)."""
+        stage, the frame is dropped (the writer never waits). With `keep`, a
+        successful hand-off leaves this stage a (non-owning) hold on the frame,
+        e.g. analysis keeping its reference frame."""
         assert self.next is not None and self.outbox is not None and self.hop_out is not None
         if not self.mem.credit_take(self.hop_out, self.cfg.hops.credit):
             self.finish(ref, "dropped", "backpressure")
@@ -205,7 +207,8 @@ class Stage:
             self.mem.credit_return(self.hop_out)
             self.finish(ref, "dropped", "backpressure")
             return False
-        self.mem.release(ref)  # the kept hold; ownership went with the hand-over
+        if not keep:
+            self.mem.release(ref)  # the kept hold; ownership went with the hand-over
         self.frames_out += 1
         return True
 
@@ -380,7 +383,9 @@ class Stage:
     def shutdown(self) -> None:
         """Frames this stage still owns end as dropped(shutdown); then let go."""
         for ref in self.mem.owned():
-            self.finish(ref, "dropped", "shutdown")
+            # Hand-overs never accepted are left to the supervisor's reclaim.
+            if self.mem.held_count(ref.slot):
+                self.finish(ref, "dropped", "shutdown")
         self._publish_stats(time.monotonic())
         self.log.info("stopped")
         self.mem.close()
@@ -390,8 +395,7 @@ class Stage:
 def main(stage_class: type[Stage]) -> None:
     """Entry point of a stage process (`python -m procs.<stage>`)."""
     _die_with_parent()
-    spec = json.loads(os.environ[ENV_RUNTIME])
-    rt = Runtime(spec["instance"], Path(spec["dir"]), Path(spec["data_dir"]))
+    rt = runtime.from_env(os.environ[ENV_RUNTIME])
     expected = json.loads(os.environ.get(ENV_VERSIONS, "null"))
     if expected is not None and expected != versions():
         print(

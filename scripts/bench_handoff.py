@@ -5,9 +5,9 @@
 Mechanisms (the parent process is always the producer, a spawned child the consumer):
 
   ring      jarvis_rust_core.SharedVisionMemory + ZeroMQ ipc PUSH/PULL carrying only the
-            FrameRef (msgpack of ref.to_dict()): reserve(1920, 1080, "BGRA") -> fill
+            FrameRef (pipeline.protocol.encode_frame_ref, as the stages send it): reserve(1920, 1080, "BGRA") -> fill
             res.array -> commit(hold=True) -> hand_over(ref, "consumer") -> send; the consumer
-            recv -> FrameRef.from_dict -> accept -> read (zero-copy view) -> hash -> release.
+            recv -> decode_frame_ref -> accept -> read (zero-copy view) -> hash -> release.
             Window: ring credits (credit_take(0, window) / credit_return(0)); a blocked producer
             waits on a ZeroMQ ack socket that the consumer signals when it may be blocked.
   mpqueue   multiprocessing.Queue of numpy frames (pickled by the feeder thread); the window is
@@ -132,10 +132,11 @@ def _verify(buf: Any, n: int) -> None:
 class RingConsumer:
     def __init__(self, p: dict[str, Any]) -> None:
         import jarvis_rust_core as jrc
-        import msgpack
         import zmq
 
-        self._jrc, self._unpack = jrc, msgpack.unpackb
+        from pipeline.protocol import decode_frame_ref
+
+        self._decode = decode_frame_ref
         self.windows: bytes = p["windows"]
         self.mem = jrc.SharedVisionMemory.attach(p["ring_name"], holder="consumer")
         self.zctx = zmq.Context()
@@ -149,7 +150,7 @@ class RingConsumer:
         self.ack.connect(p["ack_ep"])
 
     def recv(self) -> tuple[Any, Any]:
-        ref = self._jrc.FrameRef.from_dict(self._unpack(self.data.recv()))
+        ref, _ = self._decode(self.data.recv())
         self.mem.accept(ref)
         return self.mem.read(ref), ref
 
@@ -348,10 +349,11 @@ class RingProducer:
 
     def __init__(self, tag: str, tmp: str, max_window: int, timeout: float) -> None:
         import jarvis_rust_core as jrc
-        import msgpack
         import zmq
 
-        self._jrc, self._pack = jrc, msgpack.packb
+        from pipeline.protocol import encode_frame_ref
+
+        self._jrc, self._encode = jrc, encode_frame_ref
         self.timeout, self.watch = timeout, lambda: None
         self.name = f"bh{tag}"
         slots = max_window + 2
@@ -415,7 +417,7 @@ class RingProducer:
         ref = self.res.commit(hold=True)
         self.res = None
         self.mem.hand_over(ref, "consumer")
-        self.data.send(self._pack(ref.to_dict()))
+        self.data.send(self._encode(ref))
 
     def close(self) -> None:
         self.data.close()

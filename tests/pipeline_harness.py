@@ -1,0 +1,147 @@
+"""Running the real pipeline in tests: the CLI as a subprocess, private runtime,
+data and shared-memory directories, and waiting on conditions with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import psutil
+
+from pipeline.runtime import Runtime
+from pipeline.tap import Tap
+
+T = TypeVar("T")
+
+FAST_CONFIG = """
+[capture]
+fps = 8.0
+[capture.synthetic]
+width = 640
+height = 360
+[forward]
+min_interval_s = 0.3
+[analysis]
+keepalive_s = 2.0
+[supervisor]
+stats_interval_s = 0.25
+sample_interval_s = 0.5
+stop_grace_s = 3.0
+drain_s = 3.0
+[supervisor.restart]
+backoff_s = 0.05
+backoff_max_s = 0.5
+intensity = 20
+period_s = 30.0
+"""
+
+
+def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0, every: float = 0.05) -> T:
+    """Polls `fn` until it returns something truthy; fails naming `what`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(every)
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie waiting for its (re)parent."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+class Pipeline:
+    def __init__(self, root: Path, config: str = FAST_CONFIG, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.config_path = root / "config.toml"
+        self.config_path.write_text(config)
+        self.env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+        self.shm = Path(tempfile.mkdtemp(prefix="jp-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
+        self.env.update(
+            JARVIS_RUNTIME_DIR=str(root / "run"),
+            JARVIS_DATA_DIR=str(root / "data"),
+            JARVIS_SHM_DIR=str(self.shm),
+        )
+        self.env.update(env or {})
+        self.rt = Runtime.locate("default", self.env)
+
+    def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", *args],
+            env=self.env, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"jarvis-pipeline {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def up(self, *extra: str) -> None:
+        self.cli("up", "-d", "-c", str(self.config_path), *extra)
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {s["name"]: s for s in json.loads(self.cli("status", "--json").stdout)}
+
+    def supervisor_pid(self) -> int | None:
+        return self.rt.owner_pid()
+
+    def stage_pids(self) -> dict[str, int]:
+        return {n: s["pid"] for n, s in self.status().items() if s["pid"]}
+
+    @contextmanager
+    def tap(self, *topics: str) -> Iterator[Tap]:
+        with Tap(self.rt, topics, timeout_s=30) as t:
+            yield t
+
+    def final_counters(self) -> dict[str, int]:
+        log = (self.rt.log_dir / "supervisor.log").read_text()
+        line = [x for x in log.splitlines() if "final counters" in x][-1]
+        return json.loads(line.split("final counters", 1)[1])
+
+    def jarvis_processes(self) -> list[psutil.Process]:
+        """Every process of this test's instance still alive."""
+        found = []
+        for p in psutil.process_iter(["cmdline", "environ"]):
+            try:
+                env = p.info["environ"] or {}
+            except psutil.Error:
+                continue
+            if env.get("JARVIS_RUNTIME_DIR") == self.env["JARVIS_RUNTIME_DIR"] and alive(p.pid):
+                found.append(p)
+        return found
+
+    def kill_everything(self) -> None:
+        for p in self.jarvis_processes():
+            try:
+                p.send_signal(signal.SIGKILL)
+            except psutil.Error:
+                pass
+
+
+@contextmanager
+def pipeline(config: str = FAST_CONFIG, env: dict[str, str] | None = None) -> Iterator[Pipeline]:
+    # A short root: ipc socket paths must stay under ~100 bytes.
+    root = Path(tempfile.mkdtemp(prefix="jp-", dir="/tmp"))
+    p = Pipeline(root, config, env)
+    try:
+        yield p
+    finally:
+        if p.supervisor_pid():
+            p.cli("down", check=False)
+        p.kill_everything()
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(p.shm, ignore_errors=True)

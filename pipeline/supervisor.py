@@ -175,6 +175,9 @@ class Supervisor:
         signal.signal(signal.SIGCHLD, lambda *_: None)
         for name in START_ORDER:
             self._spawn(self.stages[name])
+        # The first sample after an interval: CPU % needs one, and taps that
+        # connected while `up` was starting are subscribed by then.
+        self.next_sample = time.monotonic() + self.cfg.supervisor.sample_interval_s
 
     def _stop_leftovers(self) -> None:
         """Stages of a supervisor that was killed (kill -9) may still be

@@ -254,7 +254,7 @@ def test_memory_governor_reacts_to_a_tiny_budget() -> None:
                     fps = body.get("fps")
                     if fps is not None and fps <= 8.0 / 4 + 0.5:
                         break
-                assert time.monotonic() < deadline, f"capture did not slow down: {fps} fps"
+                assert time.monotonic() < deadline, f"capture did not slow down: {fps} fps, last {topic} {body}"
         assert level is not None and level["level"] == "critical" and "forwarding paused" in level["actions"]
         assert control.request(p.rt, "status")["memory"]["level"] == "critical"
         p.cli("down")

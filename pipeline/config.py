@@ -51,6 +51,8 @@ class SyntheticConfig:
     height: int = _f(1080, "height of the synthetic desktop", lo=64, hi=4320)
     seed: int = _f(1, "seed of the scripted activity", lo=0)
     monitors: int = _f(1, "number of synthetic monitors", lo=1, hi=4)
+    mix: str = _f("desktop", "desktop (scripted activity) or unique (every frame differs: the worst case)",
+                  choices=("desktop", "unique"))
 
 
 @dataclass(frozen=True)

@@ -130,6 +130,7 @@ class Stage:
         self.terminal: collections.Counter[str] = collections.Counter()
         self.rejected: collections.Counter[str] = collections.Counter()
         self.timings = Timings()
+        self.since_capture = Timings()  # capture to arrival here
         self.proc = psutil.Process()
         self.proc.cpu_percent()
         self.usage: dict[str, float] = {}
@@ -231,6 +232,7 @@ class Stage:
             return None
         if not self.mem.epoch_is_live(ref.epoch):
             self.rejected["from_dead_sender"] += 1  # still ours to process: the hand-over happened
+        self.since_capture.add((time.monotonic_ns() - ref.t_mono_ns) / 1e9)
         self.frames_in += 1
         return ref, extra
 
@@ -370,6 +372,7 @@ class Stage:
                 "drops": dict(self.drops),
                 "terminal": dict(self.terminal),
                 "proc_ms": self.timings.take(),
+                "since_capture_ms": self.since_capture.take(),
                 "rejected": dict(self.rejected),
                 **self.usage,
                 **self.extra_stats(),

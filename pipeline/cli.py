@@ -8,6 +8,7 @@ doctor; demo runs the two-process ring demo.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -115,7 +116,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.config)
     rt = _runtime(args, cfg)
     if args.instance:
-        cfg = config_mod.replace(cfg, instance=config_mod.InstanceConfig(args.instance))
+        cfg = dataclasses.replace(cfg, instance=config_mod.InstanceConfig(args.instance))
     if args.live and not os.environ.get("ANTHROPIC_API_KEY"):
         print("jarvis-pipeline: --live needs ANTHROPIC_API_KEY; running dry-run", file=sys.stderr)
         args.live = False

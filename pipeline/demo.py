@@ -77,7 +77,7 @@ def run(seconds: float, fps: float) -> int:
                 dropped += 1
             deadline = now + 1.0 / fps
             while (wait := deadline - time.monotonic()) > 0:
-                if dict(poller.poll(wait * 1000)):
+                if dict(poller.poll(int(wait * 1000) + 1)):
                     latencies.append(acks.recv_pyobj()[1])
             if time.monotonic() >= next_report:
                 next_report += 1.0

@@ -12,6 +12,7 @@ and session; stop is SIGTERM to the group, SIGKILL after a grace period.
 from __future__ import annotations
 
 import collections
+import errno
 import contextlib
 import json
 import logging
@@ -524,7 +525,7 @@ class Supervisor:
             try:
                 ready = dict(poller.poll(int(timeout * 1000) + 1))
             except zmq.ZMQError as exc:
-                if exc.errno == zmq.EINTR:
+                if exc.errno == errno.EINTR:
                     continue
                 raise
             if self._wake_r in ready:

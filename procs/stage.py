@@ -15,6 +15,7 @@ the supervisor's death (its pipe closing, or PR_SET_PDEATHSIG on Linux) means
 from __future__ import annotations
 
 import collections
+import errno
 import ctypes
 import json
 import logging
@@ -282,7 +283,7 @@ class Stage:
             try:
                 ready = dict(poller.poll(timeout_ms))
             except zmq.ZMQError as exc:
-                if exc.errno == zmq.EINTR:  # a signal (SIGTERM) interrupted the wait
+                if exc.errno == errno.EINTR:  # a signal (SIGTERM) interrupted the wait
                     continue
                 raise
             if self.parent_fd is not None and self.parent_fd in ready:

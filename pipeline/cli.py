@@ -122,14 +122,14 @@ def cmd_up(args: argparse.Namespace) -> int:
         args.live = False
     if args.detach:
         return _detach(rt, args)
+    rt.prepare()
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        filename=str(rt.log_dir / "supervisor.log") if args.supervise else None,
+        filename=str(rt.log_dir / "supervisor.log"),
     )
     s = sup.Supervisor(cfg, rt, live=args.live)
     try:
-        rt.prepare()
         s.start()
     except sup.AlreadyRunning as exc:
         print(f"jarvis-pipeline: {exc}", file=sys.stderr)

@@ -3,9 +3,12 @@ ring, the CLI as a subprocess. Every wait is for a condition, with a deadline.""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -266,3 +269,33 @@ def test_doctor_explains_the_machine() -> None:
         out = p.cli("doctor", check=False)
         assert "display" in out.stdout and "synthetic desktop" in out.stdout and "shared memory" in out.stdout
         assert "ANTHROPIC_API_KEY" in out.stdout
+
+
+def test_foreground_up_stops_cleanly_on_ctrl_c() -> None:
+    with pipeline() as p:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline.cli", "up", "-c", str(p.config_path)],
+            env=p.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            wait_for("the foreground pipeline running", lambda: p.supervisor_pid() and all_running(p))
+            tap_out = p.cli("tap", "--count", "2", "frame.captured").stdout.splitlines()
+            assert [json.loads(line)["topic"] for line in tap_out] == ["frame.captured"] * 2
+            logs = p.cli("logs", "capture").stdout
+            assert "started (pid" in logs
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(timeout=60) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert "stopped" in (proc.stdout.read() if proc.stdout else "")
+        assert sorted(x.name for x in p.rt.dir.iterdir()) == ["logs"]
+        assert_balanced(p.final_counters())
+
+
+def test_a_stage_refuses_to_run_next_to_another_release() -> None:
+    env = dict(os.environ)
+    env["JARVIS_EXPECT_VERSIONS"] = json.dumps({"protocol": [99, 0], "layout": 1, "core": "0.0.0"})
+    env["JARVIS_RUNTIME"] = json.dumps({"instance": "x", "dir": "/nonexistent", "data_dir": "/nonexistent"})
+    out = subprocess.run([sys.executable, "-m", "procs.dedup"], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 78 and "differ from the supervisor's" in out.stderr, out.stderr

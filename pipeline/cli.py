@@ -198,7 +198,7 @@ def _live_status(s: Any) -> None:
 
 
 def _table(stages: list[dict[str, Any]]) -> str:
-    head = ("STAGE", "STATE", "PID", "UPTIME", "RESTARTS", "CPU%", "PSS MB", "IN", "OUT", "DROPS", "P95 MS")
+    head = ("STAGE", "STATE", "PID", "UPTIME", "RESTARTS", "CPU%", "PSS MB", "FPS", "IN", "OUT", "DROPS", "P95 MS", "LATENCY P95")
     rows = [head]
     for s in stages:
         drops = sum(s["drops"].values())
@@ -211,10 +211,12 @@ def _table(stages: list[dict[str, Any]]) -> str:
                 str(s["restarts"]),
                 f"{s['cpu_percent']:.1f}",
                 f"{s['pss_mb']:.1f}",
+                f"{s['fps']:.1f}",
                 str(s["frames_in"]),
                 str(s["frames_out"]),
                 str(drops),
                 "-" if s["p95_ms"] is None else f"{s['p95_ms']:.2f}",
+                "-" if s["latency_p95_ms"] is None else f"{s['latency_p95_ms']:.1f} ms",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]

@@ -76,6 +76,8 @@ class StageProc:
     restart_after_stop: bool = False
     crash_times: collections.deque[float] = field(default_factory=collections.deque)
     stats: dict[str, Any] = field(default_factory=dict)
+    fps: float = 0.0
+    fps_mark: tuple[float, int] = (0.0, 0)
     cpu_percent: float = 0.0
     pss_mb: float = 0.0
     uss_mb: float = 0.0
@@ -291,6 +293,7 @@ class Supervisor:
         st.commanded = False
         st.psproc = None
         st.stats = {}
+        st.fps, st.fps_mark = 0.0, (0.0, 0)
 
     def _check_started(self) -> None:
         """A stage counts as started once it registered with the ring."""
@@ -397,6 +400,12 @@ class Supervisor:
                 st = self.stages.get(topic.removeprefix("stats."))
                 if st is not None and body.get("pid") == st.pid:
                     st.stats = body
+                    now, frames = time.monotonic(), int(body.get("frames_in", 0))
+                    mark_t, mark_n = st.fps_mark
+                    if now - mark_t >= 1.0 or frames < mark_n:
+                        if frames >= mark_n and mark_t:
+                            st.fps = (frames - mark_n) / (now - mark_t)
+                        st.fps_mark = (now, frames)
 
     def _sample(self, now: float) -> None:
         """CPU and memory of every process, and the memory governor."""
@@ -460,7 +469,8 @@ class Supervisor:
                     "drops": s.get("drops", {}),
                     "terminal": s.get("terminal", {}),
                     "p95_ms": s.get("proc_ms", {}).get("p95"),
-                    "fps": s.get("fps"),
+                    "fps": round(st.fps, 2),
+                    "latency_p95_ms": s.get("since_capture_ms", {}).get("p95"),
                 }
             )
         counters = protocol.counter_snapshot(self.ring.counters()) if self.ring is not None else {}

@@ -506,6 +506,13 @@ impl SharedVisionMemory {
         Ok(self.ring.counter_add(index, n)?)
     }
 
+    /// Moves `n` from shared counter `src` to `dst` (pending frames reaching a
+    /// terminal state); fails without change if `src` holds less than `n`.
+    #[pyo3(signature = (src, dst, n=1))]
+    fn counter_move(&self, src: usize, dst: usize, n: u64) -> PyResult<()> {
+        Ok(self.ring.counter_move(src, dst, n)?)
+    }
+
     /// All shared counters.
     fn counters(&self) -> Vec<u64> {
         self.ring.counters()

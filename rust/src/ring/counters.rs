@@ -21,6 +21,17 @@ impl Ring {
         Ok(self.counter(index)?.fetch_add(n, Ordering::Relaxed) + n)
     }
 
+    /// Moves `n` from counter `from` to counter `to` (frames passing from a
+    /// pending state into a terminal one); fails without change if `from` holds
+    /// less than `n`.
+    pub fn counter_move(&self, from: usize, to: usize, n: u64) -> Result<()> {
+        let (src, dst) = (self.counter(from)?, self.counter(to)?);
+        src.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(n))
+            .map_err(|c| RingError::Config(format!("counter {from} holds {c}, cannot move {n} out of it")))?;
+        dst.fetch_add(n, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub fn counters(&self) -> Vec<u64> {
         self.header().counters.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }

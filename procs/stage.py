@@ -323,7 +323,9 @@ class Stage:
 
     def _drain_inbox(self) -> None:
         assert self.inbox is not None
-        for _ in range(64):  # bounded, so timers and control get their turn
+        # Bounded in time, so stats, timers and control get their turn under overload.
+        until = time.monotonic() + min(0.05, self.cfg.supervisor.stats_interval_s / 4)
+        while time.monotonic() < until:
             try:
                 raw = self.inbox.recv(zmq.NOBLOCK)
             except zmq.Again:

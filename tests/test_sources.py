@@ -566,3 +566,66 @@ def test_display_usable_says_why_a_display_is_unreachable(monkeypatch: pytest.Mo
     assert not usable and "cannot connect" in reason and ":4077" in reason
     with pytest.raises(SourceError, match="cannot connect"):
         ScreenSource()
+
+
+# ---------------------------------------------------------------- synthetic unique mix
+
+def test_synthetic_unique_mix_never_repeats_a_frame_and_labels_every_frame_meaningful() -> None:
+    from procs import kernels
+    from procs.sources.synthetic import BAND_H
+
+    for region in ([], [30, 40, 200, 100]):
+        uniq = SyntheticSource(width=640, height=400, seed=7, fps=4, region=region, mix="unique")
+        again = SyntheticSource(width=640, height=400, seed=7, fps=4, region=region, mix="unique")
+        desk = SyntheticSource(width=640, height=400, seed=7, fps=4, region=region)
+        (m,) = uniq.monitors()
+        dx, dy = m.left, m.top
+        slot = np.full((m.height, m.width * 4 + 64), 7, dtype=np.uint8)  # rows padded, like a ring slot
+        view = slot[:, : m.width * 4].reshape(m.height, m.width, 4)
+        seen = set()
+        rows = set()
+        prev = None
+        for k in range(600):
+            frame = uniq.grab(m).copy()
+            assert again.render_into(m, view)  # render_into and grab give the same frames
+            assert np.array_equal(view, frame) and again.label == uniq.label
+            label = uniq.label
+            assert label is not None and label.kind == "meaningful" and label.what.startswith(f"unique frame {k}")
+            digest = kernels.frame_hash(frame)
+            assert digest not in seen, f"frame {k} repeats an earlier frame"
+            seen.add(digest)
+            assert (frame[..., 3] == 255).all(), "opaque, as a screen"
+            # Outside one band of rows and the counter, the frame is the scripted desktop's.
+            differs = changed_pixels(frame, desk.grab(m))
+            differs[0, :2] = False
+            ys = np.nonzero(differs.any(axis=1))[0]
+            assert len(ys) and ys.max() - ys.min() < BAND_H, (k, ys)
+            assert any(y <= ys.min() + dy and ys.max() + dy < y + h and w == m.width for _, y, w, h in label.boxes)
+            rows.add(int(ys.min()))
+            if prev is not None:  # every change lies in the label's boxes
+                inside = np.zeros(frame.shape[:2], bool)
+                for x, y, w, h in label.boxes:
+                    inside[max(0, y - dy) : max(0, y - dy + h), max(0, x - dx) : max(0, x - dx + w)] = True
+                assert not (changed_pixels(frame, prev) & ~inside).any(), (k, label)
+            prev = frame
+        assert len(rows) > 20, "the band moves: no tile changes on a steady rhythm"
+        assert (slot[:, m.width * 4 :] == 7).all(), "the padding is untouched"
+
+
+def test_synthetic_unique_mix_renders_1080p_fast_and_bad_mixes_are_refused() -> None:
+    src = open_source("synthetic", fps=60, monitor=0, region=[], replay=NO_REPLAY,
+                      synthetic={"width": 1920, "height": 1080, "seed": 1, "monitors": 1, "mix": "unique"})
+    assert isinstance(src, SyntheticSource) and src.mix == "unique"
+    (m,) = src.monitors()
+    slot = np.empty((1080, 1920 * 4 + 64), dtype=np.uint8)
+    view = slot[:, : 1920 * 4].reshape(1080, 1920, 4)
+    src.render_into(m, view)
+    n = 200
+    start = time.perf_counter()
+    for _ in range(n):
+        src.render_into(m, view)
+    per_frame_ms = (time.perf_counter() - start) / n * 1000
+    print(f"synthetic unique 1920x1080 render_into: {per_frame_ms:.2f} ms per frame (mean of {n})")
+    assert per_frame_ms < 30
+    with pytest.raises(SourceConfigError, match="mix must be one of 'desktop', 'unique', not 'random'"):
+        open_source("synthetic", fps=4, monitor=0, region=[], synthetic={**SYNTH, "mix": "random"}, replay=NO_REPLAY)

@@ -166,7 +166,8 @@ def open_source(source: str, *, fps: float, monitor: int, region: Sequence[int],
 
             return SyntheticSource(width=int(synthetic["width"]), height=int(synthetic["height"]),
                                    seed=int(synthetic["seed"]), monitors=int(synthetic["monitors"]),
-                                   fps=fps, monitor=monitor, region=region)
+                                   fps=fps, monitor=monitor, region=region,
+                                   mix=str(synthetic.get("mix", "desktop")))
         if source == "replay":
             from procs.sources.replay import ReplaySource
 

@@ -14,6 +14,14 @@ what changed, so a frame costs about one copy of the canvas into the ring slot.
 Each frame carries a Label that says whether it changed, and where; it is
 computed by comparing the redrawn areas with the frame before, so "none" means
 byte-identical and "trivial" means only the clock and the caret changed.
+
+Two mixes: "desktop" is the scripted activity above. "unique" is the worst case
+for the pipeline: the same desktop, plus on every frame a band of noise at a
+random height and the frame counter stamped into the top-left pixels of the
+grabbed rectangle, so no frame equals an earlier one (nothing is a duplicate)
+and every frame changes meaningfully (fresh content at irregular places, never
+a steady rhythm a change detector could call volatile). Every frame is
+labelled "meaningful". It costs a copy of one band from a noise pool.
 """
 
 from __future__ import annotations
@@ -328,6 +336,46 @@ class _Browser(_Window):
 
 _Action = tuple[Literal["type", "enter", "backspace", "scroll", "switch"], str] | None
 
+MIXES = ("desktop", "unique")
+BAND_H = 32  # rows of the unique mix's noise band
+_POOL_PX = 1 << 18  # pixels of noise a band is cut from (1 MB per monitor)
+_COUNTER_PX = 2  # pixels holding the frame counter (48 bits in their B, G, R bytes)
+
+
+class _Unique:
+    """The unique mix's per-frame stamp for one monitor: a band of noise cut at a
+    random offset from a seeded pool, at a random height, and the frame counter."""
+
+    def __init__(self, seed: int, index: int) -> None:
+        self.rng = np.random.default_rng([seed, index, 0x756E69])
+        pool = self.rng.integers(0, 1 << 24, size=_POOL_PX, dtype=np.uint32)
+        self.pool = pool | np.uint32(0xFF000000)  # opaque, as screens are
+        self.count = -1
+        self.last_band: Box | None = None
+
+    def stamp(self, out: np.ndarray) -> list[Box]:
+        """Draws the next frame's band and counter into `out` (H, W, 4); returns
+        what differs from the frame before besides the desktop's own changes
+        (the band, where the band was, the counter), relative to `out`."""
+        self.count += 1
+        h, w = out.shape[:2]
+        band_h = min(BAND_H, h)
+        y = int(self.rng.integers(0, h - band_h + 1))
+        n = band_h * w
+        start = int(self.rng.integers(0, _POOL_PX - n + 1)) if n < _POOL_PX else 0
+        band = out[y : y + band_h]
+        noise = np.resize(self.pool, n) if n > _POOL_PX else self.pool[start : start + n]
+        band.view(np.uint32)[..., 0] = noise.reshape(band_h, w)
+        k = min(_COUNTER_PX, w)
+        digits = np.frombuffer((self.count & (1 << 24 * k) - 1).to_bytes(3 * k, "little"), np.uint8)
+        out[0, :k, :3] = digits.reshape(k, 3)
+        out[0, :k, 3] = 255
+        boxes = [(0, y, w, band_h), (0, 0, k, 1)]
+        if self.last_band is not None and self.last_band[1] != y:
+            boxes.insert(1, self.last_band)  # the desktop shows again where the band was
+        self.last_band = boxes[0]
+        return boxes
+
 
 class _Desktop:
     """One monitor's desktop: the canvas, the windows, the script, the clock."""
@@ -541,7 +589,7 @@ class SyntheticSource(Source):
     kind = "synthetic"
 
     def __init__(self, *, width: int = 1920, height: int = 1080, seed: int = 1, monitors: int = 1, fps: float = 4.0,
-                 monitor: int = 0, region: Sequence[int] = ()) -> None:
+                 monitor: int = 0, region: Sequence[int] = (), mix: str = "desktop") -> None:
         super().__init__(monitor=monitor, region=region)
         if width < MIN_SIZE or height < MIN_SIZE:
             raise SourceConfigError(f"the synthetic desktop must be at least {MIN_SIZE}x{MIN_SIZE}, not {width}x{height}")
@@ -549,8 +597,13 @@ class SyntheticSource(Source):
             raise SourceConfigError(f"the synthetic source needs at least 1 monitor, not {monitors}")
         if not fps > 0:
             raise SourceConfigError(f"fps must be positive, not {fps}")
+        if mix not in MIXES:
+            raise SourceConfigError(f"the synthetic mix must be one of {', '.join(map(repr, MIXES))}, not {mix!r}")
         self._size = (width, height)
         self._desktops = {i: _Desktop(width, height, seed, i, fps) for i in range(1, monitors + 1)}
+        self.mix = mix
+        self._unique = {i: _Unique(seed, i) for i in self._desktops} if mix == "unique" else {}
+        self._grabbed: dict[int, np.ndarray] = {}  # unique mix: grab's frame (the canvas stays clean)
         self._label: Label | None = None
         self._check_selection()
 
@@ -569,8 +622,25 @@ class SyntheticSource(Source):
         self._label = desktop.label
         return desktop.canvas[y : y + monitor.height, x : x + monitor.width]
 
+    def _stamp(self, monitor: Monitor, out: np.ndarray) -> None:
+        """Unique mix: the band and counter over the desktop's frame in `out`."""
+        stamped = self._unique[monitor.index].stamp(out)
+        # Label boxes are relative to the whole monitor; `out` may be a region of it.
+        dx, dy = monitor.left - (monitor.index - 1) * self._size[0], monitor.top
+        base = self._label or Label("none", "")
+        boxes = base.boxes + tuple((x + dx, y + dy, w, h) for x, y, w, h in stamped)
+        what = f"unique frame {self._unique[monitor.index].count}" + (f"; {base.what}" if base.what else "")
+        self._label = Label("meaningful", what, boxes)
+
     def grab(self, monitor: Monitor) -> np.ndarray:
         view = self._next(monitor)
+        if self.mix == "unique":
+            out = self._grabbed.get(monitor.index)
+            if out is None or out.shape != view.shape:
+                out = self._grabbed[monitor.index] = np.empty_like(view)
+            np.copyto(out, view)
+            self._stamp(monitor, out)
+            view = out[...]
         view.flags.writeable = False  # the canvas is the next frame's starting point
         return view
 
@@ -578,6 +648,8 @@ class SyntheticSource(Source):
         if out.shape != (monitor.height, monitor.width, 4):
             raise ValueError(f"render_into needs a ({monitor.height}, {monitor.width}, 4) view, not {out.shape}")
         np.copyto(out, self._next(monitor))
+        if self.mix == "unique":
+            self._stamp(monitor, out)
         return True
 
     @property

@@ -80,9 +80,8 @@ class Analysis(stage.Stage):
             self._forward(ref, state, now, changed_ratio=1.0, regions=[[0, 0, ref.w, ref.h]], keepalive=False)
             return
         frame, reference = self.mem.read(ref), self.mem.read(state.ref)
-        mask = kernels.changed_mask(frame, reference, a.threshold)
-        ratio = float(mask.mean())
-        counts = kernels.tile_counts(mask, a.tile)
+        counts = kernels.changed_tiles(frame, reference, a.threshold, a.tile)
+        ratio = float(counts.sum()) / (ref.w * ref.h)
         meaningful = np.zeros(counts.shape, bool)
         trivial = 0
         for ty, tx in zip(*np.nonzero(counts)):

@@ -29,7 +29,7 @@ class Dedup(stage.Stage):
 
     def handle(self, ref: jrc.FrameRef, extra: dict[str, Any]) -> None:
         now = time.monotonic()
-        digest = kernels.frame_hash(self.mem.read(ref))
+        digest = kernels.fingerprint(self.mem.read(ref))
         window = self.cfg.dedup.window_s
         while self.recent and (len(self.recent) > self._limit() or now - next(iter(self.recent.values()))[0] > window):
             self.recent.popitem(last=False)

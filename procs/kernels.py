@@ -10,14 +10,27 @@ dr^2 + dg^2 + db^2 > t^2 (colour; alpha ignored) or |d| > t (gray).
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import numpy as np
 
 MAX_REGIONS = 16
 
+try:  # the compiled kernels; without them the stages run these references
+    from jarvis_rust_core import frame_hash as fast_frame_hash
+    from jarvis_rust_core import tile_changes as fast_tile_changes
+except ImportError as exc:  # an older or partial build of the core
+    fast_frame_hash = fast_tile_changes = None  # type: ignore[assignment]
+    logging.getLogger("jarvis.kernels").warning(
+        "the compiled vision kernels are not available (%s): running the numpy references, "
+        "which are much slower; rebuild the core with scripts/setup", exc
+    )
+
 
 def frame_hash(frame: np.ndarray) -> int:
-    """Exact 64-bit hash of the pixels; row padding never changes it."""
+    """Exact 64-bit hash of the pixels; row padding never changes it. (The
+    compiled kernel hashes with xxh3, this reference with blake2b: hashes are
+    only ever compared within one process.)"""
     h = hashlib.blake2b(digest_size=8)
     rows = frame.reshape(frame.shape[0], -1)
     if rows.flags.c_contiguous:
@@ -117,3 +130,16 @@ def _merge_closest(boxes: list[list[int]]) -> list[list[int]]:
     boxes[i] = [min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3])]
     del boxes[j]
     return boxes
+
+
+def changed_tiles(a: np.ndarray, b: np.ndarray, threshold: int, tile: int) -> np.ndarray:
+    """Changed pixels per tile between two frames (the stages' entry point:
+    the compiled kernel when available, else the references above)."""
+    if fast_tile_changes is not None:
+        return fast_tile_changes(a, b, threshold, tile)
+    return tile_counts(changed_mask(a, b, threshold), tile)
+
+
+def fingerprint(frame: np.ndarray) -> int:
+    """Exact frame hash for dedup (compiled xxh3 when available)."""
+    return fast_frame_hash(frame) if fast_frame_hash is not None else frame_hash(frame)

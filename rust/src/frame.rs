@@ -107,8 +107,10 @@ pub struct SourceFrame {
 }
 
 // SAFETY: a SourceFrame is only a description of memory the caller keeps alive
-// and unchanged for the duration of the write it is passed to.
+// and unchanged for the duration of the call it is passed to, which only reads it.
 unsafe impl Send for SourceFrame {}
+// SAFETY: as above; kernels read it from several threads at once.
+unsafe impl Sync for SourceFrame {}
 
 impl SourceFrame {
     /// # Safety

@@ -14,6 +14,8 @@ pub mod frame;
 #[cfg(not(loom))]
 pub mod frame_buffer;
 #[cfg(not(loom))]
+pub mod kernels;
+#[cfg(not(loom))]
 pub(crate) mod layout;
 #[cfg(not(loom))]
 pub mod ring;

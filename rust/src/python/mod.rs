@@ -4,6 +4,8 @@ use pyo3::prelude::*;
 
 mod errors;
 mod frame_ref;
+mod frames;
+mod kernels;
 mod ring;
 mod frame_buffer;
 mod ready;
@@ -22,5 +24,7 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ring::Lease>()?;
     m.add_class::<frame_buffer::FrameRingBuffer>()?;
     m.add_class::<ready::Ready>()?;
+    m.add_function(wrap_pyfunction!(kernels::frame_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::tile_changes, m)?)?;
     Ok(())
 }

@@ -1,0 +1,139 @@
+//! Vision kernels over frames as they lie in the ring: rows contiguous, any
+//! row stride, BGRA / RGB / GRAY. Each has a plain numpy reference in
+//! procs/kernels.py that the tests hold it to, exactly.
+
+use rayon::prelude::*;
+use xxhash_rust::xxh3::{xxh3_64, Xxh3};
+
+use crate::error::{RingError, Result};
+use crate::frame::{PixelFormat, SourceFrame};
+
+/// Frames at least this large are split across threads.
+const PARALLEL_PIXELS: usize = 256 * 1024;
+
+fn row(f: &SourceFrame, y: usize) -> &[u8] {
+    // SAFETY: SourceFrame's contract: `height` rows of `width * channels`
+    // readable bytes, `stride` apart, alive while the kernel runs.
+    unsafe { std::slice::from_raw_parts(f.ptr.add(y * f.stride), f.width * f.format.channels()) }
+}
+
+/// Exact 64-bit hash of the pixels (xxh3-64 of the rows back to back): row
+/// padding never changes it.
+pub fn frame_hash(f: &SourceFrame) -> u64 {
+    let len = f.width * f.format.channels();
+    if f.stride == len {
+        // SAFETY: contiguous rows: the whole frame is one readable range.
+        xxh3_64(unsafe { std::slice::from_raw_parts(f.ptr, len * f.height) })
+    } else {
+        let mut h = Xxh3::new();
+        for y in 0..f.height {
+            h.update(row(f, y));
+        }
+        h.digest()
+    }
+}
+
+fn same_geometry(a: &SourceFrame, b: &SourceFrame) -> Result<()> {
+    if (a.width, a.height, a.format) != (b.width, b.height, b.format) {
+        return Err(RingError::FrameGeometry(format!(
+            "frames of different geometry cannot be compared: {}x{} {} vs {}x{} {}",
+            a.width,
+            a.height,
+            a.format.name(),
+            b.width,
+            b.height,
+            b.format.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Changed pixels in `a[x0..x1]` vs `b`: colour `dr^2+dg^2+db^2 > t^2`
+/// (alpha ignored), gray `|d| > t`. Integer math: CPU, numpy and GPU agree.
+fn changed_in(a: &[u8], b: &[u8], format: PixelFormat, t: u32) -> u32 {
+    let t2 = (t * t) as i32;
+    match format {
+        PixelFormat::Gray => a.iter().zip(b).map(|(&p, &q)| u32::from((i32::from(p) - i32::from(q)).abs() > t as i32)).sum(),
+        PixelFormat::Bgra | PixelFormat::Rgb => {
+            let c = format.channels();
+            a.chunks_exact(c)
+                .zip(b.chunks_exact(c))
+                .map(|(p, q)| {
+                    let d0 = i32::from(p[0]) - i32::from(q[0]);
+                    let d1 = i32::from(p[1]) - i32::from(q[1]);
+                    let d2 = i32::from(p[2]) - i32::from(q[2]);
+                    u32::from(d0 * d0 + d1 * d1 + d2 * d2 > t2)
+                })
+                .sum()
+        }
+    }
+}
+
+/// Changed pixels per `tile` x `tile` tile (edge tiles partial), row-major
+/// (rows of tiles, then columns): returns (counts, tile rows, tile columns).
+pub fn tile_changes(a: &SourceFrame, b: &SourceFrame, threshold: u32, tile: usize) -> Result<(Vec<u32>, usize, usize)> {
+    same_geometry(a, b)?;
+    if tile == 0 {
+        return Err(RingError::Config("tile size must be positive".into()));
+    }
+    if threshold > 255 {
+        return Err(RingError::Config(format!("threshold {threshold} is outside 0..255")));
+    }
+    let (w, h, c) = (a.width, a.height, a.format.channels());
+    let (th, tw) = (h.div_ceil(tile), w.div_ceil(tile));
+    let mut counts = vec![0u32; th * tw];
+    let band = |ty: usize, out: &mut [u32]| {
+        for y in ty * tile..((ty + 1) * tile).min(h) {
+            let (ra, rb) = (row(a, y), row(b, y));
+            for (tx, n) in out.iter_mut().enumerate() {
+                let (x0, x1) = (tx * tile * c, ((tx + 1) * tile).min(w) * c);
+                *n += changed_in(&ra[x0..x1], &rb[x0..x1], a.format, threshold);
+            }
+        }
+    };
+    if w * h >= PARALLEL_PIXELS {
+        counts.par_chunks_mut(tw).enumerate().for_each(|(ty, out)| band(ty, out));
+    } else {
+        counts.chunks_mut(tw).enumerate().for_each(|(ty, out)| band(ty, out));
+    }
+    Ok((counts, th, tw))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(data: &[u8], w: usize, h: usize, stride: usize, f: PixelFormat) -> SourceFrame {
+        SourceFrame::from_slice(data, w, h, Some(stride), f).unwrap()
+    }
+
+    #[test]
+    fn padding_never_changes_the_hash() {
+        let packed: Vec<u8> = (0..3 * 5 * 4).map(|i| i as u8).collect();
+        let mut padded = vec![0xee; 3 * 64];
+        for y in 0..3 {
+            padded[y * 64..y * 64 + 20].copy_from_slice(&packed[y * 20..y * 20 + 20]);
+        }
+        let a = frame(&packed, 5, 3, 20, PixelFormat::Bgra);
+        let b = frame(&padded, 5, 3, 64, PixelFormat::Bgra);
+        assert_eq!(frame_hash(&a), frame_hash(&b));
+        assert_eq!(frame_hash(&a), xxh3_64(&packed));
+    }
+
+    #[test]
+    fn counts_changed_pixels_per_tile() {
+        let a = vec![0u8; 6 * 5 * 3];
+        let mut b = a.clone();
+        b[(4 * 6 + 5) * 3] = 30; // pixel (5, 4): |d| = 30
+        b[0] = 10; // pixel (0, 0): below threshold 20
+        let (counts, th, tw) = tile_changes(
+            &frame(&a, 6, 5, 18, PixelFormat::Rgb),
+            &frame(&b, 6, 5, 18, PixelFormat::Rgb),
+            20,
+            4,
+        )
+        .unwrap();
+        assert_eq!((th, tw), (2, 2));
+        assert_eq!(counts, vec![0, 0, 0, 1]);
+    }
+}

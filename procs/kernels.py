@@ -62,7 +62,7 @@ def tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
 
 def tile_signature(frame: np.ndarray, ty: int, tx: int, tile: int) -> int:
     """Exact 64-bit hash of one tile's pixels (edge tiles are partial)."""
-    return frame_hash(np.ascontiguousarray(frame[ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile]))
+    return fingerprint(frame[ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile])
 
 
 def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:

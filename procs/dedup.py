@@ -1,6 +1,8 @@
 """The dedup stage: drops frames whose pixels are identical to a recently seen
 frame of the same monitor (an exact, time-windowed set of frame hashes), which
-also catches A/B/A/B alternation; everything else goes on to analysis."""
+also catches A/B/A/B alternation; everything else goes on to analysis. A
+rotating Bloom filter is the cheap first look; a hit is confirmed in the exact
+set, so a false positive never drops a real change."""
 
 from __future__ import annotations
 
@@ -22,6 +24,8 @@ class Dedup(stage.Stage):
         super().__init__(*args, **kwargs)
         # (monitor, hash) -> (seen at, seq), oldest first
         self.recent: collections.OrderedDict[tuple[int, int], tuple[float, int]] = collections.OrderedDict()
+        self.bloom = jrc.RotatingBloomFilter(self.cfg.dedup.max_hashes, 0.01)
+        self.bloom_false_positives = 0
 
     def _limit(self) -> int:
         cap = self.cfg.dedup.max_hashes
@@ -34,7 +38,13 @@ class Dedup(stage.Stage):
         while self.recent and (len(self.recent) > self._limit() or now - next(iter(self.recent.values()))[0] > window):
             self.recent.popitem(last=False)
         key = (ref.monitor, digest)
-        seen = self.recent.get(key)
+        bloom_key = digest ^ (ref.monitor * 0x9E3779B97F4A7C15 & 0xFFFFFFFFFFFFFFFF)
+        seen = None
+        if bloom_key in self.bloom:
+            seen = self.recent.get(key)
+            self.bloom_false_positives += seen is None
+        else:
+            self.bloom.add(bloom_key)
         self.recent[key] = (now, ref.seq)
         self.recent.move_to_end(key)
         if seen is not None:
@@ -43,7 +53,7 @@ class Dedup(stage.Stage):
             self.pass_on(ref, extra)
 
     def extra_stats(self) -> dict[str, Any]:
-        return {"recent_hashes": len(self.recent)}
+        return {"recent_hashes": len(self.recent), "bloom_false_positives_or_expired": self.bloom_false_positives}
 
 
 if __name__ == "__main__":

@@ -67,10 +67,11 @@ def _die_with_parent() -> None:
 
 
 class Timings:
-    """Per-frame processing times of the current stats interval."""
+    """Per-frame times of the most recent frames (a rolling window, so an
+    interval without frames still reports the recent figures)."""
 
-    def __init__(self) -> None:
-        self.samples: list[float] = []
+    def __init__(self, window: int = 512) -> None:
+        self.samples: collections.deque[float] = collections.deque(maxlen=window)
 
     def add(self, seconds: float) -> None:
         self.samples.append(seconds * 1e3)
@@ -78,9 +79,7 @@ class Timings:
     def take(self) -> dict[str, float]:
         if not self.samples:
             return {}
-        a = np.asarray(self.samples)
-        self.samples = []
-        p50, p95, p99 = np.percentile(a, [50, 95, 99])
+        p50, p95, p99 = np.percentile(np.fromiter(self.samples, float), [50, 95, 99])
         return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
 
 

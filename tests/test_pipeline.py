@@ -56,7 +56,7 @@ def test_up_flows_taps_reports_and_down_cleans() -> None:
         assert seen["frame.captured"]["ref"]["w"] == 640
         st = wait_for(
             "every stage reporting frames",
-            lambda: (s := all_running(p)) and all(x["frames_in"] > 0 for x in s.values()) and s,
+            lambda: (s := all_running(p)) and all(x["frames_in"] > 0 and x["p95_ms"] is not None for x in s.values()) and s,
         )
         assert [s for s in st] == list(STAGES)
         for s in st.values():

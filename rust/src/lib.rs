@@ -8,6 +8,8 @@ pub mod sync;
 pub mod slot;
 
 #[cfg(not(loom))]
+pub mod bloom;
+#[cfg(not(loom))]
 pub mod error;
 #[cfg(not(loom))]
 pub mod frame;

@@ -2,6 +2,7 @@
 
 use pyo3::prelude::*;
 
+mod bloom;
 mod errors;
 mod frame_ref;
 mod frames;
@@ -24,6 +25,8 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ring::Lease>()?;
     m.add_class::<frame_buffer::FrameRingBuffer>()?;
     m.add_class::<ready::Ready>()?;
+    m.add_class::<bloom::RustBloomFilter>()?;
+    m.add_class::<bloom::RotatingBloomFilter>()?;
     m.add_function(wrap_pyfunction!(kernels::frame_hash, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_changes, m)?)?;
     Ok(())

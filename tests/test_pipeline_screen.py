@@ -13,7 +13,6 @@ draw) and the xterm has nothing to print, every capture is the same bytes.
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import signal
 import subprocess
@@ -28,6 +27,7 @@ import zmq
 
 from pipeline import control, protocol
 from pipeline.tap import Tap
+from xvfb import start_xvfb
 from pipeline_harness import FAST_CONFIG, alive, pipeline
 
 SCREEN_W, SCREEN_H = 800, 480
@@ -81,26 +81,12 @@ def xserver() -> Iterator[XServer]:
     """A fresh Xvfb on a free display with one SCREEN_W x SCREEN_H screen; every
     program spawned on it is ended afterwards, then the server."""
     need("Xvfb", "xterm", "xclock")
-    read_end, write_end = os.pipe()
-    # -displayfd: Xvfb picks a free display and writes its number once it accepts connections.
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-nolisten", "tcp", "-noreset",
-                             "-screen", "0", f"{SCREEN_W}x{SCREEN_H}x24"], pass_fds=[write_end],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_end)
+    xvfb, display = start_xvfb(f"{SCREEN_W}x{SCREEN_H}x24")
     server = None
     try:
-        number = b""
-        deadline = time.monotonic() + 30
-        while not number.endswith(b"\n"):
-            ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(read_end, 16) if ready else b""
-            if not chunk:
-                raise AssertionError(f"Xvfb did not report a display in time (exit code {xvfb.poll()})")
-            number += chunk
-        server = XServer(f":{number.decode().strip()}")
+        server = XServer(display)
         yield server
     finally:
-        os.close(read_end)
         for proc in reversed(server.procs if server else []):
             stop(proc)
         stop(xvfb)

@@ -5,7 +5,6 @@ capture on a real Xvfb server (two RandR monitors) with real X programs."""
 from __future__ import annotations
 
 import os
-import select
 import shutil
 import subprocess
 import time
@@ -16,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from xvfb import start_xvfb
 
 from procs.sources import Label, Monitor, SourceConfigError, SourceEnded, SourceError, display_usable, open_source
 from procs.sources.font import CELL_H, CELL_W, FIRST, LAST, glyph_masks
@@ -415,24 +416,9 @@ def xserver(monkeypatch: pytest.MonkeyPatch) -> Iterator[XServer]:
     """A fresh Xvfb with one 1280x480 screen split into two RandR monitors,
     left (640x480+0+0) and right (640x480+640+0); DISPLAY points at it."""
     need("Xvfb", "xrandr")
-    read_end, write_end = os.pipe()
-    # -displayfd: Xvfb picks a free display and writes its number once it accepts
-    # connections. -noreset: without it the server resets when its last client
-    # leaves, forgetting the monitors that xrandr defines.
-    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-nolisten", "tcp", "-noreset",
-                             "-screen", "0", "1280x480x24"], pass_fds=[write_end],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    os.close(write_end)
+    proc, display = start_xvfb("1280x480x24")
     try:
-        number = b""
-        deadline = time.monotonic() + 20
-        while not number.endswith(b"\n"):
-            ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(read_end, 16) if ready else b""
-            if not chunk:
-                raise AssertionError(f"Xvfb did not report a display in time (exit code {proc.poll()})")
-            number += chunk
-        server = XServer(f":{number.decode().strip()}", proc)
+        server = XServer(display, proc)
         monkeypatch.setenv("DISPLAY", server.display)
         monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
         output = next(line.split()[0] for line in server.run("xrandr", "--query").splitlines() if " connected" in line)
@@ -441,7 +427,6 @@ def xserver(monkeypatch: pytest.MonkeyPatch) -> Iterator[XServer]:
         server.run("xrandr", "--setmonitor", "right", "640/169x480/127+640+0", output)
         yield server
     finally:
-        os.close(read_end)
         stop(proc)
 
 

@@ -10,6 +10,7 @@ dr^2 + dg^2 + db^2 > t^2 (colour; alpha ignored) or |d| > t (gray).
 from __future__ import annotations
 
 import hashlib
+import math
 import logging
 
 import numpy as np
@@ -143,3 +144,35 @@ def changed_tiles(a: np.ndarray, b: np.ndarray, threshold: int, tile: int) -> np
 def fingerprint(frame: np.ndarray) -> int:
     """Exact frame hash for dedup (compiled xxh3 when available)."""
     return fast_frame_hash(frame) if fast_frame_hash is not None else frame_hash(frame)
+
+
+def luma(frame: np.ndarray) -> np.ndarray:
+    """Integer luma (77 R + 150 G + 29 B) >> 8 of each pixel, (H, W) uint8."""
+    if frame.ndim == 2:
+        return frame
+    r, g, b = (frame[..., 2], frame[..., 1], frame[..., 0]) if frame.shape[2] == 4 else (frame[..., 0], frame[..., 1], frame[..., 2])
+    return ((77 * r.astype(np.uint32) + 150 * g.astype(np.uint32) + 29 * b.astype(np.uint32)) >> 8).astype(np.uint8)
+
+
+def luma_histogram(frame: np.ndarray) -> np.ndarray:
+    """256 counts of the luma values."""
+    return np.bincount(luma(frame).reshape(-1), minlength=256).astype(np.uint64)
+
+
+def block_features(frame: np.ndarray, grid: int = 8) -> np.ndarray:
+    """[mean, std] of the luma per block of a grid x grid division (block k
+    spans k*H//grid .. (k+1)*H//grid); empty blocks give 0, 0."""
+    y = luma(frame)
+    h, w = y.shape
+    out = []
+    for by in range(grid):
+        for bx in range(grid):
+            block = y[by * h // grid : (by + 1) * h // grid, bx * w // grid : (bx + 1) * w // grid].astype(np.uint64)
+            n = block.size
+            if n == 0:
+                out += [0.0, 0.0]
+                continue
+            s, ss = int(block.sum()), int((block * block).sum())
+            mean = s / n
+            out += [mean, math.sqrt(max(ss / n - mean * mean, 0.0))]
+    return np.array(out, dtype=np.float64)

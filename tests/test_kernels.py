@@ -79,3 +79,12 @@ def test_bad_input_is_a_clear_error() -> None:
         jrc.tile_changes(a, a, 256, 4)
     with pytest.raises(jrc.RingConfigError):
         jrc.tile_changes(a, a, 10, 0)
+
+
+@given(frames(), st.integers(1, 12))
+@settings(max_examples=300, deadline=None)
+def test_luma_histogram_and_block_features_match_the_references(fs: tuple[np.ndarray], grid: int) -> None:
+    (a,) = fs
+    assert (jrc.luma_histogram(a) == kernels.luma_histogram(a)).all()
+    got, expected = jrc.block_features(a, grid), kernels.block_features(a, grid)
+    assert got.shape == (2 * grid * grid,) and np.array_equal(got, expected)

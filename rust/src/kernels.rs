@@ -99,6 +99,68 @@ pub fn tile_changes(a: &SourceFrame, b: &SourceFrame, threshold: u32, tile: usiz
     Ok((counts, th, tw))
 }
 
+/// Integer luma of one pixel: (77 R + 150 G + 29 B) >> 8 (gray: the value).
+fn luma_row(r: &[u8], format: PixelFormat, out: &mut Vec<u8>) {
+    out.clear();
+    match format {
+        PixelFormat::Gray => out.extend_from_slice(r),
+        PixelFormat::Bgra => out.extend(
+            r.chunks_exact(4).map(|p| ((77 * u32::from(p[2]) + 150 * u32::from(p[1]) + 29 * u32::from(p[0])) >> 8) as u8),
+        ),
+        PixelFormat::Rgb => out.extend(
+            r.chunks_exact(3).map(|p| ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as u8),
+        ),
+    }
+}
+
+/// Histogram of the luma values (256 bins).
+pub fn luma_histogram(f: &SourceFrame) -> Vec<u64> {
+    let mut hist = vec![0u64; 256];
+    let mut luma = Vec::with_capacity(f.width);
+    for y in 0..f.height {
+        luma_row(row(f, y), f.format, &mut luma);
+        for &v in &luma {
+            hist[usize::from(v)] += 1;
+        }
+    }
+    hist
+}
+
+/// Mean and standard deviation of the luma in each of `grid` x `grid` blocks
+/// (block k spans rows k*H/grid .. (k+1)*H/grid, likewise columns), as one
+/// vector [mean, std, mean, std, ...] in row-major block order; an empty block
+/// (frames smaller than the grid) gives 0, 0.
+pub fn block_features(f: &SourceFrame, grid: usize) -> Result<Vec<f64>> {
+    if grid == 0 || grid > 256 {
+        return Err(RingError::Config(format!("grid must be 1..256, not {grid}")));
+    }
+    let (w, h) = (f.width, f.height);
+    let mut sums = vec![(0u64, 0u64, 0u64); grid * grid];
+    let col_block: Vec<usize> = (0..w).map(|x| (0..grid).rfind(|&b| b * w / grid <= x).unwrap_or(0)).collect();
+    let mut luma = Vec::with_capacity(w);
+    for y in 0..h {
+        let by = (0..grid).rfind(|&b| b * h / grid <= y).unwrap_or(0);
+        luma_row(row(f, y), f.format, &mut luma);
+        for (x, &v) in luma.iter().enumerate() {
+            let s = &mut sums[by * grid + col_block[x]];
+            s.0 += u64::from(v);
+            s.1 += u64::from(v) * u64::from(v);
+            s.2 += 1;
+        }
+    }
+    Ok(sums
+        .into_iter()
+        .flat_map(|(s, ss, n)| {
+            if n == 0 {
+                return [0.0, 0.0];
+            }
+            let mean = s as f64 / n as f64;
+            let var = (ss as f64 / n as f64 - mean * mean).max(0.0);
+            [mean, var.sqrt()]
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

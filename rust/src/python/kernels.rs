@@ -28,3 +28,21 @@ pub fn tile_changes<'py>(
     let (counts, th, tw) = py.detach(|| crate::kernels::tile_changes(&fa, &fb, threshold, tile))?;
     numpy::PyArray1::from_vec(py, counts).reshape([th, tw])
 }
+
+/// Histogram of the luma (77 R + 150 G + 29 B) >> 8 of every pixel: 256 counts.
+#[pyfunction]
+pub fn luma_histogram<'py>(py: Python<'py>, frame: &Bound<'py, PyAny>) -> PyResult<Bound<'py, numpy::PyArray1<u64>>> {
+    let (src, _pixels) = source_of(py, frame, None, None, None, None)?;
+    let hist = py.detach(|| crate::kernels::luma_histogram(&src));
+    Ok(numpy::PyArray1::from_vec(py, hist))
+}
+
+/// Mean and standard deviation of the luma per block of a `grid` x `grid`
+/// division: a float64 vector [mean, std, ...] of length 2 * grid * grid.
+#[pyfunction]
+#[pyo3(signature = (frame, grid=8))]
+pub fn block_features<'py>(py: Python<'py>, frame: &Bound<'py, PyAny>, grid: usize) -> PyResult<Bound<'py, numpy::PyArray1<f64>>> {
+    let (src, _pixels) = source_of(py, frame, None, None, None, None)?;
+    let features = py.detach(|| crate::kernels::block_features(&src, grid))?;
+    Ok(numpy::PyArray1::from_vec(py, features))
+}

@@ -88,3 +88,15 @@ def test_luma_histogram_and_block_features_match_the_references(fs: tuple[np.nda
     assert (jrc.luma_histogram(a) == kernels.luma_histogram(a)).all()
     got, expected = jrc.block_features(a, grid), kernels.block_features(a, grid)
     assert got.shape == (2 * grid * grid,) and np.array_equal(got, expected)
+
+
+@given(frames(pair=True), st.integers(0, 255), st.integers(1, 9), st.integers(1, 6))
+@settings(max_examples=200, deadline=None)
+def test_parallel_pipeline_matches_the_references(fs: tuple[np.ndarray, np.ndarray], t: int, tile: int, max_regions: int) -> None:
+    a, b = fs
+    (first, second) = jrc.ParallelVisionPipeline(2, threshold=t, tile=tile, grid=4, max_regions=max_regions).process_frames_parallel([a, b])
+    assert first["changed_ratio"] is None and np.array_equal(first["features"], kernels.block_features(a, 4))
+    tiles = kernels.tile_counts(kernels.changed_mask(a, b, t), tile)
+    h, w = a.shape[:2]
+    assert second["changed_ratio"] == tiles.sum() / (w * h)
+    assert second["regions"] == kernels.regions(tiles > 0, tile, w, h, max_regions)

@@ -161,6 +161,72 @@ pub fn block_features(f: &SourceFrame, grid: usize) -> Result<Vec<f64>> {
         .collect())
 }
 
+/// Changed tiles as merged bounding boxes [x, y, w, h] in pixels: 8-connected
+/// groups of tiles, boxes that overlap or touch merged, then the pair whose
+/// union adds the least area merged until at most `max_regions` remain; sorted
+/// by (y, x). The numpy reference (procs/kernels.regions) is the same algorithm.
+pub fn regions(changed: &[bool], th: usize, tw: usize, tile: usize, width: usize, height: usize, max_regions: usize) -> Vec<[usize; 4]> {
+    let mut seen = vec![false; th * tw];
+    let mut boxes: Vec<[usize; 4]> = Vec::new();
+    for start in 0..th * tw {
+        if !changed[start] || seen[start] {
+            continue;
+        }
+        seen[start] = true;
+        let (mut stack, mut b) = (vec![start], [start % tw, start / tw, start % tw, start / tw]);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % tw, i / tw);
+            b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
+            for ny in y.saturating_sub(1)..=(y + 1).min(th - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(tw - 1) {
+                    let j = ny * tw + nx;
+                    if changed[j] && !seen[j] {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        boxes.push(b);
+    }
+    let union = |a: [usize; 4], b: [usize; 4]| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])];
+    'merge: loop {
+        for i in 0..boxes.len() {
+            for j in i + 1..boxes.len() {
+                let (a, b) = (boxes[i], boxes[j]);
+                if a[0] <= b[2] + 1 && b[0] <= a[2] + 1 && a[1] <= b[3] + 1 && b[1] <= a[3] + 1 {
+                    boxes[i] = union(a, b);
+                    boxes.remove(j);
+                    continue 'merge;
+                }
+            }
+        }
+        break;
+    }
+    let area = |b: [usize; 4]| ((b[2] - b[0] + 1) * (b[3] - b[1] + 1)) as i64;
+    while boxes.len() > max_regions.max(1) {
+        let mut best: Option<(i64, usize, usize)> = None;
+        for i in 0..boxes.len() {
+            for j in i + 1..boxes.len() {
+                let cost = area(union(boxes[i], boxes[j])) - area(boxes[i]) - area(boxes[j]);
+                if best.is_none_or(|(c, _, _)| cost < c) {
+                    best = Some((cost, i, j));
+                }
+            }
+        }
+        let (_, i, j) = best.expect("at least two boxes");
+        boxes[i] = union(boxes[i], boxes[j]);
+        boxes.remove(j);
+    }
+    boxes.sort_by_key(|b| (b[1], b[0]));
+    boxes
+        .into_iter()
+        .map(|[x0, y0, x1, y1]| {
+            [x0 * tile, y0 * tile, ((x1 + 1) * tile).min(width) - x0 * tile, ((y1 + 1) * tile).min(height) - y0 * tile]
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

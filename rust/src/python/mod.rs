@@ -7,6 +7,7 @@ mod errors;
 mod frame_ref;
 mod frames;
 mod kernels;
+mod parallel;
 mod ring;
 mod frame_buffer;
 mod ready;
@@ -26,6 +27,7 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<frame_buffer::FrameRingBuffer>()?;
     m.add_class::<ready::Ready>()?;
     m.add_class::<bloom::RustBloomFilter>()?;
+    m.add_class::<parallel::ParallelVisionPipeline>()?;
     m.add_class::<bloom::RotatingBloomFilter>()?;
     m.add_function(wrap_pyfunction!(kernels::frame_hash, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_changes, m)?)?;

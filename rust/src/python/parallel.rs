@@ -1,0 +1,98 @@
+//! ParallelVisionPipeline (the plan's name): features and changed regions of a
+//! batch of frames, consecutive frames diffed, spread over a thread pool with
+//! the GIL released.
+
+use numpy::PyArray1;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use rayon::prelude::*;
+
+use super::frames::source_of;
+use super::ready::Ready;
+use crate::error::RingError;
+use crate::frame::SourceFrame;
+use crate::kernels;
+
+type Analysed = (Vec<f64>, Option<(f64, Vec<[usize; 4]>)>);
+
+#[pyclass(module = "jarvis_rust_core")]
+pub struct ParallelVisionPipeline {
+    pool: rayon::ThreadPool,
+    threshold: u32,
+    tile: usize,
+    grid: usize,
+    max_regions: usize,
+}
+
+fn analyse(frames: &[SourceFrame], i: usize, t: u32, tile: usize, grid: usize, max_regions: usize) -> crate::error::Result<Analysed> {
+    let features = kernels::block_features(&frames[i], grid)?;
+    if i == 0 {
+        return Ok((features, None));
+    }
+    let (a, b) = (&frames[i - 1], &frames[i]);
+    if (a.width, a.height, a.format) != (b.width, b.height, b.format) {
+        return Ok((features, Some((1.0, vec![[0, 0, b.width, b.height]]))));
+    }
+    let (counts, th, tw) = kernels::tile_changes(a, b, t, tile)?;
+    let ratio = counts.iter().map(|&c| f64::from(c)).sum::<f64>() / (b.width * b.height) as f64;
+    let changed: Vec<bool> = counts.iter().map(|&c| c > 0).collect();
+    Ok((features, Some((ratio, kernels::regions(&changed, th, tw, tile, b.width, b.height, max_regions)))))
+}
+
+#[pymethods]
+impl ParallelVisionPipeline {
+    #[new]
+    #[pyo3(signature = (num_threads=0, *, threshold=24, tile=32, grid=8, max_regions=16))]
+    fn new(num_threads: usize, threshold: u32, tile: usize, grid: usize, max_regions: usize) -> PyResult<Self> {
+        if threshold > 255 || tile == 0 || grid == 0 || max_regions == 0 {
+            return Err(RingError::Config("threshold 0..255, tile, grid and max_regions positive".into()).into());
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(num_threads)
+            .build()
+            .map_err(|e| RingError::Config(format!("cannot start {num_threads} threads: {e}")))?;
+        Ok(ParallelVisionPipeline { pool, threshold, tile, grid, max_regions })
+    }
+
+    /// For each frame: {"features": [mean, std] per block of the luma,
+    /// "changed_ratio" and "regions" against the frame before (None for the
+    /// first)}.
+    fn process_frames_parallel<'py>(&self, py: Python<'py>, frames: Vec<Bound<'py, PyAny>>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let mut sources = Vec::with_capacity(frames.len());
+        let mut owners = Vec::with_capacity(frames.len());
+        for f in &frames {
+            let (src, owner) = source_of(py, f, None, None, None, None)?;
+            sources.push(src);
+            owners.push(owner);
+        }
+        let (t, tile, grid, max_regions) = (self.threshold, self.tile, self.grid, self.max_regions);
+        let results: crate::error::Result<Vec<Analysed>> = py.detach(|| {
+            self.pool.install(|| (0..sources.len()).into_par_iter().map(|i| analyse(&sources, i, t, tile, grid, max_regions)).collect())
+        });
+        drop(owners);
+        results?
+            .into_iter()
+            .map(|(features, diff)| {
+                let d = PyDict::new(py);
+                d.set_item("features", PyArray1::from_vec(py, features))?;
+                match diff {
+                    Some((ratio, regions)) => {
+                        d.set_item("changed_ratio", ratio)?;
+                        d.set_item("regions", regions.into_iter().map(|r| r.to_vec()).collect::<Vec<_>>())?;
+                    }
+                    None => {
+                        d.set_item("changed_ratio", py.None())?;
+                        d.set_item("regions", py.None())?;
+                    }
+                }
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// `process_frames_parallel`, as an awaitable (the work happens at the call).
+    fn process_frames_async(&self, py: Python<'_>, frames: Vec<Bound<'_, PyAny>>) -> PyResult<Ready> {
+        let out = self.process_frames_parallel(py, frames)?;
+        Ok(Ready::new(pyo3::types::PyList::new(py, out)?.into_any().unbind()))
+    }
+}

@@ -10,12 +10,7 @@ use crate::bloom;
 
 /// Runs `f` on the item's key bytes without copying str or bytes.
 fn with_key<T>(item: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> T) -> PyResult<T> {
-    if let Ok(s) = item.cast::<PyString>() {
-        return Ok(f(s.to_str()?.as_bytes()));
-    }
-    if let Ok(b) = item.cast::<PyBytes>() {
-        return Ok(f(b.as_bytes()));
-    }
+    // Frame hashes (ints) are dedup's items: test for them first.
     if item.is_instance_of::<PyInt>() {
         let v: u64 = match item.extract::<u64>() {
             Ok(v) => v,
@@ -25,6 +20,12 @@ fn with_key<T>(item: &Bound<'_, PyAny>, f: impl FnOnce(&[u8]) -> T) -> PyResult<
                 .map_err(|_| PyOverflowError::new_err("Bloom filter int items must fit in 64 bits"))?,
         };
         return Ok(f(&v.to_le_bytes()));
+    }
+    if let Ok(s) = item.cast::<PyString>() {
+        return Ok(f(s.to_str()?.as_bytes()));
+    }
+    if let Ok(b) = item.cast::<PyBytes>() {
+        return Ok(f(b.as_bytes()));
     }
     if let Ok(buf) = PyBuffer::<u8>::get(item) {
         return Ok(f(&buf.to_vec(item.py())?));

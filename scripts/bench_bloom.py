@@ -1,0 +1,85 @@
+#!/usr/bin/env python3
+"""Bloom filter operations per second, called per item from Python, side by
+side: jarvis_rust_core.RustBloomFilter, rbloom (Rust, the fastest on PyPI) and
+pybloom-live (pure Python). Each filter is sized for the same item count and
+false-positive rate; rounds interleave the filters in rotating order and the
+figures are medians over rounds.
+
+Usage: .venv/bin/python scripts/bench_bloom.py [--items N] [--rounds R]
+(needs the bench extra: pip install -e ".[bench]")
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+
+import jarvis_rust_core as jrc
+import pybloom_live
+import rbloom
+
+P = 0.01
+
+
+def filters(n: int) -> dict[str, Callable[[], object]]:
+    return {
+        "jarvis RustBloomFilter": lambda: jrc.RustBloomFilter.for_items(n, P),
+        "rbloom.Bloom": lambda: rbloom.Bloom(n, P),
+        "pybloom_live.BloomFilter": lambda: pybloom_live.BloomFilter(capacity=n, error_rate=P),
+    }
+
+
+def run(make: Callable[[], object], items: list[object], probes: list[object]) -> tuple[float, float, float]:
+    f = make()
+    add = f.add  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    for x in items:
+        add(x)
+    t1 = time.perf_counter()
+    hits = 0
+    for x in probes:
+        hits += x in f  # type: ignore[operator]
+    t2 = time.perf_counter()
+    return len(items) / (t1 - t0), len(probes) / (t2 - t1), hits / len(probes)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--items", type=int, default=200_000)
+    ap.add_argument("--rounds", type=int, default=5)
+    args = ap.parse_args()
+    n = args.items
+    cases = {
+        "int (frame hashes)": ([i * 0x9E3779B97F4A7C15 % 2**63 for i in range(n)], [(i + n) * 0x9E3779B97F4A7C15 % 2**63 for i in range(n)]),
+        "str (plan's f'item_{i}')": ([f"item_{i}" for i in range(n)], [f"item_{i}" for i in range(n, 2 * n)]),
+    }
+    results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
+    names = list(filters(n))
+    for r in range(args.rounds):
+        for case, (items, probes) in cases.items():
+            for name in names[r % len(names):] + names[: r % len(names)]:
+                results.setdefault((case, name), []).append(run(filters(n)[name], items, probes))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
+    print(f"# Bloom filters: {cpu}, {os.cpu_count()} cores, {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}")
+    print(f"command: {' '.join(['scripts/bench_bloom.py', *sys.argv[1:]])}; {n} items, p = {P}, {args.rounds} rounds\n")
+    print("| items | filter | add / s | contains / s | measured FP rate | add vs rbloom |")
+    print("|---|---|---|---|---|---|")
+    for case in cases:
+        base = statistics.median(r[0] for r in results[(case, "rbloom.Bloom")])
+        for name in names:
+            rs = results[(case, name)]
+            add = statistics.median(r[0] for r in rs)
+            look = statistics.median(r[1] for r in rs)
+            fp = statistics.median(r[2] for r in rs)
+            print(f"| {case} | {name} | {add / 1e6:.2f} M | {look / 1e6:.2f} M | {fp:.4f} | {add / base:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

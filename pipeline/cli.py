@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import jarvis_rust_core
+import psutil
 
 from pipeline import config as config_mod
 from pipeline import control
@@ -236,15 +237,34 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
 
 def cmd_down(rt: Runtime) -> int:
     pid = rt.owner_pid()
+    # Known before asking, so the wait below follows this supervisor, not a later one with a reused pid.
+    supervisor = _process(pid)
     control.request(rt, "down")
     deadline = time.monotonic() + 120
-    while rt.owner_pid() is not None:
+    # The lock is released at the end of the shutdown, but the process still has its
+    # interpreter to tear down: `down` returns once the process itself is gone.
+    while rt.owner_pid() is not None or _running(supervisor):
         if time.monotonic() > deadline:
             print(f"jarvis-pipeline: the supervisor (pid {pid}) is still stopping", file=sys.stderr)
             return 1
         time.sleep(0.05)
     print(f"jarvis-pipeline {rt.instance}: down")
     return 0
+
+
+def _process(pid: int | None) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid) if pid is not None and pid > 0 else None
+    except psutil.NoSuchProcess:
+        return None
+
+
+def _running(proc: psutil.Process | None) -> bool:
+    """Still running (a zombie has finished: it only waits to be reaped)."""
+    try:
+        return proc is not None and proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 # ---------------------------------------------------------------------- logs, tap

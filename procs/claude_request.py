@@ -21,6 +21,11 @@ class Shot:
     keepalive: bool
     image: Encoded
 
+    @property
+    def file_name(self) -> str:
+        """The image's name in the outbox."""
+        return f"frame-{self.ref['seq']}{self.image.suffix}"
+
 
 def capture_time(ref: dict[str, Any]) -> str:
     t = datetime.datetime.fromtimestamp(int(ref["t_wall_ns"]) / 1e9, tz=datetime.timezone.utc)
@@ -44,7 +49,7 @@ def build(f: Any, shots: list[Shot], *, inline_images: bool = True) -> dict[str,
     (the outbox keeps the images next to the request)."""
     content: list[dict[str, Any]] = []
     for s in shots:
-        data = s.image.b64 if inline_images else f"frame-{s.ref['seq']}{s.image.suffix}"
+        data = s.image.b64 if inline_images else s.file_name
         content.append({"type": "image", "source": {"type": "base64", "media_type": s.image.media_type, "data": data}})
     content.append({"type": "text", "text": prompt_text(f.user_prompt, shots)})
     return {

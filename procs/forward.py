@@ -120,7 +120,9 @@ class Sender(threading.Thread):
         assert job.params is not None
         if self.client is None:
             try:
-                path = self.outbox.write(job.id, job.params, job.shots, {"created_wall_ns": time.time_ns()})
+                frames = [{"seq": s.ref["seq"], "monitor": s.ref["monitor"], "box": s.box,
+                           "image": s.file_name} for s in job.shots]
+                path = self.outbox.write(job.id, job.params, job.shots, {"created_wall_ns": time.time_ns(), "frames": frames})
             except OSError as exc:
                 return Outcome(job, failure=Failure("outbox", f"cannot write the outbox: {exc}"), leftover=leftover)
             return Outcome(job, path=path, leftover=leftover)

@@ -29,7 +29,7 @@ class Outbox:
         folder = self.root / request_id
         folder.mkdir(mode=0o700)
         for s in shots:
-            self._write(folder / f"frame-{s.ref['seq']}{s.image.suffix}", s.image.data)
+            self._write(folder / s.file_name, s.image.data)
         body = {"id": request_id, "mode": "dry-run", **meta, "request": params}
         self._write(folder / "request.json", json.dumps(body, indent=1).encode())
         self._enforce_caps()

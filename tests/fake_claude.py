@@ -77,8 +77,13 @@ def image_tokens(body: dict[str, Any]) -> int:
 
 
 class FakeClaude:
-    def __init__(self, *script: Reply) -> None:
+    def __init__(self, *script: Reply, held: bool = False) -> None:
+        """`held`: answers wait until `release()` (a test subscribes to the
+        events first, so none is published before it listens)."""
         self.script = list(script)
+        self.gate = threading.Event()
+        if not held:
+            self.gate.set()
         self.requests: list[Recorded] = []
         self.lock = threading.Lock()
         self.arrived = threading.Condition(self.lock)
@@ -99,6 +104,7 @@ class FakeClaude:
                     fake.requests.append(Recorded(arrival, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
                     reply = fake.script.pop(0) if fake.script else Reply()
                     fake.arrived.notify_all()
+                fake.gate.wait()
                 if reply.stall_s and fake.closing.wait(reply.stall_s):
                     return
                 if reply.malformed:
@@ -142,6 +148,9 @@ class FakeClaude:
                 raise AssertionError(f"the fake API got {len(self.requests)} requests, not {n}, within {timeout:g}s")
             return list(self.requests)
 
+    def release(self) -> None:
+        self.gate.set()
+
     def snapshot(self) -> list[Recorded]:
         with self.lock:
             return list(self.requests)
@@ -152,6 +161,7 @@ class FakeClaude:
 
     def __exit__(self, *_: Any) -> None:
         self.closing.set()
+        self.gate.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -119,7 +119,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.instance:
         cfg = dataclasses.replace(cfg, instance=config_mod.InstanceConfig(args.instance))
     if args.live or cfg.forward.mode == "live":
-        from procs.claude_client import ApiKeyError, api_key
+        from procs.claude_key import ApiKeyError, api_key
 
         try:
             key = api_key(os.environ, cfg.forward.api_key_file)
@@ -344,7 +344,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _doctor_key() -> tuple[str, bool, str]:
-    from procs.claude_client import ApiKeyError, api_key
+    from procs.claude_key import ApiKeyError, api_key
 
     try:
         cfg = config_mod.load(None)

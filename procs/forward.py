@@ -24,19 +24,23 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jarvis_rust_core as jrc
 import numpy as np
 
 from pipeline import protocol
 from procs import stage
-from procs.claude_client import FATAL, Answer, ApiKeyError, ClaudeClient, Failure, RetryPolicy, api_key
+from procs.claude_key import ApiKeyError, api_key
+from procs.claude_retry import FATAL, Failure, RetryPolicy
 from procs.claude_request import Shot, build, capture_time, fit_request, image_tokens
 from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
 from procs.forward_journal import Journal, cost_usd
 from procs.forward_outbox import Outbox
 from procs.forward_pacing import Batcher, Pacer
+
+if TYPE_CHECKING:  # the SDK is imported only when forwarding is live
+    from procs.claude_client import Answer, ClaudeClient
 
 PENDING = protocol.COUNTER_INDEX["pending.forward"]
 #: How often the loop looks for the sender's result while a request is out.
@@ -161,6 +165,8 @@ class Forward(stage.Stage):
                 self._notice("key", "forward.mode is live but there is no API key (ANTHROPIC_API_KEY or "
                              "forward.api_key_file): dry-run")
             else:
+                from procs.claude_client import ClaudeClient
+
                 client = ClaudeClient(key, f.base_url, f.timeout_s)
         self.mode = "live" if client is not None else "dry-run"
         self.sender = Sender(f, client, outbox, self.log)

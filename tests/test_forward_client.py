@@ -13,7 +13,8 @@ import pytest
 
 from fake_claude import FakeClaude, error, malformed, ok, stall
 from pipeline import config as config_mod
-from procs.claude_client import ClaudeClient, Failure, RetryPolicy
+from procs.claude_client import ClaudeClient
+from procs.claude_retry import Failure, RetryPolicy
 from procs.claude_request import Shot, build
 from procs.forward_image import MAX_IMAGE_B64_BYTES, Geometry, encode
 from procs.sources.font import atlas

@@ -53,4 +53,4 @@ class RetryPolicy:
             return None
         if failure.retry_after_s is not None:
             return failure.retry_after_s if failure.retry_after_s <= self.backoff_max_s else None
-        return min(self.backoff_max_s, self.backoff_s * 2 ** (attempt - 1))
+        return min(self.backoff_max_s, self.backoff_s * 2.0 ** (attempt - 1))

@@ -115,7 +115,7 @@ class Sender(threading.Thread):
         if job.shots is None:
             shots = []
             for fc in job.frames:
-                img = encode(fc.pixels, self.geometry)
+                img = encode(fc.pixels, self.geometry, whole=fc.box == [0, 0, fc.ref["w"], fc.ref["h"]])
                 self.encode_ms.append(img.encode_ms)
                 shots.append(Shot(fc.ref, fc.box, fc.keepalive, img))
             job.shots = fit_request(shots)

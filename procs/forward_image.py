@@ -13,12 +13,14 @@ area averaging (Pillow's box filter: each output pixel is the mean of the
 input pixels it covers; a third of Lanczos's cost at 1080p, and no aliasing
 of thin glyph strokes as with nearest-neighbour).
 
-Format rule: PNG for text-heavy images, JPEG otherwise. An image is taken as
+Format rule: PNG for text-heavy crops, JPEG otherwise. A crop is taken as
 text-heavy when most of its neighbouring pixels are identical (flat UI
 backgrounds, at least `TEXT_FLAT`) and it has sharp edges (glyphs, at least
 `TEXT_EDGES` of pixel pairs differing by more than 64 levels): JPEG smears
-glyph edges, while PNG compresses flat areas well. A PNG over the size limit
-falls back to JPEG.
+glyph edges, while PNG compresses flat areas well. Whole frames go as JPEG:
+they are downscaled anyway (small text is already softened), and PNG costs
+twice the encode time there (BENCHMARKS.md, Forward). A PNG over the size
+limit falls back to JPEG.
 """
 
 from __future__ import annotations
@@ -163,12 +165,12 @@ def text_heavy(img: Image.Image) -> bool:
     return bool(np.mean(dx == 0) >= TEXT_FLAT and np.mean(dx > 64) >= TEXT_EDGES)
 
 
-def encode(bgra: np.ndarray, g: Geometry, fmt: str = "auto") -> Encoded:
-    """Downscales and encodes a BGRA copy; `fmt` "auto" applies the format rule,
-    "jpeg" or "png" force one (benchmarks)."""
+def encode(bgra: np.ndarray, g: Geometry, fmt: str = "auto", *, whole: bool = False) -> Encoded:
+    """Downscales and encodes a BGRA copy (`whole`: of a whole frame, else a
+    crop); `fmt` "auto" applies the format rule, "jpeg" or "png" force one."""
     start = time.perf_counter()
     img = downscale(to_rgb_image(bgra), g)
-    png = fmt == "png" or (fmt == "auto" and g.png_for_text and text_heavy(img))
+    png = fmt == "png" or (fmt == "auto" and not whole and g.png_for_text and text_heavy(img))
     data, media = b"", ""
     if png:
         data, media = _save(img, "PNG", compress_level=1), "image/png"

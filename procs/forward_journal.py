@@ -24,7 +24,7 @@ def cost_usd(usage: dict[str, int], price: Any) -> float:
     """The cost of one answer's `usage` at `price` (forward.price)."""
     per_token = 1e-6
     return round(
-        per_token * (
+        per_token * float(
             usage.get("input_tokens", 0) * price.input_per_mtok
             + usage.get("output_tokens", 0) * price.output_per_mtok
             + usage.get("cache_creation_input_tokens", 0) * price.cache_write_per_mtok

@@ -131,6 +131,7 @@ def text_image(w: int, h: int) -> np.ndarray:
 
 def test_format_rule() -> None:
     assert encode(text_image(400, 300), G).media_type == "image/png"
+    assert encode(text_image(400, 300), G, whole=True).media_type == "image/jpeg", "whole frames go as JPEG"
     assert encode(desktop(400, 300), G).media_type == "image/jpeg"
     assert encode(text_image(400, 300), Geometry(png_for_text=False)).media_type == "image/jpeg"
 

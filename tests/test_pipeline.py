@@ -68,7 +68,7 @@ def test_up_flows_taps_reports_and_down_cleans() -> None:
         request = sorted(outbox.iterdir())[0]
         assert stat.S_IMODE(outbox.stat().st_mode) == 0o700
         assert stat.S_IMODE((request / "request.json").stat().st_mode) == 0o600
-        assert any(f.suffix == ".png" for f in request.iterdir())
+        assert any(f.suffix in (".png", ".jpg") for f in request.iterdir())
 
         pids = [s["pid"] for s in st.values()] + [p.supervisor_pid()]
         again = p.cli("up", "-d", "-c", str(p.config_path), check=False)

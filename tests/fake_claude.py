@@ -32,10 +32,11 @@ class Reply:
     stall_s: float = 0.0
     malformed: bool = False
     error_type: str = ""
+    usage: dict[str, int] = field(default_factory=dict)  # overrides of the usage it reports
 
 
-def ok(text: str = "The user is editing a document.") -> Reply:
-    return Reply(text=text)
+def ok(text: str = "The user is editing a document.", **usage: int) -> Reply:
+    return Reply(text=text, usage=usage)
 
 
 def error(status: int, error_type: str, retry_after: str | None = None) -> Reply:
@@ -113,7 +114,9 @@ class FakeClaude:
                     payload = {"type": "error", "error": {"type": reply.error_type, "message": f"fake {reply.error_type}"}}
                     self._send(reply.status, json.dumps(payload).encode(), reply.headers)
                 else:
-                    self._send(200, json.dumps(fake.message(body, reply.text)).encode(), reply.headers)
+                    answer = fake.message(body, reply.text)
+                    answer["usage"].update(reply.usage)
+                    self._send(200, json.dumps(answer).encode(), reply.headers)
 
             def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
                 try:

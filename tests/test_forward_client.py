@@ -15,8 +15,8 @@ from fake_claude import FakeClaude, error, malformed, ok, stall
 from pipeline import config as config_mod
 from procs.claude_client import ClaudeClient
 from procs.claude_retry import Failure, RetryPolicy
-from procs.claude_request import Shot, build
-from procs.forward_image import MAX_IMAGE_B64_BYTES, Geometry, encode
+from procs.claude_request import Shot, build, fit_request
+from procs.forward_image import MAX_IMAGE_B64_BYTES, MAX_REQUEST_BYTES, Encoded, Geometry, encode
 from procs.sources.font import atlas
 
 KEY = "sk-test-not-a-real-key-1234"
@@ -69,6 +69,24 @@ def test_request_body_on_the_wire() -> None:
     assert "2023-11-14T22:13:20.000Z" in text and "2023-11-14T22:13:25.000Z" in text, "capture times in the text"
     assert text.index("Image 1:") < text.index("Image 2:") < text.index("Image 3:")
     assert "region x=100 y=50 401x300 of 1920x1080" in text and "whole screen" in text
+
+
+def test_cache_reads_and_writes_are_reported() -> None:
+    f = config_mod.load(None, env={}).forward
+    with FakeClaude(ok("a", cache_creation_input_tokens=1500), ok("b", cache_read_input_tokens=1500)) as api:
+        client = ClaudeClient(KEY, api.url, 10.0)
+        first, second = client.call(build(f, shots(1))), client.call(build(f, shots(1)))
+    assert first.usage["cache_creation_input_tokens"] == 1500 and first.usage["cache_read_input_tokens"] == 0
+    assert second.usage["cache_read_input_tokens"] == 1500
+
+
+def test_a_batch_is_cut_to_the_request_size_limit() -> None:
+    big = Encoded("image/png", b"x" * (3 * 2**20), 1456, 819, 0.0)  # 4 MiB after base64
+    many = [Shot({"seq": i, "monitor": 1, "w": 1456, "h": 819, "t_wall_ns": 0}, [0, 0, 1456, 819], False, big)
+            for i in range(10)]
+    kept = fit_request(many)
+    assert [s.ref["seq"] for s in kept] == list(range(7)), "the oldest that fit under 32 MB"
+    assert sum(s.image.b64_len for s in kept) <= MAX_REQUEST_BYTES
 
 
 def call(reply: object, timeout: float = 10.0) -> Failure:

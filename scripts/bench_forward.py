@@ -183,17 +183,17 @@ def main() -> int:
 
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in CONFIGS}
     names = list(CONFIGS)
-    for r in range(args.rounds):
-        for name in names[r % 2:] + names[: r % 2]:
+    for rnd in range(args.rounds):
+        for name in names[rnd % 2:] + names[: rnd % 2]:
             res = run_pipeline(name, args.warm, args.window)
             results[name].append(res)
-            print(f"round {r + 1} {name}: {json.dumps(res)}", flush=True)
+            print(f"round {rnd + 1} {name}: {json.dumps(res)}", flush=True)
     print("\n| config | requests/min | frames/request | capture to wire p50 | p99 | input tokens per forwarded frame "
           "| input tokens/min | every captured frame whole, tokens/min | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         def med(key: str) -> float:
-            return statistics.median(x[key] for x in runs)
+            return float(statistics.median(x[key] for x in runs))
         rpm = statistics.median(x["requests"] / (args.window / 60) for x in runs)
         fpr = statistics.median(x["frames"] / max(1, x["requests"]) for x in runs)
         print(f"| {name} | {rpm:.1f} | {fpr:.2f} | {med('p50'):.0f} ms | {med('p99'):.0f} ms | "

@@ -139,7 +139,7 @@ class ForwardConfig:
     backoff_s: float = _f(1.0, "first retry delay without retry-after; doubles per retry", lo=0.0, hi=600.0)
     backoff_max_s: float = _f(30.0, "retry delay cap; a longer retry-after gives the request up", lo=0.0, hi=3600.0)
     jpeg_quality: int = _f(80, "JPEG quality of the images sent", lo=10, hi=95)
-    png_for_text: bool = _f(True, "send text-heavy images as PNG (sharper glyphs) instead of JPEG")
+    png_for_text: bool = _f(True, "send text-heavy crops as PNG (sharper glyphs) instead of JPEG")
     crop_margin: int = _f(32, "pixels around the changed regions kept in a crop", lo=0, hi=1024)
     min_crop: int = _f(200, "a crop is grown to at least this many pixels per side", lo=16, hi=4096)
     crop_max_fraction: float = _f(0.5, "a crop covering more of the frame than this sends the whole frame",

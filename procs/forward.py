@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import os
 import queue
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -277,6 +278,12 @@ class Forward(stage.Stage):
             return
         self.busy = None
         self.queue.extendleft(reversed(out.leftover))  # did not fit the request size limit: next request
+        self._drain_control()  # a pause that came in meanwhile must be seen before anything is published
+        if out.failure is None and out.path is not None and (self.paused or self.pressure == "critical"):
+            # Written to the outbox while the pause was on its way: withdrawn, as a live
+            # request not yet sent would be (one already on the wire cannot be).
+            shutil.rmtree(out.path, ignore_errors=True)
+            out.failure = Failure("paused", "paused while the request was written")
         if out.failure is None:
             self._succeeded(out)
         else:

@@ -37,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     up = v.add_parser("up", help="start the pipeline")
     up.add_argument("-c", "--config", help="a TOML configuration file (see configs/default.toml)")
     up.add_argument("-d", "--detach", action="store_true", help="run in the background")
-    up.add_argument("--live", action="store_true", help="send frames to Claude (needs ANTHROPIC_API_KEY)")
+    up.add_argument("--live", action="store_true",
+                    help="send frames to Claude (needs ANTHROPIC_API_KEY or forward.api_key_file)")
     up.add_argument("--supervise", action="store_true", help=argparse.SUPPRESS)  # the detached supervisor itself
     v.add_parser("down", help="stop the pipeline and remove its files")
     st = v.add_parser("status", help="state of each stage")
@@ -118,9 +119,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     rt = _runtime(args, cfg)
     if args.instance:
         cfg = dataclasses.replace(cfg, instance=config_mod.InstanceConfig(args.instance))
-    if args.live and not os.environ.get("ANTHROPIC_API_KEY"):
-        print("jarvis-pipeline: --live needs ANTHROPIC_API_KEY; running dry-run", file=sys.stderr)
-        args.live = False
+    if args.live or cfg.forward.mode == "live":
+        from procs.claude_key import ApiKeyError, api_key
+
+        try:
+            key = api_key(os.environ, cfg.forward.api_key_file)
+        except ApiKeyError as exc:
+            print(f"jarvis-pipeline: {exc}", file=sys.stderr)
+            return EXIT_CONFIG
+        if key is None:
+            print("jarvis-pipeline: live forwarding needs a key (ANTHROPIC_API_KEY or forward.api_key_file); "
+                  "running dry-run", file=sys.stderr)
+            args.live = False
     if args.detach:
         return _detach(rt, args)
     rt.prepare()
@@ -183,7 +193,7 @@ def _detach(rt: Runtime, args: argparse.Namespace) -> int:
 def _live_status(s: Any) -> None:
     st = s.status()
     lines = [
-        f"jarvis-pipeline {st['instance']}  source {st['source']}  forward {st['forward_mode']}"
+        f"jarvis-pipeline {st['instance']}  source {st['source']}  forward {_forward_state(st)}"
         f"{'  PAUSED' if st['paused'] else ''}  memory {st['memory']['level']} "
         f"({st['memory']['used_mb']:.0f}/{st['memory']['budget_mb']:.0f} MB)   Ctrl-C stops",
         "",
@@ -224,13 +234,19 @@ def _table(stages: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
 
+def _forward_state(st: dict[str, Any]) -> str:
+    """What forward reports about itself (dry-run, live, or why it stopped),
+    else the configured mode (forward has not reported yet)."""
+    return str(st.get("forward_state") or st["forward_mode"])
+
+
 def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     st = control.request(rt, "status")
     if args.json:
         print(json.dumps(st["stages"], indent=1))
         return 0
     print(f"instance {st['instance']} (pid {st['pid']}, up {st['uptime_s']:.0f}s), source {st['source']}, "
-          f"forward {st['forward_mode']}{', PAUSED' if st['paused'] else ''}, memory {st['memory']['level']}")
+          f"forward {_forward_state(st)}{', PAUSED' if st['paused'] else ''}, memory {st['memory']['level']}")
     print(_table(st["stages"]))
     return 0
 
@@ -326,8 +342,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     usable, why = display_usable()
     checks.append(("display", usable, why + ("" if usable else "; the synthetic desktop will be captured")))
     checks.append(("gpu", True, "not used: analysis runs on the CPU in this release"))
-    key = bool(os.environ.get("ANTHROPIC_API_KEY"))
-    checks.append(("api key", key, "ANTHROPIC_API_KEY is set" if key else "ANTHROPIC_API_KEY is not set: dry-run only"))
+    checks.append(_doctor_key())
     try:
         cfg = config_mod.load(None)
         rt = _runtime(args, cfg)
@@ -346,6 +361,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"{'ok ' if ok else 'NO '} {name:14s} {detail}")
     hard = {"core", "runtime dir", "shared memory"}
     return 0 if all(ok for name, ok, _ in checks if name in hard) else 1
+
+
+def _doctor_key() -> tuple[str, bool, str]:
+    from procs.claude_key import ApiKeyError, api_key
+
+    try:
+        cfg = config_mod.load(None)
+        key = api_key(os.environ, cfg.forward.api_key_file)
+    except (ApiKeyError, config_mod.ConfigError) as exc:
+        return ("api key", False, str(exc))
+    if key is None:
+        return ("api key", False, "no ANTHROPIC_API_KEY and no forward.api_key_file: dry-run only")
+    where = "ANTHROPIC_API_KEY" if os.environ.get("ANTHROPIC_API_KEY") else cfg.forward.api_key_file
+    return ("api key", True, f"found in {where} (live forwarding also needs --live or forward.mode = \"live\")")
 
 
 if __name__ == "__main__":

@@ -100,13 +100,59 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class PriceConfig:
+    input_per_mtok: float = _f(2.0, "USD per million input tokens of forward.model (yours to keep current)", lo=0.0)
+    output_per_mtok: float = _f(10.0, "USD per million output tokens", lo=0.0)
+    cache_write_per_mtok: float = _f(2.5, "USD per million cache-write input tokens (5-minute cache)", lo=0.0)
+    cache_read_per_mtok: float = _f(0.2, "USD per million cache-read input tokens", lo=0.0)
+
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You watch a person's screen and help them proactively. You get screenshots of what just changed, "
+    "oldest first. Say briefly what the person is doing and anything worth their attention (an error, "
+    "a warning, a question, something they may have missed). If nothing is worth saying, answer: nothing."
+)
+
+
+@dataclass(frozen=True)
 class ForwardConfig:
-    mode: str = _f("dry-run", "dry-run (write requests to the outbox) or live (send to Claude)",
+    mode: str = _f("dry-run", "dry-run (write requests to the outbox) or live (send to Claude; needs a key too)",
                    choices=("dry-run", "live"))
+    min_changed_ratio: float = _f(0.0, "significance: a changed frame goes out only when at least this fraction "
+                                  "of its pixels changed (keep-alive frames always go)", lo=0.0, hi=1.0)
     min_interval_s: float = _f(2.0, "at most one request per this many seconds", lo=0.0, hi=3600.0)
+    requests_per_minute: int = _f(50, "request budget (token bucket)", lo=1, hi=100000)
+    input_tokens_per_minute: int = _f(30000, "input-token budget (token bucket, image tokens estimated)",
+                                      lo=1000, hi=100_000_000)
     batch: int = _f(5, "frames per request at most", lo=1, hi=20)
+    queue_max: int = _f(10, "frames waiting for a request at most; more are dropped", lo=1, hi=100)
+    model: str = _f("claude-sonnet-5-5", "the Claude model (sampling parameters such as temperature are not "
+                    "sent: the current API refuses them)")
+    system_prompt: str = _f(DEFAULT_SYSTEM_PROMPT, "system prompt (sent with cache_control)")
+    user_prompt: str = _f("{count} screenshot(s), captured at {times}.",
+                          "text after the images; {count} and {times} are filled in")
+    max_tokens: int = _f(1024, "answer length cap in tokens (thinking included)", lo=1, hi=128000)
+    base_url: str = _f("https://api.anthropic.com", "the Messages API's base URL")
+    api_key_file: str = _f("", "file holding the API key (mode 0600) when ANTHROPIC_API_KEY is not set")
+    timeout_s: float = _f(60.0, "give up on an answer after this long (then retried)", lo=0.5, hi=600.0)
+    max_retries: int = _f(3, "retries of a failed request (429, 529, 5xx, timeouts)", lo=0, hi=10)
+    backoff_s: float = _f(1.0, "first retry delay without retry-after; doubles per retry", lo=0.0, hi=600.0)
+    backoff_max_s: float = _f(30.0, "retry delay cap; a longer retry-after gives the request up", lo=0.0, hi=3600.0)
+    jpeg_quality: int = _f(80, "JPEG quality of the images sent", lo=10, hi=95)
+    png_for_text: bool = _f(True, "send text-heavy crops as PNG (sharper glyphs) instead of JPEG")
+    crop_margin: int = _f(32, "pixels around the changed regions kept in a crop", lo=0, hi=1024)
+    min_crop: int = _f(200, "a crop is grown to at least this many pixels per side", lo=16, hi=4096)
+    crop_max_fraction: float = _f(0.5, "a crop covering more of the frame than this sends the whole frame",
+                                  lo=0.0, hi=1.0)
+    max_long_edge: int = _f(1568, "images are downscaled to this long edge at most", lo=64, hi=8000)
+    max_pixels: int = _f(1456 * 819, "and to this many pixels at most (1456x819 for 16:9)", lo=4096, hi=64_000_000)
+    masks: list[list[int]] = _f([], "rectangles [monitor, x, y, w, h] blacked out before anything is encoded "
+                                "(monitor 0: every monitor)")
+    journal_max_mb: float = _f(64.0, "size at which the journal rotates (one old file kept)", lo=0.1)
+    journal_images: bool = _f(False, "also keep the images sent in the journal (base64)")
     outbox_max_mb: float = _f(256.0, "size cap of the dry-run outbox; oldest requests go first", lo=1.0)
     outbox_max_requests: int = _f(1000, "request cap of the dry-run outbox", lo=1)
+    price: PriceConfig = _f(PriceConfig(), "prices for the journal's cost figures")
 
 
 @dataclass(frozen=True)
@@ -157,9 +203,15 @@ class Config:
 
 
 def _type_name(t: Any) -> str:
+    if t == list[list[int]]:
+        return "a list of lists of integers"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
         t, "a list of integers" if t == list[int] else "a table"
     )
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _check(cls: type, name: str, value: Any, where: str, key: str) -> Any:
@@ -175,8 +227,9 @@ def _check(cls: type, name: str, value: Any, where: str, key: str) -> Any:
         or (t is int and isinstance(value, int) and not isinstance(value, bool))
         or (t is float and isinstance(value, (int, float)) and not isinstance(value, bool))
         or (t is str and isinstance(value, str))
-        or (t == list[int] and isinstance(value, list)
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value))
+        or (t == list[int] and isinstance(value, list) and all(_is_int(v) for v in value))
+        or (t == list[list[int]] and isinstance(value, list)
+            and all(isinstance(r, list) and all(_is_int(v) for v in r) for r in value))
     )
     if not ok:
         raise ConfigError(f"{where}: {key} must be {_type_name(t)}, not {value!r}")
@@ -247,6 +300,22 @@ def _validate(cfg: Config, where: str) -> None:
         raise ConfigError(f"{where}: ring.max_width and ring.max_height are both 0 (auto) or both set")
     if cfg.capture.source == "replay" and not cfg.capture.replay.path:
         raise ConfigError(f"{where}: capture.source is 'replay' but capture.replay.path is empty")
+    _validate_forward(cfg.forward, where)
+
+
+def _validate_forward(f: ForwardConfig, where: str) -> None:
+    for m in f.masks:
+        if len(m) != 5 or m[0] < 0 or m[3] <= 0 or m[4] <= 0:
+            raise ConfigError(f"{where}: forward.masks entries are [monitor, x, y, w, h] with monitor >= 0 "
+                              f"and positive size, not {m}")
+    try:
+        f.user_prompt.format(count=1, times="")
+    except (KeyError, IndexError, ValueError) as exc:
+        raise ConfigError(f"{where}: forward.user_prompt may use only {{count}} and {{times}} ({exc!r})") from None
+    if f.backoff_max_s < f.backoff_s:
+        raise ConfigError(f"{where}: forward.backoff_max_s is below backoff_s")
+    if not f.base_url.startswith(("https://", "http://")):
+        raise ConfigError(f"{where}: forward.base_url must be an http(s) URL")
 
 
 def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:

@@ -481,6 +481,7 @@ class Supervisor:
             "paused": self.paused,
             "source": self.cfg.capture.source,
             "forward_mode": self.cfg.forward.mode,
+            "forward_state": self.stages["forward"].stats.get("forward_state"),
             "memory": {"level": self.pressure, "used_mb": round(self.memory_mb, 1), "budget_mb": self.cfg.memory.budget_mb},
             "counters": counters,
             "stages": stages,

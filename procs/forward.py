@@ -1,101 +1,143 @@
 """The forward stage: decides which changed frames leave the machine, copies
-out what it will send and releases the ring slot at once (a slow request never
-starves capture), batches frames into requests, and hands each request to a
-client: the dry-run outbox by default, the Claude client when live forwarding
-is switched on (it plugs in through `Client`).
+out (and masks) the part it will send and releases the ring slot at once (a
+slow request never starves capture), batches frames into requests within the
+pacing rules, and hands each request to a sender thread that encodes the
+images and either writes them to the dry-run outbox or sends them to Claude.
 
-A copied frame is `pending.forward` in the ring's counters until its request
-is sent (forwarded) or it is dropped (paused, shutdown); if forward dies, the
-supervisor moves what is pending to dropped(stage_crashed).
+Live sending needs forward.mode = "live" (or `up --live`) and a key
+(ANTHROPIC_API_KEY, or forward.api_key_file); anything less is dry-run.
 
-Dry-run outbox: <data dir>/outbox/<time>-<first seq>/request.json plus one PNG
-per frame; directories 0700, files 0600; the oldest requests are removed beyond
-forward.outbox_max_requests or forward.outbox_max_mb.
+Accounting: a copied frame is `pending.forward` in the ring's counters until
+its request ends: forwarded (answered, or written to the outbox), or dropped
+with a reason: paused (paused before it went), send_failed (the request
+failed for good), forward_stopped (the API refused the key or the model),
+shutdown. If forward dies, the supervisor moves what is pending to
+dropped(stage_crashed).
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import os
+import queue
 import shutil
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import jarvis_rust_core as jrc
 import numpy as np
 
 from pipeline import protocol
-from pipeline.runtime import private_dir
 from procs import stage
+from procs.claude_key import ApiKeyError, api_key
+from procs.claude_retry import FATAL, Failure, RetryPolicy
+from procs.claude_request import Shot, build, capture_time, fit_request, image_tokens
+from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
+from procs.forward_journal import Journal, cost_usd
+from procs.forward_outbox import Outbox
+from procs.forward_pacing import Batcher, Pacer
+
+if TYPE_CHECKING:  # the SDK is imported only when forwarding is live
+    from procs.claude_client import Answer, ClaudeClient
 
 PENDING = protocol.COUNTER_INDEX["pending.forward"]
-from procs.sources.png import encode_png
+#: How often the loop looks for the sender's result while a request is out.
+#: The stage's poller only watches sockets it owns, so a short timer is the
+#: simple way to hear back; it runs only while a request is in flight.
+POLL_S = 0.01
+#: How long shutdown waits for a request in flight before giving it up.
+SHUTDOWN_WAIT_S = 1.0
+#: Text of an answer carried in an insight event at most (the journal keeps all).
+MAX_EVENT_TEXT = 32 * 1024
 
 
 @dataclass
 class FrameCopy:
-    """A frame as forward keeps it after releasing its slot."""
+    """A frame as forward keeps it after releasing its slot: the masked part it will send."""
 
     ref: dict[str, Any]
     regions: list[list[int]]
     keepalive: bool
+    box: list[int]
     pixels: np.ndarray
+    tokens: int
 
 
 @dataclass
-class Request:
+class Job:
+    """One request, from its first try to its last."""
+
     id: str
-    created_wall_ns: int
     frames: list[FrameCopy]
+    attempt: int = 0
+    shots: list[Shot] | None = None
+    params: dict[str, Any] | None = None
 
 
-class Client(Protocol):
-    """Where requests go. `send` returns what to publish about the request."""
+@dataclass
+class Outcome:
+    job: Job
+    answer: Answer | None = None
+    failure: Failure | None = None
+    path: Path | None = None
+    leftover: list[FrameCopy] = field(default_factory=list)
+    latency_ms: float = 0.0
 
-    mode: str
 
-    def send(self, request: Request) -> dict[str, Any]: ...
+class Sender(threading.Thread):
+    """Encodes and sends one request at a time, off the stage's loop, so the
+    loop keeps receiving, dropping and batching frames and answers pause while
+    an HTTP call (seconds) or an encode (tens of ms) is under way. It touches
+    neither the ring nor the sockets: results go back through `results`."""
 
+    def __init__(self, f: Any, client: ClaudeClient | None, outbox: Outbox, log: Any) -> None:
+        super().__init__(name="forward-sender", daemon=True)
+        self.f, self.client, self.outbox, self.log = f, client, outbox, log
+        self.geometry = Geometry.from_config(f)
+        self.jobs: queue.Queue[Job | None] = queue.Queue()
+        self.results: queue.Queue[Outcome] = queue.Queue()
+        self.paused = threading.Event()
+        self.encode_ms: collections.deque[float] = collections.deque(maxlen=512)
 
-class Outbox:
-    """The dry-run client: writes each request where a person can inspect it."""
+    def run(self) -> None:
+        while (job := self.jobs.get()) is not None:
+            try:
+                self.results.put(self._do(job))
+            except Exception as exc:  # a bug here must not leave the request pending forever
+                self.log.exception("sender failed on request %s", job.id)
+                self.results.put(Outcome(job, failure=Failure("internal", f"{type(exc).__name__}: {exc}")))
 
-    mode = "dry-run"
-
-    def __init__(self, root: Path, max_requests: int, max_bytes: int) -> None:
-        self.root = private_dir(root)
-        self.max_requests, self.max_bytes = max_requests, max_bytes
-
-    def send(self, request: Request) -> dict[str, Any]:
-        folder = self.root / request.id
-        folder.mkdir(mode=0o700)
-        frames = []
-        for f in request.frames:
-            name = f"frame-{f.ref['seq']}.png"
-            self._write(folder / name, encode_png(f.pixels, level=1))
-            frames.append({**f.ref, "regions": f.regions, "keepalive": f.keepalive, "image": name})
-        body = {"id": request.id, "mode": self.mode, "created_wall_ns": request.created_wall_ns, "frames": frames}
-        self._write(folder / "request.json", json.dumps(body, indent=1).encode())
-        self._enforce_caps()
-        return {"path": str(folder)}
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-
-    def _enforce_caps(self) -> None:
-        requests = sorted(p for p in self.root.iterdir() if p.is_dir())
-        sizes = {p: sum(f.stat().st_size for f in p.iterdir()) for p in requests}
-        total = sum(sizes.values())
-        while requests and (len(requests) > self.max_requests or total > self.max_bytes):
-            oldest = requests.pop(0)
-            total -= sizes[oldest]
-            shutil.rmtree(oldest, ignore_errors=True)
+    def _do(self, job: Job) -> Outcome:
+        leftover: list[FrameCopy] = []
+        if job.shots is None:
+            shots = []
+            for fc in job.frames:
+                img = encode(fc.pixels, self.geometry, whole=fc.box == [0, 0, fc.ref["w"], fc.ref["h"]])
+                self.encode_ms.append(img.encode_ms)
+                shots.append(Shot(fc.ref, fc.box, fc.keepalive, img))
+            job.shots = fit_request(shots)
+            leftover, job.frames = job.frames[len(job.shots):], job.frames[: len(job.shots)]
+            job.params = build(self.f, job.shots, inline_images=self.client is not None)
+        assert job.params is not None
+        if self.paused.is_set():  # paused while this request was being prepared
+            return Outcome(job, failure=Failure("paused", "paused before sending"), leftover=leftover)
+        if self.client is None:
+            try:
+                frames = [{"seq": s.ref["seq"], "monitor": s.ref["monitor"], "box": s.box,
+                           "image": s.file_name} for s in job.shots]
+                path = self.outbox.write(job.id, job.params, job.shots, {"created_wall_ns": time.time_ns(), "frames": frames})
+            except OSError as exc:
+                return Outcome(job, failure=Failure("outbox", f"cannot write the outbox: {exc}"), leftover=leftover)
+            return Outcome(job, path=path, leftover=leftover)
+        start = time.perf_counter()
+        try:
+            answer = self.client.call(job.params)
+        except Failure as failure:
+            return Outcome(job, failure=failure, leftover=leftover, latency_ms=(time.perf_counter() - start) * 1e3)
+        return Outcome(job, answer=answer, leftover=leftover, latency_ms=(time.perf_counter() - start) * 1e3)
 
 
 class Forward(stage.Stage):
@@ -105,66 +147,260 @@ class Forward(stage.Stage):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         f = self.cfg.forward
-        self.client: Client = Outbox(self.rt.data_dir / "outbox", f.outbox_max_requests, int(f.outbox_max_mb * 2**20))
-        self.queue: collections.deque[FrameCopy] = collections.deque()
-        self.next_send = time.monotonic()
-        self.requests = 0
+        self.geometry = Geometry.from_config(f)
+        self.policy = RetryPolicy(f.max_retries, f.backoff_s, f.backoff_max_s)
+        self.pacer = Pacer(f.min_interval_s, f.requests_per_minute, f.input_tokens_per_minute, time.monotonic())
+        self.journal = Journal(self.rt.data_dir, int(f.journal_max_mb * 2**20))
+        outbox = Outbox(self.rt.data_dir / "outbox", f.outbox_max_requests, int(f.outbox_max_mb * 2**20))
+        self.notices: list[dict[str, Any]] = []  # published on the first tick, once subscribers had a chance
+        client = None
+        if f.mode == "live":
+            try:
+                key = api_key(os.environ, f.api_key_file)
+            except ApiKeyError as exc:
+                key = None
+                self._notice("key", str(exc))
+            if key is None:
+                self._notice("key", "forward.mode is live but there is no API key (ANTHROPIC_API_KEY or "
+                             "forward.api_key_file): dry-run")
+            else:
+                from procs.claude_client import ClaudeClient
+
+                client = ClaudeClient(key, f.base_url, f.timeout_s)
+        self.mode = "live" if client is not None else "dry-run"
+        self.sender = Sender(f, client, outbox, self.log)
+        self.sender.start()
+        self.batcher: Batcher[FrameCopy] = Batcher(self.pacer, f.batch, f.queue_max, lambda fc: fc.tokens)
+        self.queue = self.batcher.queue  # frames copied out, waiting for a request (oldest first)
+        self.busy: Job | None = None
+        self.retry: tuple[Job, float] | None = None
+        self.stopped: str | None = None  # why forwarding stopped for good
+        self.requests = self.retries = 0
+        self.totals: collections.Counter[str] = collections.Counter()
+        self.cost = 0.0
+
+    def _notice(self, kind: str, error: str) -> None:
+        self.log.warning("%s", error)
+        self.notices.append({"error": error, "kind": kind, "request_id": None, "attempt": 0,
+                             "retry_in_s": None, "stopped": False})
+
+    # ------------------------------------------------------------------ frames in
 
     def handle(self, ref: jrc.FrameRef, extra: dict[str, Any]) -> None:
+        f = self.cfg.forward
+        keepalive = bool(extra.get("keepalive"))
+        if self.stopped is not None:
+            self.finish(ref, "dropped", "forward_stopped")
+            return
         if self.paused or self.pressure == "critical":
             self.finish(ref, "dropped", "paused")
             return
-        if len(self.queue) >= 2 * self.cfg.forward.batch:
-            self.finish(ref, "dropped", "batch_overflow")
+        if not keepalive and float(extra.get("changed_ratio", 1.0)) < f.min_changed_ratio:
+            self.finish(ref, "dropped", "insignificant")
             return
-        pixels = np.array(self.mem.read(ref))  # the copy forward keeps
+        refusal = self.batcher.refusal(time.monotonic())
+        if refusal is not None:
+            self.finish(ref, "dropped", refusal)
+            return
+        regions = [list(map(int, r)) for r in extra.get("regions", [])]
+        x, y, w, h = box = crop_box(ref.w, ref.h, regions, self.geometry)
+        pixels = np.asarray(self.mem.read(ref))[y : y + h, x : x + w].copy()  # the copy forward keeps
         if self.mem.release(ref, count=PENDING):
-            self.queue.append(FrameCopy(ref.to_dict(), list(extra.get("regions", [])), bool(extra.get("keepalive")), pixels))
+            apply_masks(pixels, ref.monitor, (x, y), f.masks)
+            self.queue.append(FrameCopy(ref.to_dict(), regions, keepalive, box, pixels, tokens(*fit_size(w, h, self.geometry))))
+
+    def on_control(self, topic: str, body: dict[str, Any]) -> None:
+        super().on_control(topic, body)
+        if self.paused or self.pressure == "critical":
+            self.sender.paused.set()
+        else:
+            self.sender.paused.clear()
 
     def _settle(self, frames: list[FrameCopy], state: str, reason: str | None = None) -> None:
         """Pending frames reach their terminal state."""
+        if not frames:
+            return
         key = f"dropped.{reason}" if state == "dropped" else state
         self.mem.counter_move(PENDING, protocol.COUNTER_INDEX[key], len(frames))
         self.terminal[key] += len(frames)
         if reason is not None:
             self.drops[reason] += len(frames)
-            for f in frames:
-                self.publish("frame.dropped", {"ref": f.ref, "stage": self.name, "reason": reason})
+            for fc in frames:
+                self.publish("frame.dropped", {"ref": fc.ref, "stage": self.name, "reason": reason})
+        else:
+            self.frames_out += len(frames)
+
+    # ------------------------------------------------------------------ requests out
 
     def tick(self, now: float) -> float | None:
-        if not self.queue:
-            return None
+        for notice in self.notices:
+            self.publish("forward.error", notice)
+        self.notices.clear()
+        self._collect(now)
+        if self.busy is not None:
+            return now + POLL_S
         if self.paused or self.pressure == "critical":
-            self._settle(list(self.queue), "dropped", "paused")  # nothing leaves while paused
-            self.queue.clear()
+            self._drop_waiting("paused")  # nothing leaves while paused
             return None
-        if now < self.next_send:
-            return self.next_send
-        batch = [self.queue.popleft() for _ in range(min(self.cfg.forward.batch, len(self.queue)))]
+        if self.retry is not None:
+            job, at = self.retry
+            if now < at:
+                return at
+            self.retry = None
+            self.retries += 1
+            self.pacer.commit(sum(fc.tokens for fc in job.frames), now)
+            self._submit(job)
+            return now + POLL_S
+        frames, never, wake = self.batcher.take(now)
+        self._settle(never, "dropped", "rate_limited")
+        if not frames:
+            return wake
         self.requests += 1
-        request = Request(f"{time.strftime('%Y%m%d-%H%M%S')}-{batch[0].ref['seq']:08d}", time.time_ns(), batch)
+        self._submit(Job(f"{time.strftime('%Y%m%d-%H%M%S')}-{frames[0].ref['seq']:08d}", frames))
+        return now + POLL_S
+
+    def _submit(self, job: Job) -> None:
+        job.attempt += 1
+        self.busy = job
+        self.sender.jobs.put(job)
+
+    def _drop_waiting(self, reason: str) -> None:
+        if self.retry is not None:
+            self._settle(self.retry[0].frames, "dropped", reason)
+            self.retry = None
+        self._settle(list(self.queue), "dropped", reason)
+        self.queue.clear()
+
+    def _collect(self, now: float) -> None:
         try:
-            info = self.client.send(request)
-        except OSError as exc:
-            self._settle(batch, "dropped", "expired")
-            self.publish("forward.error", {"error": f"cannot write the outbox: {exc}"})
-            self.log.error("cannot write the outbox: %s", exc)
+            out = self.sender.results.get_nowait()
+        except queue.Empty:
+            return
+        self.busy = None
+        self.queue.extendleft(reversed(out.leftover))  # did not fit the request size limit: next request
+        self._drain_control()  # a pause that came in meanwhile must be seen before anything is published
+        if out.failure is None and out.path is not None and (self.paused or self.pressure == "critical"):
+            # Written to the outbox while the pause was on its way: withdrawn, as a live
+            # request not yet sent would be (one already on the wire cannot be).
+            shutil.rmtree(out.path, ignore_errors=True)
+            out.failure = Failure("paused", "paused while the request was written")
+        if out.failure is None:
+            self._succeeded(out)
         else:
-            self._settle(batch, "forwarded")
-            topic = "forward.dry_run" if self.client.mode == "dry-run" else "forward.sent"
-            self.publish(topic, {"refs": [f.ref for f in batch], "request_id": request.id, **info})
-            self.frames_out += len(batch)
-        self.next_send = now + self.cfg.forward.min_interval_s
-        return self.next_send if self.queue else None
+            self._failed(out, out.failure, now)
+
+    def _journal(self, out: Outcome, outcome: str, **fields: Any) -> None:
+        job = out.job
+        shots = job.shots or []
+        entry: dict[str, Any] = {
+            "id": job.id,
+            "mode": self.mode,
+            "time_ns": time.time_ns(),
+            "outcome": outcome,
+            "attempts": job.attempt,
+            "model": self.cfg.forward.model,
+            "frames": [
+                {"seq": s.ref["seq"], "monitor": s.ref["monitor"], "captured": capture_time(s.ref), "box": s.box,
+                 "keepalive": s.keepalive, "media_type": s.image.media_type, "width": s.image.width,
+                 "height": s.image.height, "bytes": len(s.image.data)}
+                for s in shots
+            ],
+            "tokens_estimate": image_tokens(shots),
+            **fields,
+        }
+        if self.cfg.forward.journal_images:
+            entry["images"] = [s.image.b64 for s in shots]
+        try:
+            self.journal.write(entry)
+        except OSError as exc:
+            self.log.error("cannot write the journal: %s", exc)
+
+    def _succeeded(self, out: Outcome) -> None:
+        job, shots = out.job, out.job.shots or []
+        refs = [fc.ref for fc in job.frames]
+        images = [{"media_type": s.image.media_type, "width": s.image.width, "height": s.image.height,
+                   "bytes": len(s.image.data)} for s in shots]
+        estimate = image_tokens(shots)
+        self._settle(job.frames, "forwarded")
+        if out.answer is None:  # dry-run
+            self.publish("forward.dry_run", {"refs": refs, "request_id": job.id, "path": str(out.path),
+                                             "images": images, "tokens_estimate": estimate})
+            self._journal(out, "dry_run", path=str(out.path))
+            return
+        a = out.answer
+        cost = cost_usd(a.usage, self.cfg.forward.price)
+        self.cost += cost
+        self.totals.update(a.usage)
+        latency = round(out.latency_ms, 1)
+        self.publish("forward.sent", {"refs": refs, "request_id": job.id, "attempts": job.attempt, "latency_ms": latency})
+        self.publish("insight", {
+            "text": a.text[:MAX_EVENT_TEXT], "model": a.model, "refs": refs,
+            "capture_times": [capture_time(r) for r in refs], "usage": a.usage, "cost_usd": cost,
+            "tokens_estimate": estimate, "latency_ms": latency, "request_id": job.id,
+        })
+        self._journal(out, "answered", response=a.text, stop_reason=a.stop_reason, usage=a.usage, cost_usd=cost,
+                      latency_ms=latency)
+
+    def _failed(self, out: Outcome, failure: Failure, now: float) -> None:
+        job = out.job
+        if failure.kind == "paused":
+            self._settle(job.frames, "dropped", "paused")
+            self._journal(out, "cancelled", error="paused before sending")
+            return
+        delay = None if self.stopping else self.policy.delay(failure, job.attempt)
+        fatal = failure.kind in FATAL
+        event = {"error": str(failure), "kind": failure.kind, "request_id": job.id, "attempt": job.attempt,
+                 "retry_in_s": None if delay is None else round(delay, 3), "stopped": fatal}
+        self.log.warning("request %s try %d failed: %s%s", job.id, job.attempt, failure,
+                         "" if delay is None else f"; again in {delay:.2f}s")
+        if failure.retry_after_s is not None:
+            self.pacer.hold(now + failure.retry_after_s)
+        self.publish("forward.error", event)
+        if delay is not None:
+            self.retry = (job, now + delay)
+            return
+        if fatal:
+            self.stopped = str(failure)
+            self._settle(job.frames, "dropped", "forward_stopped")
+            self._drop_waiting("forward_stopped")
+            self.log.error("forwarding stopped: %s", failure)
+        else:
+            self._settle(job.frames, "dropped", "send_failed")
+        self._journal(out, "failed", error=str(failure), status=failure.status)
+
+    # ------------------------------------------------------------------ end
 
     def shutdown(self) -> None:
-        if self.queue:
-            self._settle(list(self.queue), "dropped", "shutdown")
-            self.queue.clear()
+        if self.busy is not None:
+            try:
+                out = self.sender.results.get(timeout=SHUTDOWN_WAIT_S)
+            except queue.Empty:
+                self._settle(self.busy.frames, "dropped", "shutdown")
+                self._journal(Outcome(self.busy), "cancelled", error="still in flight at shutdown")
+            else:
+                self.busy = None
+                self.queue.extendleft(reversed(out.leftover))
+                if out.failure is None:
+                    self._succeeded(out)
+                else:
+                    self._failed(out, out.failure, time.monotonic())
+        self._drop_waiting("shutdown")
+        self.sender.jobs.put(None)
         super().shutdown()
 
     def extra_stats(self) -> dict[str, Any]:
-        return {"queued": len(self.queue), "requests": self.requests, "mode": self.client.mode, "paused": self.paused}
+        enc = list(self.sender.encode_ms)
+        return {
+            "queued": len(self.queue),
+            "requests": self.requests,
+            "retries": self.retries,
+            "mode": self.mode,
+            "paused": self.paused,
+            "forward_state": f"stopped: {self.stopped}" if self.stopped else self.mode,
+            "encode_ms_p50": round(float(np.median(enc)), 2) if enc else None,
+            "usage": dict(self.totals),
+            "cost_usd": round(self.cost, 6),
+        }
 
 
 if __name__ == "__main__":

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""Benchmark: the forward stage.
+
+1. Encode time per image (procs.forward_image.encode: BGRA to RGB, area
+   downscale to the API's size, format rule, encode) at 1920x1080 and
+   3840x2160 on synthetic desktop frames, whole frames and crops, JPEG vs PNG
+   vs the format rule, next to the previous dry-run encoding (a full-size PNG
+   of the whole frame, procs.sources.png.encode_png level 1). Variants are
+   interleaved over rounds in rotating order; medians.
+
+2. The real pipeline (`up --live`, synthetic 1920x1080 desktop, the scripted
+   desktop mix) against the local fake Messages API (tests/fake_claude.py),
+   in two configurations interleaved over rounds:
+     defaults   every forward.* key at its default (2 s interval, batches of 5)
+     no-wait    min_interval_s = 0, batch = 1, budgets out of the way: what the
+                mechanism itself costs (copy, queue, encode, HTTP)
+   Per window: capture-to-on-the-wire latency per frame (the fake's arrival
+   time minus the capture time written in the request text, ms precision),
+   p50/p99; input tokens per forwarded frame (the fake counts images as
+   ceil(w*h/750) from the decoded image, text as characters/4); and input
+   tokens per minute against sending every captured frame whole (the API
+   bills a whole 1920x1080 frame as 1456x819 after its own resize: 1590
+   tokens).
+
+Usage: .venv/bin/python scripts/bench_forward.py [--rounds 2] [--window 40] [--warm 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fake_claude import FakeClaude, image_tokens  # noqa: E402
+from pipeline import control  # noqa: E402
+from pipeline_harness import pipeline, wait_for  # noqa: E402
+from procs.forward_image import Geometry, crop_box, encode, fit_size, tokens  # noqa: E402
+from procs.sources.png import encode_png  # noqa: E402
+from procs.sources.synthetic import SyntheticSource  # noqa: E402
+
+KEY = "sk-bench-not-a-key"
+WHOLE_FRAME_TOKENS = tokens(*fit_size(1920, 1080, Geometry()))
+
+
+# ---------------------------------------------------------------- encoding
+
+
+def desktop_frame(width: int, height: int, steps: int = 40) -> tuple[np.ndarray, list[list[int]]]:
+    src = SyntheticSource(width=width, height=height, seed=1)
+    mon = src.monitors()[0]
+    frame = src.grab(mon)
+    for _ in range(steps):
+        frame = src.grab(mon)
+    boxes = [list(b) for b in (src.label.boxes if src.label else ())] or [[width // 3, height // 3, 96, 32]]
+    return np.array(frame), boxes
+
+
+def bench_encode(rounds: int, reps: int) -> list[dict[str, Any]]:
+    g = Geometry()
+    cases: list[tuple[str, str, np.ndarray, str]] = []
+    for w, h in ((1920, 1080), (3840, 2160)):
+        frame, _ = desktop_frame(w, h)
+        res = f"{w}x{h}"
+        typing = crop_box(w, h, [[w // 3, h // 3, 96, 32]], g)  # a few typed characters
+        window = crop_box(w, h, [[w // 4, h // 4, w // 3, h // 3]], g)  # a window's content
+        for name, box in (("whole frame", [0, 0, w, h]), (f"typing crop {typing[2]}x{typing[3]}", typing),
+                          (f"window crop {window[2]}x{window[3]}", window)):
+            x, y, cw, ch = box
+            part = np.ascontiguousarray(frame[y : y + ch, x : x + cw])
+            for fmt in ("jpeg", "png", "auto"):
+                cases.append((res, name, part, fmt))
+        cases.append((res, "whole frame", frame, "previous dry-run PNG"))
+    frame_shape = {f"{w}x{h}": (h, w) for w, h in ((1920, 1080), (3840, 2160))}
+    times: dict[int, list[float]] = {i: [] for i in range(len(cases))}
+    sizes: dict[int, tuple[int, str, str]] = {}
+    order = list(range(len(cases)))
+    for r in range(rounds):
+        rot = order[r % len(order):] + order[: r % len(order)]
+        for i in rot:
+            res, _, part, fmt = cases[i]
+            for _ in range(reps):
+                start = time.perf_counter()
+                if fmt == "previous dry-run PNG":
+                    data = encode_png(part, level=1)
+                    sizes[i] = (len(data), f"{part.shape[1]}x{part.shape[0]}", "image/png")
+                else:
+                    img = encode(part, g, fmt, whole=part.shape[:2] == frame_shape[res])
+                    sizes[i] = (len(img.data), f"{img.width}x{img.height}", img.media_type)
+                times[i].append((time.perf_counter() - start) * 1e3)
+    rows = []
+    for i, (res, name, _, fmt) in enumerate(cases):
+        nbytes, sent, media = sizes[i]
+        rows.append({"frame": res, "part": name, "format": fmt, "sent as": f"{sent} {media}",
+                     "bytes": nbytes, "ms": statistics.median(times[i])})
+    return rows
+
+
+# ---------------------------------------------------------------- the pipeline
+
+
+CONFIGS = {
+    "defaults": {},
+    "no-wait": {"min_interval_s": 0.0, "batch": 1, "requests_per_minute": 100000,
+                "input_tokens_per_minute": 100_000_000},
+}
+_CAPTURED = re.compile(r"captured (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z")
+
+
+def capture_ns(text: str) -> list[int]:
+    out = []
+    for stamp in _CAPTURED.findall(text):
+        t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc)
+        out.append(int(t.timestamp() * 1000) * 1_000_000)
+    return out
+
+
+def run_pipeline(name: str, warm: float, window: float) -> dict[str, Any]:
+    forward = {"base_url": "", **CONFIGS[name]}
+    with FakeClaude() as api:
+        forward["base_url"] = api.url
+        text = "[forward]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in forward.items()) + "\n"
+        with pipeline(text, env={"ANTHROPIC_API_KEY": KEY}) as p:
+            p.up("--live")
+            wait_for("a first request", lambda: api.snapshot(), timeout=60)
+            time.sleep(warm)  # a benchmark window, not a test: the steady state after start-up
+            c0 = control.request(p.rt, "status")["counters"]
+            t0 = time.time_ns()
+            time.sleep(window)
+            t1 = time.time_ns()
+            c1 = control.request(p.rt, "status")["counters"]
+            p.cli("down")
+        reqs = [r for r in api.snapshot() if t0 <= r.arrival_ns < t1]
+    latencies, frames, input_tokens = [], 0, 0
+    for r in reqs:
+        stamps = capture_ns(r.body["messages"][0]["content"][-1]["text"])
+        latencies += [(r.arrival_ns - s) / 1e6 for s in stamps]
+        frames += len(stamps)
+        input_tokens += image_tokens(r.body)
+    captured = c1["captured"] - c0["captured"]
+    minutes = (t1 - t0) / 60e9
+    return {
+        "config": name, "requests": len(reqs), "frames": frames, "captured": captured,
+        "p50": float(np.percentile(latencies, 50)) if latencies else float("nan"),
+        "p99": float(np.percentile(latencies, 99)) if latencies else float("nan"),
+        "tokens_per_frame": input_tokens / frames if frames else float("nan"),
+        "tokens_per_min": input_tokens / minutes,
+        "every_frame_tokens_per_min": captured * WHOLE_FRAME_TOKENS / minutes,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--window", type=float, default=40.0)
+    ap.add_argument("--warm", type=float, default=8.0)
+    ap.add_argument("--encode-rounds", type=int, default=5)
+    ap.add_argument("--encode-reps", type=int, default=4)
+    ap.add_argument("--skip-pipeline", action="store_true")
+    args = ap.parse_args()
+
+    print(f"# bench_forward {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", flush=True)
+    rows = bench_encode(args.encode_rounds, args.encode_reps)
+    base = {r["frame"]: r["ms"] for r in rows if r["format"] == "previous dry-run PNG"}
+    print("\n| frame | part | format | sent as | bytes | encode ms (median) | vs previous dry-run PNG |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['frame']} | {r['part']} | {r['format']} | {r['sent as']} | {r['bytes']:,} | {r['ms']:.1f} | "
+              f"{base[r['frame']] / r['ms']:.1f}x faster |", flush=True)
+    if args.skip_pipeline:
+        return 0
+
+    results: dict[str, list[dict[str, Any]]] = {n: [] for n in CONFIGS}
+    names = list(CONFIGS)
+    for rnd in range(args.rounds):
+        for name in names[rnd % 2:] + names[: rnd % 2]:
+            res = run_pipeline(name, args.warm, args.window)
+            results[name].append(res)
+            print(f"round {rnd + 1} {name}: {json.dumps(res)}", flush=True)
+    print("\n| config | requests/min | frames/request | capture to wire p50 | p99 | input tokens per forwarded frame "
+          "| input tokens/min | every captured frame whole, tokens/min | ratio |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        def med(key: str) -> float:
+            return float(statistics.median(x[key] for x in runs))
+        rpm = statistics.median(x["requests"] / (args.window / 60) for x in runs)
+        fpr = statistics.median(x["frames"] / max(1, x["requests"]) for x in runs)
+        print(f"| {name} | {rpm:.1f} | {fpr:.2f} | {med('p50'):.0f} ms | {med('p99'):.0f} ms | "
+              f"{med('tokens_per_frame'):.0f} | {med('tokens_per_min'):,.0f} | "
+              f"{med('every_frame_tokens_per_min'):,.0f} | "
+              f"{med('every_frame_tokens_per_min') / med('tokens_per_min'):.1f}x fewer |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,172 @@
+"""A local fake of the Messages API: a real HTTP server on 127.0.0.1 that
+records every request (arrival time, headers, JSON body) and answers each one
+as scripted (success, an error status with or without retry-after, a stall
+past the client's timeout, malformed JSON), then with success.
+
+Usage: `with FakeClaude() as api: ...` and point the SDK (or forward.base_url)
+at `api.url`. Input tokens in its answers are estimated the way the API
+documents for images (w*h/750, from the decoded image) plus text length / 4.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from PIL import Image
+
+
+@dataclass
+class Reply:
+    status: int = 200
+    text: str = "The user is editing a document."
+    headers: dict[str, str] = field(default_factory=dict)
+    stall_s: float = 0.0
+    malformed: bool = False
+    error_type: str = ""
+    usage: dict[str, int] = field(default_factory=dict)  # overrides of the usage it reports
+
+
+def ok(text: str = "The user is editing a document.", **usage: int) -> Reply:
+    return Reply(text=text, usage=usage)
+
+
+def error(status: int, error_type: str, retry_after: str | None = None) -> Reply:
+    return Reply(status=status, error_type=error_type, headers={"retry-after": retry_after} if retry_after else {})
+
+
+def stall(seconds: float) -> Reply:
+    return Reply(stall_s=seconds)
+
+
+def malformed() -> Reply:
+    return Reply(malformed=True)
+
+
+@dataclass
+class Recorded:
+    arrival_ns: int
+    path: str
+    headers: dict[str, str]
+    body: dict[str, Any]
+
+    def images(self) -> list[dict[str, Any]]:
+        return [c for m in self.body["messages"] for c in m["content"] if c["type"] == "image"]
+
+    def decoded(self) -> list[Image.Image]:
+        return [Image.open(io.BytesIO(base64.b64decode(c["source"]["data"]))) for c in self.images()]
+
+
+def image_tokens(body: dict[str, Any]) -> int:
+    n = 0
+    for m in body.get("messages", []):
+        for c in m["content"]:
+            if c["type"] == "image":
+                img = Image.open(io.BytesIO(base64.b64decode(c["source"]["data"])))
+                n += math.ceil(img.width * img.height / 750)
+            elif c["type"] == "text":
+                n += len(c["text"]) // 4
+    return n
+
+
+class FakeClaude:
+    def __init__(self, *script: Reply, held: bool = False) -> None:
+        """`held`: answers wait until `release()` (a test subscribes to the
+        events first, so none is published before it listens)."""
+        self.script = list(script)
+        self.gate = threading.Event()
+        if not held:
+            self.gate.set()
+        self.requests: list[Recorded] = []
+        self.lock = threading.Lock()
+        self.arrived = threading.Condition(self.lock)
+        self.closing = threading.Event()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                arrival = time.time_ns()
+                raw = self.rfile.read(int(self.headers.get("content-length", 0)))
+                body = json.loads(raw)
+                with fake.lock:
+                    fake.requests.append(Recorded(arrival, self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    reply = fake.script.pop(0) if fake.script else Reply()
+                    fake.arrived.notify_all()
+                fake.gate.wait()
+                if reply.stall_s and fake.closing.wait(reply.stall_s):
+                    return
+                if reply.malformed:
+                    self._send(200, b'{"id": "msg_1", "type": "mess', {})
+                elif reply.status != 200:
+                    payload = {"type": "error", "error": {"type": reply.error_type, "message": f"fake {reply.error_type}"}}
+                    self._send(reply.status, json.dumps(payload).encode(), reply.headers)
+                else:
+                    answer = fake.message(body, reply.text)
+                    answer["usage"].update(reply.usage)
+                    self._send(200, json.dumps(answer).encode(), reply.headers)
+
+            def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+                try:
+                    self.send_response(status)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    for k, v in headers.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up (a timeout under test)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @staticmethod
+    def message(body: dict[str, Any], text: str) -> dict[str, Any]:
+        return {
+            "id": "msg_fake", "type": "message", "role": "assistant", "model": body.get("model", "?"),
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": image_tokens(body), "output_tokens": max(1, len(text) // 4),
+                      "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
+        }
+
+    def wait_requests(self, n: int, timeout: float = 30.0) -> list[Recorded]:
+        """Blocks until at least `n` requests arrived; fails after `timeout`."""
+        with self.arrived:
+            if not self.arrived.wait_for(lambda: len(self.requests) >= n, timeout):
+                raise AssertionError(f"the fake API got {len(self.requests)} requests, not {n}, within {timeout:g}s")
+            return list(self.requests)
+
+    def release(self) -> None:
+        self.gate.set()
+
+    def snapshot(self) -> list[Recorded]:
+        with self.lock:
+            return list(self.requests)
+
+    def __enter__(self) -> FakeClaude:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.closing.set()
+        self.gate.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __iter__(self) -> Iterator[Recorded]:
+        return iter(self.snapshot())

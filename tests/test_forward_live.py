@@ -1,0 +1,230 @@
+"""Forward end to end: `jarvis-pipeline up --live` with the synthetic source,
+the real SDK pointed at a local fake of the Messages API (base_url), insight
+events on the tap, pause, the retry policy and the errors that stop
+forwarding; and dry-run with a key but without the live switch."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import stat
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from fake_claude import FakeClaude, error, malformed, ok, stall
+from pipeline import protocol
+from pipeline.tap import Tap
+from pipeline_harness import FAST_CONFIG, Pipeline, pipeline, wait_for
+
+KEY = "sk-ant-test-0123456789-never-logged"
+MASK = [0, 0, 0, 320, 180]  # the top-left quarter of the 640x360 synthetic desktop
+
+
+def config(api_url: str, *, fps: float = 8.0, **forward: Any) -> str:
+    keys = {
+        "base_url": api_url, "min_interval_s": 0.3, "backoff_s": 0.05, "backoff_max_s": 2.0,
+        "timeout_s": 5.0, "masks": [MASK], **forward,
+    }
+    lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in keys.items())
+    text = FAST_CONFIG.replace("[forward]\nmin_interval_s = 0.3\n", f"[forward]\n{lines}\n")
+    return text.replace("fps = 8.0", f"fps = {fps}")
+
+
+def assert_balanced(final: dict[str, int]) -> None:
+    assert final["captured"] > 0 and final["pending.forward"] == 0, final
+    assert protocol.terminal_total(final) == final["captured"], f"frames lost or counted twice: {final}"
+
+
+def assert_masked(image: Image.Image, box: list[int]) -> int:
+    """The pixels of `image` (frame part `box`, not downscaled) inside MASK are
+    black; JPEG may ring up to a chroma block (16 px at 4:2:0) from the
+    mask's edge. Returns
+    how many pixels were checked."""
+    rgb = np.asarray(image.convert("RGB"))
+    assert rgb.shape[:2] == (box[3], box[2])
+    edge = 0 if image.format == "PNG" else 16
+    x0, y0 = max(MASK[1], box[0]) - box[0], max(MASK[2], box[1]) - box[1]
+    x1, y1 = min(MASK[1] + MASK[3], box[0] + box[2]) - box[0], min(MASK[2] + MASK[4], box[1] + box[3]) - box[1]
+    if x1 - edge <= x0 or y1 - edge <= y0:
+        return 0  # this part of the frame does not reach into the mask
+    inside = rgb[y0 : y1 - edge, x0 : x1 - edge]
+    if inside.size:
+        assert int(inside.max()) <= (0 if edge == 0 else 24), f"masked pixels leaked: max {inside.max()}"
+    return int(inside.size)
+
+
+def boxes_in(text: str, w: int = 640, h: int = 360) -> list[list[int]]:
+    out = []
+    for line in text.splitlines():
+        m = re.search(r"region x=(\d+) y=(\d+) (\d+)x(\d+)", line)
+        if m:
+            out.append([int(g) for g in m.groups()])
+        elif line.startswith("Image "):
+            out.append([0, 0, w, h])
+    return out
+
+
+def listening(tap: Tap, api: FakeClaude) -> None:
+    """Once the tap receives forward's stats its subscription is in place:
+    only then may the fake API answer (events are not replayed)."""
+    next(t for t, _ in tap if t == "stats.forward")
+    api.release()
+
+
+def no_secret_anywhere(p: Pipeline) -> None:
+    for path in p.root.rglob("*"):
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), f"the key was written to {path.relative_to(p.root)}"
+
+
+def test_live_insights_on_the_tap_masks_and_pause() -> None:
+    interval = 0.5  # one frame at 2 fps
+    with FakeClaude() as api, pipeline(config(api.url, fps=2.0), env={"ANTHROPIC_API_KEY": KEY}) as p:
+        p.up("--live")
+        shown = p.cli("tap", "insight", "--count", "1", timeout=60).stdout
+        insight = json.loads(shown)
+        assert insight["topic"] == "insight" and insight["text"] == "The user is editing a document."
+        assert insight["model"] == "claude-sonnet-5-5" and insight["refs"] and insight["usage"]["input_tokens"] > 0
+        assert len(insight["capture_times"]) == len(insight["refs"]) and insight["cost_usd"] > 0
+        assert "forward live" in p.cli("status").stdout
+        assert KEY not in p.rt.config_path.read_text(), "the key is never part of the configuration"
+
+        checked = 0
+        for req in api.wait_requests(2):
+            assert req.body["system"][0]["cache_control"] == {"type": "ephemeral"}
+            text = req.body["messages"][0]["content"][-1]["text"]
+            for img, box in zip(req.decoded(), boxes_in(text), strict=True):
+                checked += assert_masked(img, box)
+        assert checked > 0, "no image sent covered the mask"
+
+        with p.tap("frame.dropped", "control.") as tap:
+            p.cli("pause")
+            paused_ns = time.time_ns()
+            paused = 0
+            for topic, body in tap:  # frames keep coming and are dropped, while no request leaves
+                paused += topic == "frame.dropped" and body["reason"] == "paused"
+                if paused >= 4:
+                    break
+        late = [r for r in api.snapshot() if r.arrival_ns > paused_ns + interval * 1e9]
+        assert late == [], f"{len(late)} requests arrived more than one frame interval after pause"
+        before = len(api.snapshot())
+        p.cli("resume")
+        api.wait_requests(before + 1)
+        p.cli("down")
+        final = p.final_counters()
+        assert_balanced(final)
+        assert final["forwarded"] > 0 and final["dropped.paused"] >= 4
+
+        journal = p.rt.data_dir / "journal.jsonl"
+        assert stat.S_IMODE(journal.stat().st_mode) == 0o600
+        lines = [json.loads(x) for x in journal.read_text().splitlines()]
+        answered = [x for x in lines if x["outcome"] == "answered"]
+        assert answered and all(x["usage"]["input_tokens"] > 0 and x["response"] for x in answered)
+        assert all("images" not in x for x in lines), "images are journaled only when enabled"
+        no_secret_anywhere(p)
+
+
+def test_retries_failures_and_the_stop_on_a_refused_key() -> None:
+    script = [
+        error(429, "rate_limit_error", "0.2"), error(529, "overloaded_error"), error(500, "api_error"), ok("first"),
+        stall(30.0), ok("second"),
+        malformed(),
+        error(401, "authentication_error"),
+    ]
+    with FakeClaude(*script, held=True) as api, \
+            pipeline(config(api.url, timeout_s=1.0), env={"ANTHROPIC_API_KEY": KEY}) as p:
+        p.up("--live")
+        errors, insights, stopped_drops = [], [], 0
+        with p.tap("forward.", "insight", "frame.dropped", "stats.forward") as tap:
+            listening(tap, api)
+            for topic, body in tap:
+                if topic == "forward.error":
+                    errors.append(body)
+                elif topic == "insight":
+                    insights.append(body)
+                elif topic == "frame.dropped" and body["reason"] == "forward_stopped":
+                    stopped_drops += 1
+                if stopped_drops >= 3:  # frames still arrive after the stop, and are dropped
+                    break
+        assert [(e["kind"], e["attempt"], e["retry_in_s"], e["stopped"]) for e in errors] == [
+            ("rate_limited", 1, 0.2, False),  # retry-after honoured
+            ("overloaded", 2, 0.1, False),  # backoff 0.05 x 2
+            ("server", 3, 0.2, False),
+            ("timeout", 1, 0.05, False),
+            ("malformed", 1, None, False),  # given up: its frames are send_failed
+            ("auth", 1, None, True),
+        ]
+        assert [i["text"] for i in insights] == ["first", "second"]
+        assert len(api.snapshot()) == len(script), "nothing is sent after the key was refused"
+        st = p.status()["forward"]
+        assert st["state"] == "running" and st["restarts"] == 0, "a refused key is not a crash loop"
+        assert "stopped: auth" in p.cli("status").stdout
+        p.cli("down")
+        final = p.final_counters()
+        assert_balanced(final)
+        assert final["dropped.send_failed"] >= 1 and final["dropped.forward_stopped"] >= 3
+        outcomes = [json.loads(x)["outcome"] for x in (p.rt.data_dir / "journal.jsonl").read_text().splitlines()]
+        assert outcomes[:4] == ["answered", "answered", "failed", "failed"]
+        no_secret_anywhere(p)
+
+
+def test_unknown_model_stops_forwarding() -> None:
+    with FakeClaude(error(404, "not_found_error"), held=True) as api, \
+            pipeline(config(api.url, model="claude-no-such-model"), env={"ANTHROPIC_API_KEY": KEY}) as p:
+        p.up("--live")
+        with p.tap("forward.error", "stats.forward") as tap:
+            listening(tap, api)
+            body = next(b for t, b in tap if t == "forward.error")
+        assert body["kind"] == "unknown_model" and body["stopped"] is True
+        wait_for("frames dropped after the stop",
+                 lambda: p.status()["forward"]["drops"].get("forward_stopped", 0) >= 2)
+        assert len(api.snapshot()) == 1 and api.snapshot()[0].body["model"] == "claude-no-such-model"
+        assert "stopped: unknown_model" in p.cli("status").stdout
+        p.cli("down")
+        assert_balanced(p.final_counters())
+
+
+def test_a_key_without_the_live_switch_sends_nothing() -> None:
+    with FakeClaude() as api, pipeline(config(api.url), env={"ANTHROPIC_API_KEY": KEY}) as p:
+        p.up()
+        with p.tap("forward.") as tap:
+            dry: list[dict[str, Any]] = []
+            for topic, body in tap:
+                if topic == "forward.dry_run":
+                    dry.append(body)
+                if len(dry) >= 3:
+                    break
+        assert "forward dry-run" in p.cli("status").stdout
+        p.cli("down")
+        assert api.snapshot() == [], "a key alone never sends"
+        assert_balanced(p.final_counters())
+        checked = 0
+        for body in dry:
+            folder = Path(body["path"])
+            request = json.loads((folder / "request.json").read_text())
+            assert request["mode"] == "dry-run" and KEY not in json.dumps(request)
+            content = request["request"]["messages"][0]["content"]
+            assert [c["type"] for c in content][-1] == "text" and content[0]["type"] == "image"
+            for frame, block in zip(request["frames"], content):
+                assert block["source"]["data"] == frame["image"]
+                img = Image.open(io.BytesIO((folder / frame["image"]).read_bytes()))
+                assert img.format == ("PNG" if frame["image"].endswith(".png") else "JPEG")
+                checked += assert_masked(img, frame["box"])
+        assert checked > 0, "no image written covered the mask"
+        no_secret_anywhere(p)
+
+
+def test_live_refuses_a_key_file_others_can_read(tmp_path: Path) -> None:
+    key_file = tmp_path / "key"
+    key_file.write_text(KEY + "\n")
+    key_file.chmod(0o644)
+    with pipeline(config("http://127.0.0.1:9", api_key_file=str(key_file))) as p:
+        p.env.pop("ANTHROPIC_API_KEY", None)
+        out = p.cli("up", "-d", "-c", str(p.config_path), "--live", check=False)
+        assert out.returncode == 78 and "chmod 600" in out.stderr and KEY not in out.stderr + out.stdout
+        assert p.supervisor_pid() is None

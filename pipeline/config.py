@@ -126,12 +126,13 @@ class ForwardConfig:
                                       lo=1000, hi=100_000_000)
     batch: int = _f(5, "frames per request at most", lo=1, hi=20)
     queue_max: int = _f(10, "frames waiting for a request at most; more are dropped", lo=1, hi=100)
-    model: str = _f("claude-sonnet-5-5", "the Claude model (sampling parameters such as temperature are not "
-                    "sent: the current API refuses them)")
+    model: str = _f("claude-sonnet-5-5", "the Claude model")
     system_prompt: str = _f(DEFAULT_SYSTEM_PROMPT, "system prompt (sent with cache_control)")
     user_prompt: str = _f("{count} screenshot(s), captured at {times}.",
                           "text after the images; {count} and {times} are filled in")
     max_tokens: int = _f(1024, "answer length cap in tokens (thinking included)", lo=1, hi=128000)
+    temperature: float = _f(-1.0, "sampling temperature 0..1, sent only when set (>= 0): current models refuse "
+                            "it, older ones accept it", lo=-1.0, hi=1.0)
     base_url: str = _f("https://api.anthropic.com", "the Messages API's base URL")
     api_key_file: str = _f("", "file holding the API key (mode 0600) when ANTHROPIC_API_KEY is not set")
     timeout_s: float = _f(60.0, "give up on an answer after this long (then retried)", lo=0.5, hi=600.0)

@@ -64,10 +64,13 @@ class ClaudeClient:
     def __init__(self, key: str, base_url: str, timeout_s: float) -> None:
         self.sdk = anthropic.Anthropic(api_key=key, base_url=base_url, max_retries=0, timeout=timeout_s)
 
-    def call(self, params: dict[str, Any]) -> Answer:
-        """Sends one request; raises Failure."""
+    def call(self, body: dict[str, Any]) -> Answer:
+        """Sends one request body; raises Failure."""
+        params = dict(body)
+        # The SDK's typed signature no longer has sampling parameters; the body still may.
+        extra = {k: params.pop(k) for k in ("temperature",) if k in params}
         try:
-            msg = self.sdk.messages.create(**params)
+            msg = self.sdk.messages.create(**params, extra_body=extra or None)
         except (anthropic.APIError, ValueError) as exc:
             raise classify(exc) from None
         # Models that think first put thinking blocks before the text: select by type.

@@ -44,7 +44,7 @@ def prompt_text(template: str, shots: list[Shot]) -> str:
 
 
 def build(f: Any, shots: list[Shot], *, inline_images: bool = True) -> dict[str, Any]:
-    """Keyword arguments of `messages.create` for `shots` under forward config
+    """The request body for `shots` under forward config
     `f`; without `inline_images` each image's data is replaced by its file name
     (the outbox keeps the images next to the request)."""
     content: list[dict[str, Any]] = []
@@ -52,12 +52,15 @@ def build(f: Any, shots: list[Shot], *, inline_images: bool = True) -> dict[str,
         data = s.image.b64 if inline_images else s.file_name
         content.append({"type": "image", "source": {"type": "base64", "media_type": s.image.media_type, "data": data}})
     content.append({"type": "text", "text": prompt_text(f.user_prompt, shots)})
-    return {
+    body: dict[str, Any] = {
         "model": f.model,
         "max_tokens": f.max_tokens,
         "system": [{"type": "text", "text": f.system_prompt, "cache_control": {"type": "ephemeral"}}],
         "messages": [{"role": "user", "content": content}],
     }
+    if f.temperature >= 0:
+        body["temperature"] = f.temperature
+    return body
 
 
 def fit_request(shots: list[Shot]) -> list[Shot]:

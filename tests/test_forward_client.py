@@ -57,6 +57,7 @@ def test_request_body_on_the_wire() -> None:
     body = req.body
     assert body["model"] == f.model and body["max_tokens"] == f.max_tokens
     assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
+    assert "temperature" not in body, "not sent unless configured: current models refuse it"
     content = body["messages"][0]["content"]
     assert [c["type"] for c in content] == ["image", "image", "image", "text"], "images first, then the text"
     assert [c["source"]["media_type"] for c in content[:3]] == ["image/jpeg", "image/jpeg", "image/png"]
@@ -69,6 +70,14 @@ def test_request_body_on_the_wire() -> None:
     assert "2023-11-14T22:13:20.000Z" in text and "2023-11-14T22:13:25.000Z" in text, "capture times in the text"
     assert text.index("Image 1:") < text.index("Image 2:") < text.index("Image 3:")
     assert "region x=100 y=50 401x300 of 1920x1080" in text and "whole screen" in text
+
+
+def test_configured_temperature_is_sent() -> None:
+    f = config_mod.load(None, env={"JARVIS__FORWARD__TEMPERATURE": "0.3"}).forward
+    with FakeClaude(ok("warm")) as api:
+        assert ClaudeClient(KEY, api.url, 10.0).call(build(f, shots(1))).text == "warm"
+        (req,) = api.snapshot()
+    assert req.body["temperature"] == 0.3 and req.body["model"] == f.model
 
 
 def test_cache_reads_and_writes_are_reported() -> None:

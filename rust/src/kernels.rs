@@ -2,16 +2,12 @@
 //! row stride, BGRA / RGB / GRAY. Each has a plain numpy reference in
 //! procs/kernels.py that the tests hold it to, exactly.
 
-use rayon::prelude::*;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::error::{RingError, Result};
 use crate::frame::{PixelFormat, SourceFrame};
 
-/// Frames at least this large are split across threads.
-const PARALLEL_PIXELS: usize = 256 * 1024;
-
-fn row(f: &SourceFrame, y: usize) -> &[u8] {
+pub(crate) fn row(f: &SourceFrame, y: usize) -> &[u8] {
     // SAFETY: SourceFrame's contract: `height` rows of `width * channels`
     // readable bytes, `stride` apart, alive while the kernel runs.
     unsafe { std::slice::from_raw_parts(f.ptr.add(y * f.stride), f.width * f.format.channels()) }
@@ -33,7 +29,7 @@ pub fn frame_hash(f: &SourceFrame) -> u64 {
     }
 }
 
-fn same_geometry(a: &SourceFrame, b: &SourceFrame) -> Result<()> {
+pub(crate) fn same_geometry(a: &SourceFrame, b: &SourceFrame) -> Result<()> {
     if (a.width, a.height, a.format) != (b.width, b.height, b.format) {
         return Err(RingError::FrameGeometry(format!(
             "frames of different geometry cannot be compared: {}x{} {} vs {}x{} {}",
@@ -48,69 +44,58 @@ fn same_geometry(a: &SourceFrame, b: &SourceFrame) -> Result<()> {
     Ok(())
 }
 
-/// Changed pixels in `a[x0..x1]` vs `b`: colour `dr^2+dg^2+db^2 > t^2`
-/// (alpha ignored), gray `|d| > t`. Integer math: CPU, numpy and GPU agree.
-fn changed_in(a: &[u8], b: &[u8], format: PixelFormat, t: u32) -> u32 {
-    let t2 = (t * t) as i32;
-    match format {
-        PixelFormat::Gray => a.iter().zip(b).map(|(&p, &q)| u32::from((i32::from(p) - i32::from(q)).abs() > t as i32)).sum(),
-        PixelFormat::Bgra | PixelFormat::Rgb => {
-            let c = format.channels();
-            a.chunks_exact(c)
-                .zip(b.chunks_exact(c))
-                .map(|(p, q)| {
-                    let d0 = i32::from(p[0]) - i32::from(q[0]);
-                    let d1 = i32::from(p[1]) - i32::from(q[1]);
-                    let d2 = i32::from(p[2]) - i32::from(q[2]);
-                    u32::from(d0 * d0 + d1 * d1 + d2 * d2 > t2)
-                })
-                .sum()
-        }
-    }
-}
-
-/// Changed pixels per `tile` x `tile` tile (edge tiles partial), row-major
-/// (rows of tiles, then columns): returns (counts, tile rows, tile columns).
-pub fn tile_changes(a: &SourceFrame, b: &SourceFrame, threshold: u32, tile: usize) -> Result<(Vec<u32>, usize, usize)> {
-    same_geometry(a, b)?;
-    if tile == 0 {
-        return Err(RingError::Config("tile size must be positive".into()));
-    }
-    if threshold > 255 {
-        return Err(RingError::Config(format!("threshold {threshold} is outside 0..255")));
-    }
-    let (w, h, c) = (a.width, a.height, a.format.channels());
-    let (th, tw) = (h.div_ceil(tile), w.div_ceil(tile));
-    let mut counts = vec![0u32; th * tw];
-    let band = |ty: usize, out: &mut [u32]| {
-        for y in ty * tile..((ty + 1) * tile).min(h) {
-            let (ra, rb) = (row(a, y), row(b, y));
-            for (tx, n) in out.iter_mut().enumerate() {
-                let (x0, x1) = (tx * tile * c, ((tx + 1) * tile).min(w) * c);
-                *n += changed_in(&ra[x0..x1], &rb[x0..x1], a.format, threshold);
-            }
-        }
-    };
-    if w * h >= PARALLEL_PIXELS {
-        counts.par_chunks_mut(tw).enumerate().for_each(|(ty, out)| band(ty, out));
-    } else {
-        counts.chunks_mut(tw).enumerate().for_each(|(ty, out)| band(ty, out));
-    }
-    Ok((counts, th, tw))
-}
-
 /// Integer luma of one pixel: (77 R + 150 G + 29 B) >> 8 (gray: the value).
+#[inline(always)]
+fn luma_bgra(p: &[u8]) -> u32 {
+    (77 * u32::from(p[2]) + 150 * u32::from(p[1]) + 29 * u32::from(p[0])) >> 8
+}
+
+#[inline(always)]
+fn luma_rgb(p: &[u8]) -> u32 {
+    (77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8
+}
+
 fn luma_row(r: &[u8], format: PixelFormat, out: &mut Vec<u8>) {
     out.clear();
     match format {
         PixelFormat::Gray => out.extend_from_slice(r),
-        PixelFormat::Bgra => out.extend(
-            r.chunks_exact(4).map(|p| ((77 * u32::from(p[2]) + 150 * u32::from(p[1]) + 29 * u32::from(p[0])) >> 8) as u8),
-        ),
-        PixelFormat::Rgb => out.extend(
-            r.chunks_exact(3).map(|p| ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as u8),
-        ),
+        PixelFormat::Bgra => out.extend(r.chunks_exact(4).map(|p| luma_bgra(p) as u8)),
+        PixelFormat::Rgb => out.extend(r.chunks_exact(3).map(|p| luma_rgb(p) as u8)),
     }
+}
+
+/// Adds each pixel's luma to its column's sum.
+#[inline(always)]
+fn add_luma(r: &[u8], format: PixelFormat, cols: &mut [u32]) {
+    match format {
+        PixelFormat::Gray => cols.iter_mut().zip(r).for_each(|(c, &v)| *c += u32::from(v)),
+        PixelFormat::Bgra => cols.iter_mut().zip(r.chunks_exact(4)).for_each(|(c, p)| *c += luma_bgra(p)),
+        PixelFormat::Rgb => cols.iter_mut().zip(r.chunks_exact(3)).for_each(|(c, p)| *c += luma_rgb(p)),
+    }
+}
+
+#[inline(always)]
+fn column_sums_generic(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32]) {
+    cols.fill(0);
+    for y in y0..y1 {
+        add_luma(row(f, y), f.format, cols);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn column_sums_avx2(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32]) {
+    column_sums_generic(f, y0, y1, cols)
+}
+
+/// Per-column luma sums of rows `y0..y1`.
+fn column_sums(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { column_sums_avx2(f, y0, y1, cols) };
+    }
+    column_sums_generic(f, y0, y1, cols)
 }
 
 /// Histogram of the luma values (256 bins).
@@ -159,6 +144,33 @@ pub fn block_features(f: &SourceFrame, grid: usize) -> Result<Vec<f64>> {
             [mean, var.sqrt()]
         })
         .collect())
+}
+
+/// Tiny luma thumbnail for a cheap first look: the mean luma (rounded down)
+/// of each of `size` x `size` blocks (block k spans rows k*H/size ..
+/// (k+1)*H/size, likewise columns), row-major; an empty block (frames smaller
+/// than the thumbnail) gives 0. Column sums build up row by row (a loop the
+/// compiler vectorises; AVX2 where the CPU has it) and are folded into
+/// blocks once per band of rows.
+pub fn thumbnail(f: &SourceFrame, size: usize) -> Result<Vec<u8>> {
+    if size == 0 || size > 256 {
+        return Err(RingError::Config(format!("thumbnail size must be 1..256, not {size}")));
+    }
+    let (w, h) = (f.width, f.height);
+    let mut out = vec![0u8; size * size];
+    let mut cols = vec![0u32; w];
+    for by in 0..size {
+        let (y0, y1) = (by * h / size, (by + 1) * h / size);
+        column_sums(f, y0, y1, &mut cols);
+        for (bx, px) in out[by * size..(by + 1) * size].iter_mut().enumerate() {
+            let (x0, x1) = (bx * w / size, (bx + 1) * w / size);
+            let n = ((y1 - y0) * (x1 - x0)) as u64;
+            if n > 0 {
+                *px = (cols[x0..x1].iter().map(|&c| u64::from(c)).sum::<u64>() / n) as u8;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Changed tiles as merged bounding boxes [x, y, w, h] in pixels: 8-connected
@@ -246,22 +258,5 @@ mod tests {
         let b = frame(&padded, 5, 3, 64, PixelFormat::Bgra);
         assert_eq!(frame_hash(&a), frame_hash(&b));
         assert_eq!(frame_hash(&a), xxh3_64(&packed));
-    }
-
-    #[test]
-    fn counts_changed_pixels_per_tile() {
-        let a = vec![0u8; 6 * 5 * 3];
-        let mut b = a.clone();
-        b[(4 * 6 + 5) * 3] = 30; // pixel (5, 4): |d| = 30
-        b[0] = 10; // pixel (0, 0): below threshold 20
-        let (counts, th, tw) = tile_changes(
-            &frame(&a, 6, 5, 18, PixelFormat::Rgb),
-            &frame(&b, 6, 5, 18, PixelFormat::Rgb),
-            20,
-            4,
-        )
-        .unwrap();
-        assert_eq!((th, tw), (2, 2));
-        assert_eq!(counts, vec![0, 0, 0, 1]);
     }
 }

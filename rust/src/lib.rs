@@ -10,6 +10,8 @@ pub mod slot;
 #[cfg(not(loom))]
 pub mod bloom;
 #[cfg(not(loom))]
+pub mod changes;
+#[cfg(not(loom))]
 pub mod error;
 #[cfg(not(loom))]
 pub mod frame;

@@ -32,6 +32,9 @@ MAX_EVENT_BYTES = 64 * 1024
 #: Ring fields of a FrameRef, in wire order.
 FRAME_REF_FIELDS: tuple[str, ...] = tuple(FrameRef.FIELDS)
 _RESERVED_KEYS = frozenset(FRAME_REF_FIELDS) | {"v"}
+#: Extra field set by capture: the frame's pixel hash (kernels.fingerprint),
+#: computed right after the write while the pixels are still in cache.
+PIXEL_HASH_KEY = "pixel_hash"
 
 
 class ProtocolError(ValueError):

@@ -210,13 +210,18 @@ def bench(width: int, height: int, args: argparse.Namespace) -> list[str]:
         "capture write: copy into the slot": (lambda: capture_write(False, slot), 1, 20),
         "capture write + hash (fused)": (lambda: capture_write(True, slot), 1, 20),
     }
-    regions: dict[str, tuple[Callable[[], Callable[[np.ndarray, int], object]], int, int]] = {
-        "ours, 1 thread": (lambda: pairwise(regions_ours(False), frames), 1, 30),
-        f"ours, rayon default ({os.cpu_count()} threads)": (lambda: pairwise(regions_ours(True), frames), 1, 30),
-        "OpenCV, 1 thread": (lambda: pairwise(regions_opencv(1), frames), 1, 10),
-        f"OpenCV, default ({CV_DEFAULT_THREADS} threads)": (lambda: pairwise(regions_opencv(CV_DEFAULT_THREADS), frames), 1, 10),
-        "numpy reference": (lambda: pairwise(regions_numpy, frames), slow, 2),
+    runs: dict[str, tuple[Callable[[], Callable[[np.ndarray, np.ndarray], object]], int, int]] = {
+        "ours, 1 thread": (lambda: regions_ours(False), 1, 30),
+        f"ours, rayon default ({os.cpu_count()} threads)": (lambda: regions_ours(True), 1, 30),
+        "OpenCV, 1 thread": (lambda: regions_opencv(1), 1, 10),
+        f"OpenCV, default ({CV_DEFAULT_THREADS} threads)": (lambda: regions_opencv(CV_DEFAULT_THREADS), 1, 10),
+        "numpy reference": (lambda: regions_numpy, slow, 2),
     }
+
+    def on(fs: list[np.ndarray], make: Callable[[], Callable[[np.ndarray, np.ndarray], object]]) -> Callable[[], Callable[[np.ndarray, int], object]]:
+        return lambda: pairwise(make(), fs)
+
+    regions = {k: (on(frames, make), step, reps) for k, (make, step, reps) in runs.items()}
     out: list[str] = []
     for title, methods, target_name in (("Dedup check", dedup, "ours: xxh3 + Bloom + recent set"),
                                         ("Change regions", regions, "ours, 1 thread")):
@@ -237,6 +242,22 @@ def bench(width: int, height: int, args: argparse.Namespace) -> list[str]:
             out.append(f"| {name} | {c * 1e3:.3f} | {h * 1e3:.3f} | {c / base_c:.2f}x | {h / base_h:.2f}x |")
         out.append("")
         print("\n".join(out[head:]), flush=True)
+    # Worst case for the equal-row shortcut: every row differs (noise frames).
+    rng = np.random.default_rng(11)
+    noise = [rng.integers(0, 256, (height, width, 4), dtype=np.uint8) for _ in range(2)]
+    worst = [k for k in runs if not k.startswith("numpy")]
+    times: dict[str, list[float]] = {k: [] for k in worst}
+    for r in range(args.rounds):
+        for name in worst[r % len(worst):] + worst[: r % len(worst)]:
+            pair_run, _, pair_reps = runs[name]
+            times[name].append(time_hot(on(noise, pair_run)(), noise, pair_reps))
+    base = statistics.median(times["ours, 1 thread"])
+    out += [f"### Change regions, every row changed (noise), {width}x{height}, hot", "",
+            "| method | ms / frame | vs ours |", "|---|---|---|"]
+    for name, ts in times.items():
+        out.append(f"| {name} | {statistics.median(ts) * 1e3:.3f} | {statistics.median(ts) / base:.2f}x |")
+    out.append("")
+    print("\n".join(out[-len(times) - 5:]), flush=True)
     return out
 
 

@@ -94,6 +94,16 @@ def test_regions_match_the_reference_exactly(m: tuple[np.ndarray, int, int, int]
     assert kernels.regions(tiles, tile, w, h, max_regions) == expected
 
 
+def test_regions_of_many_scattered_changes_match_the_reference() -> None:
+    # ~100 isolated boxes of uneven sizes: many merges, many ties in cost
+    rng = np.random.default_rng(9)
+    tiles = np.zeros((40, 40), bool)
+    tiles[::4, ::4] = True
+    tiles[1::8, 1::4] = rng.random((5, 10)) < 0.5
+    for max_regions in (1, 7, 16, 60):
+        assert jrc.regions(tiles, 16, 640, 640, max_regions) == kernels.tile_regions(tiles, 16, 640, 640, max_regions)
+
+
 def test_regions_bad_input_is_a_clear_error() -> None:
     tiles = np.zeros((4, 5), bool)
     with pytest.raises(jrc.FrameGeometryError, match="tile map"):

@@ -22,6 +22,8 @@ pub mod kernels;
 #[cfg(not(loom))]
 pub(crate) mod layout;
 #[cfg(not(loom))]
+pub mod regions;
+#[cfg(not(loom))]
 pub mod ring;
 #[cfg(not(loom))]
 mod shm;

@@ -85,7 +85,7 @@ pub fn regions(
         ))
         .into());
     }
-    Ok(py.detach(|| crate::kernels::regions(&changed, shape.0, shape.1, tile, width, height, max_regions)))
+    Ok(py.detach(|| crate::regions::regions(&changed, shape.0, shape.1, tile, width, height, max_regions)))
 }
 
 /// Tiny luma thumbnail, the cheap first look at a frame: the mean luma

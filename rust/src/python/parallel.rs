@@ -36,7 +36,7 @@ fn analyse(frames: &[SourceFrame], i: usize, t: u32, tile: usize, grid: usize, m
     let (counts, th, tw) = changes::tile_changes(a, b, t, tile, true)?;
     let ratio = counts.iter().map(|&c| f64::from(c)).sum::<f64>() / (b.width * b.height) as f64;
     let changed: Vec<bool> = counts.iter().map(|&c| c > 0).collect();
-    Ok((features, Some((ratio, kernels::regions(&changed, th, tw, tile, b.width, b.height, max_regions)))))
+    Ok((features, Some((ratio, crate::regions::regions(&changed, th, tw, tile, b.width, b.height, max_regions)))))
 }
 
 #[pymethods]

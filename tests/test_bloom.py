@@ -52,8 +52,13 @@ def test_both_filters_share_one_implementation_of_items() -> None:
             assert item in f and f.contains(item)
         with pytest.raises(TypeError, match="int, str or bytes-like"):
             f.contains(1.5)  # type: ignore[arg-type]
-        with pytest.raises(OverflowError):
-            f.add(-(2**63) - 1)
+        for too_big in (-(2**63) - 1, 2**64, 2**64 + 5, 10**400):
+            with pytest.raises(OverflowError):
+                f.add(too_big)
+        # every int of 64 bits is its own 8 bytes, signed or not
+        for v in (2**63, 2**63 + 12345, 2**64 - 1, -(2**63), -1, 0, 2**62 + 7):
+            f.add(v)
+            assert (v % 2**64).to_bytes(8, "little") in f
 
 
 def test_rotating_filter_is_bounded_and_remembers_the_recent() -> None:

@@ -5,22 +5,45 @@
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
 use pyo3::prelude::*;
+use pyo3::ffi;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyInt, PyString};
 
 use crate::bloom::{self, Key};
+
+static TWO_TO_64: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// An int item's 64 bits: ints from -2^63 to 2^64 - 1 (frame hashes are
+/// unsigned, other ints may be negative). For ints of more than one 30-bit
+/// digit, CPython's PyLong_AsUnsignedLongLong goes through a byte-array
+/// conversion that costs a third of a lookup; the calls here loop over the
+/// digits instead (ints from 2^63: one comparison with 2^64, then the mask).
+fn int_bits(item: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let (py, p) = (item.py(), item.as_ptr());
+    let mut overflow = 0;
+    // SAFETY: `p` is a live int (the caller checked) and we hold the GIL.
+    let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(p, &mut overflow) };
+    if overflow == 0 {
+        if v == -1 {
+            if let Some(e) = PyErr::take(py) {
+                return Err(e);
+            }
+        }
+        return Ok(v as u64);
+    }
+    let two_to_64 = TWO_TO_64.get_or_init(py, || (1u128 << 64).into_pyobject(py).expect("an int").unbind().into_any());
+    if overflow > 0 && item.lt(two_to_64.bind(py))? {
+        // SAFETY: as above; 2^63 <= item < 2^64, so the mask is its value.
+        return Ok(unsafe { ffi::PyLong_AsUnsignedLongLongMask(p) });
+    }
+    item.extract::<u64>().map_err(|_| PyOverflowError::new_err("Bloom filter int items must fit in 64 bits"))
+}
 
 /// The item's key, without copying str or bytes.
 fn key_of(item: &Bound<'_, PyAny>) -> PyResult<Key> {
     // Frame hashes (ints) are dedup's items: test for them first.
     if item.is_instance_of::<PyInt>() {
-        let v: u64 = match item.extract::<u64>() {
-            Ok(v) => v,
-            Err(_) => item
-                .extract::<i64>()
-                .map(|v| v as u64)
-                .map_err(|_| PyOverflowError::new_err("Bloom filter int items must fit in 64 bits"))?,
-        };
-        return Ok(Key::of(&v.to_le_bytes()));
+        return Ok(Key::of(&int_bits(item)?.to_le_bytes()));
     }
     if let Ok(s) = item.cast::<PyString>() {
         return Ok(Key::of(s.to_str()?.as_bytes()));
@@ -43,16 +66,16 @@ enum Filter {
 }
 
 /// What both Bloom filters share: adding items and asking for them.
-#[pyclass(module = "jarvis_rust_core", subclass)]
+#[pyclass(module = "jarvis_rust_core", subclass, frozen)]
 pub struct BloomFilterBase {
     inner: Filter,
 }
 
 #[pymethods]
 impl BloomFilterBase {
-    fn add(&mut self, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn add(&self, item: &Bound<'_, PyAny>) -> PyResult<()> {
         let key = key_of(item)?;
-        match &mut self.inner {
+        match &self.inner {
             Filter::Plain(f) => f.add(key),
             Filter::Rotating(f) => f.add(key),
         }
@@ -92,7 +115,7 @@ impl BloomFilterBase {
 /// A Bloom filter of `size_mb` megabytes with `num_hashes` hash functions (the
 /// plan's constructor); `for_items` sizes one for a count and a false-positive
 /// rate instead.
-#[pyclass(module = "jarvis_rust_core", extends = BloomFilterBase)]
+#[pyclass(module = "jarvis_rust_core", extends = BloomFilterBase, frozen)]
 pub struct RustBloomFilter;
 
 fn plain(f: bloom::BloomFilter) -> PyClassInitializer<RustBloomFilter> {
@@ -114,35 +137,33 @@ impl RustBloomFilter {
     }
 
     /// Items added (not distinct items).
-    fn __len__(slf: PyRef<'_, Self>) -> usize {
-        slf.as_super().plain().items() as usize
+    fn __len__(slf: &Bound<'_, Self>) -> usize {
+        slf.as_super().get().plain().items() as usize
     }
 
-    fn clear(mut slf: PyRefMut<'_, Self>) {
-        if let Filter::Plain(f) = &mut slf.as_super().inner {
-            f.clear()
-        }
-    }
-
-    #[getter]
-    fn size_bits(slf: PyRef<'_, Self>) -> u64 {
-        slf.as_super().plain().bits()
+    fn clear(slf: &Bound<'_, Self>) {
+        slf.as_super().get().plain().clear()
     }
 
     #[getter]
-    fn num_hashes(slf: PyRef<'_, Self>) -> u32 {
-        slf.as_super().plain().hashes()
+    fn size_bits(slf: &Bound<'_, Self>) -> u64 {
+        slf.as_super().get().plain().bits()
+    }
+
+    #[getter]
+    fn num_hashes(slf: &Bound<'_, Self>) -> u32 {
+        slf.as_super().get().plain().hashes()
     }
 
     /// The false-positive rate the layout predicts after `n` items.
-    fn predicted_fp_rate(slf: PyRef<'_, Self>, n: u64) -> f64 {
-        slf.as_super().plain().predicted_fp_rate(n)
+    fn predicted_fp_rate(slf: &Bound<'_, Self>, n: u64) -> f64 {
+        slf.as_super().get().plain().predicted_fp_rate(n)
     }
 }
 
 /// Two generations of `capacity` items at `fp_rate`: memory stays bounded and
 /// at least the last `capacity` items are remembered.
-#[pyclass(module = "jarvis_rust_core", extends = BloomFilterBase)]
+#[pyclass(module = "jarvis_rust_core", extends = BloomFilterBase, frozen)]
 pub struct RotatingBloomFilter;
 
 #[pymethods]
@@ -154,17 +175,17 @@ impl RotatingBloomFilter {
     }
 
     #[getter]
-    fn rotations(slf: PyRef<'_, Self>) -> u64 {
-        slf.as_super().rotating().rotations()
+    fn rotations(slf: &Bound<'_, Self>) -> u64 {
+        slf.as_super().get().rotating().rotations()
     }
 
     #[getter]
-    fn capacity(slf: PyRef<'_, Self>) -> u64 {
-        slf.as_super().rotating().capacity()
+    fn capacity(slf: &Bound<'_, Self>) -> u64 {
+        slf.as_super().get().rotating().capacity()
     }
 
     #[getter]
-    fn size_bits(slf: PyRef<'_, Self>) -> u64 {
-        slf.as_super().rotating().bits()
+    fn size_bits(slf: &Bound<'_, Self>) -> u64 {
+        slf.as_super().get().rotating().bits()
     }
 }

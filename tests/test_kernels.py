@@ -154,6 +154,16 @@ def test_luma_histogram_and_block_features_match_the_references(fs: tuple[np.nda
     assert got.shape == (2 * grid * grid,) and np.array_equal(got, expected)
 
 
+def test_block_sums_of_very_tall_blocks_do_not_overflow() -> None:
+    # more than 65536 rows in one block: the column sums of squares are folded
+    # into the block totals before a u32 could overflow
+    a = np.full((70_001, 3), 255, np.uint8)
+    a[::3, 1] = 7
+    for grid in (1, 2):
+        assert np.array_equal(jrc.block_features(a, grid), kernels.block_features(a, grid))
+        assert np.array_equal(jrc.thumbnail(a, grid), kernels.thumbnail(a, grid))
+
+
 @given(frames(pair=True), st.integers(0, 255), st.integers(1, 9), st.integers(1, 6))
 @settings(max_examples=200, deadline=None)
 def test_parallel_pipeline_matches_the_references(fs: tuple[np.ndarray, np.ndarray], t: int, tile: int, max_regions: int) -> None:

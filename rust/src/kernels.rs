@@ -64,38 +64,80 @@ fn luma_row(r: &[u8], format: PixelFormat, out: &mut Vec<u8>) {
     }
 }
 
-/// Adds each pixel's luma to its column's sum.
+/// Adds each pixel's luma to its column's sum, and with `SQUARES` its square
+/// to the column's sum of squares.
 #[inline(always)]
-fn add_luma(r: &[u8], format: PixelFormat, cols: &mut [u32]) {
+fn add_luma<const SQUARES: bool>(r: &[u8], format: PixelFormat, cols: &mut [u32], sq: &mut [u32]) {
+    #[inline(always)]
+    fn add<const SQUARES: bool>(c: &mut u32, q: &mut u32, l: u32) {
+        *c += l;
+        if SQUARES {
+            *q += l * l;
+        }
+    }
+    let (cols, sq) = (cols.iter_mut(), sq.iter_mut());
     match format {
-        PixelFormat::Gray => cols.iter_mut().zip(r).for_each(|(c, &v)| *c += u32::from(v)),
-        PixelFormat::Bgra => cols.iter_mut().zip(r.chunks_exact(4)).for_each(|(c, p)| *c += luma_bgra(p)),
-        PixelFormat::Rgb => cols.iter_mut().zip(r.chunks_exact(3)).for_each(|(c, p)| *c += luma_rgb(p)),
+        PixelFormat::Gray => cols.zip(sq).zip(r).for_each(|((c, q), &v)| add::<SQUARES>(c, q, u32::from(v))),
+        PixelFormat::Bgra => cols.zip(sq).zip(r.chunks_exact(4)).for_each(|((c, q), p)| add::<SQUARES>(c, q, luma_bgra(p))),
+        PixelFormat::Rgb => cols.zip(sq).zip(r.chunks_exact(3)).for_each(|((c, q), p)| add::<SQUARES>(c, q, luma_rgb(p))),
     }
 }
 
 #[inline(always)]
-fn column_sums_generic(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32]) {
+fn column_sums_generic<const SQUARES: bool>(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32], sq: &mut [u32]) {
     cols.fill(0);
+    sq.fill(0);
     for y in y0..y1 {
-        add_luma(row(f, y), f.format, cols);
+        add_luma::<SQUARES>(row(f, y), f.format, cols, sq);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn column_sums_avx2(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32]) {
-    column_sums_generic(f, y0, y1, cols)
+unsafe fn column_sums_avx2<const SQUARES: bool>(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32], sq: &mut [u32]) {
+    column_sums_generic::<SQUARES>(f, y0, y1, cols, sq)
 }
 
-/// Per-column luma sums of rows `y0..y1`.
-fn column_sums(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32]) {
+/// Per-column luma sums (and sums of squares) of rows `y0..y1`.
+fn column_sums<const SQUARES: bool>(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32], sq: &mut [u32]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked just above).
-        return unsafe { column_sums_avx2(f, y0, y1, cols) };
+        return unsafe { column_sums_avx2::<SQUARES>(f, y0, y1, cols, sq) };
     }
-    column_sums_generic(f, y0, y1, cols)
+    column_sums_generic::<SQUARES>(f, y0, y1, cols, sq)
+}
+
+/// Rows per pass of column sums: 65536 * 255^2 still fits in a u32.
+const BAND_ROWS: usize = 65536;
+
+/// (sum of luma, sum of squares (with `SQUARES`), pixels) of each block of a
+/// `grid` x `grid` division (block k spans rows k*H/grid .. (k+1)*H/grid,
+/// likewise columns), row-major. Column sums build up row by row (a loop the
+/// compiler vectorises; AVX2 where the CPU has it) and are folded into blocks
+/// once per band of rows.
+fn block_sums<const SQUARES: bool>(f: &SourceFrame, grid: usize) -> Vec<(u64, u64, u64)> {
+    let (w, h) = (f.width, f.height);
+    let mut sums = vec![(0u64, 0u64, 0u64); grid * grid];
+    let (mut cols, mut sq) = (vec![0u32; w], vec![0u32; w]);
+    for by in 0..grid {
+        let (y0, y1) = (by * h / grid, (by + 1) * h / grid);
+        let out = &mut sums[by * grid..(by + 1) * grid];
+        for band in (y0..y1).step_by(BAND_ROWS) {
+            column_sums::<SQUARES>(f, band, (band + BAND_ROWS).min(y1), &mut cols, &mut sq);
+            for (bx, s) in out.iter_mut().enumerate() {
+                let (x0, x1) = (bx * w / grid, (bx + 1) * w / grid);
+                s.0 += cols[x0..x1].iter().map(|&c| u64::from(c)).sum::<u64>();
+                if SQUARES {
+                    s.1 += sq[x0..x1].iter().map(|&c| u64::from(c)).sum::<u64>();
+                }
+            }
+        }
+        for (bx, s) in out.iter_mut().enumerate() {
+            s.2 = ((y1 - y0) * ((bx + 1) * w / grid - bx * w / grid)) as u64;
+        }
+    }
+    sums
 }
 
 /// Histogram of the luma values (256 bins).
@@ -119,20 +161,7 @@ pub fn block_features(f: &SourceFrame, grid: usize) -> Result<Vec<f64>> {
     if grid == 0 || grid > 256 {
         return Err(RingError::Config(format!("grid must be 1..256, not {grid}")));
     }
-    let (w, h) = (f.width, f.height);
-    let mut sums = vec![(0u64, 0u64, 0u64); grid * grid];
-    let col_block: Vec<usize> = (0..w).map(|x| (0..grid).rfind(|&b| b * w / grid <= x).unwrap_or(0)).collect();
-    let mut luma = Vec::with_capacity(w);
-    for y in 0..h {
-        let by = (0..grid).rfind(|&b| b * h / grid <= y).unwrap_or(0);
-        luma_row(row(f, y), f.format, &mut luma);
-        for (x, &v) in luma.iter().enumerate() {
-            let s = &mut sums[by * grid + col_block[x]];
-            s.0 += u64::from(v);
-            s.1 += u64::from(v) * u64::from(v);
-            s.2 += 1;
-        }
-    }
+    let sums = block_sums::<true>(f, grid);
     Ok(sums
         .into_iter()
         .flat_map(|(s, ss, n)| {
@@ -149,28 +178,12 @@ pub fn block_features(f: &SourceFrame, grid: usize) -> Result<Vec<f64>> {
 /// Tiny luma thumbnail for a cheap first look: the mean luma (rounded down)
 /// of each of `size` x `size` blocks (block k spans rows k*H/size ..
 /// (k+1)*H/size, likewise columns), row-major; an empty block (frames smaller
-/// than the thumbnail) gives 0. Column sums build up row by row (a loop the
-/// compiler vectorises; AVX2 where the CPU has it) and are folded into
-/// blocks once per band of rows.
+/// than the thumbnail) gives 0.
 pub fn thumbnail(f: &SourceFrame, size: usize) -> Result<Vec<u8>> {
     if size == 0 || size > 256 {
         return Err(RingError::Config(format!("thumbnail size must be 1..256, not {size}")));
     }
-    let (w, h) = (f.width, f.height);
-    let mut out = vec![0u8; size * size];
-    let mut cols = vec![0u32; w];
-    for by in 0..size {
-        let (y0, y1) = (by * h / size, (by + 1) * h / size);
-        column_sums(f, y0, y1, &mut cols);
-        for (bx, px) in out[by * size..(by + 1) * size].iter_mut().enumerate() {
-            let (x0, x1) = (bx * w / size, (bx + 1) * w / size);
-            let n = ((y1 - y0) * (x1 - x0)) as u64;
-            if n > 0 {
-                *px = (cols[x0..x1].iter().map(|&c| u64::from(c)).sum::<u64>() / n) as u8;
-            }
-        }
-    }
-    Ok(out)
+    Ok(block_sums::<false>(f, size).into_iter().map(|(s, _, n)| if n == 0 { 0 } else { (s / n) as u8 }).collect())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import collections
 import time
+from collections.abc import Callable
 from typing import Any
 
 import jarvis_rust_core as jrc
@@ -16,6 +17,15 @@ from pipeline import protocol
 from procs import kernels, stage
 
 _MIX = 0x9E3779B97F4A7C15  # spreads monitor numbers over the hash bits
+
+
+def digest_of(extra: dict[str, Any], pixels: Callable[[], Any]) -> int:
+    """The frame's pixel hash: capture's (in the hand-off message) when there,
+    else computed here from `pixels()` (a replayed or foreign frame)."""
+    digest = extra.get(protocol.PIXEL_HASH_KEY)
+    if isinstance(digest, int) and not isinstance(digest, bool):
+        return digest
+    return kernels.fingerprint(pixels())
 
 
 class RecentFrames:
@@ -61,9 +71,7 @@ class Dedup(stage.Stage):
         return max(16, cap // 4) if self.pressure in ("high", "critical") else cap
 
     def handle(self, ref: jrc.FrameRef, extra: dict[str, Any]) -> None:
-        digest = extra.get(protocol.PIXEL_HASH_KEY)
-        if not isinstance(digest, int):  # a replayed or foreign frame: hash it here
-            digest = kernels.fingerprint(self.mem.read(ref))
+        digest = digest_of(extra, lambda: self.mem.read(ref))
         of_seq = self.frames.check(ref.monitor, digest, ref.seq, time.monotonic(), self._limit(), self.cfg.dedup.window_s)
         if of_seq is not None:
             self.finish(ref, "duplicate", of_seq=of_seq)

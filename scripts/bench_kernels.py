@@ -33,9 +33,11 @@ Change regions (per frame, against the frame before; t = 24, 32 px tiles):
                    absdiff, threshold(t), dilate (15x15 rectangle), findContours
                    (external, simple) -> boundingRect; cv2.setNumThreads(1) and
                    OpenCV's default
-  numpy reference  procs.kernels.changed_mask + tile_counts + regions
+  numpy reference  procs.kernels.changed_mask + tile_counts + tile_regions
+Worst case for the equal-row shortcut: two noise frames (every row differs), hot.
+Last, the plan's integration target (10 x 1080p through ParallelVisionPipeline).
 
-Usage: .venv/bin/python scripts/bench_kernels.py [--rounds R] [--working-set-mib M] [--quick]
+Usage: .venv/bin/python scripts/bench_kernels.py [--rounds R] [--working-set-mib M] [--sizes WxH,...]
 (needs the bench extra: pip install -e ".[bench]")
 """
 
@@ -167,7 +169,7 @@ def regions_opencv(threads: int) -> Callable[[np.ndarray, np.ndarray], object]:
 
 def regions_numpy(a: np.ndarray, b: np.ndarray) -> object:
     counts = kernels.tile_counts(kernels.changed_mask(a, b, THRESHOLD), TILE)
-    return kernels.regions(counts > 0, TILE, b.shape[1], b.shape[0], MAX_REGIONS)
+    return kernels.tile_regions(counts > 0, TILE, b.shape[1], b.shape[0], MAX_REGIONS)
 
 
 # ------------------------------------------------------------------- harness
@@ -261,6 +263,24 @@ def bench(width: int, height: int, args: argparse.Namespace) -> list[str]:
     return out
 
 
+def integration(args: argparse.Namespace) -> None:
+    """The plan's integration test: 10 random 1080p RGB frames through
+    ParallelVisionPipeline(8) (block features + regions of consecutive
+    diffs), target < 200 ms; median of `rounds` batches after a warm-up."""
+    pipe = jrc.ParallelVisionPipeline(8)
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 255, (1080, 1920, 3), dtype=np.uint8) for _ in range(10)]
+    pipe.process_frames_parallel(frames[:2])
+    times = []
+    for _ in range(max(args.rounds, 5)):
+        t0 = time.perf_counter()
+        pipe.process_frames_parallel(frames)
+        times.append(time.perf_counter() - t0)
+    print(f"### The plan's integration target: 10 frames of 1080p through ParallelVisionPipeline(8)\n\n"
+          f"median {statistics.median(times) * 1e3:.1f} ms, min {min(times) * 1e3:.1f} ms, max {max(times) * 1e3:.1f} ms "
+          f"over {len(times)} batches (target < 200 ms)\n", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
@@ -275,6 +295,7 @@ def main() -> int:
     for size in args.sizes.split(","):
         w, h = (int(v) for v in size.split("x"))
         bench(w, h, args)
+    integration(args)
     return 0
 
 

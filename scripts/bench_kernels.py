@@ -147,17 +147,16 @@ def regions_ours(parallel: bool) -> Callable[[np.ndarray, np.ndarray], object]:
 
 
 def regions_opencv(threads: int) -> Callable[[np.ndarray, np.ndarray], object]:
-    cache: dict[int, np.ndarray] = {}  # the previous frame's gray, as a tuned loop keeps it
-
-    def gray(f: np.ndarray) -> np.ndarray:
-        g = cache.pop(id(f), None)
-        return g if g is not None else cv2.cvtColor(f, cv2.COLOR_BGRA2GRAY)
+    grays: dict[int, np.ndarray] = {}  # the previous frame's gray, as a tuned loop keeps it
 
     def run(a: np.ndarray, b: np.ndarray) -> object:
         cv2.setNumThreads(threads)
-        ga, gb = gray(a), cv2.cvtColor(b, cv2.COLOR_BGRA2GRAY)
-        cache.clear()
-        cache[id(b)] = gb
+        ga = grays.get(id(a))
+        if ga is None:
+            ga = cv2.cvtColor(a, cv2.COLOR_BGRA2GRAY)
+        gb = cv2.cvtColor(b, cv2.COLOR_BGRA2GRAY)  # the new frame: always converted
+        grays.clear()
+        grays.update({id(a): ga, id(b): gb})
         diff = cv2.absdiff(ga, gb)
         _, mask = cv2.threshold(diff, THRESHOLD, 255, cv2.THRESH_BINARY)
         mask = cv2.dilate(mask, DILATE)

@@ -72,6 +72,17 @@ def test_large_frames_split_across_threads_agree(channels: int) -> None:
         assert (jrc.tile_changes(a, b, 24, 32, parallel=parallel) == expected).all()
 
 
+def test_tiles_taller_than_the_u16_column_counts() -> None:
+    # a tile of more than 65535 rows: column counts are folded into the tile
+    # totals before their u16 could overflow
+    a = np.zeros((70_001, 2), np.uint8)
+    b = np.full((70_001, 2), 200, np.uint8)
+    b[::5, 0] = 0
+    mask = kernels.changed_mask(a, b, 24)  # (tile_counts would pad to tile x tile)
+    assert (jrc.tile_changes(a, b, 24, 70_000, parallel=False) == [[mask[:70_000].sum()], [mask[70_000:].sum()]]).all()
+    assert (jrc.tile_changes(a, b, 24, 100_000, parallel=False) == [[mask.sum()]]).all()
+
+
 @st.composite
 def tile_maps(draw: st.DrawFn) -> tuple[np.ndarray, int, int, int]:
     tile = draw(st.integers(1, 40))

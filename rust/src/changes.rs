@@ -12,32 +12,40 @@ use crate::kernels::{row, same_geometry};
 /// Frames at least this large are split across threads.
 const PARALLEL_PIXELS: usize = 256 * 1024;
 
+/// Rows counted per pass: the per-column counts are u16 (twice the lanes of
+/// u32) and are folded into the tiles' u32 counts before they could overflow.
+const SUB_BAND_ROWS: usize = u16::MAX as usize;
+
 /// Adds 1 to `acc[x]` for every changed pixel x of the row: colour
-/// `dr^2+dg^2+db^2 > t2` (alpha ignored), gray `|d| > t`.
+/// `dr^2+dg^2+db^2 > t2` (alpha ignored), gray `|d| > t` (t <= 255).
 #[inline(always)]
-fn accumulate_row(a: &[u8], b: &[u8], format: PixelFormat, t: u32, t2: u32, acc: &mut [u32]) {
+fn accumulate_row(a: &[u8], b: &[u8], format: PixelFormat, t: u32, t2: u32, acc: &mut [u16]) {
     match format {
         PixelFormat::Bgra => {
+            // Pixels as u8 channels widened to u16 lanes (16 per AVX2 register):
+            // each square fits (255^2 = 65025) and a saturating sum still
+            // compares right, since t^2 <= 65025 < u16::MAX.
+            let t2 = t2 as u16;
             for ((p, q), n) in a.chunks_exact(4).zip(b.chunks_exact(4)).zip(acc.iter_mut()) {
-                // Whole pixels as u32 words: lanes of 8 (AVX2) or 4 (SSE2) pixels.
-                let (p, q) = (u32::from_le_bytes([p[0], p[1], p[2], p[3]]), u32::from_le_bytes([q[0], q[1], q[2], q[3]]));
-                let d0 = (p & 0xff).abs_diff(q & 0xff);
-                let d1 = ((p >> 8) & 0xff).abs_diff((q >> 8) & 0xff);
-                let d2 = ((p >> 16) & 0xff).abs_diff((q >> 16) & 0xff);
-                *n += u32::from(d0 * d0 + d1 * d1 + d2 * d2 > t2);
+                let d0 = u16::from(p[0].abs_diff(q[0]));
+                let d1 = u16::from(p[1].abs_diff(q[1]));
+                let d2 = u16::from(p[2].abs_diff(q[2]));
+                *n += u16::from((d0 * d0).saturating_add(d1 * d1).saturating_add(d2 * d2) > t2);
             }
         }
         PixelFormat::Rgb => {
+            let t2 = t2 as u16;
             for ((p, q), n) in a.chunks_exact(3).zip(b.chunks_exact(3)).zip(acc.iter_mut()) {
-                let d0 = u32::from(p[0].abs_diff(q[0]));
-                let d1 = u32::from(p[1].abs_diff(q[1]));
-                let d2 = u32::from(p[2].abs_diff(q[2]));
-                *n += u32::from(d0 * d0 + d1 * d1 + d2 * d2 > t2);
+                let d0 = u16::from(p[0].abs_diff(q[0]));
+                let d1 = u16::from(p[1].abs_diff(q[1]));
+                let d2 = u16::from(p[2].abs_diff(q[2]));
+                *n += u16::from((d0 * d0).saturating_add(d1 * d1).saturating_add(d2 * d2) > t2);
             }
         }
         PixelFormat::Gray => {
+            let t = t as u8;
             for ((&p, &q), n) in a.iter().zip(b).zip(acc.iter_mut()) {
-                *n += u32::from(u32::from(p.abs_diff(q)) > t);
+                *n += u16::from(p.abs_diff(q) > t);
             }
         }
     }
@@ -45,7 +53,7 @@ fn accumulate_row(a: &[u8], b: &[u8], format: PixelFormat, t: u32, t2: u32, acc:
 
 /// Per-pixel counts of one band of rows `y0..y1` into `acc` (zeroed first).
 #[inline(always)]
-fn band_generic(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u32]) {
+fn band_generic(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16]) {
     acc.fill(0);
     for y in y0..y1 {
         let (ra, rb) = (row(a, y), row(b, y));
@@ -57,11 +65,11 @@ fn band_generic(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, 
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn band_avx2(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u32]) {
+unsafe fn band_avx2(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16]) {
     band_generic(a, b, y0, y1, t, acc)
 }
 
-fn band(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u32]) {
+fn band(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16]) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked just above; the check is cached).
@@ -85,16 +93,19 @@ pub fn tile_changes(a: &SourceFrame, b: &SourceFrame, threshold: u32, tile: usiz
     let (w, h) = (a.width, a.height);
     let (th, tw) = (h.div_ceil(tile), w.div_ceil(tile));
     let mut counts = vec![0u32; th * tw];
-    let one_band = |acc: &mut Vec<u32>, (ty, out): (usize, &mut [u32])| {
-        band(a, b, ty * tile, ((ty + 1) * tile).min(h), threshold, acc);
-        for (n, cols) in out.iter_mut().zip(acc.chunks(tile)) {
-            *n = cols.iter().sum();
+    let one_band = |acc: &mut Vec<u16>, (ty, out): (usize, &mut [u32])| {
+        let (y0, y1) = (ty * tile, ((ty + 1) * tile).min(h));
+        for sub in (y0..y1).step_by(SUB_BAND_ROWS) {
+            band(a, b, sub, (sub + SUB_BAND_ROWS).min(y1), threshold, acc);
+            for (n, cols) in out.iter_mut().zip(acc.chunks(tile)) {
+                *n += cols.iter().map(|&c| u32::from(c)).sum::<u32>();
+            }
         }
     };
     if parallel && w * h >= PARALLEL_PIXELS {
-        counts.par_chunks_mut(tw).enumerate().for_each_init(|| vec![0u32; w], one_band);
+        counts.par_chunks_mut(tw).enumerate().for_each_init(|| vec![0u16; w], one_band);
     } else {
-        let mut acc = vec![0u32; w];
+        let mut acc = vec![0u16; w];
         counts.chunks_mut(tw).enumerate().for_each(|job| one_band(&mut acc, job));
     }
     Ok((counts, th, tw))

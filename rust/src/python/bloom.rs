@@ -2,41 +2,41 @@
 //! str (UTF-8) or bytes-like objects. `add`, `contains` and `in` live once, on
 //! the base class both filters extend.
 
+use std::ffi::c_ulong;
+
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
-use pyo3::prelude::*;
 use pyo3::ffi;
-use pyo3::sync::PyOnceLock;
+use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyInt, PyString};
 
 use crate::bloom::{self, Key};
 
-static TWO_TO_64: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+const TOO_BIG: &str = "Bloom filter int items must fit in 64 bits";
 
 /// An int item's 64 bits: ints from -2^63 to 2^64 - 1 (frame hashes are
 /// unsigned, other ints may be negative). For ints of more than one 30-bit
 /// digit, CPython's PyLong_AsUnsignedLongLong goes through a byte-array
-/// conversion that costs a third of a lookup; the calls here loop over the
-/// digits instead (ints from 2^63: one comparison with 2^64, then the mask).
+/// conversion that costs a third of a lookup; the conversions used here loop
+/// over the digits instead. Non-negative ints, the common case, take one call
+/// where unsigned long has 64 bits.
 fn int_bits(item: &Bound<'_, PyAny>) -> PyResult<u64> {
     let (py, p) = (item.py(), item.as_ptr());
-    let mut overflow = 0;
-    // SAFETY: `p` is a live int (the caller checked) and we hold the GIL.
-    let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(p, &mut overflow) };
-    if overflow == 0 {
-        if v == -1 {
-            if let Some(e) = PyErr::take(py) {
-                return Err(e);
-            }
+    if std::mem::size_of::<c_ulong>() == 8 {
+        // SAFETY: `p` is a live int (the caller checked) and we hold the GIL.
+        let v = unsafe { ffi::PyLong_AsUnsignedLong(p) };
+        if v != c_ulong::MAX || PyErr::take(py).is_none() {
+            return Ok(v as u64);
         }
+        // negative, or 2^64 and more: tried below
+    }
+    let mut overflow = 0;
+    // SAFETY: as above.
+    let v = unsafe { ffi::PyLong_AsLongLongAndOverflow(p, &mut overflow) };
+    if overflow == 0 && (v != -1 || PyErr::take(py).is_none()) {
         return Ok(v as u64);
     }
-    let two_to_64 = TWO_TO_64.get_or_init(py, || (1u128 << 64).into_pyobject(py).expect("an int").unbind().into_any());
-    if overflow > 0 && item.lt(two_to_64.bind(py))? {
-        // SAFETY: as above; 2^63 <= item < 2^64, so the mask is its value.
-        return Ok(unsafe { ffi::PyLong_AsUnsignedLongLongMask(p) });
-    }
-    item.extract::<u64>().map_err(|_| PyOverflowError::new_err("Bloom filter int items must fit in 64 bits"))
+    item.extract::<u64>().map_err(|_| PyOverflowError::new_err(TOO_BIG))
 }
 
 /// The item's key, without copying str or bytes.

@@ -9,10 +9,6 @@
 //! rather than a division. The false-positive rate after n items is then close
 //! to (1 - e^(-kn/m))^k.
 
-use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{AtomicU64, AtomicUsize};
-use std::sync::Mutex;
-
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::error::{RingError, Result};
@@ -32,15 +28,12 @@ impl Key {
     }
 }
 
-/// The bits are atomics so that the filters work through `&self`: the Python
-/// classes are then frozen and skip PyO3's borrow flag (two atomic
-/// read-modify-writes) on every call. Lookups are plain loads; an add only
-/// writes the words whose bit is not yet set.
+#[derive(Clone)]
 pub struct BloomFilter {
-    bits: Box<[AtomicU64]>,
+    bits: Vec<u64>,
     m: u64,
     k: u32,
-    items: AtomicU64,
+    items: u64,
 }
 
 impl BloomFilter {
@@ -50,8 +43,7 @@ impl BloomFilter {
                 "a Bloom filter needs at least 64 bits and 1-32 hash functions, got {bits} bits and {k}"
             )));
         }
-        let words = (0..bits.div_ceil(64)).map(|_| AtomicU64::new(0)).collect();
-        Ok(BloomFilter { bits: words, m: bits, k, items: AtomicU64::new(0) })
+        Ok(BloomFilter { bits: vec![0; bits.div_ceil(64) as usize], m: bits, k, items: 0 })
     }
 
     /// Sized for `items` at false-positive rate `p`: m = -n ln p / (ln 2)^2,
@@ -66,29 +58,24 @@ impl BloomFilter {
         BloomFilter::new(m, k)
     }
 
-    fn positions(&self, key: Key) -> impl Iterator<Item = (&AtomicU64, u64)> + '_ {
-        (0..u64::from(self.k)).map(move |i| {
-            let p = ((u128::from(key.h1.wrapping_add(i.wrapping_mul(key.h2))) * u128::from(self.m)) >> 64) as usize;
-            (&self.bits[p / 64], 1u64 << (p % 64))
-        })
+    fn positions(k: u32, m: u64, key: Key) -> impl Iterator<Item = usize> {
+        (0..u64::from(k)).map(move |i| ((u128::from(key.h1.wrapping_add(i.wrapping_mul(key.h2))) * u128::from(m)) >> 64) as usize)
     }
 
-    pub fn add(&self, key: Key) {
-        for (word, bit) in self.positions(key) {
-            if word.load(Relaxed) & bit == 0 {
-                word.fetch_or(bit, Relaxed);
-            }
+    pub fn add(&mut self, key: Key) {
+        for p in Self::positions(self.k, self.m, key) {
+            self.bits[p / 64] |= 1 << (p % 64);
         }
-        self.items.fetch_add(1, Relaxed);
+        self.items += 1;
     }
 
     pub fn contains(&self, key: Key) -> bool {
-        self.positions(key).all(|(word, bit)| word.load(Relaxed) & bit != 0)
+        Self::positions(self.k, self.m, key).all(|p| self.bits[p / 64] & (1 << (p % 64)) != 0)
     }
 
-    pub fn clear(&self) {
-        self.bits.iter().for_each(|w| w.store(0, Relaxed));
-        self.items.store(0, Relaxed);
+    pub fn clear(&mut self) {
+        self.bits.iter_mut().for_each(|w| *w = 0);
+        self.items = 0;
     }
 
     pub fn bits(&self) -> u64 {
@@ -98,7 +85,7 @@ impl BloomFilter {
         self.k
     }
     pub fn items(&self) -> u64 {
-        self.items.load(Relaxed)
+        self.items
     }
 
     /// The false-positive rate the layout predicts after `n` items.
@@ -108,57 +95,42 @@ impl BloomFilter {
 }
 
 /// Two generations of `capacity` items each: when the current one is full the
-/// older is cleared and becomes the current one, so memory is bounded and the
-/// filter remembers at least the last `capacity` items.
+/// older is dropped and a fresh one starts, so memory is bounded and the filter
+/// remembers at least the last `capacity` items.
 pub struct RotatingBloomFilter {
-    generations: [BloomFilter; 2],
-    current: AtomicUsize,
+    current: BloomFilter,
+    previous: BloomFilter,
     capacity: u64,
-    rotations: AtomicU64,
-    rotating: Mutex<()>,
+    rotations: u64,
 }
 
 impl RotatingBloomFilter {
     pub fn new(capacity: u64, p: f64) -> Result<Self> {
-        Ok(RotatingBloomFilter {
-            generations: [BloomFilter::for_items(capacity, p)?, BloomFilter::for_items(capacity, p)?],
-            current: AtomicUsize::new(0),
-            capacity,
-            rotations: AtomicU64::new(0),
-            rotating: Mutex::new(()),
-        })
+        let current = BloomFilter::for_items(capacity, p)?;
+        Ok(RotatingBloomFilter { previous: current.clone(), current, capacity, rotations: 0 })
     }
 
-    pub fn add(&self, key: Key) {
-        let mut cur = self.current.load(Acquire);
-        if self.generations[cur].items() >= self.capacity {
-            // One rotation at a time; an add from another thread racing it
-            // lands in either generation, both of which are still looked at.
-            let _once = self.rotating.lock().unwrap_or_else(|e| e.into_inner());
-            cur = self.current.load(Acquire);
-            if self.generations[cur].items() >= self.capacity {
-                self.generations[1 - cur].clear();
-                cur = 1 - cur;
-                self.current.store(cur, Release);
-                self.rotations.fetch_add(1, Relaxed);
-            }
+    pub fn add(&mut self, key: Key) {
+        if self.current.items() >= self.capacity {
+            std::mem::swap(&mut self.current, &mut self.previous);
+            self.current.clear();
+            self.rotations += 1;
         }
-        self.generations[cur].add(key);
+        self.current.add(key);
     }
 
     pub fn contains(&self, key: Key) -> bool {
-        let cur = self.current.load(Relaxed);
-        self.generations[cur].contains(key) || self.generations[1 - cur].contains(key)
+        self.current.contains(key) || self.previous.contains(key)
     }
 
     pub fn rotations(&self) -> u64 {
-        self.rotations.load(Relaxed)
+        self.rotations
     }
     pub fn capacity(&self) -> u64 {
         self.capacity
     }
     pub fn bits(&self) -> u64 {
-        self.generations[0].bits() * 2
+        self.current.bits() * 2
     }
 }
 
@@ -168,7 +140,7 @@ mod tests {
 
     #[test]
     fn no_false_negatives_and_rotation_forgets_old_items() {
-        let r = RotatingBloomFilter::new(100, 0.01).unwrap();
+        let mut r = RotatingBloomFilter::new(100, 0.01).unwrap();
         for i in 0u64..100 {
             r.add(Key::of(&i.to_le_bytes()));
         }

@@ -66,16 +66,16 @@ enum Filter {
 }
 
 /// What both Bloom filters share: adding items and asking for them.
-#[pyclass(module = "jarvis_rust_core", subclass, frozen)]
+#[pyclass(module = "jarvis_rust_core", subclass)]
 pub struct BloomFilterBase {
     inner: Filter,
 }
 
 #[pymethods]
 impl BloomFilterBase {
-    fn add(&self, item: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn add(&mut self, item: &Bound<'_, PyAny>) -> PyResult<()> {
         let key = key_of(item)?;
-        match &self.inner {
+        match &mut self.inner {
             Filter::Plain(f) => f.add(key),
             Filter::Rotating(f) => f.add(key),
         }
@@ -115,7 +115,7 @@ impl BloomFilterBase {
 /// A Bloom filter of `size_mb` megabytes with `num_hashes` hash functions (the
 /// plan's constructor); `for_items` sizes one for a count and a false-positive
 /// rate instead.
-#[pyclass(module = "jarvis_rust_core", extends = BloomFilterBase, frozen)]
+#[pyclass(module = "jarvis_rust_core", extends = BloomFilterBase)]
 pub struct RustBloomFilter;
 
 fn plain(f: bloom::BloomFilter) -> PyClassInitializer<RustBloomFilter> {
@@ -137,33 +137,35 @@ impl RustBloomFilter {
     }
 
     /// Items added (not distinct items).
-    fn __len__(slf: &Bound<'_, Self>) -> usize {
-        slf.as_super().get().plain().items() as usize
+    fn __len__(slf: PyRef<'_, Self>) -> usize {
+        slf.as_super().plain().items() as usize
     }
 
-    fn clear(slf: &Bound<'_, Self>) {
-        slf.as_super().get().plain().clear()
-    }
-
-    #[getter]
-    fn size_bits(slf: &Bound<'_, Self>) -> u64 {
-        slf.as_super().get().plain().bits()
+    fn clear(mut slf: PyRefMut<'_, Self>) {
+        if let Filter::Plain(f) = &mut slf.as_super().inner {
+            f.clear()
+        }
     }
 
     #[getter]
-    fn num_hashes(slf: &Bound<'_, Self>) -> u32 {
-        slf.as_super().get().plain().hashes()
+    fn size_bits(slf: PyRef<'_, Self>) -> u64 {
+        slf.as_super().plain().bits()
+    }
+
+    #[getter]
+    fn num_hashes(slf: PyRef<'_, Self>) -> u32 {
+        slf.as_super().plain().hashes()
     }
 
     /// The false-positive rate the layout predicts after `n` items.
-    fn predicted_fp_rate(slf: &Bound<'_, Self>, n: u64) -> f64 {
-        slf.as_super().get().plain().predicted_fp_rate(n)
+    fn predicted_fp_rate(slf: PyRef<'_, Self>, n: u64) -> f64 {
+        slf.as_super().plain().predicted_fp_rate(n)
     }
 }
 
 /// Two generations of `capacity` items at `fp_rate`: memory stays bounded and
 /// at least the last `capacity` items are remembered.
-#[pyclass(module = "jarvis_rust_core", extends = BloomFilterBase, frozen)]
+#[pyclass(module = "jarvis_rust_core", extends = BloomFilterBase)]
 pub struct RotatingBloomFilter;
 
 #[pymethods]
@@ -175,17 +177,17 @@ impl RotatingBloomFilter {
     }
 
     #[getter]
-    fn rotations(slf: &Bound<'_, Self>) -> u64 {
-        slf.as_super().get().rotating().rotations()
+    fn rotations(slf: PyRef<'_, Self>) -> u64 {
+        slf.as_super().rotating().rotations()
     }
 
     #[getter]
-    fn capacity(slf: &Bound<'_, Self>) -> u64 {
-        slf.as_super().get().rotating().capacity()
+    fn capacity(slf: PyRef<'_, Self>) -> u64 {
+        slf.as_super().rotating().capacity()
     }
 
     #[getter]
-    fn size_bits(slf: &Bound<'_, Self>) -> u64 {
-        slf.as_super().get().rotating().bits()
+    fn size_bits(slf: PyRef<'_, Self>) -> u64 {
+        slf.as_super().rotating().bits()
     }
 }

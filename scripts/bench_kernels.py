@@ -35,9 +35,11 @@ Change regions (per frame, against the frame before; t = 24, 32 px tiles):
                    OpenCV's default
   numpy reference  procs.kernels.changed_mask + tile_counts + tile_regions
 Worst case for the equal-row shortcut: two noise frames (every row differs), hot.
-Last, the plan's integration target (10 x 1080p through ParallelVisionPipeline).
+Then single kernel calls against their numpy references, and the plan's
+integration target (10 x 1080p through ParallelVisionPipeline).
 
 Usage: .venv/bin/python scripts/bench_kernels.py [--rounds R] [--working-set-mib M] [--sizes WxH,...]
+       [--sections frames,kernels,integration]
 (needs the bench extra: pip install -e ".[bench]")
 """
 
@@ -280,21 +282,60 @@ def integration(args: argparse.Namespace) -> None:
           f"over {len(times)} batches (target < 200 ms)\n", flush=True)
 
 
+def single(args: argparse.Namespace) -> None:
+    """Single kernel calls on one random 1920x1080 BGRA frame (pair), hot,
+    against their numpy references."""
+    rng = np.random.default_rng(5)
+    a, b = (rng.integers(0, 256, (1080, 1920, 4), dtype=np.uint8) for _ in range(2))
+    cases: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {
+        "frame_hash (xxh3; reference: blake2b)": (lambda: jrc.frame_hash(a), lambda: kernels.frame_hash(a)),
+        "thumbnail(16)": (lambda: jrc.thumbnail(a, 16), lambda: kernels.thumbnail(a, 16)),
+        "block_features(8)": (lambda: jrc.block_features(a, 8), lambda: kernels.block_features(a, 8)),
+        "luma_histogram": (lambda: jrc.luma_histogram(a), lambda: kernels.luma_histogram(a)),
+        "tile_changes, every pixel changed, 1 thread": (
+            lambda: jrc.tile_changes(a, b, THRESHOLD, TILE, parallel=False),
+            lambda: kernels.tile_counts(kernels.changed_mask(a, b, THRESHOLD), TILE),
+        ),
+    }
+    times: dict[tuple[str, int], list[float]] = {}
+    for r in range(args.rounds):
+        for name, fns in cases.items():
+            for which in ((0, 1) if r % 2 == 0 else (1, 0)):
+                fn, reps = fns[which], (20 if which == 0 else 2)
+                fn()
+                t0 = time.perf_counter()
+                for _ in range(reps):
+                    fn()
+                times.setdefault((name, which), []).append((time.perf_counter() - t0) / reps)
+    lines = ["### Single kernel calls, 1920x1080 BGRA, hot", "", "| kernel | Rust ms | numpy reference ms | ratio |", "|---|---|---|---|"]
+    for name in cases:
+        rust, ref = statistics.median(times[(name, 0)]), statistics.median(times[(name, 1)])
+        lines.append(f"| {name} | {rust * 1e3:.3f} | {ref * 1e3:.1f} | {ref / rust:.0f}x |")
+    print("\n".join(lines) + "\n", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--working-set-mib", type=int, default=480, help="frames per size: at least this much (L3 here: 300 MiB)")
     ap.add_argument("--sizes", default="1920x1080,3840x2160")
+    ap.add_argument("--sections", default="frames,kernels,integration",
+                    help="any of frames (dedup and regions per size), kernels (single calls), integration")
     args = ap.parse_args()
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     print(f"# Kernels: {cpu}, {os.cpu_count()} cores, {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}")
     print(f"command: {' '.join(['scripts/bench_kernels.py', *sys.argv[1:]])}; {args.rounds} rounds; "
           f"OpenCV {cv2.__version__} (cv2.getNumThreads() = {CV_DEFAULT_THREADS}), imagehash {imagehash.__version__}, "
           f"numpy {np.__version__}\n", flush=True)
-    for size in args.sizes.split(","):
-        w, h = (int(v) for v in size.split("x"))
-        bench(w, h, args)
-    integration(args)
+    sections = set(args.sections.split(","))
+    if "frames" in sections:
+        for size in args.sizes.split(","):
+            w, h = (int(v) for v in size.split("x"))
+            bench(w, h, args)
+    if "kernels" in sections:
+        single(args)
+    if "integration" in sections:
+        integration(args)
     return 0
 
 

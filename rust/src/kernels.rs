@@ -183,7 +183,7 @@ pub fn thumbnail(f: &SourceFrame, size: usize) -> Result<Vec<u8>> {
     if size == 0 || size > 256 {
         return Err(RingError::Config(format!("thumbnail size must be 1..256, not {size}")));
     }
-    Ok(block_sums::<false>(f, size).into_iter().map(|(s, _, n)| if n == 0 { 0 } else { (s / n) as u8 }).collect())
+    Ok(block_sums::<false>(f, size).into_iter().map(|(s, _, n)| s.checked_div(n).unwrap_or(0) as u8).collect())
 }
 
 #[cfg(test)]

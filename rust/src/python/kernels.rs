@@ -1,6 +1,6 @@
 //! Python face of the vision kernels (GIL released while they run).
 
-use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::frames::source_of;

@@ -148,7 +148,7 @@ def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: 
     """Changed tiles as merged bounding boxes [x, y, w, h] (the stages' entry
     point: the compiled kernel when available, else `tile_regions`)."""
     if fast_regions is not None:
-        return fast_regions(tiles, tile, width, height, max_regions)
+        return fast_regions(np.asarray(tiles, dtype=bool), tile, width, height, max_regions)
     return tile_regions(tiles, tile, width, height, max_regions)
 
 

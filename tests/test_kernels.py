@@ -103,6 +103,7 @@ def test_regions_match_the_reference_exactly(m: tuple[np.ndarray, int, int, int]
     counts = tiles.astype(np.uint32) * 7  # tile_changes' counts: nonzero = changed
     assert jrc.regions(counts, tile, w, h, max_regions) == expected
     assert kernels.regions(tiles, tile, w, h, max_regions) == expected
+    assert kernels.regions(counts.astype(np.int64), tile, w, h, max_regions) == expected  # any dtype, nonzero = changed
 
 
 def test_regions_of_many_scattered_changes_match_the_reference() -> None:

@@ -55,13 +55,55 @@ fn luma_rgb(p: &[u8]) -> u32 {
     (77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8
 }
 
-fn luma_row(r: &[u8], format: PixelFormat, out: &mut Vec<u8>) {
-    out.clear();
+/// The luma of a row's pixels into `out` (as long as the row is wide).
+#[inline(always)]
+fn luma_row(r: &[u8], format: PixelFormat, out: &mut [u8]) {
     match format {
-        PixelFormat::Gray => out.extend_from_slice(r),
-        PixelFormat::Bgra => out.extend(r.chunks_exact(4).map(|p| luma_bgra(p) as u8)),
-        PixelFormat::Rgb => out.extend(r.chunks_exact(3).map(|p| luma_rgb(p) as u8)),
+        PixelFormat::Gray => out.copy_from_slice(r),
+        PixelFormat::Bgra => out.iter_mut().zip(r.chunks_exact(4)).for_each(|(o, p)| *o = luma_bgra(p) as u8),
+        PixelFormat::Rgb => out.iter_mut().zip(r.chunks_exact(3)).for_each(|(o, p)| *o = luma_rgb(p) as u8),
     }
+}
+
+#[inline(always)]
+fn luma_histogram_generic(f: &SourceFrame) -> Vec<u64> {
+    // Four interleaved sub-histograms: runs of equal values (flat screen
+    // areas) would otherwise wait on the previous increment of the same bin.
+    let mut hist = [[0u32; 256]; 4];
+    let mut total = vec![0u64; 256];
+    let mut luma = vec![0u8; f.width];
+    let mut counted = 0usize;
+    for y in 0..f.height {
+        luma_row(row(f, y), f.format, &mut luma);
+        let mut quads = luma.chunks_exact(4);
+        for q in &mut quads {
+            hist[0][usize::from(q[0])] += 1;
+            hist[1][usize::from(q[1])] += 1;
+            hist[2][usize::from(q[2])] += 1;
+            hist[3][usize::from(q[3])] += 1;
+        }
+        for &v in quads.remainder() {
+            hist[0][usize::from(v)] += 1;
+        }
+        counted += f.width;
+        // Fold into u64 before a u32 bin could overflow.
+        if counted > (u32::MAX as usize) - f.width || y + 1 == f.height {
+            for h in &mut hist {
+                for (t, c) in total.iter_mut().zip(h.iter_mut()) {
+                    *t += u64::from(*c);
+                    *c = 0;
+                }
+            }
+            counted = 0;
+        }
+    }
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn luma_histogram_avx2(f: &SourceFrame) -> Vec<u64> {
+    luma_histogram_generic(f)
 }
 
 /// Adds each pixel's luma to its column's sum, and with `SQUARES` its square
@@ -142,15 +184,12 @@ fn block_sums<const SQUARES: bool>(f: &SourceFrame, grid: usize) -> Vec<(u64, u6
 
 /// Histogram of the luma values (256 bins).
 pub fn luma_histogram(f: &SourceFrame) -> Vec<u64> {
-    let mut hist = vec![0u64; 256];
-    let mut luma = Vec::with_capacity(f.width);
-    for y in 0..f.height {
-        luma_row(row(f, y), f.format, &mut luma);
-        for &v in &luma {
-            hist[usize::from(v)] += 1;
-        }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { luma_histogram_avx2(f) };
     }
-    hist
+    luma_histogram_generic(f)
 }
 
 /// Mean and standard deviation of the luma in each of `grid` x `grid` blocks

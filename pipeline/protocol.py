@@ -25,13 +25,16 @@ from typing import Any
 import msgpack
 from jarvis_rust_core import COUNTERS, FrameRef
 
-PROTOCOL_VERSION: tuple[int, int] = (1, 0)
+PROTOCOL_VERSION: tuple[int, int] = (1, 1)  # 1.1: pixel_hash; drop reasons insignificant, send_failed, forward_stopped
 MAX_HANDOFF_BYTES = 512
 MAX_EVENT_BYTES = 64 * 1024
 
 #: Ring fields of a FrameRef, in wire order.
 FRAME_REF_FIELDS: tuple[str, ...] = tuple(FrameRef.FIELDS)
 _RESERVED_KEYS = frozenset(FRAME_REF_FIELDS) | {"v"}
+#: Extra field set by capture: the frame's pixel hash (kernels.fingerprint),
+#: computed right after the write while the pixels are still in cache.
+PIXEL_HASH_KEY = "pixel_hash"
 
 
 class ProtocolError(ValueError):

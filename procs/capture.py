@@ -11,7 +11,7 @@ import jarvis_rust_core as jrc
 import numpy as np
 
 from pipeline import protocol
-from procs import stage
+from procs import kernels, stage
 from procs.sources import base as sources
 
 #: Capture-rate divisor per memory-pressure level.
@@ -94,12 +94,15 @@ class Capture(stage.Stage):
         except BaseException:
             res.abort()
             raise
+        # Hashing here, straight after the write, reads the pixels from cache;
+        # dedup would read them again from memory (see BENCHMARKS.md, kernels).
+        digest = kernels.fingerprint(res.array)
         ref = res.commit(hold=True, t_mono_ns=t_mono, t_wall_ns=t_wall, count=protocol.COUNTER_INDEX["captured"])
         self.frames_in += 1
         self.fps_window.append(now)
         label = self.source.label
         self.frame_event("frame.captured", ref, **({"label": label.kind} if label is not None else {}))
-        self.pass_on(ref)
+        self.pass_on(ref, {protocol.PIXEL_HASH_KEY: digest})
         self.timings.add(time.perf_counter() - start)
 
     def extra_stats(self) -> dict[str, Any]:

@@ -19,9 +19,10 @@ MAX_REGIONS = 16
 
 try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import frame_hash as fast_frame_hash
+    from jarvis_rust_core import regions as fast_regions
     from jarvis_rust_core import tile_changes as fast_tile_changes
 except ImportError as exc:  # an older or partial build of the core
-    fast_frame_hash = fast_tile_changes = None  # type: ignore[assignment]
+    fast_frame_hash = fast_tile_changes = fast_regions = None  # type: ignore[assignment]
     logging.getLogger("jarvis.kernels").warning(
         "the compiled vision kernels are not available (%s): running the numpy references, "
         "which are much slower; rebuild the core with scripts/setup", exc
@@ -49,7 +50,8 @@ def changed_mask(a: np.ndarray, b: np.ndarray, threshold: int) -> np.ndarray:
     if a.ndim == 2:
         return np.abs(a.astype(np.int16) - b.astype(np.int16)) > threshold
     d = a[..., :3].astype(np.int32) - b[..., :3].astype(np.int32)
-    return np.einsum("hwc,hwc->hw", d, d) > threshold * threshold
+    squared: np.ndarray = np.einsum("hwc,hwc->hw", d, d)
+    return squared > threshold * threshold
 
 
 def tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
@@ -58,7 +60,8 @@ def tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
     th, tw = -(-h // tile), -(-w // tile)
     padded = np.zeros((th * tile, tw * tile), np.int32)
     padded[:h, :w] = mask
-    return padded.reshape(th, tile, tw, tile).sum(axis=(1, 3))
+    counts: np.ndarray = padded.reshape(th, tile, tw, tile).sum(axis=(1, 3))
+    return counts
 
 
 def tile_signature(frame: np.ndarray, ty: int, tx: int, tile: int) -> int:
@@ -66,7 +69,7 @@ def tile_signature(frame: np.ndarray, ty: int, tx: int, tile: int) -> int:
     return fingerprint(frame[ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile])
 
 
-def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:
+def tile_regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:
     """Changed tiles (a boolean tile map) as merged bounding boxes [x, y, w, h]
     in pixels: 8-connected groups of tiles, then boxes that overlap or touch
     are merged, at most `max_regions` (the closest boxes are merged first)."""
@@ -141,6 +144,14 @@ def changed_tiles(a: np.ndarray, b: np.ndarray, threshold: int, tile: int) -> np
     return tile_counts(changed_mask(a, b, threshold), tile)
 
 
+def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:
+    """Changed tiles as merged bounding boxes [x, y, w, h] (the stages' entry
+    point: the compiled kernel when available, else `tile_regions`)."""
+    if fast_regions is not None:
+        return fast_regions(np.asarray(tiles, dtype=bool), tile, width, height, max_regions)
+    return tile_regions(tiles, tile, width, height, max_regions)
+
+
 def fingerprint(frame: np.ndarray) -> int:
     """Exact frame hash for dedup (compiled xxh3 when available)."""
     return fast_frame_hash(frame) if fast_frame_hash is not None else frame_hash(frame)
@@ -176,3 +187,18 @@ def block_features(frame: np.ndarray, grid: int = 8) -> np.ndarray:
             mean = s / n
             out += [mean, math.sqrt(max(ss / n - mean * mean, 0.0))]
     return np.array(out, dtype=np.float64)
+
+
+def thumbnail(frame: np.ndarray, size: int = 16) -> np.ndarray:
+    """The mean luma (rounded down) of each block of a size x size division
+    (block k spans k*H//size .. (k+1)*H//size), (size, size) uint8; empty
+    blocks give 0."""
+    y = luma(frame).astype(np.uint64)
+    h, w = y.shape
+    out = np.zeros((size, size), np.uint8)
+    for by in range(size):
+        for bx in range(size):
+            block = y[by * h // size : (by + 1) * h // size, bx * w // size : (bx + 1) * w // size]
+            if block.size:
+                out[by, bx] = int(block.sum()) // block.size
+    return out

@@ -3,9 +3,11 @@
 side: jarvis_rust_core.RustBloomFilter, rbloom (Rust, the fastest on PyPI) and
 pybloom-live (pure Python). Each filter is sized for the same item count and
 false-positive rate; rounds interleave the filters in rotating order and the
-figures are medians over rounds.
+figures are medians over rounds. --baseline-core DIR adds the RustBloomFilter
+of another build of the core (e.g. an earlier commit's, installed with
+`pip install --no-deps --target DIR ./rust`) to the same run, for before/after.
 
-Usage: .venv/bin/python scripts/bench_bloom.py [--items N] [--rounds R]
+Usage: .venv/bin/python scripts/bench_bloom.py [--items N] [--rounds R] [--baseline-core DIR]
 (needs the bench extra: pip install -e ".[bench]")
 """
 
@@ -13,23 +15,42 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import os
 import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import jarvis_rust_core as jrc
-import pybloom_live
+import pybloom_live  # type: ignore[import-untyped]
 import rbloom
 
 P = 0.01
 
 
-def filters(n: int) -> dict[str, Callable[[], object]]:
+def load_core(directory: str) -> Any:
+    """Another build of jarvis_rust_core, loaded next to the installed one."""
+    (so,) = Path(directory, "jarvis_rust_core").glob("jarvis_rust_core*.so")
+    installed = sys.modules.pop("jarvis_rust_core")
+    try:
+        spec = importlib.util.spec_from_file_location("jarvis_rust_core", so)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.modules["jarvis_rust_core"] = installed
+    return module
+
+
+def filters(n: int, baseline: Any = None) -> dict[str, Callable[[], object]]:
+    extra = {"jarvis RustBloomFilter, baseline core": lambda: baseline.RustBloomFilter.for_items(n, P)} if baseline else {}
     return {
         "jarvis RustBloomFilter": lambda: jrc.RustBloomFilter.for_items(n, P),
+        **extra,
         "rbloom.Bloom": lambda: rbloom.Bloom(n, P),
         "pybloom_live.BloomFilter": lambda: pybloom_live.BloomFilter(capacity=n, error_rate=P),
     }
@@ -52,32 +73,40 @@ def run(make: Callable[[], object], items: list[object], probes: list[object]) -
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--items", type=int, default=200_000)
-    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--baseline-core", metavar="DIR", help="also time the RustBloomFilter of the core installed in DIR")
     args = ap.parse_args()
     n = args.items
-    cases = {
-        "int (frame hashes)": ([i * 0x9E3779B97F4A7C15 % 2**63 for i in range(n)], [(i + n) * 0x9E3779B97F4A7C15 % 2**63 for i in range(n)]),
+
+    def spread(lo: int, modulus: int) -> list[object]:
+        return [i * 0x9E3779B97F4A7C15 % modulus for i in range(lo, lo + n)]
+
+    cases: dict[str, tuple[list[object], list[object]]] = {
+        "int (frame hashes: uniform 64-bit)": (spread(0, 2**64), spread(n, 2**64)),
+        "int below 2^63": (spread(0, 2**63), spread(n, 2**63)),
         "str (plan's f'item_{i}')": ([f"item_{i}" for i in range(n)], [f"item_{i}" for i in range(n, 2 * n)]),
     }
     results: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-    names = list(filters(n))
+    baseline = load_core(args.baseline_core) if args.baseline_core else None
+    names = list(filters(n, baseline))
     for r in range(args.rounds):
         for case, (items, probes) in cases.items():
             for name in names[r % len(names):] + names[: r % len(names)]:
-                results.setdefault((case, name), []).append(run(filters(n)[name], items, probes))
+                results.setdefault((case, name), []).append(run(filters(n, baseline)[name], items, probes))
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
     print(f"# Bloom filters: {cpu}, {os.cpu_count()} cores, {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}")
     print(f"command: {' '.join(['scripts/bench_bloom.py', *sys.argv[1:]])}; {n} items, p = {P}, {args.rounds} rounds\n")
-    print("| items | filter | add / s | contains / s | measured FP rate | add vs rbloom |")
-    print("|---|---|---|---|---|---|")
+    print("| items | filter | add / s | `in` / s | measured FP rate | add vs rbloom | `in` vs rbloom |")
+    print("|---|---|---|---|---|---|---|")
     for case in cases:
         base = statistics.median(r[0] for r in results[(case, "rbloom.Bloom")])
+        base_in = statistics.median(r[1] for r in results[(case, "rbloom.Bloom")])
         for name in names:
             rs = results[(case, name)]
             add = statistics.median(r[0] for r in rs)
             look = statistics.median(r[1] for r in rs)
             fp = statistics.median(r[2] for r in rs)
-            print(f"| {case} | {name} | {add / 1e6:.2f} M | {look / 1e6:.2f} M | {fp:.4f} | {add / base:.2f}x |")
+            print(f"| {case} | {name} | {add / 1e6:.2f} M | {look / 1e6:.2f} M | {fp:.2%} | {add / base:.2f}x | {look / base_in:.2f}x |")
     return 0
 
 

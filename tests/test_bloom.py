@@ -43,6 +43,24 @@ def test_items_of_every_kind() -> None:
     assert len(f) == 0 and "item_1" not in f
 
 
+def test_both_filters_share_one_implementation_of_items() -> None:
+    for f in (jrc.RustBloomFilter.for_items(1000, 0.01), jrc.RotatingBloomFilter(1000, 0.01)):
+        assert isinstance(f, jrc.BloomFilterBase)
+        for item in ("item_1", b"\x00bytes", bytearray(b"buf"), 7, -3, 2**64 - 1):
+            assert item not in f and not f.contains(item)
+            f.add(item)
+            assert item in f and f.contains(item)
+        with pytest.raises(TypeError, match="int, str or bytes-like"):
+            f.contains(1.5)  # type: ignore[arg-type]
+        for too_big in (-(2**63) - 1, 2**64, 2**64 + 5, 10**400):
+            with pytest.raises(OverflowError):
+                f.add(too_big)
+        # every int of 64 bits is its own 8 bytes, signed or not
+        for v in (2**63, 2**63 + 12345, 2**64 - 1, -(2**63), -1, 0, 2**62 + 7):
+            f.add(v)
+            assert (v % 2**64).to_bytes(8, "little") in f
+
+
 def test_rotating_filter_is_bounded_and_remembers_the_recent() -> None:
     r = jrc.RotatingBloomFilter(1000, 0.01)
     size = r.size_bits

@@ -50,21 +50,97 @@ def test_frame_hash_is_xxh3_of_the_packed_pixels(fs: tuple[np.ndarray]) -> None:
     assert jrc.frame_hash(a) == jrc.frame_hash(packed) == xxhash.xxh3_64_intdigest(packed.tobytes())
 
 
-@given(frames(pair=True), st.integers(0, 255), st.integers(1, 17))
+@given(frames(pair=True), st.integers(0, 255), st.integers(1, 17), st.booleans())
 @settings(max_examples=400, deadline=None)
-def test_tile_changes_match_the_reference_exactly(fs: tuple[np.ndarray, np.ndarray], t: int, tile: int) -> None:
+def test_tile_changes_match_the_reference_exactly(fs: tuple[np.ndarray, np.ndarray], t: int, tile: int, parallel: bool) -> None:
     a, b = fs
     expected = kernels.tile_counts(kernels.changed_mask(a, b, t), tile)
-    got = jrc.tile_changes(a, b, t, tile)
+    got = jrc.tile_changes(a, b, t, tile, parallel=parallel)
     assert got.shape == expected.shape and (got == expected).all()
 
 
-def test_large_frames_split_across_threads_agree() -> None:
+@pytest.mark.parametrize("channels", [4, 3, 1])
+def test_large_frames_split_across_threads_agree(channels: int) -> None:
     rng = np.random.default_rng(3)
-    a = rng.integers(0, 256, (1081, 1921, 4), dtype=np.uint8)
+    a = rng.integers(0, 256, (1081, 1921, channels), dtype=np.uint8)
     b = a.copy()
-    b[::7, ::5, 1] ^= 0x55
-    assert (jrc.tile_changes(a, b, 24, 32) == kernels.tile_counts(kernels.changed_mask(a, b, 24), 32)).all()
+    b[::7, ::5] ^= 0x55  # every 7th row changed: the other rows take the equal-row shortcut
+    a, b = (a[..., 0], b[..., 0]) if channels == 1 else (a, b)
+    expected = kernels.tile_counts(kernels.changed_mask(a, b, 24), 32)
+    assert expected.sum() > 0
+    for parallel in (True, False):
+        assert (jrc.tile_changes(a, b, 24, 32, parallel=parallel) == expected).all()
+
+
+def test_tiles_taller_than_the_u16_column_counts() -> None:
+    # a tile of more than 65535 rows: column counts are folded into the tile
+    # totals before their u16 could overflow
+    a = np.zeros((70_001, 2), np.uint8)
+    b = np.full((70_001, 2), 200, np.uint8)
+    b[::5, 0] = 0
+    mask = kernels.changed_mask(a, b, 24)  # (tile_counts would pad to tile x tile)
+    assert (jrc.tile_changes(a, b, 24, 70_000, parallel=False) == [[mask[:70_000].sum()], [mask[70_000:].sum()]]).all()
+    assert (jrc.tile_changes(a, b, 24, 100_000, parallel=False) == [[mask.sum()]]).all()
+
+
+@st.composite
+def tile_maps(draw: st.DrawFn) -> tuple[np.ndarray, int, int, int]:
+    tile = draw(st.integers(1, 40))
+    w, h = draw(st.integers(1, 16 * tile)), draw(st.integers(1, 16 * tile))
+    shape = (-(-h // tile), -(-w // tile))
+    density = draw(st.sampled_from([0.0, 0.05, 0.3, 0.7, 1.0]))
+    seed = draw(st.integers(0, 2**32 - 1))
+    tiles = np.random.default_rng(seed).random(shape) < density
+    return tiles, tile, w, h
+
+
+@given(tile_maps(), st.integers(1, 20))
+@settings(max_examples=300, deadline=None)
+def test_regions_match_the_reference_exactly(m: tuple[np.ndarray, int, int, int], max_regions: int) -> None:
+    tiles, tile, w, h = m
+    expected = kernels.tile_regions(tiles, tile, w, h, max_regions)
+    assert jrc.regions(tiles, tile, w, h, max_regions) == expected
+    counts = tiles.astype(np.uint32) * 7  # tile_changes' counts: nonzero = changed
+    assert jrc.regions(counts, tile, w, h, max_regions) == expected
+    assert kernels.regions(tiles, tile, w, h, max_regions) == expected
+    assert kernels.regions(counts.astype(np.int64), tile, w, h, max_regions) == expected  # any dtype, nonzero = changed
+
+
+def test_regions_of_many_scattered_changes_match_the_reference() -> None:
+    # ~100 isolated boxes of uneven sizes: many merges, many ties in cost
+    rng = np.random.default_rng(9)
+    tiles = np.zeros((40, 40), bool)
+    tiles[::4, ::4] = True
+    tiles[1::8, 1::4] = rng.random((5, 10)) < 0.5
+    for max_regions in (1, 7, 16, 60):
+        assert jrc.regions(tiles, 16, 640, 640, max_regions) == kernels.tile_regions(tiles, 16, 640, 640, max_regions)
+
+
+def test_regions_bad_input_is_a_clear_error() -> None:
+    tiles = np.zeros((4, 5), bool)
+    with pytest.raises(jrc.FrameGeometryError, match="tile map"):
+        jrc.regions(tiles, 32, 100, 100)
+    with pytest.raises(jrc.FrameGeometryError, match="uint32 or bool"):
+        jrc.regions(tiles.astype(np.float32), 32, 160, 128)  # type: ignore[arg-type]
+    with pytest.raises(jrc.RingConfigError):
+        jrc.regions(tiles, 32, 160, 128, 0)
+
+
+@given(frames(), st.integers(1, 20))
+@settings(max_examples=300, deadline=None)
+def test_thumbnail_matches_the_reference(fs: tuple[np.ndarray], size: int) -> None:
+    (a,) = fs
+    got = jrc.thumbnail(a, size)
+    assert got.dtype == np.uint8 and got.shape == (size, size)
+    assert np.array_equal(got, kernels.thumbnail(a, size))
+
+
+def test_thumbnail_of_a_large_frame_and_bad_sizes() -> None:
+    a = np.random.default_rng(5).integers(0, 256, (1080, 1920, 4), dtype=np.uint8)
+    assert np.array_equal(jrc.thumbnail(a, 16), kernels.thumbnail(a, 16))
+    for size in (0, 257):
+        with pytest.raises(jrc.RingConfigError):
+            jrc.thumbnail(a, size)
 
 
 def test_bad_input_is_a_clear_error() -> None:
@@ -90,6 +166,16 @@ def test_luma_histogram_and_block_features_match_the_references(fs: tuple[np.nda
     assert got.shape == (2 * grid * grid,) and np.array_equal(got, expected)
 
 
+def test_block_sums_of_very_tall_blocks_do_not_overflow() -> None:
+    # more than 65536 rows in one block: the column sums of squares are folded
+    # into the block totals before a u32 could overflow
+    a = np.full((70_001, 3), 255, np.uint8)
+    a[::3, 1] = 7
+    for grid in (1, 2):
+        assert np.array_equal(jrc.block_features(a, grid), kernels.block_features(a, grid))
+        assert np.array_equal(jrc.thumbnail(a, grid), kernels.thumbnail(a, grid))
+
+
 @given(frames(pair=True), st.integers(0, 255), st.integers(1, 9), st.integers(1, 6))
 @settings(max_examples=200, deadline=None)
 def test_parallel_pipeline_matches_the_references(fs: tuple[np.ndarray, np.ndarray], t: int, tile: int, max_regions: int) -> None:
@@ -99,4 +185,4 @@ def test_parallel_pipeline_matches_the_references(fs: tuple[np.ndarray, np.ndarr
     tiles = kernels.tile_counts(kernels.changed_mask(a, b, t), tile)
     h, w = a.shape[:2]
     assert second["changed_ratio"] == tiles.sum() / (w * h)
-    assert second["regions"] == kernels.regions(tiles > 0, tile, w, h, max_regions)
+    assert second["regions"] == kernels.tile_regions(tiles > 0, tile, w, h, max_regions)

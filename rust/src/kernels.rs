@@ -2,16 +2,12 @@
 //! row stride, BGRA / RGB / GRAY. Each has a plain numpy reference in
 //! procs/kernels.py that the tests hold it to, exactly.
 
-use rayon::prelude::*;
 use xxhash_rust::xxh3::{xxh3_64, Xxh3};
 
 use crate::error::{RingError, Result};
 use crate::frame::{PixelFormat, SourceFrame};
 
-/// Frames at least this large are split across threads.
-const PARALLEL_PIXELS: usize = 256 * 1024;
-
-fn row(f: &SourceFrame, y: usize) -> &[u8] {
+pub(crate) fn row(f: &SourceFrame, y: usize) -> &[u8] {
     // SAFETY: SourceFrame's contract: `height` rows of `width * channels`
     // readable bytes, `stride` apart, alive while the kernel runs.
     unsafe { std::slice::from_raw_parts(f.ptr.add(y * f.stride), f.width * f.format.channels()) }
@@ -33,7 +29,7 @@ pub fn frame_hash(f: &SourceFrame) -> u64 {
     }
 }
 
-fn same_geometry(a: &SourceFrame, b: &SourceFrame) -> Result<()> {
+pub(crate) fn same_geometry(a: &SourceFrame, b: &SourceFrame) -> Result<()> {
     if (a.width, a.height, a.format) != (b.width, b.height, b.format) {
         return Err(RingError::FrameGeometry(format!(
             "frames of different geometry cannot be compared: {}x{} {} vs {}x{} {}",
@@ -48,82 +44,152 @@ fn same_geometry(a: &SourceFrame, b: &SourceFrame) -> Result<()> {
     Ok(())
 }
 
-/// Changed pixels in `a[x0..x1]` vs `b`: colour `dr^2+dg^2+db^2 > t^2`
-/// (alpha ignored), gray `|d| > t`. Integer math: CPU, numpy and GPU agree.
-fn changed_in(a: &[u8], b: &[u8], format: PixelFormat, t: u32) -> u32 {
-    let t2 = (t * t) as i32;
+/// Integer luma of one pixel: (77 R + 150 G + 29 B) >> 8 (gray: the value).
+#[inline(always)]
+fn luma_bgra(p: &[u8]) -> u32 {
+    (77 * u32::from(p[2]) + 150 * u32::from(p[1]) + 29 * u32::from(p[0])) >> 8
+}
+
+#[inline(always)]
+fn luma_rgb(p: &[u8]) -> u32 {
+    (77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8
+}
+
+/// The luma of a row's pixels into `out` (as long as the row is wide).
+#[inline(always)]
+fn luma_row(r: &[u8], format: PixelFormat, out: &mut [u8]) {
     match format {
-        PixelFormat::Gray => a.iter().zip(b).map(|(&p, &q)| u32::from((i32::from(p) - i32::from(q)).abs() > t as i32)).sum(),
-        PixelFormat::Bgra | PixelFormat::Rgb => {
-            let c = format.channels();
-            a.chunks_exact(c)
-                .zip(b.chunks_exact(c))
-                .map(|(p, q)| {
-                    let d0 = i32::from(p[0]) - i32::from(q[0]);
-                    let d1 = i32::from(p[1]) - i32::from(q[1]);
-                    let d2 = i32::from(p[2]) - i32::from(q[2]);
-                    u32::from(d0 * d0 + d1 * d1 + d2 * d2 > t2)
-                })
-                .sum()
-        }
+        PixelFormat::Gray => out.copy_from_slice(r),
+        PixelFormat::Bgra => out.iter_mut().zip(r.chunks_exact(4)).for_each(|(o, p)| *o = luma_bgra(p) as u8),
+        PixelFormat::Rgb => out.iter_mut().zip(r.chunks_exact(3)).for_each(|(o, p)| *o = luma_rgb(p) as u8),
     }
 }
 
-/// Changed pixels per `tile` x `tile` tile (edge tiles partial), row-major
-/// (rows of tiles, then columns): returns (counts, tile rows, tile columns).
-pub fn tile_changes(a: &SourceFrame, b: &SourceFrame, threshold: u32, tile: usize) -> Result<(Vec<u32>, usize, usize)> {
-    same_geometry(a, b)?;
-    if tile == 0 {
-        return Err(RingError::Config("tile size must be positive".into()));
+#[inline(always)]
+fn luma_histogram_generic(f: &SourceFrame) -> Vec<u64> {
+    // Four interleaved sub-histograms: runs of equal values (flat screen
+    // areas) would otherwise wait on the previous increment of the same bin.
+    let mut hist = [[0u32; 256]; 4];
+    let mut total = vec![0u64; 256];
+    let mut luma = vec![0u8; f.width];
+    let mut counted = 0usize;
+    for y in 0..f.height {
+        luma_row(row(f, y), f.format, &mut luma);
+        let mut quads = luma.chunks_exact(4);
+        for q in &mut quads {
+            hist[0][usize::from(q[0])] += 1;
+            hist[1][usize::from(q[1])] += 1;
+            hist[2][usize::from(q[2])] += 1;
+            hist[3][usize::from(q[3])] += 1;
+        }
+        for &v in quads.remainder() {
+            hist[0][usize::from(v)] += 1;
+        }
+        counted += f.width;
+        // Fold into u64 before a u32 bin could overflow.
+        if counted > (u32::MAX as usize) - f.width || y + 1 == f.height {
+            for h in &mut hist {
+                for (t, c) in total.iter_mut().zip(h.iter_mut()) {
+                    *t += u64::from(*c);
+                    *c = 0;
+                }
+            }
+            counted = 0;
+        }
     }
-    if threshold > 255 {
-        return Err(RingError::Config(format!("threshold {threshold} is outside 0..255")));
+    total
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn luma_histogram_avx2(f: &SourceFrame) -> Vec<u64> {
+    luma_histogram_generic(f)
+}
+
+/// Adds each pixel's luma to its column's sum, and with `SQUARES` its square
+/// to the column's sum of squares.
+#[inline(always)]
+fn add_luma<const SQUARES: bool>(r: &[u8], format: PixelFormat, cols: &mut [u32], sq: &mut [u32]) {
+    #[inline(always)]
+    fn add<const SQUARES: bool>(c: &mut u32, q: &mut u32, l: u32) {
+        *c += l;
+        if SQUARES {
+            *q += l * l;
+        }
     }
-    let (w, h, c) = (a.width, a.height, a.format.channels());
-    let (th, tw) = (h.div_ceil(tile), w.div_ceil(tile));
-    let mut counts = vec![0u32; th * tw];
-    let band = |ty: usize, out: &mut [u32]| {
-        for y in ty * tile..((ty + 1) * tile).min(h) {
-            let (ra, rb) = (row(a, y), row(b, y));
-            for (tx, n) in out.iter_mut().enumerate() {
-                let (x0, x1) = (tx * tile * c, ((tx + 1) * tile).min(w) * c);
-                *n += changed_in(&ra[x0..x1], &rb[x0..x1], a.format, threshold);
+    let (cols, sq) = (cols.iter_mut(), sq.iter_mut());
+    match format {
+        PixelFormat::Gray => cols.zip(sq).zip(r).for_each(|((c, q), &v)| add::<SQUARES>(c, q, u32::from(v))),
+        PixelFormat::Bgra => cols.zip(sq).zip(r.chunks_exact(4)).for_each(|((c, q), p)| add::<SQUARES>(c, q, luma_bgra(p))),
+        PixelFormat::Rgb => cols.zip(sq).zip(r.chunks_exact(3)).for_each(|((c, q), p)| add::<SQUARES>(c, q, luma_rgb(p))),
+    }
+}
+
+#[inline(always)]
+fn column_sums_generic<const SQUARES: bool>(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32], sq: &mut [u32]) {
+    cols.fill(0);
+    sq.fill(0);
+    for y in y0..y1 {
+        add_luma::<SQUARES>(row(f, y), f.format, cols, sq);
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn column_sums_avx2<const SQUARES: bool>(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32], sq: &mut [u32]) {
+    column_sums_generic::<SQUARES>(f, y0, y1, cols, sq)
+}
+
+/// Per-column luma sums (and sums of squares) of rows `y0..y1`.
+fn column_sums<const SQUARES: bool>(f: &SourceFrame, y0: usize, y1: usize, cols: &mut [u32], sq: &mut [u32]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { column_sums_avx2::<SQUARES>(f, y0, y1, cols, sq) };
+    }
+    column_sums_generic::<SQUARES>(f, y0, y1, cols, sq)
+}
+
+/// Rows per pass of column sums: 65536 * 255^2 still fits in a u32.
+const BAND_ROWS: usize = 65536;
+
+/// (sum of luma, sum of squares (with `SQUARES`), pixels) of each block of a
+/// `grid` x `grid` division (block k spans rows k*H/grid .. (k+1)*H/grid,
+/// likewise columns), row-major. Column sums build up row by row (a loop the
+/// compiler vectorises; AVX2 where the CPU has it) and are folded into blocks
+/// once per band of rows.
+fn block_sums<const SQUARES: bool>(f: &SourceFrame, grid: usize) -> Vec<(u64, u64, u64)> {
+    let (w, h) = (f.width, f.height);
+    let mut sums = vec![(0u64, 0u64, 0u64); grid * grid];
+    let (mut cols, mut sq) = (vec![0u32; w], vec![0u32; w]);
+    for by in 0..grid {
+        let (y0, y1) = (by * h / grid, (by + 1) * h / grid);
+        let out = &mut sums[by * grid..(by + 1) * grid];
+        for band in (y0..y1).step_by(BAND_ROWS) {
+            column_sums::<SQUARES>(f, band, (band + BAND_ROWS).min(y1), &mut cols, &mut sq);
+            for (bx, s) in out.iter_mut().enumerate() {
+                let (x0, x1) = (bx * w / grid, (bx + 1) * w / grid);
+                s.0 += cols[x0..x1].iter().map(|&c| u64::from(c)).sum::<u64>();
+                if SQUARES {
+                    s.1 += sq[x0..x1].iter().map(|&c| u64::from(c)).sum::<u64>();
+                }
             }
         }
-    };
-    if w * h >= PARALLEL_PIXELS {
-        counts.par_chunks_mut(tw).enumerate().for_each(|(ty, out)| band(ty, out));
-    } else {
-        counts.chunks_mut(tw).enumerate().for_each(|(ty, out)| band(ty, out));
+        for (bx, s) in out.iter_mut().enumerate() {
+            s.2 = ((y1 - y0) * ((bx + 1) * w / grid - bx * w / grid)) as u64;
+        }
     }
-    Ok((counts, th, tw))
-}
-
-/// Integer luma of one pixel: (77 R + 150 G + 29 B) >> 8 (gray: the value).
-fn luma_row(r: &[u8], format: PixelFormat, out: &mut Vec<u8>) {
-    out.clear();
-    match format {
-        PixelFormat::Gray => out.extend_from_slice(r),
-        PixelFormat::Bgra => out.extend(
-            r.chunks_exact(4).map(|p| ((77 * u32::from(p[2]) + 150 * u32::from(p[1]) + 29 * u32::from(p[0])) >> 8) as u8),
-        ),
-        PixelFormat::Rgb => out.extend(
-            r.chunks_exact(3).map(|p| ((77 * u32::from(p[0]) + 150 * u32::from(p[1]) + 29 * u32::from(p[2])) >> 8) as u8),
-        ),
-    }
+    sums
 }
 
 /// Histogram of the luma values (256 bins).
 pub fn luma_histogram(f: &SourceFrame) -> Vec<u64> {
-    let mut hist = vec![0u64; 256];
-    let mut luma = Vec::with_capacity(f.width);
-    for y in 0..f.height {
-        luma_row(row(f, y), f.format, &mut luma);
-        for &v in &luma {
-            hist[usize::from(v)] += 1;
-        }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above).
+        return unsafe { luma_histogram_avx2(f) };
     }
-    hist
+    luma_histogram_generic(f)
 }
 
 /// Mean and standard deviation of the luma in each of `grid` x `grid` blocks
@@ -134,20 +200,7 @@ pub fn block_features(f: &SourceFrame, grid: usize) -> Result<Vec<f64>> {
     if grid == 0 || grid > 256 {
         return Err(RingError::Config(format!("grid must be 1..256, not {grid}")));
     }
-    let (w, h) = (f.width, f.height);
-    let mut sums = vec![(0u64, 0u64, 0u64); grid * grid];
-    let col_block: Vec<usize> = (0..w).map(|x| (0..grid).rfind(|&b| b * w / grid <= x).unwrap_or(0)).collect();
-    let mut luma = Vec::with_capacity(w);
-    for y in 0..h {
-        let by = (0..grid).rfind(|&b| b * h / grid <= y).unwrap_or(0);
-        luma_row(row(f, y), f.format, &mut luma);
-        for (x, &v) in luma.iter().enumerate() {
-            let s = &mut sums[by * grid + col_block[x]];
-            s.0 += u64::from(v);
-            s.1 += u64::from(v) * u64::from(v);
-            s.2 += 1;
-        }
-    }
+    let sums = block_sums::<true>(f, grid);
     Ok(sums
         .into_iter()
         .flat_map(|(s, ss, n)| {
@@ -161,70 +214,15 @@ pub fn block_features(f: &SourceFrame, grid: usize) -> Result<Vec<f64>> {
         .collect())
 }
 
-/// Changed tiles as merged bounding boxes [x, y, w, h] in pixels: 8-connected
-/// groups of tiles, boxes that overlap or touch merged, then the pair whose
-/// union adds the least area merged until at most `max_regions` remain; sorted
-/// by (y, x). The numpy reference (procs/kernels.regions) is the same algorithm.
-pub fn regions(changed: &[bool], th: usize, tw: usize, tile: usize, width: usize, height: usize, max_regions: usize) -> Vec<[usize; 4]> {
-    let mut seen = vec![false; th * tw];
-    let mut boxes: Vec<[usize; 4]> = Vec::new();
-    for start in 0..th * tw {
-        if !changed[start] || seen[start] {
-            continue;
-        }
-        seen[start] = true;
-        let (mut stack, mut b) = (vec![start], [start % tw, start / tw, start % tw, start / tw]);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % tw, i / tw);
-            b = [b[0].min(x), b[1].min(y), b[2].max(x), b[3].max(y)];
-            for ny in y.saturating_sub(1)..=(y + 1).min(th - 1) {
-                for nx in x.saturating_sub(1)..=(x + 1).min(tw - 1) {
-                    let j = ny * tw + nx;
-                    if changed[j] && !seen[j] {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
-                }
-            }
-        }
-        boxes.push(b);
+/// Tiny luma thumbnail for a cheap first look: the mean luma (rounded down)
+/// of each of `size` x `size` blocks (block k spans rows k*H/size ..
+/// (k+1)*H/size, likewise columns), row-major; an empty block (frames smaller
+/// than the thumbnail) gives 0.
+pub fn thumbnail(f: &SourceFrame, size: usize) -> Result<Vec<u8>> {
+    if size == 0 || size > 256 {
+        return Err(RingError::Config(format!("thumbnail size must be 1..256, not {size}")));
     }
-    let union = |a: [usize; 4], b: [usize; 4]| [a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])];
-    'merge: loop {
-        for i in 0..boxes.len() {
-            for j in i + 1..boxes.len() {
-                let (a, b) = (boxes[i], boxes[j]);
-                if a[0] <= b[2] + 1 && b[0] <= a[2] + 1 && a[1] <= b[3] + 1 && b[1] <= a[3] + 1 {
-                    boxes[i] = union(a, b);
-                    boxes.remove(j);
-                    continue 'merge;
-                }
-            }
-        }
-        break;
-    }
-    let area = |b: [usize; 4]| ((b[2] - b[0] + 1) * (b[3] - b[1] + 1)) as i64;
-    while boxes.len() > max_regions.max(1) {
-        let mut best: Option<(i64, usize, usize)> = None;
-        for i in 0..boxes.len() {
-            for j in i + 1..boxes.len() {
-                let cost = area(union(boxes[i], boxes[j])) - area(boxes[i]) - area(boxes[j]);
-                if best.is_none_or(|(c, _, _)| cost < c) {
-                    best = Some((cost, i, j));
-                }
-            }
-        }
-        let (_, i, j) = best.expect("at least two boxes");
-        boxes[i] = union(boxes[i], boxes[j]);
-        boxes.remove(j);
-    }
-    boxes.sort_by_key(|b| (b[1], b[0]));
-    boxes
-        .into_iter()
-        .map(|[x0, y0, x1, y1]| {
-            [x0 * tile, y0 * tile, ((x1 + 1) * tile).min(width) - x0 * tile, ((y1 + 1) * tile).min(height) - y0 * tile]
-        })
-        .collect()
+    Ok(block_sums::<false>(f, size).into_iter().map(|(s, _, n)| s.checked_div(n).unwrap_or(0) as u8).collect())
 }
 
 #[cfg(test)]
@@ -246,22 +244,5 @@ mod tests {
         let b = frame(&padded, 5, 3, 64, PixelFormat::Bgra);
         assert_eq!(frame_hash(&a), frame_hash(&b));
         assert_eq!(frame_hash(&a), xxh3_64(&packed));
-    }
-
-    #[test]
-    fn counts_changed_pixels_per_tile() {
-        let a = vec![0u8; 6 * 5 * 3];
-        let mut b = a.clone();
-        b[(4 * 6 + 5) * 3] = 30; // pixel (5, 4): |d| = 30
-        b[0] = 10; // pixel (0, 0): below threshold 20
-        let (counts, th, tw) = tile_changes(
-            &frame(&a, 6, 5, 18, PixelFormat::Rgb),
-            &frame(&b, 6, 5, 18, PixelFormat::Rgb),
-            20,
-            4,
-        )
-        .unwrap();
-        assert_eq!((th, tw), (2, 2));
-        assert_eq!(counts, vec![0, 0, 0, 1]);
     }
 }

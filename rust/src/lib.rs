@@ -10,6 +10,8 @@ pub mod slot;
 #[cfg(not(loom))]
 pub mod bloom;
 #[cfg(not(loom))]
+pub mod changes;
+#[cfg(not(loom))]
 pub mod error;
 #[cfg(not(loom))]
 pub mod frame;
@@ -19,6 +21,8 @@ pub mod frame_buffer;
 pub mod kernels;
 #[cfg(not(loom))]
 pub(crate) mod layout;
+#[cfg(not(loom))]
+pub mod regions;
 #[cfg(not(loom))]
 pub mod ring;
 #[cfg(not(loom))]

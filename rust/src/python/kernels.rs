@@ -1,9 +1,10 @@
 //! Python face of the vision kernels (GIL released while they run).
 
-use numpy::{PyArray2, PyArrayMethods};
+use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2};
 use pyo3::prelude::*;
 
 use super::frames::source_of;
+use crate::error::RingError;
 
 /// Exact 64-bit hash (xxh3) of a frame's pixels; row padding never changes it.
 #[pyfunction]
@@ -14,18 +15,21 @@ pub fn frame_hash(py: Python<'_>, frame: &Bound<'_, PyAny>) -> PyResult<u64> {
 
 /// Changed pixels per tile between two frames of one geometry: a uint32
 /// (tile rows, tile columns) array. A pixel changed when dr^2+dg^2+db^2 > t^2
-/// (alpha ignored), or |d| > t for gray frames.
+/// (alpha ignored), or |d| > t for gray frames. `parallel=False` keeps the
+/// work on the calling thread.
 #[pyfunction]
+#[pyo3(signature = (a, b, threshold, tile, *, parallel=true))]
 pub fn tile_changes<'py>(
     py: Python<'py>,
     a: &Bound<'py, PyAny>,
     b: &Bound<'py, PyAny>,
     threshold: u32,
     tile: usize,
+    parallel: bool,
 ) -> PyResult<Bound<'py, PyArray2<u32>>> {
     let (fa, _pa) = source_of(py, a, None, None, None, None)?;
     let (fb, _pb) = source_of(py, b, None, None, None, None)?;
-    let (counts, th, tw) = py.detach(|| crate::kernels::tile_changes(&fa, &fb, threshold, tile))?;
+    let (counts, th, tw) = py.detach(|| crate::changes::tile_changes(&fa, &fb, threshold, tile, parallel))?;
     numpy::PyArray1::from_vec(py, counts).reshape([th, tw])
 }
 
@@ -45,4 +49,52 @@ pub fn block_features<'py>(py: Python<'py>, frame: &Bound<'py, PyAny>, grid: usi
     let (src, _pixels) = source_of(py, frame, None, None, None, None)?;
     let features = py.detach(|| crate::kernels::block_features(&src, grid))?;
     Ok(numpy::PyArray1::from_vec(py, features))
+}
+
+/// Changed tiles (a 2-D tile map, nonzero = changed: `tile_changes`' counts or
+/// a bool map) as merged bounding boxes [x, y, w, h] in pixels, sorted by
+/// (y, x): 8-connected groups of tiles, touching boxes merged, then the
+/// closest boxes merged until at most `max_regions` remain.
+#[pyfunction]
+#[pyo3(signature = (tiles, tile, width, height, max_regions=16))]
+pub fn regions(
+    py: Python<'_>,
+    tiles: &Bound<'_, PyAny>,
+    tile: usize,
+    width: usize,
+    height: usize,
+    max_regions: usize,
+) -> PyResult<Vec<[usize; 4]>> {
+    let (changed, shape) = if let Ok(a) = tiles.extract::<PyReadonlyArray2<'_, u32>>() {
+        (a.as_array().iter().map(|&c| c > 0).collect::<Vec<bool>>(), a.as_array().dim())
+    } else if let Ok(a) = tiles.extract::<PyReadonlyArray2<'_, bool>>() {
+        (a.as_array().iter().copied().collect(), a.as_array().dim())
+    } else {
+        return Err(RingError::FrameGeometry("tiles is a 2-D uint32 or bool array".into()).into());
+    };
+    if tile == 0 || max_regions == 0 {
+        return Err(RingError::Config("tile and max_regions must be positive".into()).into());
+    }
+    if shape != (height.div_ceil(tile), width.div_ceil(tile)) {
+        return Err(RingError::FrameGeometry(format!(
+            "a {width}x{height} frame in {tile} px tiles has a {}x{} tile map, not {}x{}",
+            height.div_ceil(tile),
+            width.div_ceil(tile),
+            shape.0,
+            shape.1
+        ))
+        .into());
+    }
+    Ok(py.detach(|| crate::regions::regions(&changed, shape.0, shape.1, tile, width, height, max_regions)))
+}
+
+/// Tiny luma thumbnail, the cheap first look at a frame: the mean luma
+/// (rounded down) of each block of a `size` x `size` division, a uint8
+/// (size, size) array.
+#[pyfunction]
+#[pyo3(signature = (frame, size=16))]
+pub fn thumbnail<'py>(py: Python<'py>, frame: &Bound<'py, PyAny>, size: usize) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let (src, _pixels) = source_of(py, frame, None, None, None, None)?;
+    let thumb = py.detach(|| crate::kernels::thumbnail(&src, size))?;
+    numpy::PyArray1::from_vec(py, thumb).reshape([size, size])
 }

@@ -26,6 +26,7 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<ring::Lease>()?;
     m.add_class::<frame_buffer::FrameRingBuffer>()?;
     m.add_class::<ready::Ready>()?;
+    m.add_class::<bloom::BloomFilterBase>()?;
     m.add_class::<bloom::RustBloomFilter>()?;
     m.add_class::<parallel::ParallelVisionPipeline>()?;
     m.add_class::<bloom::RotatingBloomFilter>()?;
@@ -33,5 +34,7 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernels::tile_changes, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::luma_histogram, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::block_features, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::regions, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::thumbnail, m)?)?;
     Ok(())
 }

@@ -11,7 +11,7 @@ use super::frames::source_of;
 use super::ready::Ready;
 use crate::error::RingError;
 use crate::frame::SourceFrame;
-use crate::kernels;
+use crate::{changes, kernels};
 
 type Analysed = (Vec<f64>, Option<(f64, Vec<[usize; 4]>)>);
 
@@ -33,10 +33,10 @@ fn analyse(frames: &[SourceFrame], i: usize, t: u32, tile: usize, grid: usize, m
     if (a.width, a.height, a.format) != (b.width, b.height, b.format) {
         return Ok((features, Some((1.0, vec![[0, 0, b.width, b.height]]))));
     }
-    let (counts, th, tw) = kernels::tile_changes(a, b, t, tile)?;
+    let (counts, th, tw) = changes::tile_changes(a, b, t, tile, true)?;
     let ratio = counts.iter().map(|&c| f64::from(c)).sum::<f64>() / (b.width * b.height) as f64;
     let changed: Vec<bool> = counts.iter().map(|&c| c > 0).collect();
-    Ok((features, Some((ratio, kernels::regions(&changed, th, tw, tile, b.width, b.height, max_regions)))))
+    Ok((features, Some((ratio, crate::regions::regions(&changed, th, tw, tile, b.width, b.height, max_regions)))))
 }
 
 #[pymethods]

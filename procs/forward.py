@@ -18,6 +18,7 @@ dropped(stage_crashed).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import queue
 import shutil
@@ -44,10 +45,6 @@ if TYPE_CHECKING:  # the SDK is imported only when forwarding is live
     from procs.claude_client import Answer, ClaudeClient
 
 PENDING = protocol.COUNTER_INDEX["pending.forward"]
-#: How often the loop looks for the sender's result while a request is out.
-#: The stage's poller only watches sockets it owns, so a short timer is the
-#: simple way to hear back; it runs only while a request is in flight.
-POLL_S = 0.01
 #: How long shutdown waits for a request in flight before giving it up.
 SHUTDOWN_WAIT_S = 1.0
 #: Text of an answer carried in an insight event at most (the journal keeps all).
@@ -93,9 +90,10 @@ class Sender(threading.Thread):
     an HTTP call (seconds) or an encode (tens of ms) is under way. It touches
     neither the ring nor the sockets: results go back through `results`."""
 
-    def __init__(self, f: Any, client: ClaudeClient | None, outbox: Outbox, log: Any) -> None:
+    def __init__(self, f: Any, client: ClaudeClient | None, outbox: Outbox, log: Any, wake_fd: int) -> None:
         super().__init__(name="forward-sender", daemon=True)
         self.f, self.client, self.outbox, self.log = f, client, outbox, log
+        self.wake_fd = wake_fd  # written after each result: wakes the stage's loop
         self.geometry = Geometry.from_config(f)
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.results: queue.Queue[Outcome] = queue.Queue()
@@ -109,6 +107,8 @@ class Sender(threading.Thread):
             except Exception as exc:  # a bug here must not leave the request pending forever
                 self.log.exception("sender failed on request %s", job.id)
                 self.results.put(Outcome(job, failure=Failure("internal", f"{type(exc).__name__}: {exc}")))
+            with contextlib.suppress(BlockingIOError):  # full: a wake-up is pending anyway
+                os.write(self.wake_fd, b"!")
 
     def _do(self, job: Job) -> Outcome:
         leftover: list[FrameCopy] = []
@@ -168,7 +168,9 @@ class Forward(stage.Stage):
 
                 client = ClaudeClient(key, f.base_url, f.timeout_s)
         self.mode = "live" if client is not None else "dry-run"
-        self.sender = Sender(f, client, outbox, self.log)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_fds.append(wake_r)
+        self.sender = Sender(f, client, outbox, self.log, wake_w)
         self.sender.start()
         self.batcher: Batcher[FrameCopy] = Batcher(self.pacer, f.batch, f.queue_max, lambda fc: fc.tokens)
         self.queue = self.batcher.queue  # frames copied out, waiting for a request (oldest first)
@@ -238,7 +240,7 @@ class Forward(stage.Stage):
         self.notices.clear()
         self._collect(now)
         if self.busy is not None:
-            return now + POLL_S
+            return None  # the sender's wake-up pipe brings the loop back
         if self.paused or self.pressure == "critical":
             self._drop_waiting("paused")  # nothing leaves while paused
             return None
@@ -250,14 +252,14 @@ class Forward(stage.Stage):
             self.retries += 1
             self.pacer.commit(sum(fc.tokens for fc in job.frames), now)
             self._submit(job)
-            return now + POLL_S
+            return None
         frames, never, wake = self.batcher.take(now)
         self._settle(never, "dropped", "rate_limited")
         if not frames:
             return wake
         self.requests += 1
         self._submit(Job(f"{time.strftime('%Y%m%d-%H%M%S')}-{frames[0].ref['seq']:08d}", frames))
-        return now + POLL_S
+        return None
 
     def _submit(self, job: Job) -> None:
         job.attempt += 1

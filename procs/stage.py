@@ -15,6 +15,7 @@ the supervisor's death (its pipe closing, or PR_SET_PDEATHSIG on Linux) means
 from __future__ import annotations
 
 import collections
+import contextlib
 import errno
 import ctypes
 import json
@@ -125,6 +126,9 @@ class Stage:
         self.hop_in = protocol.HOP_INDEX[f"{self.previous}>{self.name}"] if self.previous else None
         self.hop_out = protocol.HOP_INDEX[f"{self.name}>{self.next}"] if self.next else None
         self.parent_fd = parent_fd
+        #: Read ends of pipes a stage's own threads write to when they have news
+        #: for the loop (the loop sleeps until then instead of polling for it).
+        self.wake_fds: list[int] = []
         self.frames_in = self.frames_out = 0
         self.drops: collections.Counter[str] = collections.Counter()
         self.terminal: collections.Counter[str] = collections.Counter()
@@ -271,6 +275,8 @@ class Stage:
         poller.register(self.sub, zmq.POLLIN)
         if self.parent_fd is not None:
             poller.register(self.parent_fd, zmq.POLLIN)
+        for fd in self.wake_fds:
+            poller.register(fd, zmq.POLLIN)
         self.log.info("started (pid %d, incarnation %d, epoch %d)", os.getpid(), self.incarnation, self.epoch)
         wake: float | None = None
         while not self.abandon:
@@ -289,6 +295,10 @@ class Stage:
                 self.log.warning("the supervisor is gone; stopping")
                 self.abandon = True
                 break
+            for fd in self.wake_fds:
+                if fd in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(fd, 4096)
             if self.sub in ready:
                 self._drain_control()
             if self.inbox is not None and self.inbox in ready:

@@ -6,7 +6,7 @@ the changed regions, and so does one after `keepalive_s` without any.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jarvis_rust_core as jrc
@@ -28,7 +28,7 @@ def tile_change(frame: np.ndarray, reference: np.ndarray, key: Tile, tile: int) 
 class MonitorState:
     ref: jrc.FrameRef
     forwarded_at: float  # capture time of the reference, seconds
-    policy: ChangePolicy = field(default_factory=ChangePolicy)
+    policy: ChangePolicy
 
 
 class Analysis(stage.Stage):
@@ -77,7 +77,7 @@ class Analysis(stage.Stage):
             return
         self.frame_event("frame.changed", ref, **body)
         same_geometry = state is not None and (state.ref.w, state.ref.h) == (ref.w, ref.h)
-        policy = state.policy if state is not None and same_geometry else ChangePolicy()
+        policy = state.policy if state is not None and same_geometry else ChangePolicy(tile=self.cfg.analysis.tile)
         if state is not None:
             self.mem.release(state.ref)
         self.monitors[ref.monitor] = MonitorState(ref, now, policy)

@@ -16,7 +16,8 @@ The methods, each as its users run it:
 - ours: the pipeline's policy offline, driven like the stages drive it: dedup's
   exact time-windowed hash set, then procs.change_policy against the reference
   frame (the last kept one), with the frames' recorded capture times and the
-  default configuration.
+  default configuration; and the same with dedup's window at 0 s (analysis
+  alone rules on repeats), as tests/test_policy_session.py runs the pipeline.
 
     .venv/bin/python scripts/eval_policy.py tests/data/session
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import subprocess
 import sys
@@ -112,7 +114,7 @@ class Ours:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.recent: collections.OrderedDict[int, float] = collections.OrderedDict()
-        self.policy = ChangePolicy()
+        self.policy = ChangePolicy(tile=cfg.analysis.tile)
         self.reference: np.ndarray | None = None
         self.forwarded_at = 0.0
 
@@ -164,6 +166,8 @@ def methods(cfg: Config) -> dict[str, Callable[[np.ndarray, float], bool]]:
     for share in (0.0001, 0.001):
         found[f"pixels > {share:.2%}"] = pixels(share).keep
     found["ours"] = Ours(cfg).keep
+    # dedup's recent window off: the configuration tests/test_policy_session.py runs
+    found["ours, dedup window 0"] = Ours(dataclasses.replace(cfg, dedup=dataclasses.replace(cfg.dedup, window_s=0.0))).keep
     return found
 
 
@@ -210,14 +214,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("session", type=Path, help="folder with session.mkv and labels.json")
     parser.add_argument("--only", nargs="*", default=(), help="methods to run (default: all)")
-    parser.add_argument("--misses", action="store_true", help="also list the frames ours judges against its label")
+    parser.add_argument("--misses", metavar="METHOD", help="also list the frames METHOD keeps against its label or drops")
     args = parser.parse_args()
     frames, kept = evaluate(args.session, tuple(args.only))
     print(table(frames, kept))
-    if args.misses and "ours" in kept:
+    if args.misses in kept:
         for i, e in enumerate(frames):
-            if i and kept["ours"][i] != (e["label"] == "meaningful"):
-                print(f"frame {i} t={e['t']} {e['label']}/{e['category']}: {'kept' if kept['ours'][i] else 'dropped'}")
+            if i and kept[args.misses][i] != (e["label"] == "meaningful"):
+                print(f"frame {i} t={e['t']} {e['label']}/{e['category']}: {'kept' if kept[args.misses][i] else 'dropped'}")
 
 
 if __name__ == "__main__":

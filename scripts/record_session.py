@@ -5,7 +5,7 @@ A private Xvfb (1920x1080, no window manager: windows land where -geometry puts
 them) runs real X programs: an xterm with a blinking cursor, an analog xclock
 ticking every second, a dillo browser showing a local page, and xmessage
 dialogs. xdotool drives them from a seeded script: single typed characters,
-deletes, one-line commands, wheel scrolls in the terminal and the browser,
+deletes (of typos), one-line commands, wheel scrolls in the terminal and the browser,
 raising/focusing windows, opening and closing a dialog, and idle stretches in
 which only the clock ticks and the caret blinks. The screen is grabbed at 4 fps
 through the project's screen source.
@@ -66,7 +66,8 @@ SETTLE_S = 1.0  # changes this soon after an action's effect are still that acti
 TOOLS = ("Xvfb", "xterm", "xclock", "xmessage", "dillo", "xdotool", "ffmpeg")
 
 WORDS = ("ls", "echo", "date", "seq", "cat", "grep", "jarvis", "frame", "monitor", "tile", "clock", "hello")
-COMMANDS = ("date +%T", "seq 3", "ls /", "echo hi", "uname", "pwd", "id -u", "echo $((6*7))")
+COMMANDS = ("ls", "pwd", "id", "date", "seq 3", "echo hi", "uname", "ls /")
+TYPOS = "qxzjkvw"  # keys hit by mistake, deleted at once
 PAGE = """<html><head><title>Notes</title></head><body>
 <h1>Screen monitor notes</h1>
 {paragraphs}
@@ -180,6 +181,7 @@ class Script:
         self.desk, self.rng = desk, random.Random(seed)
         self.line = ""  # what is typed on the terminal's command line
         self.target = ""  # the command being typed
+        self.typo = False  # the last character typed is wrong
         self.idle = 0  # frames left in an idle stretch
         self.dialog_frames = 0
         self.scrolled: dict[str, int] = {}  # wheel clicks away from where each window starts
@@ -190,30 +192,31 @@ class Script:
         if self.idle > 0:
             self.idle -= 1
             return None
-        if rng.random() < 0.35:
+        if rng.random() < 0.3:
             # mostly short pauses (irregular typing), sometimes a long idle stretch
-            self.idle = rng.choice((1, 1, 2, 2, 3, 5)) if rng.random() < 0.85 else rng.randint(12, 28)
+            self.idle = rng.choice((1, 1, 2, 2, 3, 5)) if rng.random() < 0.9 else rng.randint(10, 24)
             return None
         if d.dialog is not None:
             self.dialog_frames += 1
-            if self.dialog_frames > rng.randint(1, 4):
+            if self.dialog_frames > rng.randint(1, 3):
                 self.dialog_frames = 0
                 return "dialog", d.close_dialog
             return None
         roll = rng.random()
-        if roll < 0.07:
+        if roll < 0.09:
             return "dialog", lambda: d.open_dialog(rng.choice(("Saved.", "Build finished", "3 new messages", "Update ready")))
-        if roll < 0.17:
+        if roll < 0.18:
             other = d.browser if d.focused == d.xterm else d.xterm
             return "window_switch", lambda: d.focus(other)
-        if roll < 0.30:
+        if roll < 0.36:
             return self._scroll()
         if d.focused != d.xterm:
             return "window_switch", lambda: d.focus(d.xterm)
         if not self.target:
             self.target = rng.choice(COMMANDS)
-        if self.line and rng.random() < 0.25:
-            self.line = self.line[:-1]
+        if self.typo:
+            # a typo is deleted before typing goes on
+            self.line, self.typo = self.line[:-1], False
             self.scrolled[d.xterm] = 0  # the echo brings the terminal back to its bottom
             return "delete", lambda: d.xdo("key", "BackSpace")
         if self.line == self.target:
@@ -221,6 +224,8 @@ class Script:
             self.scrolled[d.xterm] = 0
             return "command_output", lambda: d.xdo("key", "Return")
         char = self.target[len(self.line)]
+        if rng.random() < 0.4:
+            char, self.typo = rng.choice([c for c in TYPOS if c != char]), True
         self.line += char
         self.scrolled[d.xterm] = 0
         return "typed_char", lambda: d.xdo("type", "--delay", "0", char)
@@ -359,9 +364,11 @@ def classify(
     if pending is not None:
         pending.landed = t
         return "meaningful", pending.kind, None, pending
-    if last is not None and last.landed is not None and t - last.landed <= SETTLE_S and not one_cell(box):
-        return "meaningful", last.kind, None, last  # the same action still painting
-    if one_cell(box) and desk.focused == desk.xterm:
+    blinking = one_cell(box) and desk.focused == desk.xterm
+    if last is not None and last.landed is not None and t - last.landed <= SETTLE_S and not blinking:
+        # the same action still painting (e.g. the terminal drawing its hollow unfocused cursor)
+        return "meaningful", last.kind, None, last
+    if blinking:
         return "trivial", "caret_blink", None, last  # the caret blinking over a character
     raise RuntimeError(f"an unexplained change at {t:.2f}s in {box}: no action pending")
 
@@ -384,7 +391,7 @@ def check_decode(video: Path, digests: list[str]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder for session.mkv and labels.json")
-    parser.add_argument("--frames", type=int, default=640)
+    parser.add_argument("--frames", type=int, default=800)
     parser.add_argument("--seed", type=int, default=4)
     args = parser.parse_args()
     record(args.out, args.frames, args.seed)

@@ -25,7 +25,7 @@ import zmq
 from pipeline_harness import pipeline
 
 SESSION = Path(__file__).resolve().parent / "data" / "session"
-REPLAY_FPS = 10.0  # 2.5x the recorded pace; the 1080p pipeline keeps up on two busy cores
+REPLAY_FPS = 12.0  # 3x the recorded pace; the 1080p pipeline keeps up on two busy cores
 DEADLINE_S = 150.0
 MEANINGFUL_KEPT, TRIVIAL_DROPPED = 0.99, 0.90
 
@@ -45,8 +45,10 @@ times = "{labels}"
 [dedup]
 window_s = 0.0
 [forward]
-# few requests: encoding 1080p PNGs for every forwarded frame would compete with the stages under test
+# one frame per request every 5 s (the rest overflow forward's queue): encoding a 1080p PNG
+# for every forwarded frame would compete with the stages under test
 min_interval_s = 5.0
+batch = 1
 [supervisor]
 stats_interval_s = 0.5
 stop_grace_s = 5.0
@@ -63,7 +65,8 @@ def labels() -> dict[str, Any]:
 
 def replay(fps: float) -> dict[int, str]:
     """Runs the pipeline over the session; what became of each frame, by index:
-    changed (analysis forwarded it), unchanged, duplicate, or dropped:<stage>:<reason>."""
+    changed (analysis judged it meaningful; changed:handoff_failed when forward
+    could not take it), keepalive, unchanged, duplicate, or dropped:<stage>:<reason>."""
     meta = labels()
     index_of = {round((e["t"] - meta["frames"][0]["t"]) * 1e9): e["index"] for e in meta["frames"]}
     config = CONFIG.format(fps=fps, video=SESSION / meta["video"], labels=SESSION / "labels.json")
@@ -87,27 +90,40 @@ def replay(fps: float) -> dict[int, str]:
                         origin = ref["t_mono_ns"]  # the first frame replayed: recorded offset 0
                     elif topic in DECIDED:
                         outcome = topic.split(".")[1]
-                        if topic == "frame.dropped":
-                            # forward only ever gets what analysis forwarded; its drops are its own business
-                            outcome = "changed" if body["stage"] == "forward" else f"dropped:{body['stage']}:{body['reason']}"
+                        if topic == "frame.changed" and body["keepalive"]:
+                            outcome = "keepalive"
+                        elif topic == "frame.dropped" and body["stage"] == "analysis":
+                            # analysis drops a frame only when handing on one it judged meaningful fails
+                            # (forward busy); it tries again with the next frame
+                            outcome = "changed:handoff_failed"
+                        elif topic == "frame.dropped" and body["stage"] == "forward":
+                            outcome = "changed"  # forward only gets frames analysis judged meaningful
+                        elif topic == "frame.dropped":
+                            outcome = f"dropped:{body['stage']}:{body['reason']}"
                         pending.append((ref["t_mono_ns"], outcome))
                     break
                 if origin is not None:
                     for t, outcome in pending:
-                        fate[index_of[t - origin]] = outcome
+                        index = index_of[t - origin]
+                        if fate.get(index) != "keepalive":
+                            fate[index] = outcome
                     pending.clear()
             p.cli("down")
     return fate
 
 
+def kept(outcome: str) -> bool:
+    return outcome.startswith("changed") or outcome == "keepalive"
+
+
 def score(fate: dict[int, str]) -> dict[str, float]:
     frames = labels()["frames"][1:]  # the first frame is forwarded as the first reference
-    kept = Counter(e["label"] for e in frames if fate[e["index"]] == "changed")
+    n_kept = Counter(e["label"] for e in frames if kept(fate[e["index"]]))
     total = Counter(e["label"] for e in frames)
     return {
-        "meaningful kept": kept["meaningful"] / total["meaningful"],
-        "trivial dropped": 1 - kept["trivial"] / total["trivial"],
-        "none dropped": 1 - kept["none"] / total["none"],
+        "meaningful kept": n_kept["meaningful"] / total["meaningful"],
+        "trivial dropped": 1 - n_kept["trivial"] / total["trivial"],
+        "none dropped": 1 - n_kept["none"] / total["none"],
     }
 
 
@@ -115,13 +131,18 @@ def test_the_pipeline_meets_the_targets_on_the_labelled_session() -> None:
     if shutil.which("ffmpeg") is None or shutil.which("ffprobe") is None:
         pytest.skip("needs ffmpeg and ffprobe (Debian package ffmpeg, in scripts/system-packages.txt)")
     fate = replay(REPLAY_FPS)
-    lost = {i: f for i, f in fate.items() if f.startswith("dropped") and ":forward:" not in f}
+    lost = {i: f for i, f in fate.items() if f.startswith("dropped")}
     assert not lost, f"frames dropped before analysis judged them (the machine too slow for {REPLAY_FPS} fps?): {lost}"
     result = score(fate)
     frames = labels()["frames"]
-    missed = [(e["index"], e["category"]) for e in frames[1:] if e["label"] == "meaningful" and fate[e["index"]] != "changed"]
-    kept = Counter(e["category"] for e in frames[1:] if e["label"] == "trivial" and fate[e["index"]] == "changed")
-    print(f"session replay: {result}; meaningful missed {missed}; trivial kept {dict(kept)}")
+    missed = [(e["index"], e["category"]) for e in frames[1:] if e["label"] == "meaningful" and not kept(fate[e["index"]])]
+    trivial_kept = Counter(e["category"] for e in frames[1:] if e["label"] == "trivial" and kept(fate[e["index"]]))
+    # A repeat is kept only as a keep-alive, or as the retry of a change forward could not take.
+    repeats_kept = [e["index"] for e in frames[1:] if e["label"] == "none" and kept(fate[e["index"]])
+                    and fate[e["index"]] != "keepalive" and fate[e["index"] - 1] != "changed:handoff_failed"]
+    retries = sum(f == "changed:handoff_failed" for f in fate.values())
+    print(f"session replay: {result}; meaningful missed {missed}; trivial kept {dict(trivial_kept)}; "
+          f"hand-offs to forward that failed (retried) {retries}")
     assert result["meaningful kept"] >= MEANINGFUL_KEPT, f"{result}; meaningful frames missed: {missed}"
-    assert result["trivial dropped"] >= TRIVIAL_DROPPED, f"{result}; trivial frames kept by category: {dict(kept)}"
-    assert result["none dropped"] == 1.0, result
+    assert result["trivial dropped"] >= TRIVIAL_DROPPED, f"{result}; trivial frames kept by category: {dict(trivial_kept)}"
+    assert not repeats_kept, f"byte-identical repeats kept: {repeats_kept}"

@@ -9,9 +9,10 @@ character from a caret blink or a clock tick (each a few hundred pixels); where
 and how a change behaves over time can. A changed tile is trivial when it
 - toggles: flips between two contents it has flipped between recently, or
   goes A, B, A, B within `flicker_s` (a blinking caret cell, a hover flicker);
-- flips a solid block (one colour to one colour, a caret's block) of a shape
-  seen toggling: the first blink of a caret that just moved on, where the tile
-  shows content it never showed. Blocks going off in one place and on in
+- flips a small solid block (one colour to one colour, a caret's block, also
+  across tile borders) of a shape seen toggling, or flips one back quickly
+  (on, off, on): the first blinks of a caret that just moved on, where the
+  tile shows content it never showed. Blocks going off in one place and on in
   another in the same frame are a caret moving (a typed space), not a blink;
 - is volatile: it keeps changing to new content on a steady rhythm (a clock's
   hub, a spinner) and this change comes on the beat; a change connected to it
@@ -144,17 +145,12 @@ class ChangePolicy:
         its shape. Blocks switching both ways in one frame are a caret moving
         (a typed space): not toggles."""
         toggled = []
-        for block in _blocks(flips, self.tile):
-            shape, tiles = block
-            if all(verdicts[t] or t in back for t in tiles):
-                verdicts.update(dict.fromkeys(tiles, True))
-                self.flip_shapes[shape] = now
-            elif now - self.flip_shapes.get(shape, -math.inf) <= self.params.shape_s:
+        for shape, tiles in _blocks(flips, self.tile):
+            known = now - self.flip_shapes.get(shape, -math.inf) <= self.params.shape_s
+            if known or all(verdicts[t] or t in back for t in tiles):
                 self.flip_shapes[shape] = now
                 verdicts.update(dict.fromkeys(tiles, True))
-            else:
-                continue
-            toggled.append(tiles)
+                toggled.append(tiles)
         if len({(flips[t[0]].before, flips[t[0]].after) for t in toggled}) > 1:
             for tiles in toggled:
                 verdicts.update(dict.fromkeys(tiles, False))

@@ -173,3 +173,22 @@ def test_a_dialog_opening_over_a_ticking_clock_is_kept() -> None:
     for k in ((0, 1), (0, 2), (1, 2), (2, 1), (2, 2), (1, 3)):
         screen.now[k] = dialog
     assert screen.show(20.0 + 1.0)
+
+
+def test_the_first_blink_of_a_caret_across_a_tile_border_is_known_by_its_block() -> None:
+    def straddling(on: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The caret's block at rows 10..22 of a two-tile column: 6 rows in the upper tile, 7 in the lower."""
+        upper, lower = glyph(blank(), 0, seed=5), blank()
+        upper[10:, 8 : 8 + CELL_W, :3] = BLACK if on else WHITE
+        lower[: CELL_H - 6, 8 : 8 + CELL_W, :3] = BLACK if on else WHITE
+        return upper, lower
+
+    screen = Screen({(0, 0): blank(), (1, 0): blank(), (0, 1): block(blank(), 2)})
+    blink(screen, (0, 1), 2, 0.5, 5.0)  # the caret blinks in one tile: its block's shape is learned
+    screen.now[(0, 1)] = blank()
+    screen.now[(0, 0)], screen.now[(1, 0)] = straddling(on=True)  # a character typed on the next line
+    assert screen.show(5.2)
+    screen.now[(0, 0)], screen.now[(1, 0)] = straddling(on=False)
+    assert not screen.show(5.5), "the same block switched off, in two tiles' parts, is a blink"
+    screen.now[(0, 0)], screen.now[(1, 0)] = straddling(on=True)
+    assert not screen.show(6.0)

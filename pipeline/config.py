@@ -59,6 +59,9 @@ class SyntheticConfig:
 class ReplayConfig:
     path: str = _f("", "a folder of PNG images, or a video file (decoded with ffmpeg)")
     loop: bool = _f(False, "start again at the end instead of stopping capture")
+    times: str = _f("", "a JSON file with each frame's recorded capture time (frames[i].t in seconds, as in the "
+                        "labels.json of scripts/record_session.py); frames carry those times, so decisions that "
+                        "depend on time hold when replaying faster than recorded")
 
 
 @dataclass(frozen=True)

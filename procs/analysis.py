@@ -1,66 +1,34 @@
 """The analysis stage: compares each frame with its monitor's reference frame
-(the last one forwarded) tile by tile and decides whether it changed in a way
-that matters.
-
-A changed tile is trivial when it returns to content it showed recently (a
-blinking caret cell, a hover flicker) or when it is volatile: it keeps changing
-on its own on a steady rhythm (a clock, a spinner). Any other changed tile,
-however small (one typed character), is meaningful. How much changed cannot
-separate these (a typed character, a caret blink and a clock tick each change a
-few hundred pixels); where and how a change behaves over time can.
+(the last one forwarded) tile by tile; procs.change_policy decides which
+changed tiles matter. A frame with a meaningful tile goes on to forward with
+the changed regions, and so does one after `keepalive_s` without any.
 """
 
 from __future__ import annotations
 
-import collections
-import statistics
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import jarvis_rust_core as jrc
 import numpy as np
 
 from procs import kernels, stage
-
-RECENT_CONTENTS = 4  # contents per tile that count as "recently shown"
-RECENT_S = 5.0  # ... within this many seconds
-VOLATILE_CHANGES = 3  # steady intervals needed to call a tile volatile
-VOLATILE_JITTER = 0.25  # allowed deviation of an interval from their median
-VOLATILE_MIN_PERIOD_S = 0.4
+from procs.change_policy import ChangePolicy, Tile, TileChange
 
 
-@dataclass
-class TileMemory:
-    contents: collections.deque[tuple[int, float]] = field(default_factory=lambda: collections.deque(maxlen=RECENT_CONTENTS))
-    changes: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=VOLATILE_CHANGES + 1))
-
-    def seen_recently(self, sig: int, now: float) -> bool:
-        return any(s == sig and now - t <= RECENT_S for s, t in self.contents)
-
-    def volatile(self, now: float) -> bool:
-        if len(self.changes) <= VOLATILE_CHANGES:
-            return False
-        times = list(self.changes)
-        gaps = [b - a for a, b in zip(times, times[1:])]
-        period = statistics.median(gaps)
-        return (
-            period >= VOLATILE_MIN_PERIOD_S
-            and all(abs(g - period) <= VOLATILE_JITTER * period for g in gaps)
-            and now - times[-1] <= 2.5 * period
-        )
-
-    def observe(self, sig: int, now: float) -> None:
-        if not self.contents or self.contents[-1][0] != sig:
-            self.changes.append(now)
-        self.contents.append((sig, now))
+def tile_change(frame: np.ndarray, reference: np.ndarray, key: Tile, tile: int) -> TileChange:
+    """What the policy needs of one changed tile (views, valid while both frames are held)."""
+    ty, tx = key
+    rows, cols = slice(ty * tile, (ty + 1) * tile), slice(tx * tile, (tx + 1) * tile)
+    return TileChange(kernels.tile_signature(frame, ty, tx, tile), kernels.tile_signature(reference, ty, tx, tile),
+                      frame[rows, cols], reference[rows, cols])
 
 
 @dataclass
 class MonitorState:
     ref: jrc.FrameRef
-    forwarded_at: float
-    tiles: dict[tuple[int, int], TileMemory] = field(default_factory=dict)
+    forwarded_at: float  # capture time of the reference, seconds
+    policy: ChangePolicy
 
 
 class Analysis(stage.Stage):
@@ -73,7 +41,9 @@ class Analysis(stage.Stage):
         self.monitors: dict[int, MonitorState] = {}
 
     def handle(self, ref: jrc.FrameRef, extra: dict[str, Any]) -> None:
-        now = time.monotonic()
+        # The capture time, not the arrival: the policy's rhythms and the keep-alive
+        # are about when frames were captured (a replay may run faster than recorded).
+        now = ref.t_mono_ns / 1e9
         a = self.cfg.analysis
         state = self.monitors.get(ref.monitor)
         if state is None or (state.ref.w, state.ref.h, state.ref.fmt) != (ref.w, ref.h, ref.fmt):
@@ -82,25 +52,17 @@ class Analysis(stage.Stage):
         frame, reference = self.mem.read(ref), self.mem.read(state.ref)
         counts = kernels.changed_tiles(frame, reference, a.threshold, a.tile)
         ratio = float(counts.sum()) / (ref.w * ref.h)
-        meaningful = np.zeros(counts.shape, bool)
-        trivial = 0
-        for ty, tx in zip(*np.nonzero(counts)):
-            key = (int(ty), int(tx))
-            memory = state.tiles.setdefault(key, TileMemory())
-            sig = kernels.tile_signature(frame, key[0], key[1], a.tile)
-            quiet = memory.seen_recently(sig, now) or memory.volatile(now)
-            memory.observe(sig, now)
-            if quiet:
-                trivial += 1
-            else:
-                meaningful[key] = True
-        if meaningful.any():
+        changed = {key: tile_change(frame, reference, key, a.tile) for key in zip(*map(list, np.nonzero(counts)))}
+        verdict = state.policy.judge(now, changed)
+        if verdict.meaningful:
+            meaningful = np.zeros(counts.shape, bool)
+            meaningful[tuple(np.array(verdict.meaningful).T)] = True
             boxes = kernels.regions(meaningful, a.tile, ref.w, ref.h)
             self._forward(ref, state, now, changed_ratio=ratio, regions=boxes, keepalive=False)
         elif a.keepalive_s and now - state.forwarded_at >= a.keepalive_s:
             self._forward(ref, state, now, changed_ratio=ratio, regions=[], keepalive=True)
         else:
-            why = f"{trivial} trivial tile(s)" if trivial else "nothing"
+            why = f"{verdict.trivial} trivial tile(s)" if verdict.trivial else "nothing"
             self.finish(ref, "unchanged", changed_ratio=round(ratio, 6), why=why)
 
     def _forward(
@@ -114,10 +76,11 @@ class Analysis(stage.Stage):
         if not self.pass_on(ref, body, keep=True):
             return
         self.frame_event("frame.changed", ref, **body)
-        tiles = state.tiles if state is not None and (state.ref.w, state.ref.h) == (ref.w, ref.h) else {}
+        same_geometry = state is not None and (state.ref.w, state.ref.h) == (ref.w, ref.h)
+        policy = state.policy if state is not None and same_geometry else ChangePolicy(tile=self.cfg.analysis.tile)
         if state is not None:
             self.mem.release(state.ref)
-        self.monitors[ref.monitor] = MonitorState(ref, now, tiles)
+        self.monitors[ref.monitor] = MonitorState(ref, now, policy)
 
     def shutdown(self) -> None:
         for state in self.monitors.values():

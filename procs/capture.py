@@ -34,6 +34,7 @@ class Capture(stage.Stage):
         self.next_rescan = 0.0
         self.ended = False
         self.fps_window: list[float] = []
+        self.replay_origin: tuple[int, int] | None = None  # (monotonic, wall) ns of a replay's first frame
         recovered = self.mem.recovery
         if recovered["discarded"] or recovered["released"]:
             self.log.warning("repaired what the previous writer left: %s", recovered)
@@ -94,6 +95,13 @@ class Capture(stage.Stage):
         except BaseException:
             res.abort()
             raise
+        recorded = self.source.recorded_offset_ns()
+        if recorded is not None:
+            # A replay with its recorded times: frames carry those (from the first one replayed),
+            # so what depends on when frames were captured holds at any replay speed.
+            if self.replay_origin is None:
+                self.replay_origin = (t_mono - recorded, t_wall - recorded)
+            t_mono, t_wall = self.replay_origin[0] + recorded, self.replay_origin[1] + recorded
         # Hashing here, straight after the write, reads the pixels from cache;
         # dedup would read them again from memory (see BENCHMARKS.md, kernels).
         digest = kernels.fingerprint(res.array)

@@ -4,6 +4,7 @@ capture on a real Xvfb server (two RandR monitors) with real X programs."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -353,6 +354,50 @@ def test_replay_a_video_decoded_by_ffmpeg_then_end_or_loop(tmp_path: Path) -> No
     finally:
         looping.close()
     assert not ffmpeg_children(), "close ends the decoder"
+
+
+def test_replay_stamps_frames_with_their_recorded_times(tmp_path: Path) -> None:
+    need("ffmpeg", "ffprobe")
+    times = tmp_path / "labels.json"
+    times.write_text(json.dumps({"frames": [{"t": t} for t in (10.0, 10.25, 10.75, 11.5)]}))
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, image in enumerate(distinct_frames(4)):
+        write_png(folder / f"{i}.png", image)
+    video = tmp_path / "clip.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-frames:v", "4", "-c:v", "ffv1", str(video))
+    for path in (folder, video):
+        src = open_source("replay", fps=4, monitor=0, region=[], synthetic=SYNTH,
+                          replay={"path": str(path), "loop": True, "times": str(times)})
+        try:
+            (m,) = src.monitors()
+            assert src.recorded_offset_ns() is None, "nothing grabbed yet"
+            stamps = []
+            for _ in range(6):
+                src.grab(m)
+                stamps.append(src.recorded_offset_ns())
+            # from the first frame; the second pass starts one mean interval (0.5 s) after the last frame
+            assert stamps == [0, 250_000_000, 750_000_000, 1_500_000_000, 2_000_000_000, 2_250_000_000], path
+        finally:
+            src.close()
+    plain = ReplaySource(path=str(folder))
+    plain.grab(plain.monitors()[0])
+    assert plain.recorded_offset_ns() is None, "without times a frame is captured when it is grabbed"
+
+
+def test_replay_refuses_times_that_do_not_fit(tmp_path: Path) -> None:
+    for i, image in enumerate(distinct_frames(3)):
+        write_png(tmp_path / f"{i}.png", image)
+    times = tmp_path / "times.json"
+    times.write_text(json.dumps({"frames": [{"t": 0.0}, {"t": 0.25}]}))
+    with pytest.raises(SourceConfigError, match="lists 2 capture times but the replay holds 3 frames"):
+        ReplaySource(path=str(tmp_path), times=str(times))
+    times.write_text(json.dumps({"frames": [{"t": 0.0}, {"t": 0.5}, {"t": 0.25}]}))
+    with pytest.raises(SourceConfigError, match="go backwards"):
+        ReplaySource(path=str(tmp_path), times=str(times))
+    times.write_text("[1, 2, 3]")
+    with pytest.raises(SourceConfigError, match="cannot read the replay's times"):
+        ReplaySource(path=str(tmp_path), times=str(times))
 
 
 def test_replay_refuses_bad_input_with_what_to_do(tmp_path: Path) -> None:

@@ -94,6 +94,12 @@ class Source(abc.ABC):
     def label(self) -> Label | None:
         return None
 
+    def recorded_offset_ns(self) -> int | None:
+        """For a replay that knows when its frames were recorded: when the frame
+        last grabbed was captured, in ns after the recording's first frame.
+        None: the frame is captured now."""
+        return None
+
     def close(self) -> None:
         """Releases what the source holds (connections, decoder processes)."""
 
@@ -171,7 +177,8 @@ def open_source(source: str, *, fps: float, monitor: int, region: Sequence[int],
         if source == "replay":
             from procs.sources.replay import ReplaySource
 
-            return ReplaySource(path=str(replay["path"]), loop=bool(replay["loop"]), monitor=monitor, region=region)
+            return ReplaySource(path=str(replay["path"]), loop=bool(replay["loop"]), times=str(replay.get("times", "")),
+                                monitor=monitor, region=region)
     except KeyError as exc:
         raise SourceConfigError(f"the {source} source's settings lack the key {exc}") from exc
     raise SourceConfigError(f"unknown capture source {source!r}: use one of {', '.join(SOURCES)}")

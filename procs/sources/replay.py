@@ -3,6 +3,9 @@
 
 One monitor, numbered 1, the size of the next frame. Each grab is the next
 frame; at the end the source starts again (loop) or raises SourceEnded.
+Given the recording's capture times (a JSON file, one per frame), the frames
+report them (recorded_offset_ns), so a replay at any speed is stamped as it
+was recorded; a loop goes on one frame interval after the last frame.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class _Frames(abc.ABC):
     def read(self) -> np.ndarray:
         """The next (H, W, 4) BGRA frame; SourceEnded after the last one when not looping."""
 
+    @abc.abstractmethod
+    def count(self) -> int:
+        """How many frames one pass holds."""
+
     def close(self) -> None:
         """Releases decoder resources."""
 
@@ -49,6 +56,9 @@ class _PngFolder(_Frames):
             self.sizes.append((header.width, header.height))
         self.loop = loop
         self.pos = 0
+
+    def count(self) -> int:
+        return len(self.files)
 
     def next_size(self) -> tuple[int, int]:
         if self.pos == len(self.files):
@@ -87,6 +97,15 @@ class _Video(_Frames):
 
     def next_size(self) -> tuple[int, int]:
         return self.width, self.height
+
+    def count(self) -> int:
+        probe = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-count_packets", "-show_entries",
+                                "stream=nb_read_packets", "-of", "json", str(self.path)],
+                               capture_output=True, text=True, check=False)
+        streams = json.loads(probe.stdout or "{}").get("streams", []) if probe.returncode == 0 else []
+        if not streams:
+            raise SourceConfigError(f"cannot count the frames of {self.path}: {probe.stderr.strip() or 'no video stream'}")
+        return int(streams[0]["nb_read_packets"])
 
     def _start(self) -> subprocess.Popen[bytes]:
         # A file, not a pipe, for ffmpeg's messages: a pipe nobody reads could fill and stall the decoder.
@@ -151,7 +170,8 @@ class _Video(_Frames):
 class ReplaySource(Source):
     kind = "replay"
 
-    def __init__(self, *, path: str, loop: bool = False, monitor: int = 0, region: Sequence[int] = ()) -> None:
+    def __init__(self, *, path: str, loop: bool = False, times: str = "", monitor: int = 0,
+                 region: Sequence[int] = ()) -> None:
         super().__init__(monitor=monitor, region=region)
         if not path:
             raise SourceConfigError("replay.path is empty: set it to a folder of PNG images or a video file")
@@ -159,6 +179,8 @@ class ReplaySource(Source):
         if not where.exists():
             raise SourceConfigError(f"replay path {where} does not exist: set replay.path to a folder of PNG images or a video file")
         self._frames: _Frames = _PngFolder(where, loop) if where.is_dir() else _Video(where, loop)
+        self._times = _read_times(Path(times), self._frames.count()) if times else None
+        self._grabbed = 0
         self._check_selection()
 
     def _enumerate(self) -> list[Monitor]:
@@ -176,7 +198,33 @@ class ReplaySource(Source):
             frame = self._frames.read()
         except PngError as exc:
             raise SourceError(f"cannot decode the next replayed image: {exc}") from exc
+        self._grabbed += 1
         return frame[monitor.top : monitor.top + monitor.height, monitor.left : monitor.left + monitor.width]
+
+    def recorded_offset_ns(self) -> int | None:
+        if self._times is None or not self._grabbed:
+            return None
+        times = self._times
+        passes, index = divmod(self._grabbed - 1, len(times))
+        # A loop goes on one (mean) frame interval after the last frame.
+        lap = times[-1] + (times[-1] // (len(times) - 1) if len(times) > 1 else 1_000_000_000)
+        return passes * lap + times[index]
 
     def close(self) -> None:
         self._frames.close()
+
+
+def _read_times(path: Path, frames: int) -> list[int]:
+    """The recorded capture times of `path` as ns after the first frame, checked
+    against the replay's frame count."""
+    try:
+        entries = json.loads(path.read_text())["frames"]
+        seconds = [float(e["t"]) for e in entries]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SourceConfigError(f"cannot read the replay's times from {path} ({exc}): give a JSON file with "
+                                f'{{"frames": [{{"t": seconds}}, ...]}}, one entry per frame') from exc
+    if len(seconds) != frames:
+        raise SourceConfigError(f"{path} lists {len(seconds)} capture times but the replay holds {frames} frames")
+    if any(b < a for a, b in zip(seconds, seconds[1:])):
+        raise SourceConfigError(f"the capture times in {path} go backwards")
+    return [round((t - seconds[0]) * 1e9) for t in seconds]

@@ -2,16 +2,23 @@
 frame of the same monitor (an exact, time-windowed set of frame hashes), which
 also catches A/B/A/B alternation; everything else goes on to analysis. A
 rotating Bloom filter is the cheap first look; a hit is confirmed in the exact
-set, so a false positive never drops a real change."""
+set, so a false positive never drops a real change.
+
+A repeat counts only of a frame seen since the monitor's last forwarded one
+(analysis's `frame.changed`): once a different frame went on, the screen
+returning to an earlier picture (a typo typed and deleted, a window raised and
+lowered) is news downstream, whose picture is the frame forwarded last. The
+event travels through the event proxy, so a repeat arriving within about a
+millisecond of that frame's forwarding can still be dropped as before."""
 
 from __future__ import annotations
 
 import collections
-import time
 from collections.abc import Callable
 from typing import Any
 
 import jarvis_rust_core as jrc
+import zmq
 
 from pipeline import protocol
 from procs import kernels, stage
@@ -37,6 +44,12 @@ class RecentFrames:
         self.recent: collections.OrderedDict[tuple[int, int], tuple[float, int]] = collections.OrderedDict()
         self.bloom = jrc.RotatingBloomFilter(max_hashes, 0.01)
         self.bloom_false_positives = 0
+        self.forwarded: dict[int, int] = {}  # monitor -> seq of its last forwarded frame
+        self.repeats_of_older = 0  # identical to a frame from before the last forwarded one: passed on
+
+    def forwarded_seq(self, monitor: int, seq: int) -> None:
+        """Frame `seq` of `monitor` went on to forward: older frames are no longer what downstream shows."""
+        self.forwarded[monitor] = max(seq, self.forwarded.get(monitor, seq))
 
     def check(self, monitor: int, digest: int, seq: int, now: float, limit: int, window: float) -> int | None:
         """Records the frame; returns the seq of a recent identical frame of
@@ -54,6 +67,9 @@ class RecentFrames:
             self.bloom.add(bloom_key)
         recent[key] = (now, seq)
         recent.move_to_end(key)
+        if seen is not None and seen[1] < self.forwarded.get(monitor, -1):
+            self.repeats_of_older += 1
+            return None
         return None if seen is None else seen[1]
 
 
@@ -65,6 +81,15 @@ class Dedup(stage.Stage):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.frames = RecentFrames(self.cfg.dedup.max_hashes)
+        self.sub.setsockopt(zmq.SUBSCRIBE, b"frame.changed")
+
+    def on_control(self, topic: str, body: dict[str, Any]) -> None:
+        if topic == "frame.changed":
+            ref = body.get("ref")
+            if isinstance(ref, dict) and isinstance(ref.get("monitor"), int) and isinstance(ref.get("seq"), int):
+                self.frames.forwarded_seq(ref["monitor"], ref["seq"])
+            return
+        super().on_control(topic, body)
 
     def _limit(self) -> int:
         cap = self.cfg.dedup.max_hashes
@@ -72,7 +97,8 @@ class Dedup(stage.Stage):
 
     def handle(self, ref: jrc.FrameRef, extra: dict[str, Any]) -> None:
         digest = digest_of(extra, lambda: self.mem.read(ref))
-        of_seq = self.frames.check(ref.monitor, digest, ref.seq, time.monotonic(), self._limit(), self.cfg.dedup.window_s)
+        # The capture time, as analysis judges by it: the window holds at any replay speed.
+        of_seq = self.frames.check(ref.monitor, digest, ref.seq, ref.t_mono_ns / 1e9, self._limit(), self.cfg.dedup.window_s)
         if of_seq is not None:
             self.finish(ref, "duplicate", of_seq=of_seq)
         else:
@@ -82,6 +108,7 @@ class Dedup(stage.Stage):
         return {
             "recent_hashes": len(self.frames.recent),
             "bloom_false_positives_or_expired": self.frames.bloom_false_positives,
+            "repeats_of_older_frames_passed": self.frames.repeats_of_older,
         }
 
 

@@ -14,10 +14,11 @@ The methods, each as its users run it:
 - pixels: the share of pixels that changed (the pipeline's pixel test) against
   the last kept frame; keep above the threshold;
 - ours: the pipeline's policy offline, driven like the stages drive it: dedup's
-  exact time-windowed hash set, then procs.change_policy against the reference
-  frame (the last kept one), with the frames' recorded capture times and the
-  default configuration; and the same with dedup's window at 0 s (analysis
-  alone rules on repeats), as tests/test_policy_session.py runs the pipeline.
+  per-frame decision (procs.dedup.RecentFrames: the exact time-windowed hash
+  set, repeats counted only of frames since the last forwarded one), then
+  procs.change_policy against the reference frame (the last kept one), with the
+  frames' recorded capture times and the default configuration
+  (tests/test_policy_session.py runs the real pipeline the same way).
 
     .venv/bin/python scripts/eval_policy.py tests/data/session
 """
@@ -25,8 +26,6 @@ The methods, each as its users run it:
 from __future__ import annotations
 
 import argparse
-import collections
-import dataclasses
 import json
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from pipeline.config import Config  # noqa: E402
 from procs import kernels  # noqa: E402
 from procs.analysis import tile_change  # noqa: E402
 from procs.change_policy import ChangePolicy  # noqa: E402
+from procs.dedup import RecentFrames  # noqa: E402
 
 MEANINGFUL = ("typed_char", "delete", "command_output", "scroll", "window_switch", "dialog")
 TRIVIAL = ("clock_tick", "caret_blink")
@@ -113,20 +113,16 @@ class Ours:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.recent: collections.OrderedDict[int, float] = collections.OrderedDict()
+        self.recent = RecentFrames(cfg.dedup.max_hashes)
+        self.seq = 0
         self.policy = ChangePolicy(tile=cfg.analysis.tile)
         self.reference: np.ndarray | None = None
         self.forwarded_at = 0.0
 
     def keep(self, frame: np.ndarray, t: float) -> bool:
         d, a = self.cfg.dedup, self.cfg.analysis
-        digest = kernels.fingerprint(frame)
-        while self.recent and (len(self.recent) > d.max_hashes or t - next(iter(self.recent.values())) > d.window_s):
-            self.recent.popitem(last=False)
-        duplicate = digest in self.recent
-        self.recent[digest] = t
-        self.recent.move_to_end(digest)
-        if duplicate:
+        self.seq += 1
+        if self.recent.check(1, kernels.fingerprint(frame), self.seq, t, d.max_hashes, d.window_s) is not None:
             return False
         if self.reference is None:
             return self._forward(frame, t)
@@ -139,6 +135,7 @@ class Ours:
 
     def _forward(self, frame: np.ndarray, t: float) -> bool:
         self.reference, self.forwarded_at = frame.copy(), t
+        self.recent.forwarded_seq(1, self.seq)
         return True
 
 
@@ -166,8 +163,6 @@ def methods(cfg: Config) -> dict[str, Callable[[np.ndarray, float], bool]]:
     for share in (0.0001, 0.001):
         found[f"pixels > {share:.2%}"] = pixels(share).keep
     found["ours"] = Ours(cfg).keep
-    # dedup's recent window off: the configuration tests/test_policy_session.py runs
-    found["ours, dedup window 0"] = Ours(dataclasses.replace(cfg, dedup=dataclasses.replace(cfg.dedup, window_s=0.0))).keep
     return found
 
 

@@ -46,3 +46,23 @@ def test_capture_hash_and_dedup_hash_agree_and_duplicates_are_found(shm_base: Pa
         assert digest_of({protocol.PIXEL_HASH_KEY: True}, lambda: a) == kernels.fingerprint(a), "a bool is not a hash"
     finally:
         mem.close()
+
+
+def test_a_return_to_a_picture_from_before_the_last_forwarded_frame_is_not_a_repeat() -> None:
+    """A typo typed (C, forwarded) and deleted (A again): downstream shows C, so A is news;
+    repeats of frames seen since the last forward are still repeats, per monitor."""
+    frames = RecentFrames(64)
+    A, B, C = 0xA, 0xB, 0xC
+    assert frames.check(1, A, 1, 0.0, 64, 30.0) is None
+    frames.forwarded_seq(1, 1)
+    assert frames.check(1, B, 2, 0.25, 64, 30.0) is None  # a caret blink: analysis keeps it back
+    assert frames.check(1, A, 3, 0.5, 64, 30.0) == 1, "A/B/A: downstream still shows A"
+    assert frames.check(1, B, 4, 0.75, 64, 30.0) == 2
+    assert frames.check(1, C, 5, 1.0, 64, 30.0) is None
+    frames.forwarded_seq(1, 5)
+    assert frames.check(1, A, 6, 1.25, 64, 30.0) is None, "C went on: back to A is news"
+    assert frames.check(1, A, 7, 1.5, 64, 30.0) == 6, "seen again since the forward: a repeat"
+    assert frames.check(2, A, 8, 1.5, 64, 30.0) is None, "monitors apart"
+    assert frames.check(2, A, 9, 1.75, 64, 30.0) == 8
+    frames.forwarded_seq(1, 1)  # an event arriving late never moves the mark back
+    assert frames.check(1, B, 10, 2.0, 64, 30.0) is None and frames.repeats_of_older == 2

@@ -16,12 +16,19 @@ from procs import kernels, stage
 from procs.change_policy import ChangePolicy, Tile, TileChange
 
 
-def tile_change(frame: np.ndarray, reference: np.ndarray, key: Tile, tile: int) -> TileChange:
+def tile_change(frame: np.ndarray, reference: np.ndarray, key: Tile, tile: int, over_threshold: int = -1) -> TileChange:
     """What the policy needs of one changed tile (views, valid while both frames are held)."""
     ty, tx = key
     rows, cols = slice(ty * tile, (ty + 1) * tile), slice(tx * tile, (tx + 1) * tile)
     return TileChange(kernels.tile_signature(frame, ty, tx, tile), kernels.tile_signature(reference, ty, tx, tile),
-                      frame[rows, cols], reference[rows, cols])
+                      frame[rows, cols], reference[rows, cols], over_threshold)
+
+
+def changed_tiles(frame: np.ndarray, reference: np.ndarray, counts: np.ndarray, tile: int) -> dict[Tile, TileChange]:
+    """Every tile with pixels over the threshold (`counts`, from kernels.changed_tiles), for the policy."""
+    ys, xs = np.nonzero(counts)
+    return {(y, x): tile_change(frame, reference, (y, x), tile, n)
+            for y, x, n in zip(ys.tolist(), xs.tolist(), counts[ys, xs].tolist())}
 
 
 @dataclass
@@ -52,7 +59,7 @@ class Analysis(stage.Stage):
         frame, reference = self.mem.read(ref), self.mem.read(state.ref)
         counts = kernels.changed_tiles(frame, reference, a.threshold, a.tile)
         ratio = float(counts.sum()) / (ref.w * ref.h)
-        changed = {key: tile_change(frame, reference, key, a.tile) for key in zip(*map(list, np.nonzero(counts)))}
+        changed = changed_tiles(frame, reference, counts, a.tile)
         verdict = state.policy.judge(now, changed)
         if verdict.meaningful:
             meaningful = np.zeros(counts.shape, bool)

@@ -56,6 +56,9 @@ class TileChange(NamedTuple):
     ref_sig: int  # ... and in the reference frame
     pixels: np.ndarray  # the tile's pixels in the frame (read during judge, not kept)
     ref_pixels: np.ndarray  # ... and in the reference frame
+    #: Pixels over the change threshold, when known (-1: not known). Every one of them
+    #: differs, so more than a caret block's share rules out a block flip at once.
+    over_threshold: int = -1
 
 
 class Flip(NamedTuple):
@@ -117,7 +120,7 @@ class ChangePolicy:
             previous = memory.history[-1] if memory.history else None
             if previous is not None and previous[0] == change.sig and now - previous[1] <= self.params.flicker_s:
                 back.add(key)
-            verdicts[key], flip = self._change(memory, change.sig, change.pixels, now)
+            verdicts[key], flip = self._change(memory, change.sig, change.pixels, now, change.over_threshold)
             if flip is not None:
                 flips[key] = flip
         self._judge_blocks(now, flips, verdicts, back)
@@ -155,14 +158,16 @@ class ChangePolicy:
             for tiles in toggled:
                 verdicts.update(dict.fromkeys(tiles, False))
 
-    def _change(self, memory: _TileMemory, sig: int, pixels: np.ndarray, now: float) -> tuple[bool, Flip | None]:
+    def _change(self, memory: _TileMemory, sig: int, pixels: np.ndarray, now: float,
+                over_threshold: int = -1) -> tuple[bool, Flip | None]:
         """Records the tile's content changing to `sig`: whether the change is a
         toggle (a known pair, or A, B, A, B, A quickly), and the change as a
         Flip if it switched a small solid block."""
         p = self.params
         pair = frozenset((memory.sig, sig))
         memory.pairs = {k: t for k, t in memory.pairs.items() if now - t <= p.toggle_s}
-        flip = _flip(pixels, memory.pixels, p.block_share)
+        too_many = over_threshold > p.block_share * pixels.shape[0] * pixels.shape[1]
+        flip = None if too_many else _flip(pixels, memory.pixels, p.block_share)
         toggle = pair in memory.pairs
         if not toggle and len(memory.history) == memory.history.maxlen:
             # A, B, A, B, now A: quickly (back and forth once is a user's undo or switch back)

@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Config  # noqa: E402
 from procs import kernels  # noqa: E402
-from procs.analysis import tile_change  # noqa: E402
+from procs.analysis import changed_tiles  # noqa: E402
 from procs.change_policy import ChangePolicy  # noqa: E402
 from procs.dedup import RecentFrames  # noqa: E402
 
@@ -127,7 +127,7 @@ class Ours:
         if self.reference is None:
             return self._forward(frame, t)
         counts = kernels.changed_tiles(frame, self.reference, a.threshold, a.tile)
-        changed = {key: tile_change(frame, self.reference, key, a.tile) for key in zip(*map(list, np.nonzero(counts)))}
+        changed = changed_tiles(frame, self.reference, counts, a.tile)
         verdict = self.policy.judge(t, changed)
         if verdict.meaningful or (a.keepalive_s and t - self.forwarded_at >= a.keepalive_s):
             return self._forward(frame, t)

@@ -17,18 +17,9 @@ from procs.claude_client import ClaudeClient
 from procs.claude_retry import Failure, RetryPolicy
 from procs.claude_request import Shot, build, fit_request
 from procs.forward_image import MAX_IMAGE_B64_BYTES, MAX_REQUEST_BYTES, Encoded, Geometry, encode
-from procs.sources.font import atlas
+from text_images import text_image
 
 KEY = "sk-test-not-a-real-key-1234"
-
-
-def text_image(w: int, h: int) -> np.ndarray:
-    """Lines of the synthetic desktop's font on a flat background: text-heavy, sent as PNG."""
-    img = np.full((h, w, 4), 255, np.uint8)
-    line = atlas((20, 20, 20, 255), (255, 255, 255, 255)).line("def forward(frame): return crop(frame)" * 4)
-    for y in range(8, h - 16, 20):
-        img[y : y + 16, 4 : w - 4] = line[:, : w - 8]
-    return img
 
 
 def shots(n: int = 2) -> list[Shot]:

@@ -22,7 +22,7 @@ from procs.claude_key import ApiKeyError, api_key
 from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
 from procs.forward_journal import Journal, cost_usd
 from procs.forward_pacing import Batcher, Pacer, TokenBucket
-from procs.sources.font import atlas
+from text_images import text_image
 
 G = Geometry()
 
@@ -119,14 +119,6 @@ def test_bgra_channel_order_survives() -> None:
     frame[..., 0], frame[..., 1], frame[..., 2] = 10, 20, 200  # B, G, R
     rgb = decode(encode(frame, G, "png").data)
     assert tuple(rgb[5, 5]) == (200, 20, 10)
-
-
-def text_image(w: int, h: int) -> np.ndarray:
-    img = np.full((h, w, 4), 255, np.uint8)
-    line = atlas((20, 20, 20, 255), (255, 255, 255, 255)).line("class Forward(stage.Stage): pass  " * 12)
-    for y in range(8, h - 16, 20):
-        img[y : y + 16, 4 : w - 4] = line[:, : w - 8]
-    return img
 
 
 def test_format_rule() -> None:

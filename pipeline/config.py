@@ -90,7 +90,8 @@ class HopsConfig:
 
 @dataclass(frozen=True)
 class DedupConfig:
-    window_s: float = _f(30.0, "how long a frame hash counts as recently seen", lo=0.0, hi=3600.0)
+    window_s: float = _f(30.0, "how long a frame hash counts as recently seen (a repeat counts only of frames "
+                         "seen since the monitor's last forwarded one)", lo=0.0, hi=3600.0)
     max_hashes: int = _f(4096, "recent hashes kept at most", lo=1, hi=1_000_000)
 
 

@@ -90,11 +90,11 @@ class Sender(threading.Thread):
     an HTTP call (seconds) or an encode (tens of ms) is under way. It touches
     neither the ring nor the sockets: results go back through `results`."""
 
-    def __init__(self, f: Any, client: ClaudeClient | None, outbox: Outbox, log: Any, wake_fd: int) -> None:
+    def __init__(self, f: Any, geometry: Geometry, client: ClaudeClient | None, outbox: Outbox, log: Any,
+                 wake_fd: int) -> None:
         super().__init__(name="forward-sender", daemon=True)
-        self.f, self.client, self.outbox, self.log = f, client, outbox, log
+        self.f, self.geometry, self.client, self.outbox, self.log = f, geometry, client, outbox, log
         self.wake_fd = wake_fd  # written after each result: wakes the stage's loop
-        self.geometry = Geometry.from_config(f)
         self.jobs: queue.Queue[Job | None] = queue.Queue()
         self.results: queue.Queue[Outcome] = queue.Queue()
         self.paused = threading.Event()
@@ -170,7 +170,7 @@ class Forward(stage.Stage):
         self.mode = "live" if client is not None else "dry-run"
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.wake_fds.append(wake_r)
-        self.sender = Sender(f, client, outbox, self.log, wake_w)
+        self.sender = Sender(f, self.geometry, client, outbox, self.log, wake_w)
         self.sender.start()
         self.batcher: Batcher[FrameCopy] = Batcher(self.pacer, f.batch, f.queue_max, lambda fc: fc.tokens)
         self.queue = self.batcher.queue  # frames copied out, waiting for a request (oldest first)

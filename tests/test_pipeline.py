@@ -14,8 +14,6 @@ from pathlib import Path
 
 import jarvis_rust_core as jrc
 import msgpack
-import psutil
-import pytest
 import zmq
 
 from pipeline import control, protocol

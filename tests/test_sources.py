@@ -168,18 +168,22 @@ def test_synthetic_render_into_a_padded_view_equals_grab_also_cropped() -> None:
         assert (slot[:, m.width * 4 :] == 7).all(), "the padding is untouched"
 
 
-def test_synthetic_renders_1080p_fast() -> None:
-    src = SyntheticSource(width=1920, height=1080, seed=1, monitors=1, fps=4)
+def render_ms(src: SyntheticSource, n: int) -> float:
+    """Mean ms per 1080p frame rendered into a padded slot, after a first frame that draws everything once."""
     (m,) = src.monitors()
     slot = np.empty((1080, 1920 * 4 + 64), dtype=np.uint8)
     view = slot[:, : 1920 * 4].reshape(1080, 1920, 4)
-    src.render_into(m, view)  # the first frame draws everything once
-    n = 400
+    src.render_into(m, view)
     start = time.perf_counter()
     for _ in range(n):
         src.render_into(m, view)
-    per_frame_ms = (time.perf_counter() - start) / n * 1000
-    print(f"synthetic 1920x1080 render_into: {per_frame_ms:.2f} ms per frame (mean of {n})")
+    return (time.perf_counter() - start) / n * 1000
+
+
+def test_synthetic_renders_1080p_fast() -> None:
+    src = SyntheticSource(width=1920, height=1080, seed=1, monitors=1, fps=4)
+    per_frame_ms = render_ms(src, 400)
+    print(f"synthetic 1920x1080 render_into: {per_frame_ms:.2f} ms per frame (mean of 400)")
     assert per_frame_ms < 30
 
 
@@ -646,16 +650,8 @@ def test_synthetic_unique_mix_renders_1080p_fast_and_bad_mixes_are_refused() -> 
     src = open_source("synthetic", fps=60, monitor=0, region=[], replay=NO_REPLAY,
                       synthetic={"width": 1920, "height": 1080, "seed": 1, "monitors": 1, "mix": "unique"})
     assert isinstance(src, SyntheticSource) and src.mix == "unique"
-    (m,) = src.monitors()
-    slot = np.empty((1080, 1920 * 4 + 64), dtype=np.uint8)
-    view = slot[:, : 1920 * 4].reshape(1080, 1920, 4)
-    src.render_into(m, view)
-    n = 200
-    start = time.perf_counter()
-    for _ in range(n):
-        src.render_into(m, view)
-    per_frame_ms = (time.perf_counter() - start) / n * 1000
-    print(f"synthetic unique 1920x1080 render_into: {per_frame_ms:.2f} ms per frame (mean of {n})")
+    per_frame_ms = render_ms(src, 200)
+    print(f"synthetic unique 1920x1080 render_into: {per_frame_ms:.2f} ms per frame (mean of 200)")
     assert per_frame_ms < 30
     with pytest.raises(SourceConfigError, match="mix must be one of 'desktop', 'unique', not 'random'"):
         open_source("synthetic", fps=4, monitor=0, region=[], synthetic={**SYNTH, "mix": "random"}, replay=NO_REPLAY)

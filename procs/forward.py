@@ -366,6 +366,7 @@ class Forward(stage.Stage):
             self._settle(job.frames, "dropped", "forward_stopped")
             self._drop_waiting("forward_stopped")
             self.log.error("forwarding stopped: %s", failure)
+            self.next_stats = now  # status learns of the stop now, not an interval later
         else:
             self._settle(job.frames, "dropped", "send_failed")
         self._journal(out, "failed", error=str(failure), status=failure.status)

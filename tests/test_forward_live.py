@@ -163,7 +163,9 @@ def test_retries_failures_and_the_stop_on_a_refused_key() -> None:
         assert len(api.snapshot()) == len(script), "nothing is sent after the key was refused"
         st = p.status()["forward"]
         assert st["state"] == "running" and st["restarts"] == 0, "a refused key is not a crash loop"
-        assert "stopped: auth" in p.cli("status").stdout
+        # The status line is the supervisor's view, refreshed by forward's stats:
+        # wait for the stats that follow the stop.
+        wait_for("status saying forwarding stopped", lambda: "stopped: auth" in p.cli("status").stdout)
         p.cli("down")
         final = p.final_counters()
         assert_balanced(final)
@@ -184,7 +186,7 @@ def test_unknown_model_stops_forwarding() -> None:
         wait_for("frames dropped after the stop",
                  lambda: p.status()["forward"]["drops"].get("forward_stopped", 0) >= 2)
         assert len(api.snapshot()) == 1 and api.snapshot()[0].body["model"] == "claude-no-such-model"
-        assert "stopped: unknown_model" in p.cli("status").stdout
+        wait_for("status saying forwarding stopped", lambda: "stopped: unknown_model" in p.cli("status").stdout)
         p.cli("down")
         assert_balanced(p.final_counters())
 

@@ -25,7 +25,9 @@ from typing import Any
 import msgpack
 from jarvis_rust_core import COUNTERS, FrameRef
 
-PROTOCOL_VERSION: tuple[int, int] = (1, 1)  # 1.1: pixel_hash; drop reasons insignificant, send_failed, forward_stopped
+# 1.1: pixel_hash; drop reasons insignificant, send_failed, forward_stopped.
+# 1.2: drop reasons oversize, next_stage_down; capture.oversize, stage.hung.
+PROTOCOL_VERSION: tuple[int, int] = (1, 2)
 MAX_HANDOFF_BYTES = 512
 MAX_EVENT_BYTES = 64 * 1024
 
@@ -133,6 +135,7 @@ class DropReason:
 DROP_REASONS: tuple[DropReason, ...] = (
     DropReason("ring_full", "capture", "no free slot in the ring"),
     DropReason("backpressure", "any sender", "the next stage already had its credit of frames in flight"),
+    DropReason("next_stage_down", "any sender", "the next stage is not running (restarting, or failed)"),
     DropReason("rate_limited", "forward", "over the request or token budget"),
     DropReason("paused", "forward", "forwarding is paused"),
     DropReason("batch_overflow", "forward", "the batch queue was full"),
@@ -142,6 +145,7 @@ DROP_REASONS: tuple[DropReason, ...] = (
     DropReason("stage_crashed", "supervisor or receiver", "held by, or sent by, a stage incarnation that died"),
     DropReason("expired", "any stage", "the frame was gone from the ring when a stage came to use it"),
     DropReason("shutdown", "supervisor", "still in the pipeline when it stopped"),
+    DropReason("oversize", "capture", "the screen was larger than the ring's slots and the frame could not be written"),
 )
 
 DROP_REASON_NAMES: tuple[str, ...] = tuple(r.name for r in DROP_REASONS)
@@ -236,6 +240,9 @@ TOPICS: tuple[Topic, ...] = (
            ("reclaimed", "frames whose holds were taken back"))),
     Topic("stage.restarted", "supervisor", "a crashed stage was started again",
           (_STAGE, ("pid", "new process id"), ("restarts", "restarts so far"), ("down_ms", "time without the stage"))),
+    Topic("stage.hung", "supervisor", "a stage missed its heartbeat for supervisor.hang_after_s and was killed "
+          "(then restarted like a crash)",
+          (_STAGE, ("pid", "process id"), ("silent_s", "seconds since its last heartbeat"))),
     Topic("stage.failed", "supervisor", "a stage crashed too often and is not restarted again",
           (_STAGE, ("restarts", "restarts within the period"), ("period_s", "the restart-intensity period"))),
     Topic("stats.<stage>", "each stage", "counters and timings, once per stats interval",
@@ -249,6 +256,10 @@ TOPICS: tuple[Topic, ...] = (
            ("budget_mb", "the configured budget"), ("actions", "what the stages do about it"))),
     Topic("capture.geometry_changed", "capture", "monitors appeared, vanished or changed size",
           (("monitors", "[{index, left, top, width, height}, ...]"),)),
+    Topic("capture.oversize", "capture", "a monitor is larger than the ring's slots",
+          (("monitor", "monitor index"), ("width", "its width"), ("height", "its height"),
+           ("max_width", "the ring's largest frame width"), ("max_height", "the ring's largest frame height"),
+           ("action", "what capture does about it"))),
     Topic("control.paused", "supervisor", "nothing leaves the machine until resumed", ()),
     Topic("control.resumed", "supervisor", "forwarding may go on", ()),
 )

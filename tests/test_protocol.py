@@ -71,7 +71,7 @@ def test_size_limit_and_shadowing_are_enforced(ref: jrc.FrameRef) -> None:
 
 def test_terminal_state_tables_are_consistent() -> None:
     assert [s.name for s in p.TERMINAL_STATES] == ["duplicate", "unchanged", "forwarded", "dropped"]
-    assert len(set(p.DROP_REASON_NAMES)) == len(p.DROP_REASON_NAMES) == 11
+    assert len(set(p.DROP_REASON_NAMES)) == len(p.DROP_REASON_NAMES) == 13
     assert len(p.COUNTER_NAMES) <= jrc.COUNTERS
     snap = p.counter_snapshot([0] * jrc.COUNTERS)
     assert set(snap) == set(p.COUNTER_NAMES) and p.terminal_total(snap) == 0

@@ -5,14 +5,20 @@ the same values, documented), the file given with `-c FILE`, then environment
 variables `JARVIS__<SECTION>__<KEY>=<TOML value>` (e.g. `JARVIS__CAPTURE__FPS=2`,
 `JARVIS__CAPTURE__SOURCE='"synthetic"'`; a bare word is taken as a string).
 Unknown keys, wrong types and impossible values are errors that name the key
-and where it came from.
+and where it came from; numbers must be finite (no key takes inf as "no limit").
+`-c` takes a regular UTF-8 file of at most MAX_FILE_BYTES.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
+import math
 import os
+import reprlib
+import stat
+import string
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +26,14 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 ENV_PREFIX = "JARVIS__"
+
+#: The largest `-c` file read; a real configuration is a few KiB, and the cap
+#: keeps a mistaken path (a log, a disk image) from being read into memory.
+MAX_FILE_BYTES = 1 << 20
+
+#: The cap of the sizes in MB (1 TiB): beyond any real use, and a finite bound
+#: keeps `MB * 2**20` from overflowing where a stage turns them into bytes.
+TIB_MB = 1024.0 * 1024
 
 
 class ConfigError(ValueError):
@@ -105,10 +119,12 @@ class AnalysisConfig:
 
 @dataclass(frozen=True)
 class PriceConfig:
-    input_per_mtok: float = _f(2.0, "USD per million input tokens of forward.model (yours to keep current)", lo=0.0)
-    output_per_mtok: float = _f(10.0, "USD per million output tokens", lo=0.0)
-    cache_write_per_mtok: float = _f(2.5, "USD per million cache-write input tokens (5-minute cache)", lo=0.0)
-    cache_read_per_mtok: float = _f(0.2, "USD per million cache-read input tokens", lo=0.0)
+    input_per_mtok: float = _f(2.0, "USD per million input tokens of forward.model (yours to keep current)",
+                                 lo=0.0, hi=10000.0)
+    output_per_mtok: float = _f(10.0, "USD per million output tokens", lo=0.0, hi=10000.0)
+    cache_write_per_mtok: float = _f(2.5, "USD per million cache-write input tokens (5-minute cache)",
+                                       lo=0.0, hi=10000.0)
+    cache_read_per_mtok: float = _f(0.2, "USD per million cache-read input tokens", lo=0.0, hi=10000.0)
 
 
 DEFAULT_SYSTEM_PROMPT = (
@@ -153,9 +169,10 @@ class ForwardConfig:
     max_pixels: int = _f(1456 * 819, "and to this many pixels at most (1456x819 for 16:9)", lo=4096, hi=64_000_000)
     masks: list[list[int]] = _f([], "rectangles [monitor, x, y, w, h] blacked out before anything is encoded "
                                 "(monitor 0: every monitor)")
-    journal_max_mb: float = _f(64.0, "size at which the journal rotates (one old file kept)", lo=0.1)
+    journal_max_mb: float = _f(64.0, "size at which the journal rotates (one old file kept)", lo=0.1, hi=TIB_MB)
     journal_images: bool = _f(False, "also keep the images sent in the journal (base64)")
-    outbox_max_mb: float = _f(256.0, "size cap of the dry-run outbox; oldest requests go first", lo=1.0)
+    outbox_max_mb: float = _f(256.0, "size cap of the dry-run outbox; oldest requests go first", lo=1.0,
+                                hi=TIB_MB)
     outbox_max_requests: int = _f(1000, "request cap of the dry-run outbox", lo=1)
     price: PriceConfig = _f(PriceConfig(), "prices for the journal's cost figures")
 
@@ -180,7 +197,7 @@ class SupervisorConfig:
 
 @dataclass(frozen=True)
 class MemoryConfig:
-    budget_mb: float = _f(1024.0, "memory budget of the whole pipeline, ring included", lo=1.0)
+    budget_mb: float = _f(1024.0, "memory budget of the whole pipeline, ring included", lo=1.0, hi=TIB_MB)
     levels: list[int] = _f([50, 70, 90], "medium, high and critical pressure, in % of the budget")
 
 
@@ -215,13 +232,26 @@ def _type_name(t: Any) -> str:
     )
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """The schema's field types, once: get_type_hints evaluates all of a class's
+    annotations on every call, and the loader asks for them once per key."""
+    return get_type_hints(cls)
+
+
+def _shown(value: Any) -> str:
+    """A value for an error message: the offending part of a megabyte string or
+    of a deeply nested table is recognisable from its start."""
+    return reprlib.repr(value)
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
 def _check(cls: type, name: str, value: Any, where: str, key: str) -> Any:
     f = next(f for f in dataclasses.fields(cls) if f.name == name)
-    t = get_type_hints(cls)[name]
+    t = _hints(cls)[name]
     meta = f.metadata
     if dataclasses.is_dataclass(t):
         if not isinstance(value, dict):
@@ -237,15 +267,22 @@ def _check(cls: type, name: str, value: Any, where: str, key: str) -> Any:
             and all(isinstance(r, list) and all(_is_int(v) for v in r) for r in value))
     )
     if not ok:
-        raise ConfigError(f"{where}: {key} must be {_type_name(t)}, not {value!r}")
+        raise ConfigError(f"{where}: {key} must be {_type_name(t)}, not {_shown(value)}")
     if t is float:
-        value = float(value)
+        # nan compares false with every bound and inf means "no limit" for no
+        # key, so both would pass the bounds below and break the stage using them.
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: {key} = {_shown(value)} is too large") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {key} = {value!r} is not a finite number")
     if meta["choices"] is not None and value not in meta["choices"]:
-        raise ConfigError(f"{where}: {key} = {value!r} is not one of {', '.join(map(repr, meta['choices']))}")
+        raise ConfigError(f"{where}: {key} = {_shown(value)} is not one of {', '.join(map(repr, meta['choices']))}")
     if meta["lo"] is not None and value < meta["lo"]:
-        raise ConfigError(f"{where}: {key} = {value!r} is below the minimum {meta['lo']}")
+        raise ConfigError(f"{where}: {key} = {_shown(value)} is below the minimum {meta['lo']}")
     if meta["hi"] is not None and value > meta["hi"]:
-        raise ConfigError(f"{where}: {key} = {value!r} is above the maximum {meta['hi']}")
+        raise ConfigError(f"{where}: {key} = {_shown(value)} is above the maximum {meta['hi']}")
     return value
 
 
@@ -254,7 +291,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str, prefix: str) -> Any:
     for key in data:
         if key not in names:
             hint = f"[{prefix}] " if prefix else ""
-            raise ConfigError(f"{where}: unknown key {hint}{key!r}; known: {', '.join(sorted(names))}")
+            raise ConfigError(f"{where}: unknown key {hint}{_shown(key)}; known: {', '.join(sorted(names))}")
     values = {
         name: _check(cls, name, data[name], where, f"{prefix}.{name}" if prefix else name)
         for name in names
@@ -281,11 +318,18 @@ def _env_layer(env: Mapping[str, str]) -> tuple[dict[str, Any], list[str]]:
             raise ConfigError(f"environment {name}: use JARVIS__SECTION__KEY")
         try:
             value = tomllib.loads(f"v = {raw}")["v"]
-        except tomllib.TOMLDecodeError:
+        except (ValueError, RecursionError):  # TOMLDecodeError is a ValueError
             value = raw  # a bare word: a string
+        # Two variables may name one key (JARVIS__CAPTURE__FPS and JARVIS__capture__fps),
+        # or a key and a section around it (JARVIS__CAPTURE=1); neither silently wins.
+        clash = ConfigError(f"environment {name}: clashes with another variable for {'.'.join(path)}")
         node = layer
         for part in path[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise clash
+        if path[-1] in node:
+            raise clash
         node[path[-1]] = value
         names.append(name)
     return layer, names
@@ -313,10 +357,18 @@ def _validate_forward(f: ForwardConfig, where: str) -> None:
         if len(m) != 5 or m[0] < 0 or m[3] <= 0 or m[4] <= 0:
             raise ConfigError(f"{where}: forward.masks entries are [monitor, x, y, w, h] with monitor >= 0 "
                               f"and positive size, not {m}")
+    # Checked field by field rather than by formatting once: `{count.x}`, `{count[0]}`
+    # or a width of a billion would fail or allocate only when forward fills it in.
     try:
-        f.user_prompt.format(count=1, times="")
-    except (KeyError, IndexError, ValueError) as exc:
-        raise ConfigError(f"{where}: forward.user_prompt may use only {{count}} and {{times}} ({exc!r})") from None
+        fields = [(name, spec, conv) for _, name, spec, conv in string.Formatter().parse(f.user_prompt)
+                  if name is not None]
+    except ValueError as exc:
+        raise ConfigError(f"{where}: forward.user_prompt is not a valid template ({exc})") from None
+    for name, spec, conv in fields:
+        if name not in ("count", "times") or spec or conv:
+            field_text = "{" + name + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "") + "}"
+            raise ConfigError(f"{where}: forward.user_prompt may use only {{count}} and {{times}}, "
+                              f"not {_shown(field_text)}")
     if f.backoff_max_s < f.backoff_s:
         raise ConfigError(f"{where}: forward.backoff_max_s is below backoff_s")
     if not f.base_url.startswith(("https://", "http://")):
@@ -329,16 +381,8 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
     where = "defaults"
     if path is not None:
         where = str(path)
-        try:
-            with open(path, "rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"{where}: no such configuration file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
-    cfg = _build(Config, data, where, "")
+        data = _read_toml(path, where)
+    cfg: Config = _build(Config, data, where, "")
     layer, names = _env_layer(os.environ if env is None else env)
     if layer:
         where = f"environment ({', '.join(names)})" + (f" over {where}" if path else "")
@@ -347,17 +391,53 @@ def load(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | No
     return cfg
 
 
+def _read_toml(path: str | os.PathLike[str], where: str) -> dict[str, Any]:
+    """The `-c` file's TOML, read up to the cap and no further."""
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer before fstat can refuse it
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such configuration file") from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a special file")
+            raise ConfigError(f"{where}: a configuration file must be a regular file, and this is {kind}")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"{where}: larger than {MAX_FILE_BYTES // 2**20} MiB, the most a configuration file may be")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(f"{where}: not UTF-8 text: byte offset {exc.start} (line {line}): {exc.reason}") from None
+    try:
+        return tomllib.loads(text)
+    except ValueError as exc:  # TOMLDecodeError, or an integer too long to convert
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: not valid TOML: arrays or tables nested too deeply") from None
+
+
 def default_toml() -> str:
     """configs/default.toml as it should read: every key, its default and its doc."""
     def section(cls: type, prefix: str, out: list[str]) -> None:
-        sub = []
+        sub: list[tuple[Any, str, str]] = []
         out.append(f"[{prefix}]")
         for f in dataclasses.fields(cls):
-            t = get_type_hints(cls)[f.name]
+            t = _hints(cls)[f.name]
             if dataclasses.is_dataclass(t):
                 sub.append((t, f"{prefix}.{f.name}", f.metadata["doc"]))
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default_factory() if callable(f.default_factory) else f.default
             out.append(f"# {f.metadata['doc']}")
             out.append(f"{f.name} = {_toml_value(default)}")
         out.append("")
@@ -369,7 +449,7 @@ def default_toml() -> str:
              "# Generated from pipeline/config.py (the schema); `jarvis-pipeline up -c FILE` reads a file like this,",
              "# and JARVIS__SECTION__KEY=value in the environment overrides any key.", ""]
     for f in dataclasses.fields(Config):
-        section(get_type_hints(Config)[f.name], f.name, lines)
+        section(_hints(Config)[f.name], f.name, lines)
     return "\n".join(lines).rstrip() + "\n"
 
 

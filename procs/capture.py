@@ -1,6 +1,7 @@
 """The capture stage: one frame per monitor at the configured rate, written
 straight into a ring slot (rendered in place where the source can), handed to
-dedup. It is the ring's only writer."""
+dedup. It is the ring's only writer. A monitor that grew beyond the ring's
+slots after `up` is captured downscaled to fit until it shrinks back."""
 
 from __future__ import annotations
 
@@ -16,6 +17,17 @@ from procs.sources import base as sources
 
 #: Capture-rate divisor per memory-pressure level.
 SLOWDOWN = {"low": 1, "medium": 1, "high": 2, "critical": 4}
+#: Hand-off extra and frame.captured field of a frame that was downscaled to fit
+#: the ring: [width, height] of the monitor as grabbed (w and h are the frame's).
+SCALED_FROM_KEY = "scaled_from"
+
+
+def fit_within(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
+    """The largest size within max_width x max_height with the aspect ratio of
+    width x height (rounded down, at least one pixel each way)."""
+    if width * max_height > height * max_width:  # wider than the ring's frame: its width limits
+        return max_width, max(1, height * max_width // width)
+    return max(1, width * max_height // height), max_height
 
 
 class Capture(stage.Stage):
@@ -30,6 +42,10 @@ class Capture(stage.Stage):
             c.source, fps=c.fps, monitor=c.monitor, region=c.region, synthetic=vars(c.synthetic), replay=vars(c.replay)
         )
         self.monitors: list[sources.Monitor] = []
+        # Monitors larger than the ring's slots, and the size their frames are
+        # downscaled to; a monitor that changes size is a new key, so a screen
+        # that shrinks back is captured whole again.
+        self.downscaled: dict[sources.Monitor, tuple[int, int]] = {}
         self.next_frame = time.monotonic()
         self.next_rescan = 0.0
         self.ended = False
@@ -47,6 +63,7 @@ class Capture(stage.Stage):
             found = []
         if found != self.monitors:
             self.monitors = found
+            self.downscaled = {m: size for m, size in self.downscaled.items() if m in found}
             self.publish("capture.geometry_changed", {"monitors": [vars(m) for m in found]})
             self.log.info("monitors: %s", found)
         self.next_rescan = now + self.cfg.capture.rescan_s
@@ -67,8 +84,9 @@ class Capture(stage.Stage):
     def _capture(self, m: sources.Monitor, now: float) -> None:
         start = time.perf_counter()
         t_mono, t_wall = time.monotonic_ns(), time.time_ns()
+        size = self.downscaled.get(m) if self.downscaled else None  # hashing a Monitor takes a microsecond
         try:
-            res = self.mem.reserve(m.width, m.height, "BGRA", monitor=m.index)
+            res = self.mem.reserve(*(size or (m.width, m.height)), "BGRA", monitor=m.index)
         except jrc.RingFull:
             # Captured (the screen was there) but nowhere to put it.
             self.mem.counter_add(protocol.COUNTER_INDEX["captured"])
@@ -76,12 +94,14 @@ class Capture(stage.Stage):
             self.drops["ring_full"] += 1
             self.terminal["dropped.ring_full"] += 1
             return
-        except jrc.FrameGeometryError as exc:
-            self._reject("too_large", f"monitor {m.index} ({m.width}x{m.height}) does not fit the ring: {exc}")
+        except jrc.FrameGeometryError:
+            self._oversize(m)
             return
         try:
-            if not self.source.render_into(m, res.array):
-                np.copyto(res.array, self.source.grab(m))
+            if size is not None:
+                kernels.downscale(self._grab(m), res.array)
+            elif not self.source.render_into(m, res.array):
+                np.copyto(res.array, self._grab(m))
         except sources.SourceEnded:
             res.abort()
             self.ended = True
@@ -108,10 +128,37 @@ class Capture(stage.Stage):
         ref = res.commit(hold=True, t_mono_ns=t_mono, t_wall_ns=t_wall, count=protocol.COUNTER_INDEX["captured"])
         self.frames_in += 1
         self.fps_window.append(now)
+        scaled = {SCALED_FROM_KEY: [m.width, m.height]} if size is not None else {}
         label = self.source.label
-        self.frame_event("frame.captured", ref, **({"label": label.kind} if label is not None else {}))
-        self.pass_on(ref, {protocol.PIXEL_HASH_KEY: digest})
+        self.frame_event("frame.captured", ref, **scaled, **({"label": label.kind} if label is not None else {}))
+        self.pass_on(ref, {protocol.PIXEL_HASH_KEY: digest, **scaled})
         self.timings.add(time.perf_counter() - start)
+
+    def _grab(self, m: sources.Monitor) -> np.ndarray:
+        frame = self.source.grab(m)
+        if frame.shape != (m.height, m.width, 4):
+            # The monitor changed after it was enumerated; written anyway, the
+            # frame would be torn or fail the copy, every time until a rescan.
+            raise sources.SourceError(f"the {self.source.kind} source returned a {frame.shape} array for "
+                                      f"the {m.width}x{m.height} monitor, not ({m.height}, {m.width}, 4)")
+        return frame
+
+    def _oversize(self, m: sources.Monitor) -> None:
+        """Counts the frame of a monitor too large for the ring's slots (it was
+        not written) and has the monitor's next frames downscaled to fit. Once
+        per geometry: a downscaled size always fits."""
+        self.mem.counter_add(protocol.COUNTER_INDEX["captured"])
+        self.mem.counter_add(protocol.COUNTER_INDEX["dropped.oversize"])
+        self.drops["oversize"] += 1
+        self.terminal["dropped.oversize"] += 1
+        max_width, max_height = self.mem.max_frame
+        width, height = self.downscaled[m] = fit_within(m.width, m.height, max_width, max_height)
+        action = f"downscaled to {width}x{height}"
+        self.log.warning("monitor %d is %dx%d, larger than the ring's %dx%d frames: its frames are %s from now on "
+                         "(a restart of the pipeline sizes the ring for it)", m.index, m.width, m.height,
+                         max_width, max_height, action)
+        self.publish("capture.oversize", {"monitor": m.index, "width": m.width, "height": m.height,
+                                          "max_width": max_width, "max_height": max_height, "action": action})
 
     def extra_stats(self) -> dict[str, Any]:
         now = time.monotonic()

@@ -202,3 +202,55 @@ def thumbnail(frame: np.ndarray, size: int = 16) -> np.ndarray:
             if block.size:
                 out[by, bx] = int(block.sum()) // block.size
     return out
+
+
+def downscale(src: np.ndarray, out: np.ndarray) -> None:
+    """Shrinks `src` (H, W, C) into `out` (h, w, C), h <= H and w <= W, rows of
+    either may be padded. Each output pixel is the mean, rounded half up, of
+    its box of source pixels (box k spans k*H//h .. (k+1)*H//h down, and the
+    same across): every source pixel counts once, so a change of a single
+    pixel never vanishes from the smaller frame as it can when sampling.
+    Numpy only, with no compiled twin: capture runs it only for a screen
+    larger than the ring's slots (tens of ms for 2560x1440 into 1920x1080)."""
+    (sh, sw), (h, w) = src.shape[:2], out.shape[:2]
+    if src.ndim != 3 or src.shape[2:] != out.shape[2:] or not (0 < h <= sh and 0 < w <= sw):
+        raise ValueError(f"downscale shrinks (H, W, C) into (h, w, C) with 0 < h <= H, 0 < w <= W, not {src.shape} into {out.shape}")
+    ys, ny = _boxes(sh, h)
+    xs, nx = _boxes(sw, w)
+    # Sums of up to 257 values of 255 fit in 16 bits, and float32 divides integers
+    # below 2**24 with the exact floor; larger boxes take 32 bits and float64.
+    wide, real = (np.uint16, np.float32) if int(ny.max()) * int(nx.max()) <= 257 else (np.uint32, np.float64)
+    rows = _box_sums(src, ys, ny, 0, wide)
+    count = np.multiply.outer(ny, nx)
+    if wide is np.uint16 and rows.shape[2] == 4:
+        # BGRA: each pixel's four 16-bit sums move and add as one 64-bit word (no
+        # lane carries into the next), about 3x faster than four-element rows.
+        packed = _box_sums(rows.view(np.uint64)[..., 0], xs, nx, 1, np.uint64)
+        packed += (count // 2).astype(np.uint64) * np.uint64(0x0001_0001_0001_0001)
+        sums = packed[..., None].view(wide)
+    else:
+        sums = _box_sums(rows, xs, nx, 1, wide)
+        sums += (count // 2)[..., None].astype(wide)
+    np.divide(sums, count[..., None].astype(real), out=out, casting="unsafe")  # the cast to uint8 takes the floor
+
+
+def _boxes(n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each of k boxes over n pixels starts, and how many pixels it spans."""
+    starts = np.arange(k) * n // k
+    return starts, np.diff(starts, append=n)
+
+
+def _box_sums(a: np.ndarray, starts: np.ndarray, counts: np.ndarray, axis: int, wide: type) -> np.ndarray:
+    """Sums of a's boxes along `axis` (0 or 1), a whole slice of boxes per
+    gather: the boxes differ in size by one pixel at most, so a few gathers do."""
+    sums: np.ndarray = np.take(a, starts, axis=axis).astype(wide, copy=False)
+    for j in range(1, int(counts.max())):
+        longer = np.flatnonzero(counts > j)
+        part = np.take(a, starts[longer] + j, axis=axis)
+        if len(longer) == len(starts):
+            sums += part
+        elif axis == 0:
+            sums[longer] += part
+        else:
+            sums[:, longer] += part
+    return sums

@@ -24,7 +24,7 @@ import psutil
 
 from pipeline import config as config_mod
 from pipeline import control
-from pipeline.runtime import STAGES, Runtime, RuntimeDirError
+from pipeline.runtime import STAGES, PrivateLogHandler, Runtime, RuntimeDirError, open_private_log
 
 EXIT_USAGE, EXIT_CONFIG, EXIT_RUNNING, EXIT_NOT_RUNNING = 2, 78, 3, 4
 
@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("-d", "--detach", action="store_true", help="run in the background")
     up.add_argument("--live", action="store_true",
                     help="send frames to Claude (needs ANTHROPIC_API_KEY or forward.api_key_file)")
+    up.add_argument("--paused", action="store_true",
+                    help="start paused: nothing leaves the machine until `resume` (a pause also survives restarts)")
     up.add_argument("--supervise", action="store_true", help=argparse.SUPPRESS)  # the detached supervisor itself
     v.add_parser("down", help="stop the pipeline and remove its files")
     st = v.add_parser("status", help="state of each stage")
@@ -134,12 +136,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.detach:
         return _detach(rt, args)
     rt.prepare()
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        filename=str(rt.log_dir / "supervisor.log"),
-    )
-    s = sup.Supervisor(cfg, rt, live=args.live)
+    handler = PrivateLogHandler(rt.log_dir / "supervisor.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    s = sup.Supervisor(cfg, rt, live=args.live, paused=args.paused)
     try:
         s.start()
     except sup.AlreadyRunning as exc:
@@ -167,9 +167,14 @@ def _detach(rt: Runtime, args: argparse.Namespace) -> int:
         cmd += ["-c", str(Path(args.config).resolve())]
     if args.live:
         cmd.append("--live")
+    if args.paused:
+        cmd.append("--paused")
     log_path = rt.log_dir / "supervisor.out"
-    with open(log_path, "ab") as out:
+    out = open_private_log(log_path)
+    try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    finally:
+        os.close(out)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         code = proc.poll()
@@ -182,12 +187,35 @@ def _detach(rt: Runtime, args: argparse.Namespace) -> int:
                 status = control.request(rt, "status", timeout_s=2)
             except (control.ControlError, control.NotRunning):
                 status = None
-            if status and all(st["state"] in ("running", "failed") for st in status["stages"]):
-                print(f"jarvis-pipeline {rt.instance}: up (pid {proc.pid}, source {status['source']})")
+            # Up once every stage's main loop runs (it heartbeats), or it failed:
+            # a stage crashing during its start is reported, not taken for up.
+            if status and all(st["state"] == "failed" or st["state"] == "running" and st["heartbeat_age_s"] is not None
+                              for st in status["stages"]):
+                failed = [st["name"] for st in status["stages"] if st["state"] == "failed"]
+                if failed:
+                    _report_failed(rt, failed, len(failed) == len(status["stages"]))
+                    return 1
+                paused = ", PAUSED" if status["paused"] else ""
+                print(f"jarvis-pipeline {rt.instance}: up (pid {proc.pid}, source {status['source']}{paused})")
                 return 0
         time.sleep(0.1)
     print(f"jarvis-pipeline: the supervisor did not come up within 60 s; see {log_path}", file=sys.stderr)
     return 1
+
+
+def _report_failed(rt: Runtime, failed: list[str], stop: bool) -> None:
+    """`up -d` with failed stages: which, and the end of each one's log."""
+    for name in failed:
+        print(f"jarvis-pipeline: {name} failed (it crashed too often); the end of its log:", file=sys.stderr)
+        for path in (rt.log_path(name), rt.log_dir / f"{name}.out"):
+            if path.exists():
+                for line in path.read_text(errors="replace").splitlines()[-8:]:
+                    print(f"  {path.name}: {line}", file=sys.stderr)
+    if stop:
+        print("jarvis-pipeline: no stage runs; stopping", file=sys.stderr)
+        cmd_down(rt)
+    else:
+        print("jarvis-pipeline: the other stages keep running; `jarvis-pipeline down` stops them", file=sys.stderr)
 
 
 def _live_status(s: Any) -> None:
@@ -200,6 +228,7 @@ def _live_status(s: Any) -> None:
         _table(st["stages"]),
         "",
         "counters: " + "  ".join(f"{k} {v}" for k, v in st["counters"].items() if v),
+        *(f"ERROR: {e}" for e in st["errors"]),
     ]
     sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
     sys.stdout.flush()
@@ -209,7 +238,8 @@ def _live_status(s: Any) -> None:
 
 
 def _table(stages: list[dict[str, Any]]) -> str:
-    head = ("STAGE", "STATE", "PID", "UPTIME", "RESTARTS", "CPU%", "PSS MB", "FPS", "IN", "OUT", "DROPS", "P95 MS", "LATENCY P95")
+    head = ("STAGE", "STATE", "PID", "UPTIME", "RESTARTS", "HEARTBEAT", "CPU%", "PSS MB", "FPS", "IN", "OUT", "DROPS",
+            "P95 MS", "LATENCY P95")
     rows = [head]
     for s in stages:
         drops = sum(s["drops"].values())
@@ -220,9 +250,10 @@ def _table(stages: list[dict[str, Any]]) -> str:
                 str(s["pid"] or "-"),
                 f"{s['uptime_s']:.0f}s",
                 str(s["restarts"]),
+                "-" if s["heartbeat_age_s"] is None else f"{s['heartbeat_age_s']:.1f}s ago",
                 f"{s['cpu_percent']:.1f}",
                 f"{s['pss_mb']:.1f}",
-                f"{s['fps']:.1f}",
+                "-" if s["fps"] is None else f"{s['fps']:.1f}",
                 str(s["frames_in"]),
                 str(s["frames_out"]),
                 str(drops),
@@ -248,7 +279,9 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     print(f"instance {st['instance']} (pid {st['pid']}, up {st['uptime_s']:.0f}s), source {st['source']}, "
           f"forward {_forward_state(st)}{', PAUSED' if st['paused'] else ''}, memory {st['memory']['level']}")
     print(_table(st["stages"]))
-    return 0
+    for error in st["errors"]:
+        print(f"ERROR: {error}")
+    return 1 if st["errors"] else 0
 
 
 def cmd_down(rt: Runtime) -> int:
@@ -287,6 +320,7 @@ def _running(proc: psutil.Process | None) -> bool:
 
 
 def cmd_logs(rt: Runtime, args: argparse.Namespace) -> int:
+    rt.check()
     names = [args.stage] if args.stage else ["supervisor", *STAGES]
     paths = [p for n in names for p in (rt.log_dir / f"{n}.log", rt.log_dir / f"{n}.out") if p.exists()]
     if not paths:

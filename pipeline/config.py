@@ -192,6 +192,8 @@ class SupervisorConfig:
     stats_interval_s: float = _f(1.0, "how often stages publish stats.<stage>", lo=0.1, hi=60.0)
     sample_interval_s: float = _f(3.0, "how often CPU and memory are sampled", lo=0.5, hi=600.0)
     tap_holds: int = _f(0, "ring slots reserved for taps that hold frames", lo=0, hi=16)
+    hang_after_s: float = _f(5.0, "a stage whose main loop sends no heartbeat for this long is killed and restarted "
+                                  "(stage.hung)", lo=1.0, hi=600.0)
     restart: RestartConfig = _f(RestartConfig(), "per-stage restart policy")
 
 

@@ -8,16 +8,25 @@ Runtime directory (sockets, instance lock, resolved config, logs):
 Data directory (dry-run outbox, journal): $JARVIS_DATA_DIR/<instance>, else
   $XDG_STATE_HOME/jarvis-pipeline/<instance>, else ~/.local/state/jarvis-pipeline/<instance>.
 ipc socket paths must stay under ~100 bytes (104 on macOS, 108 on Linux).
+
+Trust chain: every directory from the runtime and data bases down is this
+user's own, a real directory (not a symlink) and closed to group and others;
+each directory above a base belongs to root or this user and, if others may
+write to it, has the sticky bit (like /tmp), so nobody else can rename or
+replace what lies below. Anything else is refused with a message saying what
+to do. Directories the project creates are 0700 whatever the umask.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging.handlers
 import os
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 MAX_SOCKET_PATH = 100
 STAGES = ("capture", "dedup", "analysis", "forward")
@@ -28,22 +37,96 @@ class RuntimeDirError(RuntimeError):
     """The runtime or data directory cannot be used safely."""
 
 
-def private_dir(path: Path) -> Path:
-    """Creates `path` (and parents) 0700 if missing; refuses one that is not a
-    directory owned by us and closed to others."""
+def _refuse(path: Path, why: str, hint: str) -> RuntimeDirError:
+    return RuntimeDirError(f"{path} {why}; {hint}")
+
+
+def _check_above(path: Path, hint: str) -> None:
+    """A directory above a base: root's or ours, and others may not replace
+    its entries (not writable by them, or sticky like /tmp). Symlinks (e.g.
+    macOS's /tmp) are checked as links, then along their targets."""
+    me = os.geteuid()
+    for chain in (path.absolute(), Path(os.path.realpath(path))):
+        for p in reversed([chain, *chain.parents]):
+            try:
+                st = os.lstat(p)
+            except FileNotFoundError:
+                break  # created below, by us
+            except OSError as exc:
+                raise _refuse(p, f"cannot be inspected ({exc.strerror})", hint) from None
+            if st.st_uid not in (0, me):
+                raise _refuse(p, f"belongs to uid {st.st_uid}, who could replace what lies below it", hint)
+            if stat.S_ISLNK(st.st_mode):
+                continue
+            if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+                raise _refuse(p, f"is writable by others (mode {stat.S_IMODE(st.st_mode):o}) without the sticky bit", hint)
+
+
+def _check_own(path: Path, hint: str, *, leaf: bool) -> None:
+    """A directory from a base down: ours, real, closed to others (the leaf
+    entirely: 0700)."""
     try:
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = path.lstat()
+        st = os.lstat(path)
     except OSError as exc:
-        raise RuntimeDirError(f"cannot create {path}: {exc.strerror}; set JARVIS_RUNTIME_DIR to a writable place") from None
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
-        raise RuntimeDirError(
-            f"{path} must be a directory owned by uid {os.geteuid()} with mode 0700 "
-            f"(found uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o}); remove it or fix its permissions"
+        raise _refuse(path, f"cannot be inspected ({exc.strerror})", hint) from None
+    closed = st.st_mode & (0o077 if leaf else 0o022) == 0
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or not closed:
+        kind = "a symlink" if stat.S_ISLNK(st.st_mode) else "a directory" if stat.S_ISDIR(st.st_mode) else "not a directory"
+        raise _refuse(
+            path,
+            f"must be a directory owned by uid {os.geteuid()} with mode 0700 (found {kind} of uid {st.st_uid}, "
+            f"mode {stat.S_IMODE(st.st_mode):o})",
+            "remove it or fix its permissions, or " + hint,
         )
+
+
+def private_dir(path: Path, base: Path | None = None, *, hint: str = "set JARVIS_RUNTIME_DIR to a private place") -> Path:
+    """Creates `path` (0700, with any missing parents) and checks the trust
+    chain: from `base` (default: `path` itself) down, ours and closed; above
+    it, root's or ours and safe from renames by others."""
+    path = Path(os.path.abspath(path))
+    base = path if base is None else Path(os.path.abspath(base))
+    if path != base and base not in path.parents:
+        raise ValueError(f"{path} is not below {base}")
+    _check_above(base.parent, hint)
+    missing = [p for p in reversed([path, *path.parents]) if not os.path.lexists(p)]
+    for p in missing:
+        try:
+            os.mkdir(p, 0o700)
+            os.chmod(p, 0o700, follow_symlinks=False)  # the umask may have taken bits; 0700 exactly
+        except FileExistsError:
+            pass  # made meanwhile: checked below like any existing directory
+        except OSError as exc:
+            raise _refuse(p, f"cannot be created ({exc.strerror})", hint) from None
+    for p in reversed([path, *path.parents]):
+        if p == base or base in p.parents:
+            _check_own(p, hint, leaf=p == path)
     if not os.access(path, os.W_OK | os.X_OK):
-        raise RuntimeDirError(f"{path} is not writable; set JARVIS_RUNTIME_DIR to a writable place")
+        raise _refuse(path, "is not writable", hint)
     return path
+
+
+def open_private_log(path: Path) -> int:
+    """An append-only descriptor of a log file: never through a symlink,
+    0600 when created, refused unless it is this user's regular file."""
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+        os.close(fd)
+        raise RuntimeDirError(f"{path} is not a log file of this user; remove it")
+    if st.st_mode & 0o077:
+        os.fchmod(fd, 0o600)
+    return fd
+
+
+class PrivateLogHandler(logging.handlers.RotatingFileHandler):
+    """A rotating log (1 MiB, two old files) opened with open_private_log."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, maxBytes=1 << 20, backupCount=2, delay=True)
+
+    def _open(self) -> IO[str]:
+        return os.fdopen(open_private_log(Path(self.baseFilename)), "a", encoding="utf-8", errors="replace")
 
 
 def check_instance_name(name: str) -> str:
@@ -61,6 +144,9 @@ class Runtime:
     data_dir: Path
     #: Base directory of the ring file ($JARVIS_SHM_DIR; None: the core's default, /dev/shm).
     shm_base: Path | None = None
+    #: Where the trust chains of `dir` and `data_dir` start (see the module docstring).
+    dir_base: Path | None = None
+    data_base: Path | None = None
 
     @classmethod
     def locate(cls, instance: str, env: dict[str, str] | None = None) -> Runtime:
@@ -78,7 +164,7 @@ class Runtime:
             state = Path(env.get("XDG_STATE_HOME") or Path.home() / ".local" / "state")
             data = state / "jarvis-pipeline"
         shm = Path(env["JARVIS_SHM_DIR"]) if env.get("JARVIS_SHM_DIR") else None
-        rt = cls(instance, base / instance, data / instance, shm)
+        rt = cls(instance, base / instance, data / instance, shm, base, data)
         longest = rt.socket("analysis")
         if len(str(longest)) > MAX_SOCKET_PATH:
             raise RuntimeDirError(
@@ -98,9 +184,9 @@ class Runtime:
         return self.dir / "instance.lock"
 
     @property
-    def config_path(self) -> Path:
-        """The resolved configuration the supervisor hands to its stages."""
-        return self.dir / "config.json"
+    def pause_path(self) -> Path:
+        """The pause, kept across restarts of the supervisor (pipeline.schemas.PauseFile)."""
+        return self.data_dir / "control.json"
 
     @property
     def log_dir(self) -> Path:
@@ -114,11 +200,25 @@ class Runtime:
         return self.instance
 
     def prepare(self) -> None:
-        private_dir(self.dir)
-        private_dir(self.log_dir)
+        """Creates the runtime directory if needed and checks its trust chain."""
+        self.check(create=True)
+
+    def check(self, create: bool = False) -> None:
+        """The runtime directory's trust chain (see the module docstring);
+        every verb checks it before it uses a socket or file in it. Without
+        `create`, a missing directory is left missing (nothing runs)."""
+        hint = "set JARVIS_RUNTIME_DIR to a private place"
+        if create or os.path.lexists(self.dir):
+            private_dir(self.dir, self.dir_base, hint=hint)
+            private_dir(self.log_dir, self.dir_base, hint=hint)
+
+    def prepare_data(self) -> Path:
+        """The data directory (outbox, journal, kept pause), created and checked."""
+        return private_dir(self.data_dir, self.data_base, hint="set JARVIS_DATA_DIR to a private place")
 
     def owner_pid(self) -> int | None:
         """The pid of the supervisor holding the instance lock, or None."""
+        self.check()
         try:
             fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
@@ -167,12 +267,15 @@ def to_env(rt: Runtime) -> str:
     import json
 
     return json.dumps({"instance": rt.instance, "dir": str(rt.dir), "data_dir": str(rt.data_dir),
-                       "shm_base": str(rt.shm_base) if rt.shm_base else None})
+                       "shm_base": str(rt.shm_base) if rt.shm_base else None,
+                       "dir_base": str(rt.dir_base) if rt.dir_base else None,
+                       "data_base": str(rt.data_base) if rt.data_base else None})
 
 
 def from_env(text: str) -> Runtime:
     import json
 
     spec = json.loads(text)
-    return Runtime(spec["instance"], Path(spec["dir"]), Path(spec["data_dir"]),
-                   Path(spec["shm_base"]) if spec.get("shm_base") else None)
+    path = lambda key: Path(spec[key]) if spec.get(key) else None  # noqa: E731
+    return Runtime(spec["instance"], Path(spec["dir"]), Path(spec["data_dir"]), path("shm_base"),
+                   path("dir_base"), path("data_base"))

@@ -7,6 +7,14 @@ Restarts back off exponentially up to a cap; a stage restarted more than
 `restart.intensity` times within `restart.period_s` is marked failed and left
 down while the rest keeps running. Every stage runs in its own process group
 and session; stop is SIGTERM to the group, SIGKILL after a grace period.
+
+Each stage has a private channel to the supervisor (pipeline.channel): its
+start handshake carries the resolved configuration and the control state
+(pause, memory pressure), later changes follow over it, and the stage answers
+with what it applies, heartbeats and stats. A stage silent for
+`supervisor.hang_after_s` is killed and restarted like a crash (stage.hung).
+The pause is also kept in the data directory, so it holds across a restart of
+the supervisor itself.
 """
 
 from __future__ import annotations
@@ -29,13 +37,16 @@ from typing import Any
 
 import jarvis_rust_core as jrc
 import msgpack
+import msgspec
 import psutil
+import setproctitle
 import zmq
 
 from pipeline import config as config_mod
-from pipeline import protocol
-from pipeline import runtime
+from pipeline import protocol, runtime, schemas
+from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import STAGES, InstanceLock, Runtime
+from pipeline.schemas import PRESSURE_LEVELS, ControlState
 from procs import stage as stage_mod
 
 log = logging.getLogger("jarvis.supervisor")
@@ -45,7 +56,12 @@ START_ORDER = ("forward", "analysis", "dedup", "capture")
 #: Stop order (the design's shutdown order): sources first, then drain downstream.
 STOP_ORDER = STAGES
 HOP_INTO = {"dedup": "capture>dedup", "analysis": "dedup>analysis", "forward": "analysis>forward"}
-PRESSURE_LEVELS = ("low", "medium", "high", "critical")
+#: A starting stage must send its first heartbeat within this (imports on a busy machine are slow).
+START_TIMEOUT_S = 60.0
+#: How long a stage may take to acknowledge a control state before status calls it a mismatch.
+STATE_ACK_GRACE_S = 2.0
+#: Environment only the forward stage gets: the key that lets it send.
+FORWARD_ONLY_ENV = ("ANTHROPIC_API_KEY",)
 PRESSURE_ACTIONS = {
     "low": [],
     "medium": [],
@@ -75,7 +91,12 @@ class StageProc:
     commanded: bool = False
     restart_after_stop: bool = False
     crash_times: collections.deque[float] = field(default_factory=collections.deque)
-    stats: dict[str, Any] = field(default_factory=dict)
+    channel: Channel | None = None
+    last_heard: float = 0.0  # monotonic time of its last message
+    heartbeating: bool = False  # its main loop has run
+    applied: ControlState | None = None  # the control state it says it applies
+    stats: schemas.StageStats | None = None
+    stats_at: float = 0.0
     fps: float = 0.0
     fps_mark: tuple[float, int] = (0.0, 0)
     cpu_percent: float = 0.0
@@ -116,16 +137,51 @@ def resolve_source(cfg: config_mod.Config) -> tuple[config_mod.Config, list[Any]
     return replace(cfg, capture=replace(c, source=kind)), monitors
 
 
+def load_paused(rt: Runtime) -> bool:
+    """The pause kept in the data directory. A file that cannot be read or
+    understood counts as paused: when in doubt, nothing leaves the machine."""
+    try:
+        fd = os.open(rt.pause_path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.error("cannot read %s (%s): starting paused", rt.pause_path, exc.strerror)
+        return True
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(4096)
+    try:
+        return bool(schemas.decode_json(data, schemas.PauseFile).paused)
+    except schemas.SchemaError as exc:
+        log.error("%s is not a pause file of ours (%s): starting paused", rt.pause_path, exc)
+        return True
+
+
+def save_paused(rt: Runtime, paused: bool) -> None:
+    """Written to a temporary file and renamed into place: a crash leaves the old or the new state."""
+    rt.prepare_data()
+    tmp = rt.pause_path.with_name(f".{rt.pause_path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(msgspec.json.encode(schemas.PauseFile(paused)))
+        os.replace(tmp, rt.pause_path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 class Supervisor:
-    def __init__(self, cfg: config_mod.Config, rt: Runtime, *, live: bool = False) -> None:
+    def __init__(self, cfg: config_mod.Config, rt: Runtime, *, live: bool = False, paused: bool = False) -> None:
         self.cfg, self.rt = cfg, rt
         if live:
             self.cfg = replace(cfg, forward=replace(cfg.forward, mode="live"))
         self.stages = {name: StageProc(name) for name in STAGES}
         self.lock = InstanceLock(rt)
         self.stop_requested = False
-        self.paused = False
-        self.pressure = "low"
+        self.start_paused = paused
+        self.state = ControlState()
+        self.state_changed_at = 0.0
+        self.rejected: collections.Counter[str] = collections.Counter()
         self.memory_mb = 0.0
         self.started_at = time.monotonic()
         self.ring: jrc.SharedVisionMemory | None = None
@@ -134,7 +190,6 @@ class Supervisor:
         self.on_tick: Callable[[Supervisor], None] | None = None
         self.next_sample = 0.0
         self.monitors: list[Any] = []
-        self._parent_r = self._parent_w = -1
         self._wake_r = self._wake_w = -1
 
     # ------------------------------------------------------------------ start
@@ -152,25 +207,26 @@ class Supervisor:
             raise
 
     def _start(self) -> None:
+        setproctitle.setproctitle(f"jarvis-pipeline: {self.rt.instance}: supervisor")
+        # The pause is in force before any stage exists: kept from the last run, or asked for.
+        self.rt.prepare_data()
+        if self.start_paused:
+            save_paused(self.rt, True)
+        self.state = ControlState(paused=self.start_paused or load_paused(self.rt))
+        if self.state.paused:
+            log.warning("starting paused: nothing leaves the machine until `jarvis-pipeline resume`")
         self._stop_leftovers()
         for sock in self.rt.dir.glob("*.sock"):
             sock.unlink()
         self.cfg, self.monitors = resolve_source(self.cfg)
         self._create_ring()
-        fd = os.open(self.rt.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(config_mod.to_json(self.cfg))
+        self._config_json = config_mod.to_json(self.cfg)
         self._start_proxy()
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.connect(self.rt.endpoint("events-in"))
-        self.stats_sub = self.ctx.socket(zmq.SUB)
-        self.stats_sub.setsockopt(zmq.SUBSCRIBE, b"stats.")
-        self.stats_sub.connect(self.rt.endpoint("events"))
         self.control = self.ctx.socket(zmq.REP)
+        self.control.setsockopt(zmq.MAXMSGSIZE, schemas.MAX_REQUEST_BYTES)
         self.control.bind(self.rt.endpoint("control"))
-        # Stages poll the read end; it reports EOF when this process is gone.
-        self._parent_r, self._parent_w = os.pipe()
-        os.set_inheritable(self._parent_r, True)
         # SIGCHLD wakes the loop through this pipe: reaping is event driven.
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -245,6 +301,8 @@ class Supervisor:
 
     def _start_proxy(self) -> None:
         xsub = self.ctx.socket(zmq.XSUB)
+        # A larger message is no event of ours: dropped before it is buffered.
+        xsub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_EVENT_BYTES + 256)
         xsub.bind(self.rt.endpoint("events-in"))
         xpub = self.ctx.socket(zmq.XPUB)
         xpub.bind(self.rt.endpoint("events"))
@@ -269,12 +327,12 @@ class Supervisor:
 
     def _spawn(self, st: StageProc) -> None:
         st.incarnation += 1
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if st.name == "forward" or k not in FORWARD_ONLY_ENV}
         env[stage_mod.ENV_RUNTIME] = runtime.to_env(self.rt)
         env[stage_mod.ENV_VERSIONS] = json.dumps(stage_mod.versions())
-        env[stage_mod.ENV_PARENT_FD] = str(self._parent_r)
-        env[stage_mod.ENV_INCARNATION] = str(st.incarnation)
-        out = open(self.rt.log_dir / f"{st.name}.out", "ab")
+        channel, theirs = Channel.pair()
+        env[stage_mod.ENV_CHANNEL_FD] = str(theirs.fileno())
+        out = runtime.open_private_log(self.rt.log_dir / f"{st.name}.out")
         try:
             st.popen = subprocess.Popen(
                 [sys.executable, "-m", f"procs.{st.name}"],
@@ -282,18 +340,52 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                pass_fds=(self._parent_r,),
+                pass_fds=(theirs.fileno(),),
                 start_new_session=True,
                 cwd=str(Path(__file__).resolve().parents[1]),
             )
+        except BaseException:
+            channel.close()
+            raise
         finally:
-            out.close()
+            os.close(out)
+            theirs.close()
+        if st.channel is not None:
+            st.channel.close()
+        st.channel = channel
+        # Queued in the socket before the stage reads it: the stage has its
+        # configuration and control state before it handles any frame.
+        self._send(st, schemas.Hello(self._config_json, self.state, st.incarnation))
         st.state = "starting"
-        st.started_at = time.monotonic()
+        st.started_at = st.last_heard = time.monotonic()
+        st.heartbeating = False
+        st.applied = None
         st.commanded = False
         st.psproc = None
-        st.stats = {}
+        st.stats, st.stats_at = None, 0.0
         st.fps, st.fps_mark = 0.0, (0.0, 0)
+
+    def _send(self, st: StageProc, msg: msgspec.Struct) -> None:
+        if st.channel is None:
+            return
+        try:
+            st.channel.send(msgspec.to_builtins(msg))
+        except ChannelClosed as exc:
+            # Dying (its exit is reaped) or stopped (SIGSTOP: the heartbeat check replaces it).
+            log.warning("%s: %s", st.name, exc)
+
+    def set_state(self, **changes: Any) -> None:
+        """Changes the control state and sends it to every stage; each
+        acknowledges what it applies (status shows any that does not)."""
+        new = msgspec.structs.replace(self.state, **changes)
+        if new.same_as(self.state):
+            return
+        if new.paused != self.state.paused:
+            save_paused(self.rt, new.paused)
+        self.state = msgspec.structs.replace(new, version=self.state.version + 1)
+        self.state_changed_at = time.monotonic()
+        for st in self.stages.values():
+            self._send(st, schemas.SetState(self.state))
 
     def _check_started(self) -> None:
         """A stage counts as started once it registered with the ring."""
@@ -323,6 +415,9 @@ class Supervisor:
             pid = st.popen.pid
             st.popen = None
             st.psproc = None
+            if st.channel is not None:
+                st.channel.close()
+                st.channel = None
             st.down_since = time.monotonic()
             undecided_key = "dropped.shutdown" if st.commanded else "dropped.stage_crashed"
             released = undecided = 0
@@ -361,6 +456,64 @@ class Supervisor:
             st.state = "backoff"
             st.next_start = now + delay
 
+    def _from_stage(self, st: StageProc) -> None:
+        """What a stage sent over its channel: heartbeats, acknowledgements, stats."""
+        assert st.channel is not None
+        try:
+            messages = st.channel.receive()
+        except ChannelClosed:
+            st.channel.close()  # it is exiting: the reap follows
+            st.channel = None
+            return
+        now = time.monotonic()
+        for raw in messages:
+            try:
+                msg = schemas.convert(raw, schemas.FromStage)
+            except schemas.SchemaError as exc:
+                self._reject(f"{st.name}_channel", f"a bad message from {st.name}: {exc}")
+                continue
+            st.last_heard = now
+            st.heartbeating = True
+            if isinstance(msg, schemas.Applied):
+                st.applied = msg.state
+            elif isinstance(msg, schemas.Stats):
+                self._took_stats(st, msg.stats, now)
+
+    def _took_stats(self, st: StageProc, stats: schemas.StageStats, now: float) -> None:
+        if stats.stage != st.name or stats.pid != st.pid:
+            self._reject(f"{st.name}_channel", f"stats of {stats.stage} pid {stats.pid} on the channel of {st.name}")
+            return
+        st.stats, st.stats_at = stats, now
+        if stats.applied is not None:
+            st.applied = stats.applied
+        mark_t, mark_n = st.fps_mark
+        if now - mark_t >= 1.0 or stats.frames_in < mark_n:
+            if stats.frames_in >= mark_n and mark_t:
+                st.fps = (stats.frames_in - mark_n) / (now - mark_t)
+            st.fps_mark = (now, stats.frames_in)
+
+    def _reject(self, kind: str, message: str) -> None:
+        self.rejected[kind] += 1
+        if self.rejected[kind] <= 10 or self.rejected[kind] % 1000 == 0:
+            log.warning("%s (%d so far)", message, self.rejected[kind])
+
+    def _check_hung(self, now: float) -> None:
+        """A stage whose main loop stopped (SIGSTOP, a deadlock, an endless
+        loop) is killed; the reap then restarts it like any crash."""
+        limit = self.cfg.supervisor.hang_after_s
+        for st in self.stages.values():
+            if st.popen is None or st.state not in ("starting", "running"):
+                continue
+            silent = now - st.last_heard
+            if silent <= (limit if st.heartbeating else START_TIMEOUT_S):
+                continue
+            pid = st.popen.pid
+            self.publish("stage.hung", {"stage": st.name, "pid": pid, "silent_s": round(silent, 2)})
+            log.error("%s (pid %d) sent no heartbeat for %.1f s: killed, to be restarted", st.name, pid, silent)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+            st.last_heard = now  # one kill; the reap follows its exit
+
     def _restart_due(self, now: float) -> None:
         for st in self.stages.values():
             if st.state == "backoff" and now >= st.next_start and not self.stop_requested:
@@ -389,24 +542,6 @@ class Supervisor:
         with contextlib.suppress(zmq.Again):
             self.pub.send_multipart(protocol.encode_event(topic, body), zmq.NOBLOCK)
 
-    def _drain_stats(self) -> None:
-        while True:
-            try:
-                frames = self.stats_sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            with contextlib.suppress(protocol.ProtocolError):
-                topic, body = protocol.decode_event(frames)
-                st = self.stages.get(topic.removeprefix("stats."))
-                if st is not None and body.get("pid") == st.pid:
-                    st.stats = body
-                    now, frames = time.monotonic(), int(body.get("frames_in", 0))
-                    mark_t, mark_n = st.fps_mark
-                    if now - mark_t >= 1.0 or frames < mark_n:
-                        if frames >= mark_n and mark_t:
-                            st.fps = (frames - mark_n) / (now - mark_t)
-                        st.fps_mark = (now, frames)
-
     def _sample(self, now: float) -> None:
         """CPU and memory of every process, and the memory governor."""
         total_uss = 0.0
@@ -429,11 +564,11 @@ class Supervisor:
         levels = self.cfg.memory.levels
         target = PRESSURE_LEVELS[sum(share >= x for x in levels)]
         # Hysteresis: go down a level only 5 points under its threshold.
-        current = PRESSURE_LEVELS.index(self.pressure)
+        current = PRESSURE_LEVELS.index(self.state.pressure)
         if PRESSURE_LEVELS.index(target) < current and share >= levels[current - 1] - 5:
-            target = self.pressure
-        if target != self.pressure:
-            self.pressure = target
+            target = self.state.pressure
+        if target != self.state.pressure:
+            self.set_state(pressure=target)
             self.publish(
                 "memory.pressure",
                 {
@@ -448,12 +583,29 @@ class Supervisor:
 
     # ------------------------------------------------------------------ control
 
+    def _mismatch(self, st: StageProc, now: float) -> str | None:
+        """Why a running stage does not apply the supervisor's control state, if it does not."""
+        if st.state != "running" or now - max(self.state_changed_at, st.started_at) < STATE_ACK_GRACE_S:
+            return None
+        if st.applied is None:
+            return f"{st.name} has not said which control state it applies"
+        if not st.applied.same_as(self.state):
+            return (f"{st.name} applies paused={st.applied.paused}, pressure={st.applied.pressure}; "
+                    f"the supervisor's is paused={self.state.paused}, pressure={self.state.pressure}")
+        return None
+
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
-        stages = []
+        # Stats older than this are not current: their rate is not shown.
+        stale_after = 3 * self.cfg.supervisor.stats_interval_s + 1.0
+        stages, errors = [], []
         for name in STAGES:
             st = self.stages[name]
-            s = st.stats
+            s = st.stats or schemas.StageStats(stage=name, pid=0)  # type: ignore[arg-type]
+            mismatch = self._mismatch(st, now)
+            if mismatch:
+                errors.append(mismatch)
+            current = st.stats is not None and now - st.stats_at <= stale_after
             stages.append(
                 {
                     "name": name,
@@ -464,45 +616,58 @@ class Supervisor:
                     "incarnation": st.incarnation,
                     "cpu_percent": round(st.cpu_percent, 1),
                     "pss_mb": round(st.pss_mb, 1),
-                    "frames_in": s.get("frames_in", 0),
-                    "frames_out": s.get("frames_out", 0),
-                    "drops": s.get("drops", {}),
-                    "terminal": s.get("terminal", {}),
-                    "p95_ms": s.get("proc_ms", {}).get("p95"),
-                    "fps": round(st.fps, 2),
-                    "latency_p95_ms": s.get("since_capture_ms", {}).get("p95"),
+                    "frames_in": s.frames_in,
+                    "frames_out": s.frames_out,
+                    "drops": s.drops,
+                    "terminal": s.terminal,
+                    "rejected": s.rejected,
+                    "p95_ms": s.proc_ms.p95,
+                    "fps": round(st.fps, 2) if current else None,
+                    "latency_p95_ms": s.since_capture_ms.p95,
+                    "heartbeat_age_s": round(now - st.last_heard, 2) if st.pid and st.heartbeating else None,
+                    "applied": msgspec.to_builtins(st.applied) if st.applied is not None else None,
+                    "control_mismatch": mismatch,
                 }
             )
         counters = protocol.counter_snapshot(self.ring.counters()) if self.ring is not None else {}
+        forward = self.stages["forward"].stats
         return {
             "instance": self.rt.instance,
             "pid": os.getpid(),
             "uptime_s": round(now - self.started_at, 1),
-            "paused": self.paused,
+            "paused": self.state.paused,
+            "control": msgspec.to_builtins(self.state),
+            "errors": errors,
+            "rejected": dict(self.rejected),
             "source": self.cfg.capture.source,
             "forward_mode": self.cfg.forward.mode,
-            "forward_state": self.stages["forward"].stats.get("forward_state"),
-            "memory": {"level": self.pressure, "used_mb": round(self.memory_mb, 1), "budget_mb": self.cfg.memory.budget_mb},
+            "forward_state": forward.forward_state if forward is not None else None,
+            "memory": {"level": self.state.pressure, "used_mb": round(self.memory_mb, 1),
+                       "budget_mb": self.cfg.memory.budget_mb},
             "counters": counters,
             "stages": stages,
         }
 
     def _handle_control(self) -> None:
         try:
-            req = msgpack.unpackb(self.control.recv(), raw=False)
-            cmd = req.get("cmd") if isinstance(req, dict) else None
+            try:
+                req = schemas.decode(self.control.recv(), schemas.Request)
+            except schemas.SchemaError as exc:
+                self._reject("control", f"a bad control request: {exc}")
+                raise ValueError(f"not a control request: {exc}") from None
+            cmd = req.cmd
             if cmd == "ping":
                 result: Any = {"pid": os.getpid(), "instance": self.rt.instance, "versions": stage_mod.versions()}
             elif cmd == "status":
                 result = self.status()
             elif cmd in ("pause", "resume"):
-                self.paused = cmd == "pause"
-                self.publish("control.paused" if self.paused else "control.resumed", {})
-                result = {"paused": self.paused}
+                self.set_state(paused=cmd == "pause")
+                self.publish("control.paused" if self.state.paused else "control.resumed", {})
+                result = {"paused": self.state.paused}
             elif cmd == "restart":
-                st = self.stages.get(str(req.get("stage")))
+                st = self.stages.get(str(req.stage))
                 if st is None:
-                    raise ValueError(f"no stage {req.get('stage')!r}; stages: {', '.join(STAGES)}")
+                    raise ValueError(f"no stage {req.stage!r}; stages: {', '.join(STAGES)}")
                 if st.pid is None:
                     st.crash_times.clear()
                     self._spawn(st)
@@ -523,15 +688,26 @@ class Supervisor:
     # ------------------------------------------------------------------ loop
 
     def run(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.control, zmq.POLLIN)
-        poller.register(self.stats_sub, zmq.POLLIN)
-        poller.register(self._wake_r, zmq.POLLIN)
+        """The loop; whatever ends it, the stages are stopped and the files removed."""
+        try:
+            self._loop()
+        finally:
+            self.shutdown()
+
+    def _loop(self) -> None:
         next_tick = time.monotonic()
+        hang = self.cfg.supervisor.hang_after_s
         while not self.stop_requested:
+            poller = zmq.Poller()
+            poller.register(self.control, zmq.POLLIN)
+            poller.register(self._wake_r, zmq.POLLIN)
+            talking = {st.channel.fileno(): st for st in self.stages.values() if st.channel is not None}
+            for fd in talking:
+                poller.register(fd, zmq.POLLIN)
             now = time.monotonic()
             starting = any(s.state == "starting" for s in self.stages.values())
             deadlines = [next_tick, self.next_sample] + [s.next_start for s in self.stages.values() if s.state == "backoff"]
+            deadlines += [s.last_heard + hang for s in self.stages.values() if s.popen is not None and s.heartbeating]
             timeout = 0.02 if starting else max(0.0, min(deadlines) - now)
             try:
                 ready = dict(poller.poll(int(timeout * 1000) + 1))
@@ -542,12 +718,14 @@ class Supervisor:
             if self._wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
+            for fd, st in talking.items():
+                if fd in ready and st.channel is not None:
+                    self._from_stage(st)
             self._reap()
             if self.control in ready:
                 self._handle_control()
-            if self.stats_sub in ready:
-                self._drain_stats()
             now = time.monotonic()
+            self._check_hung(now)
             self._restart_due(now)
             self._check_started()
             if now >= self.next_sample:
@@ -556,7 +734,6 @@ class Supervisor:
                 next_tick = now + 1.0
                 if self.on_tick is not None:
                     self.on_tick(self)
-        self.shutdown()
 
     def request_stop(self, *_: object) -> None:
         self.stop_requested = True
@@ -565,17 +742,21 @@ class Supervisor:
         """The design's shutdown order: stop capture, let each later stage drain
         what it was sent within the deadline, then reclaim whatever is left
         (dropped(shutdown)), publish the final counts and remove every file."""
+        if self.ring is None and self.lock.fd < 0:
+            return  # already shut down
         self.stop_requested = True
-        deadline = time.monotonic() + self.cfg.supervisor.drain_s
-        for name in STOP_ORDER:
-            st = self.stages[name]
-            self.stop_stage(st, max(deadline, time.monotonic() + self.cfg.supervisor.stop_grace_s))
-        if self.ring is not None:
-            self.ring.reclaim_dead(count=protocol.COUNTER_INDEX["dropped.shutdown"])
-            final = protocol.counter_snapshot(self.ring.counters())
-            self.publish("stats.supervisor", {"stage": "supervisor", "counters": final})
-            log.info("final counters %s", json.dumps(final))
-        self._cleanup()
+        try:
+            deadline = time.monotonic() + self.cfg.supervisor.drain_s
+            for name in STOP_ORDER:
+                st = self.stages[name]
+                self.stop_stage(st, max(deadline, time.monotonic() + self.cfg.supervisor.stop_grace_s))
+            if self.ring is not None:
+                self.ring.reclaim_dead(count=protocol.COUNTER_INDEX["dropped.shutdown"])
+                final = protocol.counter_snapshot(self.ring.counters())
+                self.publish("stats.supervisor", {"stage": "supervisor", "counters": final})
+                log.info("final counters %s", json.dumps(final))
+        finally:
+            self._cleanup()
 
     def _cleanup(self) -> None:
         if self.proxy_thread is not None:
@@ -585,12 +766,18 @@ class Supervisor:
         self.ctx.destroy(linger=0)
         if self.ring is not None:
             self.ring.close()
+            self.ring = None
         with contextlib.suppress(ValueError):
             signal.set_wakeup_fd(-1)
-        for fd in (self._parent_r, self._parent_w, self._wake_r, self._wake_w):
+        for fd in (self._wake_r, self._wake_w):
             if fd >= 0:
                 os.close(fd)
-        for path in [*self.rt.dir.glob("*.sock"), self.rt.config_path]:
+        self._wake_r = self._wake_w = -1
+        for st in self.stages.values():
+            if st.channel is not None:
+                st.channel.close()
+                st.channel = None
+        for path in self.rt.dir.glob("*.sock"):
             path.unlink(missing_ok=True)
         # Unlinked while still held: a new `up` creates a fresh lock file.
         self.rt.lock_path.unlink(missing_ok=True)

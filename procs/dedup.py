@@ -9,7 +9,9 @@ A repeat counts only of a frame seen since the monitor's last forwarded one
 returning to an earlier picture (a typo typed and deleted, a window raised and
 lowered) is news downstream, whose picture is the frame forwarded last. The
 event travels through the event proxy, so a repeat arriving within about a
-millisecond of that frame's forwarding can still be dropped as before."""
+millisecond of that frame's forwarding can still be dropped as before. Any
+local program can publish on the bus, so a `frame.changed` counts only for a
+frame this dedup passed on itself (its monitor, seq and ring generation)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jarvis_rust_core as jrc
-import zmq
 
 from pipeline import protocol
 from procs import kernels, stage
@@ -45,11 +46,19 @@ class RecentFrames:
         self.bloom = jrc.RotatingBloomFilter(max_hashes, 0.01)
         self.bloom_false_positives = 0
         self.forwarded: dict[int, int] = {}  # monitor -> seq of its last forwarded frame
+        #: (monitor, seq) of frames recently let through, the only ones a frame.changed may name.
+        self.passed: collections.OrderedDict[tuple[int, int], None] = collections.OrderedDict()
+        self.max_passed = max(64, max_hashes)
         self.repeats_of_older = 0  # identical to a frame from before the last forwarded one: passed on
 
-    def forwarded_seq(self, monitor: int, seq: int) -> None:
-        """Frame `seq` of `monitor` went on to forward: older frames are no longer what downstream shows."""
+    def forwarded_seq(self, monitor: int, seq: int) -> bool:
+        """Frame `seq` of `monitor` went on to forward: older frames are no
+        longer what downstream shows. False (ignored) for a frame this dedup
+        did not pass on."""
+        if (monitor, seq) not in self.passed:
+            return False
         self.forwarded[monitor] = max(seq, self.forwarded.get(monitor, seq))
+        return True
 
     def check(self, monitor: int, digest: int, seq: int, now: float, limit: int, window: float) -> int | None:
         """Records the frame; returns the seq of a recent identical frame of
@@ -69,8 +78,13 @@ class RecentFrames:
         recent.move_to_end(key)
         if seen is not None and seen[1] < self.forwarded.get(monitor, -1):
             self.repeats_of_older += 1
+            seen = None
+        if seen is None:
+            self.passed[(monitor, seq)] = None
+            while len(self.passed) > self.max_passed:
+                self.passed.popitem(last=False)
             return None
-        return None if seen is None else seen[1]
+        return seen[1]
 
 
 class Dedup(stage.Stage):
@@ -78,18 +92,16 @@ class Dedup(stage.Stage):
     previous = "capture"
     next = "analysis"
 
+    subscriptions = ("frame.changed",)
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.frames = RecentFrames(self.cfg.dedup.max_hashes)
-        self.sub.setsockopt(zmq.SUBSCRIBE, b"frame.changed")
 
-    def on_control(self, topic: str, body: dict[str, Any]) -> None:
-        if topic == "frame.changed":
-            ref = body.get("ref")
-            if isinstance(ref, dict) and isinstance(ref.get("monitor"), int) and isinstance(ref.get("seq"), int):
-                self.frames.forwarded_seq(ref["monitor"], ref["seq"])
-            return
-        super().on_control(topic, body)
+    def on_event(self, topic: str, body: dict[str, Any]) -> None:
+        ref = body["ref"]  # checked against the frame.changed schema
+        if ref["ring_gen"] != self.mem.generation or not self.frames.forwarded_seq(ref["monitor"], ref["seq"]):
+            self._reject("forged_event", f"ignored frame.changed of a frame dedup never passed on (seq {ref['seq']})")
 
     def _limit(self) -> int:
         cap = self.cfg.dedup.max_hashes

@@ -3,13 +3,17 @@ credit-checked hand-off to the next stage, exact terminal accounting, stats,
 and the way a stage stops.
 
 A stage's life: the supervisor starts `python -m procs.<stage>` with the
-instance's runtime directory in the environment; the stage checks versions,
-attaches to the ring under its own holder name, binds its inbox and connects
-to the next stage's, then loops: wait (never busy-poll) for a message, the
-control topics, the supervisor's pipe or its own timer; process; publish stats
-once per interval. SIGTERM means "finish what is in the inbox, then stop";
-the supervisor's death (its pipe closing, or PR_SET_PDEATHSIG on Linux) means
-"stop now".
+instance's runtime directory in the environment and one end of a private
+channel (pipeline.channel); the stage checks versions, reads its start
+handshake from the channel (the resolved configuration and the control state
+to apply before its first frame), attaches to the ring under its own holder
+name, binds its inbox and connects to the next stage's, then loops: wait
+(never busy-poll) for a message, the channel or its own timer; process;
+heartbeat to the supervisor; stats once per interval. Control state (pause,
+memory pressure) comes only over the channel: events on the public bus of the
+same names are for people and taps, never obeyed. SIGTERM means "finish what
+is in the inbox, then stop"; the supervisor's death (its channel closing, or
+PR_SET_PDEATHSIG on Linux) means "stop now".
 """
 
 from __future__ import annotations
@@ -29,25 +33,35 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import jarvis_rust_core as jrc
+import msgspec
 import numpy as np
 import psutil
 import setproctitle
 import zmq
 
 from pipeline import config as config_mod
-from pipeline import protocol
-from pipeline import runtime
+from pipeline import protocol, runtime, schemas
+from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import Runtime
+from pipeline.schemas import ControlState
 
 #: Exit status of a stage that refuses to run next to a different release.
 EXIT_VERSION = 78
 #: How long a hand-over may stay unaccepted before the receiver gives it up.
 TRANSIT_TIMEOUT_S = 10.0
 
+#: How long a starting stage waits for its handshake.
+HELLO_TIMEOUT_S = 30.0
+
 ENV_RUNTIME = "JARVIS_RUNTIME"  # pipeline.runtime.to_env
 ENV_VERSIONS = "JARVIS_EXPECT_VERSIONS"  # JSON: versions the supervisor runs with
-ENV_PARENT_FD = "JARVIS_PARENT_FD"  # read end of a pipe the supervisor holds open
-ENV_INCARNATION = "JARVIS_INCARNATION"
+ENV_CHANNEL_FD = "JARVIS_CHANNEL_FD"  # this stage's end of its channel to the supervisor
+
+
+def heartbeat_interval(cfg: config_mod.Config) -> float:
+    """Five heartbeats per hang_after_s (at most one a second): one late
+    heartbeat on a busy machine is never taken for a hang."""
+    return min(1.0, cfg.supervisor.hang_after_s / 5)
 
 
 def versions() -> dict[str, Any]:
@@ -92,29 +106,41 @@ class Stage:
     previous: ClassVar[str | None] = None
     next: ClassVar[str | None] = None
     is_writer: ClassVar[bool] = False
+    #: Event topics this stage reads from the bus (none steer it; see on_event).
+    subscriptions: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, rt: Runtime, cfg: config_mod.Config, incarnation: int, parent_fd: int | None) -> None:
+    def __init__(
+        self, rt: Runtime, cfg: config_mod.Config, incarnation: int, channel: Channel | None,
+        state: ControlState | None = None,
+    ) -> None:
         self.rt, self.cfg, self.incarnation = rt, cfg, incarnation
-        setproctitle.setproctitle(f"jarvis-pipeline: {self.name}")
+        setproctitle.setproctitle(f"jarvis-pipeline: {rt.instance}: {self.name}")
         self.log = self._logger()
         self.stopping = False  # SIGTERM: drain the inbox, then stop
         self.abandon = False  # the supervisor is gone: stop now
-        self.paused = False
-        self.pressure = "low"
+        # Applied before anything else: the first frame already sees it.
+        self.state = state or ControlState()
+        self.paused, self.pressure = self.state.paused, self.state.pressure
+        self.channel = channel
         self.mem = jrc.SharedVisionMemory.attach(rt.ring_name, writer=self.is_writer, holder=self.name, dir=rt.shm_base)
         self.epoch = self.mem.epoch
         self.ctx = zmq.Context()
         self.pub = self.ctx.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 500)
         self.pub.connect(rt.endpoint("events-in"))
-        self.sub = self.ctx.socket(zmq.SUB)
-        for prefix in (b"control.", b"memory.pressure"):
-            self.sub.setsockopt(zmq.SUBSCRIBE, prefix)
-        self.sub.connect(rt.endpoint("events"))
+        self.sub: zmq.Socket[bytes] | None = None
+        if self.subscriptions:
+            self.sub = self.ctx.socket(zmq.SUB)
+            # Larger messages are not events of ours: ZeroMQ drops the peer before buffering them.
+            self.sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_EVENT_BYTES)
+            for topic in self.subscriptions:
+                self.sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
+            self.sub.connect(rt.endpoint("events"))
         self.inbox: zmq.Socket[bytes] | None = None
         self.outbox: zmq.Socket[bytes] | None = None
         if self.previous is not None:
             self.inbox = self.ctx.socket(zmq.PULL)
+            self.inbox.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_HANDOFF_BYTES)
             self.inbox.bind(rt.endpoint(self.name))
         if self.next is not None:
             self.outbox = self.ctx.socket(zmq.PUSH)
@@ -125,7 +151,6 @@ class Stage:
             self.outbox.connect(rt.endpoint(self.next))
         self.hop_in = protocol.HOP_INDEX[f"{self.previous}>{self.name}"] if self.previous else None
         self.hop_out = protocol.HOP_INDEX[f"{self.name}>{self.next}"] if self.next else None
-        self.parent_fd = parent_fd
         #: Read ends of pipes a stage's own threads write to when they have news
         #: for the loop (the loop sleeps until then instead of polling for it).
         self.wake_fds: list[int] = []
@@ -141,6 +166,7 @@ class Stage:
         self.next_stats = time.monotonic() + cfg.supervisor.stats_interval_s
         self.next_sample = time.monotonic()
         self.next_audit = time.monotonic() + TRANSIT_TIMEOUT_S
+        self.next_heartbeat = time.monotonic()
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
         released, undecided = self.mem.inherited
@@ -153,7 +179,7 @@ class Stage:
 
     def _logger(self) -> logging.Logger:
         log = logging.getLogger(f"jarvis.{self.name}")
-        handler = logging.handlers.RotatingFileHandler(self.rt.log_path(self.name), maxBytes=1 << 20, backupCount=2)
+        handler = runtime.PrivateLogHandler(self.rt.log_path(self.name))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)
@@ -201,16 +227,17 @@ class Stage:
             return False
         try:
             self.mem.hand_over(ref, self.next, keep=True)
-        except jrc.HoldError:  # the next stage is not attached (restarting)
+        except jrc.HoldError:  # the next stage is not attached (restarting, or failed)
             self.mem.credit_return(self.hop_out)
-            self.finish(ref, "dropped", "backpressure")
+            self.finish(ref, "dropped", "next_stage_down")
             return False
         try:
             self.outbox.send(protocol.encode_frame_ref(ref.with_epoch(self.epoch), extra), zmq.NOBLOCK)
         except zmq.Again:
+            # Within the credit the queue is never full: the next stage's inbox is not connected.
             self.mem.withdraw(ref, self.next)
             self.mem.credit_return(self.hop_out)
-            self.finish(ref, "dropped", "backpressure")
+            self.finish(ref, "dropped", "next_stage_down")
             return False
         if not keep:
             self.mem.release(ref)  # the kept hold; ownership went with the hand-over
@@ -233,6 +260,9 @@ class Stage:
         except jrc.FrameExpired:
             # Its hold was reclaimed (our predecessor died) and already counted.
             self._reject("stale", f"dropped stale ref seq {ref.seq}")
+            return None
+        except jrc.RingError as exc:  # a slot or geometry this ring does not have: not a ref of ours
+            self._reject("invalid", f"dropped an invalid ref: {exc}")
             return None
         if not self.mem.epoch_is_live(ref.epoch):
             self.rejected["from_dead_sender"] += 1  # still ours to process: the hand-over happened
@@ -260,21 +290,22 @@ class Stage:
         """Timer work (capture: grab frames); returns when it wants to run next."""
         return None
 
-    def on_control(self, topic: str, body: dict[str, Any]) -> None:
-        if topic == "control.paused":
-            self.paused = True
-        elif topic == "control.resumed":
-            self.paused = False
-        elif topic == "memory.pressure":
-            self.pressure = str(body.get("level", "low"))
+    def apply_state(self, state: ControlState) -> None:
+        """The supervisor's control state, from the handshake or a later change."""
+        self.state = state
+        self.paused, self.pressure = state.paused, state.pressure
+
+    def on_event(self, topic: str, body: dict[str, Any]) -> None:
+        """An event of `subscriptions`, its body checked against its schema."""
 
     def run(self) -> int:
         poller = zmq.Poller()
         if self.inbox is not None:
             poller.register(self.inbox, zmq.POLLIN)
-        poller.register(self.sub, zmq.POLLIN)
-        if self.parent_fd is not None:
-            poller.register(self.parent_fd, zmq.POLLIN)
+        if self.sub is not None:
+            poller.register(self.sub, zmq.POLLIN)
+        if self.channel is not None:
+            poller.register(self.channel.fileno(), zmq.POLLIN)
         for fd in self.wake_fds:
             poller.register(fd, zmq.POLLIN)
         self.log.info("started (pid %d, incarnation %d, epoch %d)", os.getpid(), self.incarnation, self.epoch)
@@ -283,7 +314,7 @@ class Stage:
             now = time.monotonic()
             if self.stopping and not self._inbox_pending():
                 break
-            deadline = min(x for x in (self.next_stats, self.next_audit, wake) if x is not None)
+            deadline = min(x for x in (self.next_stats, self.next_audit, self.next_heartbeat, wake) if x is not None)
             timeout_ms = 0 if self.stopping else max(0, int((deadline - now) * 1000) + 1)
             try:
                 ready = dict(poller.poll(timeout_ms))
@@ -291,16 +322,16 @@ class Stage:
                 if exc.errno == errno.EINTR:  # a signal (SIGTERM) interrupted the wait
                     continue
                 raise
-            if self.parent_fd is not None and self.parent_fd in ready:
-                self.log.warning("the supervisor is gone; stopping")
-                self.abandon = True
-                break
+            if self.channel is not None and self.channel.fileno() in ready:
+                self._drain_channel()
+                if self.abandon:
+                    break
             for fd in self.wake_fds:
                 if fd in ready:
                     with contextlib.suppress(BlockingIOError):
                         os.read(fd, 4096)
-            if self.sub in ready:
-                self._drain_control()
+            if self.sub is not None and self.sub in ready:
+                self._drain_events()
             if self.inbox is not None and self.inbox in ready:
                 self._drain_inbox()
             now = time.monotonic()
@@ -311,24 +342,58 @@ class Stage:
                 self.next_audit = now + TRANSIT_TIMEOUT_S
             if now >= self.next_stats:
                 self._publish_stats(now)
+            if now >= self.next_heartbeat:
+                # From the main loop, not a thread: a stuck loop misses it.
+                self._to_supervisor(msgspec.to_builtins(schemas.Heartbeat()))
+                self.next_heartbeat = now + heartbeat_interval(self.cfg)
         self.shutdown()
         return 0
+
+    def _to_supervisor(self, msg: dict[str, Any]) -> None:
+        if self.channel is None:
+            return
+        try:
+            self.channel.send(msg)
+        except ChannelClosed:
+            self.log.warning("the supervisor is gone; stopping")
+            self.abandon = True
+
+    def _drain_channel(self) -> None:
+        if self.channel is None:
+            return
+        try:
+            messages = self.channel.receive()
+        except ChannelClosed:
+            self.log.warning("the supervisor is gone; stopping")
+            self.abandon = True
+            return
+        for raw in messages:
+            try:
+                msg = schemas.convert(raw, schemas.ToStage)
+            except schemas.SchemaError as exc:
+                self._reject("bad_control", f"dropped a bad message from the supervisor: {exc}")
+                continue
+            if isinstance(msg, schemas.SetState):
+                self.apply_state(msg.state)
+                self._to_supervisor(msgspec.to_builtins(schemas.Applied(self.state)))
 
     def _inbox_pending(self) -> bool:
         return self.inbox is not None and bool(self.inbox.poll(0, zmq.POLLIN))
 
-    def _drain_control(self) -> None:
-        while True:
+    def _drain_events(self) -> None:
+        assert self.sub is not None
+        for _ in range(1000):  # bounded: a flood of events cannot starve the frames
             try:
                 frames = self.sub.recv_multipart(zmq.NOBLOCK)
             except zmq.Again:
                 return
             try:
                 topic, body = protocol.decode_event(frames)
-            except protocol.ProtocolError as exc:
+                schemas.check_event(topic, body)
+            except (protocol.ProtocolError, schemas.SchemaError) as exc:
                 self._reject("malformed_event", f"dropped a malformed event: {exc}")
                 continue
-            self.on_control(topic, body)
+            self.on_event(topic, body)
 
     def _drain_inbox(self) -> None:
         assert self.inbox is not None
@@ -351,9 +416,12 @@ class Stage:
 
     def _audit_transit(self) -> None:
         """Hand-overs to this stage whose message never came (the sender died
-        between hand-over and send) are given up and counted."""
+        between hand-over and send) are given up and counted. Whatever the
+        inbox holds is accepted first: a frame still on its way is never lost."""
         if self.previous is None:
             return
+        while self._inbox_pending():
+            self._drain_inbox()
         lost = self.mem.reclaim_transit(TRANSIT_TIMEOUT_S, count=protocol.COUNTER_INDEX["dropped.stage_crashed"])
         for ref, owned in lost:
             if owned:
@@ -374,9 +442,7 @@ class Stage:
             except psutil.Error:
                 pass
             self.next_sample = now + self.cfg.supervisor.sample_interval_s
-        self.publish(
-            f"stats.{self.name}",
-            {
+        body = {
                 "stage": self.name,
                 "pid": os.getpid(),
                 "frames_in": self.frames_in,
@@ -386,10 +452,12 @@ class Stage:
                 "proc_ms": self.timings.take(),
                 "since_capture_ms": self.since_capture.take(),
                 "rejected": dict(self.rejected),
+                "applied": msgspec.to_builtins(self.state),
                 **self.usage,
                 **self.extra_stats(),
-            },
-        )
+        }
+        self.publish(f"stats.{self.name}", body)
+        self._to_supervisor({"t": "stats", "stats": body})  # schemas.Stats, checked by the supervisor
         self.next_stats = now + self.cfg.supervisor.stats_interval_s
 
     def extra_stats(self) -> dict[str, Any]:
@@ -419,9 +487,14 @@ def main(stage_class: type[Stage]) -> None:
             file=sys.stderr,
         )
         sys.exit(EXIT_VERSION)
-    cfg = config_mod.from_json(rt.config_path.read_text())
-    parent_fd = int(os.environ[ENV_PARENT_FD]) if os.environ.get(ENV_PARENT_FD) else None
-    if parent_fd is not None and os.getppid() == 1:
-        sys.exit(0)  # the supervisor died before we got here
-    stage = stage_class(rt, cfg, int(os.environ.get(ENV_INCARNATION, "1")), parent_fd)
+    # The configuration and control state come from the supervisor itself, never
+    # from a file that could have been replaced since `up` checked it.
+    channel = Channel.from_fd(int(os.environ[ENV_CHANNEL_FD]))
+    try:
+        hello = schemas.convert(channel.receive_one(HELLO_TIMEOUT_S), schemas.Hello)
+        cfg = config_mod.from_json(hello.config)
+    except (ChannelClosed, schemas.SchemaError, config_mod.ConfigError) as exc:
+        print(f"jarvis-pipeline {stage_class.name}: no usable start handshake from the supervisor: {exc}", file=sys.stderr)
+        sys.exit(EXIT_VERSION)
+    stage = stage_class(rt, cfg, hello.incarnation, channel, hello.state)
     sys.exit(stage.run())

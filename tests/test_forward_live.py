@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psutil
 from PIL import Image
 
 from fake_claude import FakeClaude, error, malformed, ok, stall
@@ -92,7 +93,11 @@ def test_live_insights_on_the_tap_masks_and_pause() -> None:
         assert insight["model"] == "claude-sonnet-5-5" and insight["refs"] and insight["usage"]["input_tokens"] > 0
         assert len(insight["capture_times"]) == len(insight["refs"]) and insight["cost_usd"] > 0
         assert "forward live" in p.cli("status").stdout
-        assert KEY not in p.rt.config_path.read_text(), "the key is never part of the configuration"
+        assert not (p.rt.dir / "config.json").exists(), "stages get their configuration over their channel"
+        for stage in ("capture", "dedup", "analysis"):  # the key is given only to the process that sends
+            environ = psutil.Process(p.status()[stage]["pid"]).environ()
+            assert "ANTHROPIC_API_KEY" not in environ and KEY not in "".join(environ.values()), stage
+        assert psutil.Process(p.status()["forward"]["pid"]).environ().get("ANTHROPIC_API_KEY") == KEY
 
         checked = 0
         for req in api.wait_requests(2):

@@ -51,7 +51,9 @@ pub fn private_dir(base: &Path) -> Result<PathBuf> {
         .map_err(|e| RingError::io(format!("cannot inspect {}", dir.display()), e))?;
     if !meta.is_dir() || meta.uid() != euid() || meta.mode() & 0o077 != 0 {
         return Err(RingError::Permission(format!(
-            "{} must be a directory owned by uid {} with mode 0700 (found uid {}, mode {:o}); remove it and retry",
+            "{} must be a directory owned by uid {} with mode 0700 (found uid {}, mode {:o}); remove it and retry, \
+             or, if it is not yours to remove, set JARVIS_SHM_DIR to a private directory of yours \
+             (e.g. JARVIS_SHM_DIR=$XDG_RUNTIME_DIR)",
             dir.display(),
             euid(),
             meta.uid(),

@@ -1,0 +1,330 @@
+"""Typed schemas of everything a process reads from a socket: the channel
+between the supervisor and each stage, control requests and replies, and the
+event bodies. Each is a msgspec Struct encoded as the same msgpack map as
+before, so taps and the C consumer see no change.
+
+The hand-off message (FrameRef) is validated by pipeline.protocol's decoder,
+which has a Rust fast path for it; every other reader validates here. A
+message that fails is rejected with SchemaError, which readers count and log:
+no message may take a process down.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar, Union
+
+import msgspec
+
+from pipeline import protocol
+
+PressureLevel = Literal["low", "medium", "high", "critical"]
+PRESSURE_LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
+StageName = Literal["capture", "dedup", "analysis", "forward"]
+
+NonNegInt = msgspec.Meta(ge=0)
+T = TypeVar("T")
+
+
+class SchemaError(ValueError):
+    """A message that does not match its schema."""
+
+
+def convert(obj: Any, schema: type[T]) -> T:
+    """`obj` (decoded msgpack) as `schema`, or SchemaError."""
+    try:
+        return msgspec.convert(obj, schema, strict=True)
+    except msgspec.ValidationError as exc:
+        raise SchemaError(str(exc)) from None
+
+
+def decode(data: bytes, schema: type[T]) -> T:
+    """msgpack `data` as `schema`, or SchemaError."""
+    try:
+        return msgspec.msgpack.decode(data, type=schema)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise SchemaError(str(exc)) from None
+
+
+def decode_json(data: bytes, schema: type[T]) -> T:
+    """JSON `data` as `schema`, or SchemaError."""
+    try:
+        return msgspec.json.decode(data, type=schema)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise SchemaError(str(exc)) from None
+
+
+# --------------------------------------------------------------------------
+# Control state: owned by the supervisor, applied by every stage.
+
+
+class ControlState(msgspec.Struct, frozen=True):
+    """What the supervisor steers. `version` grows with every change, so a
+    stage's acknowledgement says which state it applies."""
+
+    paused: bool = False
+    pressure: PressureLevel = "low"
+    version: int = 0
+
+    def same_as(self, other: ControlState) -> bool:
+        return (self.paused, self.pressure) == (other.paused, other.pressure)
+
+
+class PauseFile(msgspec.Struct):
+    """<data dir>/control.json: the pause, kept across restarts of the supervisor."""
+
+    paused: bool
+
+
+# --------------------------------------------------------------------------
+# The channel (pipeline.channel): supervisor -> stage
+
+
+class Hello(msgspec.Struct, tag="hello", tag_field="t"):
+    """The start handshake: everything a stage needs before its first frame."""
+
+    config: str  # the resolved configuration, pipeline.config.to_json
+    state: ControlState
+    incarnation: int
+
+
+class SetState(msgspec.Struct, tag="state", tag_field="t"):
+    state: ControlState
+
+
+ToStage = Union[Hello, SetState]
+
+
+# stage -> supervisor
+
+
+class Heartbeat(msgspec.Struct, tag="hb", tag_field="t"):
+    """Sent from the stage's main loop: it is alive and not stuck."""
+
+
+class Applied(msgspec.Struct, tag="applied", tag_field="t"):
+    """The control state the stage now applies (an acknowledgement of SetState)."""
+
+    state: ControlState
+
+
+class Timing(msgspec.Struct):
+    p50: float | None = None
+    p95: float | None = None
+    p99: float | None = None
+
+
+class StageStats(msgspec.Struct):
+    """What the supervisor keeps of a stage's stats (the stats.<stage> event
+    body carries more; unknown fields are ignored here)."""
+
+    stage: StageName
+    pid: int
+    frames_in: int = msgspec.field(default=0)
+    frames_out: int = 0
+    drops: dict[str, int] = {}
+    terminal: dict[str, int] = {}
+    rejected: dict[str, int] = {}
+    proc_ms: Timing = msgspec.field(default_factory=Timing)
+    since_capture_ms: Timing = msgspec.field(default_factory=Timing)
+    cpu_percent: float | None = None
+    uss_mb: float | None = None
+    applied: ControlState | None = None
+    forward_state: str | None = None
+
+
+class Stats(msgspec.Struct, tag="stats", tag_field="t"):
+    stats: StageStats
+
+
+FromStage = Union[Heartbeat, Applied, Stats]
+
+
+# --------------------------------------------------------------------------
+# Control requests and replies (control.sock, REQ/REP)
+
+
+class Request(msgspec.Struct):
+    cmd: str
+    stage: str | None = None
+
+
+class Reply(msgspec.Struct, omit_defaults=True):
+    ok: bool
+    result: Any = None
+    error: str | None = None
+
+
+#: The largest control request the supervisor reads (a command and a stage name).
+MAX_REQUEST_BYTES = 4096
+
+
+# --------------------------------------------------------------------------
+# Event bodies. Fields other than those named are allowed (a newer minor
+# version may add some); those named must have these types.
+
+
+class RefBody(msgspec.Struct):
+    ring_gen: int
+    slot: int
+    seq: int
+    epoch: int
+    monitor: int
+    w: int
+    h: int
+    stride: int
+    fmt: Literal["BGRA", "RGB", "GRAY"]
+    t_mono_ns: int
+    t_wall_ns: int
+
+
+class FrameEvent(msgspec.Struct):
+    ref: RefBody
+    stage: str
+
+
+class FrameChanged(FrameEvent):
+    changed_ratio: float
+    regions: list[list[int]]
+    keepalive: bool
+
+
+class FrameDropped(FrameEvent):
+    reason: str
+
+
+class FrameDuplicate(FrameEvent):
+    of_seq: int
+
+
+class FrameUnchanged(FrameEvent):
+    changed_ratio: float
+    why: str
+
+
+class ForwardRefs(msgspec.Struct):
+    refs: list[dict[str, Any]]
+    request_id: str
+
+
+class ForwardSent(ForwardRefs):
+    attempts: int
+    latency_ms: float
+
+
+class ForwardDryRun(ForwardRefs):
+    path: str
+
+
+class ForwardError(msgspec.Struct):
+    error: str
+    kind: str
+    stopped: bool
+    request_id: str | None = None
+    attempt: int | None = None
+    retry_in_s: float | None = None
+
+
+class Insight(msgspec.Struct):
+    text: str
+    model: str
+    refs: list[dict[str, Any]]
+    usage: dict[str, int]
+
+
+class StageEvent(msgspec.Struct):
+    stage: str
+
+
+class StageStarted(StageEvent):
+    pid: int
+    incarnation: int
+
+
+class StageStopped(StageEvent):
+    pid: int
+    exit: int | None
+
+
+class StageCrashed(StageStopped):
+    reclaimed: int
+
+
+class StageHung(StageEvent):
+    pid: int
+    silent_s: float
+
+
+class StageRestarted(StageEvent):
+    pid: int
+    restarts: int
+    down_ms: float
+
+
+class StageFailed(StageEvent):
+    restarts: int
+    period_s: float
+
+
+class StatsEvent(msgspec.Struct):
+    stage: str
+
+
+class MemoryPressure(msgspec.Struct):
+    level: PressureLevel
+    used_mb: float
+    budget_mb: float
+    actions: list[str]
+
+
+class GeometryChanged(msgspec.Struct):
+    monitors: list[dict[str, Any]]
+
+
+class CaptureOversize(msgspec.Struct):
+    monitor: int
+    width: int
+    height: int
+    max_width: int
+    max_height: int
+    action: str
+
+
+class Empty(msgspec.Struct):
+    pass
+
+
+EVENT_BODIES: dict[str, type[msgspec.Struct]] = {
+    "frame.captured": FrameEvent,
+    "frame.duplicate": FrameDuplicate,
+    "frame.unchanged": FrameUnchanged,
+    "frame.changed": FrameChanged,
+    "frame.dropped": FrameDropped,
+    "forward.sent": ForwardSent,
+    "forward.dry_run": ForwardDryRun,
+    "forward.error": ForwardError,
+    "insight": Insight,
+    "stage.started": StageStarted,
+    "stage.stopped": StageStopped,
+    "stage.crashed": StageCrashed,
+    "stage.hung": StageHung,
+    "stage.restarted": StageRestarted,
+    "stage.failed": StageFailed,
+    "memory.pressure": MemoryPressure,
+    "capture.geometry_changed": GeometryChanged,
+    "capture.oversize": CaptureOversize,
+    "control.paused": Empty,
+    "control.resumed": Empty,
+}
+
+
+def event_body_schema(topic: str) -> type[msgspec.Struct]:
+    if topic.startswith("stats."):
+        return StatsEvent
+    return EVENT_BODIES[topic]
+
+
+def check_event(topic: str, body: Any) -> None:
+    """SchemaError unless `body` is a valid body of `topic`."""
+    if not protocol.topic_known(topic):
+        raise SchemaError(f"unknown topic {topic!r}")
+    convert(body, event_body_schema(topic))

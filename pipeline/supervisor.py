@@ -420,10 +420,14 @@ class Supervisor:
                 st.channel = None
             st.down_since = time.monotonic()
             undecided_key = "dropped.shutdown" if st.commanded else "dropped.stage_crashed"
-            released = undecided = 0
+            released, frames = 0, []
             if self.ring is not None:
                 with contextlib.suppress(jrc.HoldError):  # it never registered
-                    released, undecided = self.ring.reclaim(st.name, count=protocol.COUNTER_INDEX[undecided_key])
+                    released, frames = self.ring.reclaim_frames(st.name, count=protocol.COUNTER_INDEX[undecided_key])
+            undecided = len(frames)
+            for ref in frames:
+                self.publish("frame.dropped", {"ref": ref.to_dict(), "stage": "supervisor",
+                                               "reason": undecided_key.removeprefix("dropped.")})
                 if st.name in HOP_INTO:
                     self.ring.credit_reset(protocol.HOP_INDEX[HOP_INTO[st.name]])
             if st.name == "forward" and self.ring is not None:

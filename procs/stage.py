@@ -47,7 +47,8 @@ from pipeline.schemas import ControlState
 
 #: Exit status of a stage that refuses to run next to a different release.
 EXIT_VERSION = 78
-#: How long a hand-over may stay unaccepted before the receiver gives it up.
+#: How often a stage looks for hand-overs whose message never came; one still
+#: unaccepted at the next look is given up (10 to 20 s after its hand-over).
 TRANSIT_TIMEOUT_S = 10.0
 
 #: How long a starting stage waits for its handshake.
@@ -167,6 +168,7 @@ class Stage:
         self.next_sample = time.monotonic()
         self.next_audit = time.monotonic() + TRANSIT_TIMEOUT_S
         self.next_heartbeat = time.monotonic()
+        self.in_transit: list[jrc.FrameRef] = []  # unaccepted hand-overs the last audit saw
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
         released, undecided = self.mem.inherited
@@ -416,13 +418,19 @@ class Stage:
 
     def _audit_transit(self) -> None:
         """Hand-overs to this stage whose message never came (the sender died
-        between hand-over and send) are given up and counted. Whatever the
+        between hand-over and send) are given up and counted: those still
+        unaccepted a whole audit interval after an earlier audit saw them, so
+        the time counts from the hand-over, not the capture. Whatever the
         inbox holds is accepted first: a frame still on its way is never lost."""
         if self.previous is None:
             return
         while self._inbox_pending():
             self._drain_inbox()
-        lost = self.mem.reclaim_transit(TRANSIT_TIMEOUT_S, count=protocol.COUNTER_INDEX["dropped.stage_crashed"])
+        lost = []
+        if self.in_transit:
+            lost = self.mem.reclaim_transit(0.0, count=protocol.COUNTER_INDEX["dropped.stage_crashed"],
+                                            only=self.in_transit)
+        self.in_transit = self.mem.transit()
         for ref, owned in lost:
             if owned:
                 self.terminal["dropped.stage_crashed"] += 1

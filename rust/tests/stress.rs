@@ -179,7 +179,7 @@ fn writer_is_exclusive_and_never_waits() {
     let start = Instant::now();
     assert!(matches!(writer.write_frame(&src, 0, false, (None, None), None, |job| job()), Err(RingError::RingFull(_))));
     assert!(start.elapsed() < Duration::from_secs(1), "RingFull must be immediate");
-    assert!(matches!(creator.reclaim("r", None), Err(RingError::Busy(_))), "a live holder must not be reclaimed");
+    assert!(matches!(creator.reclaim("r", None, None), Err(RingError::Busy(_))), "a live holder must not be reclaimed");
     // Closing the reader gives its holds back; the writer can write again.
     reader.close();
     writer.write_frame(&src, 0, false, (None, None), None, |job| job()).unwrap();

@@ -343,11 +343,28 @@ impl SharedVisionMemory {
     }
 
     /// Gives up holds handed to this holder whose message never arrived
-    /// (captured at least `min_age_s` ago, never accepted): [(ref, was_owner)].
-    #[pyo3(signature = (min_age_s, *, count=None))]
-    fn reclaim_transit(&self, min_age_s: f64, count: Option<usize>) -> PyResult<Vec<(FrameRef, bool)>> {
+    /// (captured at least `min_age_s` ago, never accepted, and with `only`,
+    /// one of those refs): [(ref, was_owner)].
+    #[pyo3(signature = (min_age_s, *, count=None, only=None))]
+    fn reclaim_transit(
+        &self,
+        min_age_s: f64,
+        count: Option<usize>,
+        only: Option<Vec<PyRef<'_, FrameRef>>>,
+    ) -> PyResult<Vec<(FrameRef, bool)>> {
         let ns = (min_age_s.max(0.0) * 1e9) as u64;
-        Ok(self.ring.reclaim_transit(ns, count)?.into_iter().map(|(meta, owned)| (FrameRef { meta }, owned)).collect())
+        let pairs: Option<Vec<(u32, u64)>> = only.map(|refs| refs.iter().map(|r| (r.meta.slot, r.meta.seq)).collect());
+        Ok(self
+            .ring
+            .reclaim_transit(ns, count, pairs.as_deref())?
+            .into_iter()
+            .map(|(meta, owned)| (FrameRef { meta }, owned))
+            .collect())
+    }
+
+    /// Frames handed over to this holder and not accepted yet.
+    fn transit(&self) -> PyResult<Vec<FrameRef>> {
+        Ok(self.ring.transit()?.into_iter().map(|meta| FrameRef { meta }).collect())
     }
 
     /// The frames this handle owns, oldest first.
@@ -371,8 +388,17 @@ impl SharedVisionMemory {
     /// it owned, whose terminal state nobody decided; tallied in `count`).
     #[pyo3(signature = (name, *, count=None))]
     fn reclaim(&self, name: &str, count: Option<usize>) -> PyResult<(usize, usize)> {
-        let r = self.ring.reclaim(name, count)?;
+        let r = self.ring.reclaim(name, count, None)?;
         Ok((r.released, r.undecided))
+    }
+
+    /// As `reclaim`, with the undecided frames themselves: (holds released,
+    /// [FrameRef of each undecided frame]), for their frame.dropped events.
+    #[pyo3(signature = (name, *, count=None))]
+    fn reclaim_frames(&self, name: &str, count: Option<usize>) -> PyResult<(usize, Vec<FrameRef>)> {
+        let mut frames = Vec::new();
+        let r = self.ring.reclaim(name, count, Some(&mut frames))?;
+        Ok((r.released, frames.into_iter().map(|meta| FrameRef { meta }).collect()))
     }
 
     /// Reclaims the holds of every dead holder: {name: (released, undecided)}.

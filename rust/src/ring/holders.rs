@@ -26,7 +26,7 @@ impl Ring {
                     header.holders[i].pid.load(Ordering::Relaxed)
                 )));
             }
-            inherited = self.clear_holder_bit(i, None);
+            inherited = self.clear_holder_bit(i, None, None);
         }
         if chosen.is_none() {
             chosen = header.holders.iter().position(|e| e.state.load(Ordering::Acquire) == HOLDER_FREE);
@@ -35,7 +35,7 @@ impl Ring {
             // Reuse the entry of a dead holder, reclaiming its holds.
             for (i, e) in header.holders.iter().enumerate() {
                 if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
-                    inherited = self.clear_holder_bit(i, None);
+                    inherited = self.clear_holder_bit(i, None, None);
                     chosen = Some(i);
                     break;
                 }
@@ -80,12 +80,20 @@ impl Ring {
 
     /// Clears holder `index`'s bit in every slot, adding each frame it owned to
     /// `tally` as it goes.
-    pub(super) fn clear_holder_bit(&self, index: usize, tally: Option<&AtomicU64>) -> Reclaimed {
+    /// With `frames`, the undecided frames' metadata is collected there (read
+    /// while the hold still pins the slot, so it is the frame's own).
+    pub(super) fn clear_holder_bit(
+        &self,
+        index: usize,
+        tally: Option<&AtomicU64>,
+        mut frames: Option<&mut Vec<FrameMeta>>,
+    ) -> Reclaimed {
         let mut out = Reclaimed::default();
         for i in 0..self.slot_count() {
             if self.map.slot(i).holds.load(Ordering::Relaxed) & slot::bit(index) == 0 {
                 continue;
             }
+            let meta = if frames.is_some() { self.map.published_meta(i) } else { None };
             let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);
             if let Ok(r) = self.map.words(i).release(index, free_key::released(clock)) {
                 out.released += 1;
@@ -93,6 +101,9 @@ impl Ring {
                     out.undecided += 1;
                     if let Some(c) = tally {
                         c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if let (Some(v), Some(m)) = (frames.as_deref_mut(), meta) {
+                        v.push(m);
                     }
                 }
             }
@@ -104,7 +115,8 @@ impl Ring {
     /// The supervisor calls this for a stage it saw die; the frames the stage
     /// owned are `undecided` and count as dropped(stage_crashed).
     /// With `count`, the undecided frames are added to that shared counter.
-    pub fn reclaim(&self, name: &str, count: Option<usize>) -> Result<Reclaimed> {
+    /// With `frames`, the undecided frames are listed there (for their events).
+    pub fn reclaim(&self, name: &str, count: Option<usize>, frames: Option<&mut Vec<FrameMeta>>) -> Result<Reclaimed> {
         self.check_open()?;
         let tally = self.tally_counter(count)?;
         let paths = self.paths();
@@ -119,7 +131,7 @@ impl Ring {
                 header.holders[index].pid.load(Ordering::Relaxed)
             )));
         }
-        let n = self.clear_holder_bit(index, tally);
+        let n = self.clear_holder_bit(index, tally, frames);
         header.holders[index].state.store(HOLDER_FREE, Ordering::Release);
         Ok(n)
     }
@@ -133,7 +145,7 @@ impl Ring {
         let mut out = Vec::new();
         for (i, e) in self.header().holders.iter().enumerate() {
             if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
-                let n = self.clear_holder_bit(i, tally);
+                let n = self.clear_holder_bit(i, tally, None);
                 e.state.store(HOLDER_FREE, Ordering::Release);
                 out.push((entry_name(e), n));
             }
@@ -324,11 +336,31 @@ impl Ring {
         })
     }
 
+    /// Frames handed over to this handle that it has not accepted yet.
+    pub fn transit(&self) -> Result<Vec<FrameMeta>> {
+        self.with_holder(|h| {
+            Ok((0..self.slot_count())
+                .filter(|&slot| {
+                    h.counts[slot] == 0 && self.map.slot(slot).holds.load(Ordering::Acquire) & slot::bit(h.index) != 0
+                })
+                .filter_map(|slot| self.map.published_meta(slot))
+                .collect())
+        })
+    }
+
     /// Gives up holds handed to this handle that never arrived: frames whose
     /// bit is set for this holder but that it never accepted, captured at least
     /// `min_age_ns` ago (their message was lost when the sender died between
-    /// hand-over and send). Returns each with whether this holder owned it.
-    pub fn reclaim_transit(&self, min_age_ns: u64, count: Option<usize>) -> Result<Vec<(FrameMeta, bool)>> {
+    /// hand-over and send), and, with `only`, among those (slot, seq) pairs
+    /// (frames seen in transit at an earlier look: the caller measures the
+    /// age from the hand-over, which the capture time does not tell).
+    /// Returns each with whether this holder owned it.
+    pub fn reclaim_transit(
+        &self,
+        min_age_ns: u64,
+        count: Option<usize>,
+        only: Option<&[(u32, u64)]>,
+    ) -> Result<Vec<(FrameMeta, bool)>> {
         let now = shm::monotonic_ns();
         let tally = self.tally_counter(count)?;
         self.with_holder(|h| {
@@ -339,6 +371,9 @@ impl Ring {
                 }
                 let Some(meta) = self.map.published_meta(slot) else { continue };
                 if now.saturating_sub(meta.t_mono_ns) < min_age_ns {
+                    continue;
+                }
+                if only.is_some_and(|pairs| !pairs.contains(&(meta.slot, meta.seq))) {
                     continue;
                 }
                 let clock = self.header().free_clock.fetch_add(1, Ordering::Relaxed);

@@ -675,7 +675,7 @@ impl Ring {
             // nothing to deregister from, and no lock file to recreate.
             if let Ok(reg) = shm::open_existing(&self.paths().reg_lock()) {
                 let _ = shm::lock_wait(&reg);
-                self.clear_holder_bit(h.index, None);
+                self.clear_holder_bit(h.index, None, None);
                 self.header().holders[h.index].state.store(HOLDER_FREE, Ordering::Release);
             }
         }

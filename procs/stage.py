@@ -47,8 +47,7 @@ from pipeline.schemas import ControlState
 
 #: Exit status of a stage that refuses to run next to a different release.
 EXIT_VERSION = 78
-#: How often a stage looks for hand-overs whose message never came; one still
-#: unaccepted at the next look is given up (10 to 20 s after its hand-over).
+#: How often a stage looks for hand-overs whose message never came (_audit_transit).
 TRANSIT_TIMEOUT_S = 10.0
 
 #: How long a starting stage waits for its handshake.
@@ -169,6 +168,7 @@ class Stage:
         self.next_audit = time.monotonic() + TRANSIT_TIMEOUT_S
         self.next_heartbeat = time.monotonic()
         self.in_transit: list[jrc.FrameRef] = []  # unaccepted hand-overs the last audit saw
+        self.transit_sender: tuple[int, int] | None = None  # and the sender it saw then
         signal.signal(signal.SIGTERM, self._on_sigterm)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the supervisor, which stops us in order
         released, undecided = self.mem.inherited
@@ -418,19 +418,21 @@ class Stage:
 
     def _audit_transit(self) -> None:
         """Hand-overs to this stage whose message never came (the sender died
-        between hand-over and send) are given up and counted: those still
-        unaccepted a whole audit interval after an earlier audit saw them, so
-        the time counts from the hand-over, not the capture. Whatever the
-        inbox holds is accepted first: a frame still on its way is never lost."""
+        between hand-over and send) are given up and counted: those an earlier
+        audit saw unaccepted, when the sender seen then has died since. A
+        sender that is merely slow or stopped still delivers (and the
+        supervisor replaces one that hangs), and whatever the inbox holds is
+        accepted first: a frame still on its way is never given up."""
         if self.previous is None:
             return
         while self._inbox_pending():
             self._drain_inbox()
+        sender = self._sender()
         lost = []
-        if self.in_transit:
+        if self.in_transit and sender != self.transit_sender:
             lost = self.mem.reclaim_transit(0.0, count=protocol.COUNTER_INDEX["dropped.stage_crashed"],
                                             only=self.in_transit)
-        self.in_transit = self.mem.transit()
+        self.in_transit, self.transit_sender = self.mem.transit(), sender
         for ref, owned in lost:
             if owned:
                 self.terminal["dropped.stage_crashed"] += 1
@@ -439,6 +441,13 @@ class Stage:
                 self.mem.credit_return(self.hop_in)
         if lost:
             self.log.warning("gave up %d hand-overs whose message never arrived", len(lost))
+
+    def _sender(self) -> tuple[int, int] | None:
+        """(pid, epoch) of the live incarnation of the previous stage, if any."""
+        for h in self.mem.holders():
+            if h["name"] == self.previous and h["alive"]:
+                return h["pid"], h["epoch"]
+        return None
 
     def _publish_stats(self, now: float) -> None:
         if now >= self.next_sample:

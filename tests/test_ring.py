@@ -227,9 +227,17 @@ def test_lost_hand_overs_are_given_up_by_the_receiver(shm_base: Path) -> None:
     b = jrc.SharedVisionMemory.attach("lost", holder="b")
     ref = a.write_frame(frame(8, 8), hold=True)
     a.hand_over(ref, "b")  # ... and the message is lost
+    assert b.transit() == [ref]
     assert b.reclaim_transit(3600) == [], "too recent: the message may still come"
-    assert b.reclaim_transit(0) == [(ref, True)]
-    assert all(not s["holders"] for s in a.slots())
+    assert b.reclaim_transit(0, only=[]) == [], "not seen in transit before: it may have been handed over just now"
+    other = a.write_frame(frame(8, 8), hold=True)
+    a.hand_over(other, "b")
+    assert sorted(b.transit(), key=lambda r: r.seq) == [ref, other]
+    assert b.reclaim_transit(0, only=[ref]) == [(ref, True)], "only what an earlier look saw"
+    assert b.transit() == [other]
+    b.accept(other)
+    assert b.transit() == [] and b.reclaim_transit(0) == []
+    assert not next(s for s in a.slots() if s["index"] == ref.slot)["holders"]
     with pytest.raises(jrc.FrameExpired):
         b.accept(ref)  # the late message finds nothing
     b.close()

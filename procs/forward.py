@@ -10,18 +10,22 @@ Live sending needs forward.mode = "live" (or `up --live`) and a key
 Accounting: a copied frame is `pending.forward` in the ring's counters until
 its request ends: forwarded (answered, or written to the outbox), or dropped
 with a reason: paused (paused before it went), send_failed (the request
-failed for good), forward_stopped (the API refused the key or the model),
-shutdown. If forward dies, the supervisor moves what is pending to
-dropped(stage_crashed).
+failed for good, or the outbox could not be written), forward_stopped (the
+API refused the key or the model), shutdown. If forward dies, the supervisor
+moves what is pending to dropped(stage_crashed).
+
+A failed write of the outbox or the journal (a full disk) never stops the
+stage: forward_state says "failing: <what>: <why>" until the next write of
+that file succeeds.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import math
 import os
 import queue
-import shutil
 import threading
 import time
 from dataclasses import dataclass, field
@@ -32,6 +36,7 @@ import jarvis_rust_core as jrc
 import numpy as np
 
 from pipeline import protocol
+from pipeline.schemas import ControlState
 from procs import stage
 from procs.claude_key import ApiKeyError, api_key
 from procs.claude_retry import FATAL, Failure, RetryPolicy
@@ -49,6 +54,8 @@ PENDING = protocol.COUNTER_INDEX["pending.forward"]
 SHUTDOWN_WAIT_S = 1.0
 #: Text of an answer carried in an insight event at most (the journal keeps all).
 MAX_EVENT_TEXT = 32 * 1024
+#: A write that keeps failing is logged at most this often (a full disk fails every request).
+WRITE_LOG_EVERY_S = 60.0
 
 
 @dataclass
@@ -82,6 +89,40 @@ class Outcome:
     path: Path | None = None
     leftover: list[FrameCopy] = field(default_factory=list)
     latency_ms: float = 0.0
+
+
+class WriteFailures:
+    """Failed writes to forward's files (targets: outbox, journal): counted,
+    their reason shown in forward_state until that target's next successful
+    write, and logged at most once per WRITE_LOG_EVERY_S per target (a nearly
+    full disk can fail and succeed by turns), each logged failure followed by
+    a line when writes work again."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.count: collections.Counter[str] = collections.Counter()
+        self.reasons: dict[str, str] = {}
+        self.logged_at: dict[str, float] = {}
+        self.unresolved: set[str] = set()  # targets whose last line in the log is a failure
+
+    def failed(self, target: str, reason: str) -> None:
+        self.count[target] += 1
+        self.reasons[target] = reason
+        now = time.monotonic()
+        if now - self.logged_at.get(target, -math.inf) >= WRITE_LOG_EVERY_S:
+            self.logged_at[target] = now
+            self.unresolved.add(target)
+            self.log.error("cannot write the %s: %s (%d failed writes so far)", target, reason, self.count[target])
+
+    def succeeded(self, target: str) -> None:
+        self.reasons.pop(target, None)
+        if target in self.unresolved:
+            self.unresolved.discard(target)
+            self.log.warning("the %s is written again (%d failed writes so far)", target, self.count[target])
+
+    def state(self) -> str | None:
+        """Why writes fail now ("outbox: No space left on device"), or None."""
+        return "; ".join(f"{t}: {r}" for t, r in sorted(self.reasons.items())) or None
 
 
 class Sender(threading.Thread):
@@ -129,8 +170,8 @@ class Sender(threading.Thread):
                 frames = [{"seq": s.ref["seq"], "monitor": s.ref["monitor"], "box": s.box,
                            "image": s.file_name} for s in job.shots]
                 path = self.outbox.write(job.id, job.params, job.shots, {"created_wall_ns": time.time_ns(), "frames": frames})
-            except OSError as exc:
-                return Outcome(job, failure=Failure("outbox", f"cannot write the outbox: {exc}"), leftover=leftover)
+            except OSError as exc:  # the outbox left nothing behind; the reason is what status shows
+                return Outcome(job, failure=Failure("outbox", exc.strerror or str(exc)), leftover=leftover)
             return Outcome(job, path=path, leftover=leftover)
         start = time.perf_counter()
         try:
@@ -153,6 +194,7 @@ class Forward(stage.Stage):
         self.journal = Journal(self.rt.data_dir, int(f.journal_max_mb * 2**20))
         outbox = Outbox(self.rt.data_dir / "outbox", f.outbox_max_requests, int(f.outbox_max_mb * 2**20))
         self.notices: list[dict[str, Any]] = []  # published on the first tick, once subscribers had a chance
+        self.write_failures = WriteFailures(self.log)
         client = None
         if f.mode == "live":
             try:
@@ -172,6 +214,7 @@ class Forward(stage.Stage):
         self.wake_fds.append(wake_r)
         self.sender = Sender(f, self.geometry, client, outbox, self.log, wake_w)
         self.sender.start()
+        self.apply_state(self.state)  # the handshake's state reaches the sender before any frame
         self.batcher: Batcher[FrameCopy] = Batcher(self.pacer, f.batch, f.queue_max, lambda fc: fc.tokens)
         self.queue = self.batcher.queue  # frames copied out, waiting for a request (oldest first)
         self.busy: Job | None = None
@@ -211,8 +254,8 @@ class Forward(stage.Stage):
             apply_masks(pixels, ref.monitor, (x, y), f.masks)
             self.queue.append(FrameCopy(ref.to_dict(), regions, keepalive, box, pixels, tokens(*fit_size(w, h, self.geometry))))
 
-    def on_control(self, topic: str, body: dict[str, Any]) -> None:
-        super().on_control(topic, body)
+    def apply_state(self, state: ControlState) -> None:
+        super().apply_state(state)
         if self.paused or self.pressure == "critical":
             self.sender.paused.set()
         else:
@@ -280,11 +323,11 @@ class Forward(stage.Stage):
             return
         self.busy = None
         self.queue.extendleft(reversed(out.leftover))  # did not fit the request size limit: next request
-        self._drain_control()  # a pause that came in meanwhile must be seen before anything is published
+        self._drain_channel()  # a pause that came in meanwhile must be seen before anything is published
         if out.failure is None and out.path is not None and (self.paused or self.pressure == "critical"):
             # Written to the outbox while the pause was on its way: withdrawn, as a live
             # request not yet sent would be (one already on the wire cannot be).
-            shutil.rmtree(out.path, ignore_errors=True)
+            self.sender.outbox.remove(out.path)
             out.failure = Failure("paused", "paused while the request was written")
         if out.failure is None:
             self._succeeded(out)
@@ -314,8 +357,10 @@ class Forward(stage.Stage):
             entry["images"] = [s.image.b64 for s in shots]
         try:
             self.journal.write(entry)
-        except OSError as exc:
-            self.log.error("cannot write the journal: %s", exc)
+        except OSError as exc:  # the journal is as it was; forwarding goes on
+            self.write_failures.failed("journal", exc.strerror or str(exc))
+        else:
+            self.write_failures.succeeded("journal")
 
     def _succeeded(self, out: Outcome) -> None:
         job, shots = out.job, out.job.shots or []
@@ -325,6 +370,7 @@ class Forward(stage.Stage):
         estimate = image_tokens(shots)
         self._settle(job.frames, "forwarded")
         if out.answer is None:  # dry-run
+            self.write_failures.succeeded("outbox")
             self.publish("forward.dry_run", {"refs": refs, "request_id": job.id, "path": str(out.path),
                                              "images": images, "tokens_estimate": estimate})
             self._journal(out, "dry_run", path=str(out.path))
@@ -353,8 +399,11 @@ class Forward(stage.Stage):
         fatal = failure.kind in FATAL
         event = {"error": str(failure), "kind": failure.kind, "request_id": job.id, "attempt": job.attempt,
                  "retry_in_s": None if delay is None else round(delay, 3), "stopped": fatal}
-        self.log.warning("request %s try %d failed: %s%s", job.id, job.attempt, failure,
-                         "" if delay is None else f"; again in {delay:.2f}s")
+        if failure.kind == "outbox":
+            self.write_failures.failed("outbox", failure.message)
+        else:
+            self.log.warning("request %s try %d failed: %s%s", job.id, job.attempt, failure,
+                             "" if delay is None else f"; again in {delay:.2f}s")
         if failure.retry_after_s is not None:
             self.pacer.hold(now + failure.retry_after_s)
         self.publish("forward.error", event)
@@ -393,13 +442,16 @@ class Forward(stage.Stage):
 
     def extra_stats(self) -> dict[str, Any]:
         enc = list(self.sender.encode_ms)
+        failing = self.write_failures.state()
         return {
             "queued": len(self.queue),
             "requests": self.requests,
             "retries": self.retries,
             "mode": self.mode,
             "paused": self.paused,
-            "forward_state": f"stopped: {self.stopped}" if self.stopped else self.mode,
+            "forward_state": (f"stopped: {self.stopped}" if self.stopped
+                              else f"failing: {failing}" if failing else self.mode),
+            "write_failures": dict(self.write_failures.count),
             "encode_ms_p50": round(float(np.median(enc)), 2) if enc else None,
             "usage": dict(self.totals),
             "cost_usd": round(self.cost, 6),

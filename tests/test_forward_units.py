@@ -1,14 +1,18 @@
 """Forward's pieces on their own: crop and downscale geometry, masks, the
-format rule, pacing and batching on a fake clock, the journal, the key file,
-and the forward section of the configuration."""
+format rule, pacing and batching on a fake clock, the journal and the outbox
+(whole entries or nothing when the disk is full), the key file, and the
+forward section of the configuration."""
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import logging
 import math
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,9 +22,13 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from pipeline import config as config_mod
+from procs import forward_journal
 from procs.claude_key import ApiKeyError, api_key
+from procs.claude_request import Shot
+from procs.forward import FrameCopy, Job, Sender, WriteFailures
 from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
 from procs.forward_journal import Journal, cost_usd
+from procs.forward_outbox import Outbox
 from procs.forward_pacing import Batcher, Pacer, TokenBucket
 from text_images import text_image
 
@@ -211,6 +219,169 @@ def test_journal_is_private_and_rotates(tmp_path: Path) -> None:
     assert total <= 2 * 2000 + 200, "at most twice the cap"
     ids = [json.loads(x)["id"] for f in (j.old, j.path) for x in f.read_text().splitlines()]
     assert ids == sorted(ids) and ids[-1] == 39
+    assert [e["id"] for f in (j.old, j.path) for e in forward_journal.read(f)] == ids
+
+
+ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def failing_writes(monkeypatch: pytest.MonkeyPatch, *steps: int | None) -> Callable[[], None]:
+    """Replaces os.write: the n-th call writes only the first steps[n] bytes
+    (a short write, as a nearly full disk does), or with None fails with
+    ENOSPC having written nothing. Returns the undo."""
+    real, plan = os.write, list(steps)
+
+    def fake(fd: int, data: bytes) -> int:
+        step = plan.pop(0)
+        if step is None:
+            raise ENOSPC
+        return real(fd, bytes(data[:step]))
+
+    monkeypatch.setattr(os, "write", fake)
+    return monkeypatch.undo
+
+
+@pytest.mark.parametrize("steps, error", [
+    ((None,), errno.ENOSPC),  # nothing written
+    ((20, None), errno.ENOSPC),  # a torn line, then the disk is full
+    ((20, 7, None), errno.ENOSPC),
+    ((20, 0), errno.EIO),  # a file system that takes nothing without saying why
+])
+def test_journal_appends_whole_lines_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                steps: tuple[int | None, ...], error: int) -> None:
+    j = Journal(tmp_path / "data", max_bytes=1 << 20)
+    j.write({"id": 1})
+    before = j.path.read_bytes()
+    undo = failing_writes(monkeypatch, *steps)
+    try:
+        with pytest.raises(OSError) as exc:
+            j.write({"id": 2, "pad": "x" * 100})
+    finally:
+        undo()
+    assert exc.value.errno == error
+    assert j.path.read_bytes() == before, "a failed append leaves the file as it was"
+    j.write({"id": 3})
+    assert [e["id"] for e in forward_journal.read(j.path)] == [1, 3], "the next entry is a line of its own"
+
+
+def test_journal_short_write_then_room_again_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    j = Journal(tmp_path / "data", max_bytes=1 << 20)
+    undo = failing_writes(monkeypatch, 20, 1000)  # the rest fits on the second try
+    try:
+        j.write({"id": 1, "pad": "x" * 100})
+    finally:
+        undo()
+    assert [e["id"] for e in forward_journal.read(j.path)] == [1]
+
+
+def test_journal_torn_tail_from_a_crash(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "data", max_bytes=1 << 20)
+    j.write({"id": 1})
+    with open(j.path, "ab") as f:
+        f.write(b'{"id":2,"pad":"xx')  # killed in the middle of an append
+    assert [e["id"] for e in forward_journal.read(j.path)] == [1], "the reader skips a torn last line"
+    j.write({"id": 3})
+    assert j.path.read_text().splitlines() == ['{"id":1}', '{"id":3}'], "the torn tail is cut off, not glued to"
+    j.path.write_bytes(b'{"id":' + b"x" * 100_000)  # torn, and no whole line before it
+    j.write({"id": 4})
+    assert j.path.read_text() == '{"id":4}\n'
+    assert forward_journal.read(tmp_path / "missing.jsonl") == []
+
+
+# ---------------------------------------------------------------- outbox
+
+
+def shot(seq: int) -> Shot:
+    ref = {"seq": seq, "monitor": 0, "w": 400, "h": 300, "t_wall_ns": 1_700_000_000 * 10**9 + seq}
+    return Shot(ref, [0, 0, 400, 300], False, encode(desktop(400, 300), G))
+
+
+def requests_in(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir())
+
+
+def test_outbox_request_is_whole_or_absent(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = Outbox(tmp_path / "outbox", max_requests=10, max_bytes=1 << 30)
+    done = box.write("r1", {"model": "m"}, [shot(1), shot(2)], {})
+    assert requests_in(box.root) == ["r1"] and done == box.root / "r1"
+    assert sorted(p.name for p in done.iterdir()) == ["frame-1.jpg", "frame-2.jpg", "request.json"]
+    assert stat.S_IMODE(done.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in done.iterdir())
+    real, calls = Outbox._write, []
+
+    def full_after_one(path: Path, data: bytes) -> None:
+        calls.append(path.name)
+        if len(calls) > 1:
+            raise ENOSPC
+        real(path, data)
+
+    monkeypatch.setattr(Outbox, "_write", staticmethod(full_after_one))
+    with pytest.raises(OSError) as exc:
+        box.write("r2", {"model": "m"}, [shot(3), shot(4)], {})
+    assert exc.value.errno == errno.ENOSPC and calls == ["frame-3.jpg", "frame-4.jpg"]
+    assert requests_in(box.root) == ["r1"], "nothing of the failed request is left, under any name"
+
+
+def test_outbox_hidden_work_in_progress(tmp_path: Path) -> None:
+    root = tmp_path / "outbox"
+    root.mkdir(mode=0o700)
+    (root / ".r0.x8k2").mkdir()  # a crash in the middle of a write
+    (root / ".r0.x8k2" / "frame-1.jpg").write_bytes(b"\xff\xd8")
+    box = Outbox(root, max_requests=2, max_bytes=1 << 30)
+    assert requests_in(root) == [], "left-overs of a crash are removed at start"
+    (root / ".r9.busy").mkdir()  # being written right now
+    for i in range(1, 4):
+        box.write(f"r{i}", {}, [shot(i)], {})
+    assert requests_in(root) == [".r9.busy", "r2", "r3"], "the cap counts and removes requests only"
+    box.remove(root / "r2")
+    box.remove(root / "r2")  # removed already: nothing to do
+    assert requests_in(root) == [".r9.busy", "r3"]
+
+
+def test_sender_reports_an_outbox_it_cannot_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    box = Outbox(tmp_path / "outbox", max_requests=10, max_bytes=1 << 30)
+
+    def full(*_: object) -> Path:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(box.root / ".r1.x" / "frame-1.jpg"))
+
+    monkeypatch.setattr(box, "write", full)
+    wake_r, wake_w = os.pipe()
+    sender = Sender(config_mod.Config().forward, G, None, box, logging.getLogger("test"), wake_w)
+    sender.start()
+    try:
+        frame = FrameCopy(shot(1).ref, [], False, [0, 0, 400, 300], desktop(400, 300), 100)
+        sender.jobs.put(Job("r1", [frame]))
+        out = sender.results.get(timeout=60)
+    finally:
+        sender.jobs.put(None)
+        sender.join(timeout=60)
+        os.close(wake_r)
+        os.close(wake_w)
+    assert out.failure is not None and out.path is None and out.job.frames == [frame]
+    assert str(out.failure) == "outbox: No space left on device", "what status shows: the reason, no temporary path"
+
+
+def test_write_failures_counted_shown_and_logged_rarely(caplog: pytest.LogCaptureFixture) -> None:
+    w = WriteFailures(logging.getLogger("test.writes"))
+    assert w.state() is None
+    with caplog.at_level(logging.WARNING, "test.writes"):
+        for _ in range(50):
+            w.failed("outbox", "No space left on device")
+        w.failed("journal", "No space left on device")
+        assert w.state() == "journal: No space left on device; outbox: No space left on device"
+        w.succeeded("outbox")
+        w.succeeded("outbox")
+        assert w.state() == "journal: No space left on device"
+        for _ in range(3):  # failing and working by turns: nothing more in the log within the interval
+            w.failed("outbox", "No space left on device")
+            assert w.state() == "journal: No space left on device; outbox: No space left on device"
+            w.succeeded("outbox")
+    assert w.state() == "journal: No space left on device" and w.count == {"outbox": 53, "journal": 1}
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot write the outbox: No space left on device (1 failed writes so far)",
+        "cannot write the journal: No space left on device (1 failed writes so far)",
+        "the outbox is written again (50 failed writes so far)",
+    ]
 
 
 def test_cost_from_usage() -> None:

@@ -286,6 +286,20 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
 
 def cmd_down(rt: Runtime) -> int:
     pid = rt.owner_pid()
+    if pid is None:
+        from pipeline import supervisor as sup
+
+        # Nothing runs; a supervisor killed (even during `down`) may have left files and stages.
+        try:
+            removed = sup.clean_leftovers(rt)
+        except (sup.AlreadyRunning, jarvis_rust_core.RingError) as exc:
+            print(f"jarvis-pipeline: {exc}", file=sys.stderr)
+            return 1
+        if not removed:
+            print(f"jarvis-pipeline: instance {rt.instance!r} is not running", file=sys.stderr)
+            return EXIT_NOT_RUNNING
+        print(f"jarvis-pipeline {rt.instance}: down (removed what a stopped run left: {', '.join(removed)})")
+        return 0
     # Known before asking, so the wait below follows this supervisor, not a later one with a reused pid.
     supervisor = _process(pid)
     control.request(rt, "down")

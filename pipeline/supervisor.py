@@ -137,6 +137,67 @@ def resolve_source(cfg: config_mod.Config) -> tuple[config_mod.Config, list[Any]
     return replace(cfg, capture=replace(c, source=kind)), monitors
 
 
+def stop_leftover_stages(rt: Runtime, grace_s: float) -> int:
+    """Stages of a supervisor that was killed (kill -9) may still be
+    finishing; they hold the old ring. Stop them (checked by their process
+    title, so a reused pid is never hit) before the ring is replaced."""
+    try:
+        old = jrc.SharedVisionMemory.attach(rt.ring_name, dir=rt.shm_base)
+    except jrc.RingError:
+        return 0
+    try:
+        pids = [h["pid"] for h in old.holders() if h["alive"]]
+    finally:
+        old.close()
+    procs = []
+    for pid in pids:
+        try:
+            p = psutil.Process(pid)
+            if p.name().startswith("jarvis-pipeline") or "jarvis-pipeline:" in " ".join(p.cmdline()):
+                p.terminate()
+                procs.append(p)
+        except psutil.Error:
+            continue
+    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    for p in alive:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(alive, timeout=5)
+    if procs:
+        log.warning("stopped %d stage process(es) left by a previous run", len(procs))
+    return len(procs)
+
+
+def clean_leftovers(rt: Runtime, grace_s: float = 3.0) -> list[str]:
+    """What a supervisor that died (kill -9, also in the middle of `down`)
+    left behind: its stages, ring, sockets and lock file. Only under the
+    instance lock (so nothing of this instance runs) and only what is provably
+    this user's and this instance's: files in its checked runtime directory,
+    the ring in the user's private ring directory. Returns what was removed."""
+    lock = InstanceLock(rt)
+    had_lock_file = os.path.lexists(rt.lock_path)
+    if not lock.acquire():
+        raise AlreadyRunning(f"jarvis-pipeline instance {rt.instance!r} is running (pid {rt.owner_pid()})")
+    removed = []
+    try:
+        stopped = stop_leftover_stages(rt, grace_s)
+        if stopped:
+            removed.append(f"{stopped} stage process(es)")
+        sockets = list(rt.dir.glob("*.sock"))
+        for sock in sockets:
+            sock.unlink(missing_ok=True)
+        if sockets:
+            removed.append(f"{len(sockets)} socket(s)")
+        if jrc.SharedVisionMemory.remove_stale(rt.ring_name, dir=rt.shm_base):
+            removed.append("the ring")
+    finally:
+        rt.lock_path.unlink(missing_ok=True)
+        lock.release()
+    if had_lock_file:
+        removed.append("the lock file")
+    return removed
+
+
 def load_paused(rt: Runtime) -> bool:
     """The pause kept in the data directory. A file that cannot be read or
     understood counts as paused: when in doubt, nothing leaves the machine."""
@@ -215,7 +276,7 @@ class Supervisor:
         self.state = ControlState(paused=self.start_paused or load_paused(self.rt))
         if self.state.paused:
             log.warning("starting paused: nothing leaves the machine until `jarvis-pipeline resume`")
-        self._stop_leftovers()
+        stop_leftover_stages(self.rt, self.cfg.supervisor.stop_grace_s)
         for sock in self.rt.dir.glob("*.sock"):
             sock.unlink()
         self.cfg, self.monitors = resolve_source(self.cfg)
@@ -237,35 +298,6 @@ class Supervisor:
         # The first sample after an interval: CPU % needs one, and taps that
         # connected while `up` was starting are subscribed by then.
         self.next_sample = time.monotonic() + self.cfg.supervisor.sample_interval_s
-
-    def _stop_leftovers(self) -> None:
-        """Stages of a supervisor that was killed (kill -9) may still be
-        finishing; they hold the old ring. Stop them (checked by their process
-        title, so a reused pid is never hit) before the ring is replaced."""
-        try:
-            old = jrc.SharedVisionMemory.attach(self.rt.ring_name, dir=self.rt.shm_base)
-        except jrc.RingError:
-            return
-        try:
-            pids = [h["pid"] for h in old.holders() if h["alive"]]
-        finally:
-            old.close()
-        procs = []
-        for pid in pids:
-            try:
-                p = psutil.Process(pid)
-                if p.name().startswith("jarvis-pipeline") or "jarvis-pipeline:" in " ".join(p.cmdline()):
-                    p.terminate()
-                    procs.append(p)
-            except psutil.Error:
-                continue
-        _, alive = psutil.wait_procs(procs, timeout=self.cfg.supervisor.stop_grace_s)
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(alive, timeout=5)
-        if procs:
-            log.warning("stopped %d stage process(es) left by a previous run", len(procs))
 
     def _create_ring(self) -> None:
         cfg = self.cfg

@@ -19,7 +19,7 @@ import psutil
 import zmq
 
 from fake_claude import FakeClaude
-from pipeline import protocol
+from pipeline import control, protocol
 from pipeline_harness import FAST_CONFIG, Pipeline, alive, pipeline, wait_for
 
 STAGES = ("capture", "dedup", "analysis", "forward")
@@ -232,3 +232,30 @@ def test_a_long_stop_shows_as_a_mismatch_and_loses_nothing_in_transit() -> None:
         final = p.final_counters()
         assert_balanced(final)
         assert final["dropped.stage_crashed"] == 0, f"frames still on their way were given up: {final}"
+
+
+def test_down_cleans_what_a_supervisor_killed_during_down_left_and_up_replaces_a_corrupt_ring() -> None:
+    with pipeline() as p:
+        p.up()
+        st = wait_for("all stages running", lambda: running(p))
+        supervisor = p.supervisor_pid() or 0
+        ring_file = p.shm / f"jarvis-{os.geteuid()}" / f"{p.rt.ring_name}.ring"
+        assert ring_file.exists()
+        control.request(p.rt, "down")
+        os.kill(supervisor, signal.SIGKILL)  # in the middle of its shutdown
+        pids = [s["pid"] for s in st.values()] + [supervisor]
+        wait_for("every process gone", lambda: not any(alive(pid) for pid in pids), timeout=30)
+        assert ring_file.exists(), "the ring outlived its killed creator"
+        out = p.cli("down")
+        assert "removed what a stopped run left" in out.stdout and "the ring" in out.stdout, out.stdout
+        assert not ring_file.exists() and not list(p.rt.dir.glob("*.sock")) and not p.rt.lock_path.exists()
+        again = p.cli("down", check=False)
+        assert again.returncode == 4 and "not running" in again.stderr, "nothing left: down says so"
+
+        # A leftover ring file that is no ring at all (cut short, overwritten) is replaced by `up`.
+        ring_file.write_bytes(os.urandom(10000))
+        ring_file.chmod(0o600)
+        p.up()
+        wait_for("all stages running on a fresh ring", lambda: running(p))
+        p.cli("down")
+        assert_balanced(p.final_counters())

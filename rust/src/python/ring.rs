@@ -128,6 +128,15 @@ impl SharedVisionMemory {
         Ok(SharedVisionMemory { ring: Ring::attach(name, writer, holder.as_deref(), dir.as_deref())? })
     }
 
+    /// Removes ring `name` if it is a leftover of a stopped run (its writer and
+    /// holders dead, or an unreadable file of this user nobody holds a lock on):
+    /// whether something was removed. RingBusy if it is in use.
+    #[staticmethod]
+    #[pyo3(signature = (name, *, dir=None))]
+    fn remove_stale(name: &str, dir: Option<PathBuf>) -> PyResult<bool> {
+        Ok(Ring::remove_stale_ring(name, dir.as_deref())?)
+    }
+
     // ------------------------------------------------------------ properties
 
     #[getter]

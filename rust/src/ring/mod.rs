@@ -62,6 +62,7 @@
 //! so `Relaxed` is enough for exact totals.
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -433,6 +434,18 @@ impl Ring {
 
     /// Attaches to an existing ring. With `writer`, takes over as its writer
     /// (the previous one must be dead) and repairs what it left half done.
+    /// Removes the ring `name` if it is a leftover (its writer and holders all
+    /// dead, or a file of this user that is no readable ring and that nobody
+    /// holds a lock on). Returns whether something was removed; `Busy` if live.
+    pub fn remove_stale_ring(name: &str, dir: Option<&Path>) -> Result<bool> {
+        check_name("ring", name, "")?;
+        let base = dir.map(Path::to_path_buf).unwrap_or_else(shm::base_dir);
+        let dir = shm::private_dir(&base)?;
+        let paths = Paths { dir: &dir, name };
+        let _registration = paths.lock_registration()?;
+        Self::remove_stale(&paths, false)
+    }
+
     pub fn attach(name: &str, writer: bool, holder: Option<&str>, dir: Option<&Path>) -> Result<Ring> {
         check_name("ring", name, "")?;
         let base = dir.map(Path::to_path_buf).unwrap_or_else(shm::base_dir);
@@ -563,8 +576,26 @@ impl Ring {
                     )));
                 }
             }
-            // A ring of another layout version with no live writer is stale too.
-            Err(RingError::Format(msg)) if msg.contains("layout version") => {}
+            // A ring of another layout version, or a file that is no ring at all
+            // (cut short, overwritten), is stale too when it is this user's file in
+            // this user's directory and nobody holds a lock on it: its holders'
+            // locks are files of their own, readable without the header.
+            Err(RingError::Format(_)) => {
+                let meta = std::fs::symlink_metadata(&ring_path)
+                    .map_err(|e| RingError::io(format!("cannot inspect {}", ring_path.display()), e))?;
+                if !meta.is_file() || meta.uid() != shm::euid() {
+                    return Err(RingError::Permission(format!(
+                        "{} is not a file of this user; refusing to remove it",
+                        ring_path.display()
+                    )));
+                }
+                if (0..MAX_HOLDERS).any(|i| shm::is_locked(&paths.holder_lock(i)).unwrap_or(true)) {
+                    return Err(RingError::Busy(format!(
+                        "ring {:?} cannot be read but a process still holds a lock on it; stop it first",
+                        paths.name
+                    )));
+                }
+            }
             Err(e) => return Err(e),
         }
         for p in paths.all().iter().filter(|p| **p != paths.reg_lock() && **p != paths.writer_lock()) {

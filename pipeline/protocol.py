@@ -37,6 +37,9 @@ _RESERVED_KEYS = frozenset(FRAME_REF_FIELDS) | {"v"}
 #: Extra field set by capture: the frame's pixel hash (kernels.fingerprint),
 #: computed right after the write while the pixels are still in cache.
 PIXEL_HASH_KEY = "pixel_hash"
+#: Extra field set by capture on a frame downscaled to fit the ring: the
+#: [width, height] the screen had (see capture.oversize).
+SCALED_FROM_KEY = "scaled_from"
 
 
 class ProtocolError(ValueError):
@@ -203,12 +206,14 @@ _REF = ("ref", "the frame's FrameRef fields (as in a hand-off message, without '
 _STAGE = ("stage", "the publishing stage")
 
 TOPICS: tuple[Topic, ...] = (
-    Topic("frame.captured", "capture", "a frame was written into the ring", (_REF,)),
-    Topic("frame.duplicate", "dedup", "terminal: identical to a recently seen frame", (_REF, ("of_seq", "seq of the frame it repeats"))),
+    Topic("frame.captured", "capture", "a frame was written into the ring",
+          (_REF, _STAGE, ("label", "replays of labelled sessions: the frame's recorded label (optional)"),
+           ("scaled_from", "[width, height] of a screen larger than the ring's slots, downscaled to fit (optional)"))),
+    Topic("frame.duplicate", "dedup", "terminal: identical to a recently seen frame", (_REF, _STAGE, ("of_seq", "seq of the frame it repeats"))),
     Topic("frame.unchanged", "analysis", "terminal: no meaningful change against the reference frame",
-          (_REF, ("changed_ratio", "fraction of pixels changed"), ("why", "what was seen: trivial tiles, nothing"))),
+          (_REF, _STAGE, ("changed_ratio", "fraction of pixels changed"), ("why", "what was seen: trivial tiles, nothing"))),
     Topic("frame.changed", "analysis", "a meaningful change; the frame goes on to forward",
-          (_REF, ("changed_ratio", "fraction of pixels changed"), ("regions", "changed regions [[x, y, w, h], ...]"),
+          (_REF, _STAGE, ("changed_ratio", "fraction of pixels changed"), ("regions", "changed regions [[x, y, w, h], ...]"),
            ("keepalive", "true when sent on only because of the quiet time"))),
     Topic("frame.dropped", "any stage", "terminal: dropped for a reason of DROP_REASONS",
           (_REF, _STAGE, ("reason", "one of the drop reasons"))),

@@ -6,6 +6,8 @@
 
 Frame events carry the frame's FrameRef fields under "ref"; `pixels` copies
 the frame out of the ring with read_copy, which never returns a torn frame.
+Any local program can publish on the bus: events whose body does not match
+its topic's schema (pipeline.schemas) are skipped and counted in `rejected`.
 """
 
 from __future__ import annotations
@@ -17,16 +19,19 @@ import jarvis_rust_core as jrc
 import numpy as np
 import zmq
 
-from pipeline import protocol
+from pipeline import protocol, schemas
 from pipeline.runtime import Runtime
 
 
 class Tap:
     def __init__(self, rt: Runtime, topics: Sequence[str] = (), timeout_s: float | None = None) -> None:
+        rt.check()
         self.rt = rt
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_EVENT_BYTES + 256)
+        self.rejected = 0
         if timeout_s is not None:
             self.sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
         for t in topics or [""]:
@@ -41,9 +46,12 @@ class Tap:
             except zmq.Again:
                 return
             try:
-                yield protocol.decode_event(frames)
-            except protocol.ProtocolError:
+                topic, body = protocol.decode_event(frames)
+                schemas.check_event(topic, body)
+            except (protocol.ProtocolError, schemas.SchemaError):
+                self.rejected += 1
                 continue
+            yield topic, body
 
     def pixels(self, body: dict[str, Any]) -> np.ndarray:
         """The pixels of a frame event's frame (a copy); FrameExpired if gone."""

@@ -19,7 +19,6 @@ from procs.sources import base as sources
 SLOWDOWN = {"low": 1, "medium": 1, "high": 2, "critical": 4}
 #: Hand-off extra and frame.captured field of a frame that was downscaled to fit
 #: the ring: [width, height] of the monitor as grabbed (w and h are the frame's).
-SCALED_FROM_KEY = "scaled_from"
 
 
 def fit_within(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:
@@ -128,7 +127,7 @@ class Capture(stage.Stage):
         ref = res.commit(hold=True, t_mono_ns=t_mono, t_wall_ns=t_wall, count=protocol.COUNTER_INDEX["captured"])
         self.frames_in += 1
         self.fps_window.append(now)
-        scaled = {SCALED_FROM_KEY: [m.width, m.height]} if size is not None else {}
+        scaled = {protocol.SCALED_FROM_KEY: [m.width, m.height]} if size is not None else {}
         label = self.source.label
         self.frame_event("frame.captured", ref, **scaled, **({"label": label.kind} if label is not None else {}))
         self.pass_on(ref, {protocol.PIXEL_HASH_KEY: digest, **scaled})

@@ -20,6 +20,7 @@ from PIL import Image
 from fake_claude import FakeClaude, error, malformed, ok, stall
 from pipeline import protocol
 from pipeline.tap import Tap
+from procs import forward_journal
 from pipeline_harness import FAST_CONFIG, Pipeline, pipeline, wait_for
 
 KEY = "sk-ant-test-0123456789-never-logged"
@@ -127,7 +128,7 @@ def test_live_insights_on_the_tap_masks_and_pause() -> None:
 
         journal = p.rt.data_dir / "journal.jsonl"
         assert stat.S_IMODE(journal.stat().st_mode) == 0o600
-        lines = [json.loads(x) for x in journal.read_text().splitlines()]
+        lines = forward_journal.read(journal)
         answered = [x for x in lines if x["outcome"] == "answered"]
         assert answered and all(x["usage"]["input_tokens"] > 0 and x["response"] for x in answered)
         assert all("images" not in x for x in lines), "images are journaled only when enabled"
@@ -175,7 +176,7 @@ def test_retries_failures_and_the_stop_on_a_refused_key() -> None:
         final = p.final_counters()
         assert_balanced(final)
         assert final["dropped.send_failed"] >= 1 and final["dropped.forward_stopped"] >= 3
-        outcomes = [json.loads(x)["outcome"] for x in (p.rt.data_dir / "journal.jsonl").read_text().splitlines()]
+        outcomes = [x["outcome"] for x in forward_journal.read(p.rt.data_dir / "journal.jsonl")]
         assert outcomes[:4] == ["answered", "answered", "failed", "failed"]
         no_secret_anywhere(p)
 

@@ -106,3 +106,16 @@ def test_fast_and_general_paths_agree(ref: jrc.FrameRef, seq: int, epoch: int, s
     assert jrc.FrameRef.unpack(fast) == (r, (p.PROTOCOL_VERSION[0], minor))
     assert jrc.FrameRef.unpack(general) == (r, (p.PROTOCOL_VERSION[0], minor))
     assert p.decode_frame_ref(fast) == p.decode_frame_ref(general) == (r, {})
+
+
+def test_every_topic_has_a_schema_naming_only_documented_fields() -> None:
+    import msgspec
+
+    from pipeline import schemas
+
+    assert set(schemas.EVENT_BODIES) | {"stats.<stage>"} == p.TOPIC_NAMES
+    for topic in p.TOPICS:
+        schema = schemas.event_body_schema(topic.name.replace("<stage>", "capture"))
+        documented = {name for name, _ in topic.fields}
+        checked = {f.encode_name for f in msgspec.structs.fields(schema)}
+        assert checked <= documented, f"{topic.name}: {sorted(checked - documented)} checked but not documented"

@@ -32,7 +32,7 @@ from pipeline import protocol
 from pipeline.tap import Tap
 from pipeline_harness import pipeline, wait_for
 from procs import kernels, stage
-from procs.capture import SCALED_FROM_KEY, Capture, fit_within
+from procs.capture import Capture, fit_within
 from procs.sources import Monitor, Source
 from test_pipeline_screen import SCREEN_CONFIG, Frames, need, stop
 
@@ -206,7 +206,7 @@ def test_capture_downscales_a_grown_screen_after_counting_the_frame_it_could_not
     m = cap.monitors[0]
     cap._capture(m, 0.0)
     (ref, extra, pixels), = cap.passed
-    assert (ref.w, ref.h) == (64, 36) and SCALED_FROM_KEY not in extra
+    assert (ref.w, ref.h) == (64, 36) and protocol.SCALED_FROM_KEY not in extra
 
     # Grown, not yet re-enumerated: the grab no longer matches the monitor.
     # Not written, not a crash; the monitors are enumerated again at once.
@@ -226,13 +226,13 @@ def test_capture_downscales_a_grown_screen_after_counting_the_frame_it_could_not
                                                "max_height": 36, "action": "downscaled to 64x36"}]
     assert counters()["dropped.oversize"] == 1 and cap.drops["oversize"] == 1
     for ref, extra, pixels in cap.passed[1:]:
-        assert (ref.w, ref.h) == (64, 36) and extra[SCALED_FROM_KEY] == [128, 72] and protocol.PIXEL_HASH_KEY in extra
+        assert (ref.w, ref.h) == (64, 36) and extra[protocol.SCALED_FROM_KEY] == [128, 72] and protocol.PIXEL_HASH_KEY in extra
     assert len(cap.passed) == 3
     *_, (ref, extra, pixels) = cap.passed
     grabbed = np.random.default_rng((128, 72, screen.grabs)).integers(0, 256, (72, 128, 4), np.uint8)
     assert np.array_equal(pixels, box_means(grabbed, 36, 64)), "the last grab, downscaled"
-    captured = [b for b in cap.topics("frame.captured") if SCALED_FROM_KEY in b]
-    assert len(captured) == 2 and captured[0][SCALED_FROM_KEY] == [128, 72]
+    captured = [b for b in cap.topics("frame.captured") if protocol.SCALED_FROM_KEY in b]
+    assert len(captured) == 2 and captured[0][protocol.SCALED_FROM_KEY] == [128, 72]
 
     # Another size too large: a new geometry, said again.
     screen.size = (100, 72)
@@ -247,7 +247,7 @@ def test_capture_downscales_a_grown_screen_after_counting_the_frame_it_could_not
     cap._rescan(0.0)
     cap._capture(cap.monitors[0], 0.0)
     ref, extra, _ = cap.passed[-1]
-    assert (ref.w, ref.h) == (64, 36) and SCALED_FROM_KEY not in extra
+    assert (ref.w, ref.h) == (64, 36) and protocol.SCALED_FROM_KEY not in extra
     assert not cap.downscaled and len(cap.topics("capture.oversize")) == 2
     final = counters()
     assert final["captured"] == len(cap.passed) + 2 and final["dropped.oversize"] == 2
@@ -301,7 +301,7 @@ class Growth(Frames):
             self.oversize.append(body)
         elif topic == "frame.captured":
             ref = body["ref"]
-            self.sizes.append((ref["seq"], ref["w"], ref["h"], body.get(SCALED_FROM_KEY)))
+            self.sizes.append((ref["seq"], ref["w"], ref["h"], body.get(protocol.SCALED_FROM_KEY)))
         super()._note(topic, body)
 
     def captured_at(self, size: tuple[int, int], scaled_from: tuple[int, int] | None, after_seq: int) -> Callable[[], bool]:

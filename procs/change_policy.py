@@ -89,7 +89,11 @@ class _TileMemory:
 
 @dataclass
 class ChangePolicy:
-    """The tile memory of one monitor."""
+    """The tile memory of one monitor. Bounded: one entry per grid tile ever
+    changed (its last content's pixels, tile x tile x 4 bytes, and a few
+    signatures and times), and the block shapes seen within shape_s; at 1080p
+    with 32-pixel tiles at most 2040 tiles, about 10 MB once every tile has
+    changed (it grows towards that as activity reaches new parts of the screen)."""
 
     params: PolicyParams = field(default_factory=PolicyParams)
     tile: int = 32  # the tile size of the grid, pixels
@@ -151,6 +155,8 @@ class ChangePolicy:
         for shape, tiles in _blocks(flips, self.tile):
             known = now - self.flip_shapes.get(shape, -math.inf) <= self.params.shape_s
             if known or all(verdicts[t] or t in back for t in tiles):
+                if shape not in self.flip_shapes:  # shapes not seen for shape_s are forgotten: the memory stays small
+                    self.flip_shapes = {k: t for k, t in self.flip_shapes.items() if now - t <= self.params.shape_s}
                 self.flip_shapes[shape] = now
                 verdicts.update(dict.fromkeys(tiles, True))
                 toggled.append(tiles)

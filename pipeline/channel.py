@@ -45,6 +45,7 @@ class Channel:
         self._buf = bytearray()
         self._out = bytearray()
         self._pending: list[Any] = []
+        self._eof = False
 
     @classmethod
     def pair(cls) -> tuple[Channel, socket.socket]:
@@ -86,19 +87,18 @@ class Channel:
         """Every whole message readable now (never blocks); one that is not
         msgpack comes as None, for the caller to count. ChannelClosed at end
         of file or on a message too large to be ours."""
-        while True:
+        while not self._eof:
             try:
                 chunk = self.sock.recv(1 << 16)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError as exc:
-                if exc.errno == errno.ECONNRESET:
-                    raise ChannelClosed("the peer closed the channel") from None
-                raise ChannelClosed(f"channel closed: {exc.strerror or exc}") from None
+                if exc.errno != errno.ECONNRESET:
+                    raise ChannelClosed(f"channel closed: {exc.strerror or exc}") from None
+                chunk = b""
             if not chunk:
-                if self._buf:
-                    raise ChannelClosed("the peer closed the channel within a message")
-                raise ChannelClosed("the peer closed the channel")
+                self._eof = True  # the whole messages before it are still delivered
+                break
             self._buf += chunk
             if len(chunk) < 1 << 16:
                 break
@@ -115,6 +115,8 @@ class Channel:
                 out.append(msgpack.unpackb(data, raw=False, strict_map_key=True))
             except Exception:  # msgpack raises several unrelated types; the caller counts it
                 out.append(None)
+        if self._eof and not out:
+            raise ChannelClosed("the peer closed the channel" + (" within a message" if self._buf else ""))
         return out
 
     def receive_one(self, timeout_s: float) -> Any:

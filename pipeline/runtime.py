@@ -80,40 +80,67 @@ def _check_own(path: Path, hint: str, *, leaf: bool) -> None:
         )
 
 
-def private_dir(path: Path, base: Path | None = None, *, hint: str = "set JARVIS_RUNTIME_DIR to a private place") -> Path:
-    """Creates `path` (0700, with any missing parents) and checks the trust
-    chain: from `base` (default: `path` itself) down, ours and closed; above
-    it, root's or ours and safe from renames by others."""
+def _chain(path: Path, base: Path | None) -> tuple[Path, Path]:
     path = Path(os.path.abspath(path))
     base = path if base is None else Path(os.path.abspath(base))
     if path != base and base not in path.parents:
         raise ValueError(f"{path} is not below {base}")
+    return path, base
+
+
+def private_dir(path: Path, base: Path | None = None, *, hint: str = "set JARVIS_RUNTIME_DIR to a private place") -> Path:
+    """Creates `path` (0700, with any missing parents) and checks the trust
+    chain: from `base` (default: `path` itself) down, ours and closed; above
+    it, root's or ours and safe from renames by others. Top down: nothing is
+    created inside a directory before that directory passed."""
+    path, base = _chain(path, base)
     _check_above(base.parent, hint)
-    missing = [p for p in reversed([path, *path.parents]) if not os.path.lexists(p)]
-    for p in missing:
-        try:
-            os.mkdir(p, 0o700)
-            os.chmod(p, 0o700, follow_symlinks=False)  # the umask may have taken bits; 0700 exactly
-        except FileExistsError:
-            pass  # made meanwhile: checked below like any existing directory
-        except OSError as exc:
-            raise _refuse(p, f"cannot be created ({exc.strerror})", hint) from None
     for p in reversed([path, *path.parents]):
-        if p == base or base in p.parents:
+        inside = p == base or base in p.parents
+        if not inside and os.path.lexists(p):
+            continue  # above the base, and checked there
+        if not os.path.lexists(p):
+            try:
+                os.mkdir(p, 0o700)
+                os.chmod(p, 0o700, follow_symlinks=False)  # the umask may have taken bits; 0700 exactly
+            except FileExistsError:
+                pass  # made meanwhile: checked below like any existing directory
+            except OSError as exc:
+                raise _refuse(p, f"cannot be created ({exc.strerror})", hint) from None
+        if inside:
             _check_own(p, hint, leaf=p == path)
     if not os.access(path, os.W_OK | os.X_OK):
         raise _refuse(path, "is not writable", hint)
     return path
 
 
+def check_dir(path: Path, base: Path | None = None, *, hint: str = "set JARVIS_RUNTIME_DIR to a private place") -> bool:
+    """The trust chain of `path` as far as it exists, creating nothing:
+    whether `path` itself exists (checked)."""
+    path, base = _chain(path, base)
+    _check_above(base.parent, hint)
+    for p in reversed([path, *path.parents]):
+        if p == base or base in p.parents:
+            if not os.path.lexists(p):
+                return False
+            _check_own(p, hint, leaf=p == path)
+    return True
+
+
 def open_private_log(path: Path) -> int:
     """An append-only descriptor of a log file: never through a symlink,
-    0600 when created, refused unless it is this user's regular file."""
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    0600 when created, refused (RuntimeDirError) unless it is this user's
+    regular file with no other name."""
+    try:
+        # O_NONBLOCK: a FIFO planted there must not block the open.
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
+    except OSError as exc:
+        raise RuntimeDirError(f"cannot open the log {path} ({exc.strerror}); remove it") from None
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink != 1:
         os.close(fd)
-        raise RuntimeDirError(f"{path} is not a log file of this user; remove it")
+        raise RuntimeDirError(f"{path} is not a log file of this user (a link, or not a regular file); remove it")
+    os.set_blocking(fd, True)
     if st.st_mode & 0o077:
         os.fchmod(fd, 0o600)
     return fd
@@ -123,7 +150,8 @@ class PrivateLogHandler(logging.handlers.RotatingFileHandler):
     """A rotating log (1 MiB, two old files) opened with open_private_log."""
 
     def __init__(self, path: Path) -> None:
-        super().__init__(path, maxBytes=1 << 20, backupCount=2, delay=True)
+        # Opened now: a log that cannot be used is refused at start, not reported per record.
+        super().__init__(path, maxBytes=1 << 20, backupCount=2)
 
     def _open(self) -> IO[str]:
         return os.fdopen(open_private_log(Path(self.baseFilename)), "a", encoding="utf-8", errors="replace")
@@ -208,9 +236,11 @@ class Runtime:
         every verb checks it before it uses a socket or file in it. Without
         `create`, a missing directory is left missing (nothing runs)."""
         hint = "set JARVIS_RUNTIME_DIR to a private place"
-        if create or os.path.lexists(self.dir):
+        if create:
             private_dir(self.dir, self.dir_base, hint=hint)
             private_dir(self.log_dir, self.dir_base, hint=hint)
+        elif check_dir(self.dir, self.dir_base, hint=hint):
+            check_dir(self.log_dir, self.dir_base, hint=hint)
 
     def prepare_data(self) -> Path:
         """The data directory (outbox, journal, kept pause), created and checked."""

@@ -11,7 +11,7 @@ no message may take a process down.
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import msgspec
 
@@ -21,7 +21,7 @@ PressureLevel = Literal["low", "medium", "high", "critical"]
 PRESSURE_LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
 StageName = Literal["capture", "dedup", "analysis", "forward"]
 
-NonNegInt = msgspec.Meta(ge=0)
+NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 T = TypeVar("T")
 
 
@@ -33,7 +33,7 @@ def convert(obj: Any, schema: type[T]) -> T:
     """`obj` (decoded msgpack) as `schema`, or SchemaError."""
     try:
         return msgspec.convert(obj, schema, strict=True)
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, RecursionError) as exc:
         raise SchemaError(str(exc)) from None
 
 
@@ -41,15 +41,15 @@ def decode(data: bytes, schema: type[T]) -> T:
     """msgpack `data` as `schema`, or SchemaError."""
     try:
         return msgspec.msgpack.decode(data, type=schema)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise SchemaError(str(exc)) from None
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:  # nesting deeper than Python's stack
+        raise SchemaError(str(exc) or type(exc).__name__) from None
 
 
 def decode_json(data: bytes, schema: type[T]) -> T:
     """JSON `data` as `schema`, or SchemaError."""
     try:
         return msgspec.json.decode(data, type=schema)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError) as exc:
         raise SchemaError(str(exc)) from None
 
 
@@ -63,7 +63,7 @@ class ControlState(msgspec.Struct, frozen=True):
 
     paused: bool = False
     pressure: PressureLevel = "low"
-    version: int = 0
+    version: NonNegInt = 0
 
     def same_as(self, other: ControlState) -> bool:
         return (self.paused, self.pressure) == (other.paused, other.pressure)
@@ -119,8 +119,8 @@ class StageStats(msgspec.Struct):
 
     stage: StageName
     pid: int
-    frames_in: int = msgspec.field(default=0)
-    frames_out: int = 0
+    frames_in: NonNegInt = 0
+    frames_out: NonNegInt = 0
     drops: dict[str, int] = {}
     terminal: dict[str, int] = {}
     rejected: dict[str, int] = {}

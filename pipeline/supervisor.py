@@ -277,6 +277,12 @@ class Supervisor:
         if self.state.paused:
             log.warning("starting paused: nothing leaves the machine until `jarvis-pipeline resume`")
         stop_leftover_stages(self.rt, self.cfg.supervisor.stop_grace_s)
+        for name in STAGES:  # a log that cannot be used is refused now, not found out by a crashing stage
+            for path in (self.rt.log_path(name), self.rt.log_dir / f"{name}.out"):
+                try:
+                    os.close(runtime.open_private_log(path))
+                except runtime.RuntimeDirError as exc:
+                    raise StartError(str(exc)) from None
         for sock in self.rt.dir.glob("*.sock"):
             sock.unlink()
         self.cfg, self.monitors = resolve_source(self.cfg)
@@ -364,7 +370,12 @@ class Supervisor:
         env[stage_mod.ENV_VERSIONS] = json.dumps(stage_mod.versions())
         channel, theirs = Channel.pair()
         env[stage_mod.ENV_CHANNEL_FD] = str(theirs.fileno())
-        out = runtime.open_private_log(self.rt.log_dir / f"{st.name}.out")
+        try:
+            out = runtime.open_private_log(self.rt.log_dir / f"{st.name}.out")
+        except runtime.RuntimeDirError as exc:
+            # The stage still runs; what it prints (tracebacks) is lost, its own log is not.
+            log.error("%s; %s's output goes nowhere", exc, st.name)
+            out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         try:
             st.popen = subprocess.Popen(
                 [sys.executable, "-m", f"procs.{st.name}"],
@@ -553,7 +564,11 @@ class Supervisor:
     def _restart_due(self, now: float) -> None:
         for st in self.stages.values():
             if st.state == "backoff" and now >= st.next_start and not self.stop_requested:
-                self._spawn(st)
+                try:
+                    self._spawn(st)
+                except OSError as exc:  # no process could be made (out of processes, memory, descriptors)
+                    log.error("cannot start %s: %s; trying again", st.name, exc)
+                    st.next_start = now + self.cfg.supervisor.restart.backoff_max_s
 
     def stop_stage(self, st: StageProc, deadline: float) -> None:
         """SIGTERM to the stage's process group, SIGKILL at `deadline`; waits."""

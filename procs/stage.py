@@ -45,8 +45,8 @@ from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import Runtime
 from pipeline.schemas import ControlState
 
-#: Exit status of a stage that refuses to run next to a different release.
-EXIT_VERSION = 78
+#: Exit status of a stage that refuses to run: another release, no usable handshake, unusable files.
+EXIT_REFUSED = 78
 #: How often a stage looks for hand-overs whose message never came (_audit_transit).
 TRANSIT_TIMEOUT_S = 10.0
 
@@ -503,7 +503,7 @@ def main(stage_class: type[Stage]) -> None:
             "reinstall (scripts/setup) and restart the pipeline",
             file=sys.stderr,
         )
-        sys.exit(EXIT_VERSION)
+        sys.exit(EXIT_REFUSED)
     # The configuration and control state come from the supervisor itself, never
     # from a file that could have been replaced since `up` checked it.
     channel = Channel.from_fd(int(os.environ[ENV_CHANNEL_FD]))
@@ -512,6 +512,10 @@ def main(stage_class: type[Stage]) -> None:
         cfg = config_mod.from_json(hello.config)
     except (ChannelClosed, schemas.SchemaError, config_mod.ConfigError) as exc:
         print(f"jarvis-pipeline {stage_class.name}: no usable start handshake from the supervisor: {exc}", file=sys.stderr)
-        sys.exit(EXIT_VERSION)
-    stage = stage_class(rt, cfg, hello.incarnation, channel, hello.state)
+        sys.exit(EXIT_REFUSED)
+    try:
+        stage = stage_class(rt, cfg, hello.incarnation, channel, hello.state)
+    except runtime.RuntimeDirError as exc:  # e.g. its log is not a file of ours
+        print(f"jarvis-pipeline {stage_class.name}: {exc}", file=sys.stderr)
+        sys.exit(EXIT_REFUSED)
     sys.exit(stage.run())

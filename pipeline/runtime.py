@@ -20,13 +20,13 @@ to do. Directories the project creates are 0700 whatever the umask.
 from __future__ import annotations
 
 import fcntl
+import io
 import logging.handlers
 import os
 import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 MAX_SOCKET_PATH = 100
 STAGES = ("capture", "dedup", "analysis", "forward")
@@ -153,7 +153,7 @@ class PrivateLogHandler(logging.handlers.RotatingFileHandler):
         # Opened now: a log that cannot be used is refused at start, not reported per record.
         super().__init__(path, maxBytes=1 << 20, backupCount=2)
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> io.TextIOWrapper:
         return os.fdopen(open_private_log(Path(self.baseFilename)), "a", encoding="utf-8", errors="replace")
 
 
@@ -306,6 +306,9 @@ def from_env(text: str) -> Runtime:
     import json
 
     spec = json.loads(text)
-    path = lambda key: Path(spec[key]) if spec.get(key) else None  # noqa: E731
+
+    def path(key: str) -> Path | None:
+        return Path(spec[key]) if spec.get(key) else None
+
     return Runtime(spec["instance"], Path(spec["dir"]), Path(spec["data_dir"]), path("shm_base"),
                    path("dir_base"), path("data_base"))

@@ -139,6 +139,18 @@ class Stats(msgspec.Struct, tag="stats", tag_field="t"):
 FromStage = Union[Heartbeat, Applied, Stats]
 
 
+def to_stage(obj: Any) -> Hello | SetState:
+    """A message the supervisor sent a stage, or SchemaError."""
+    msg: Hello | SetState = convert(obj, ToStage)  # type: ignore[arg-type]  # a Union is no type[T] to mypy
+    return msg
+
+
+def from_stage(obj: Any) -> Heartbeat | Applied | Stats:
+    """A message a stage sent the supervisor, or SchemaError."""
+    msg: Heartbeat | Applied | Stats = convert(obj, FromStage)  # type: ignore[arg-type]
+    return msg
+
+
 # --------------------------------------------------------------------------
 # Control requests and replies (control.sock, REQ/REP)
 

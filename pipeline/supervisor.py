@@ -463,16 +463,16 @@ class Supervisor:
                 st.channel = None
             st.down_since = time.monotonic()
             undecided_key = "dropped.shutdown" if st.commanded else "dropped.stage_crashed"
-            released, frames = 0, []
+            released, frames = 0, list[jrc.FrameRef]()
             if self.ring is not None:
                 with contextlib.suppress(jrc.HoldError):  # it never registered
                     released, frames = self.ring.reclaim_frames(st.name, count=protocol.COUNTER_INDEX[undecided_key])
+                if st.name in HOP_INTO:
+                    self.ring.credit_reset(protocol.HOP_INDEX[HOP_INTO[st.name]])
             undecided = len(frames)
             for ref in frames:
                 self.publish("frame.dropped", {"ref": ref.to_dict(), "stage": "supervisor",
                                                "reason": undecided_key.removeprefix("dropped.")})
-                if st.name in HOP_INTO:
-                    self.ring.credit_reset(protocol.HOP_INDEX[HOP_INTO[st.name]])
             if st.name == "forward" and self.ring is not None:
                 # Frames forward had copied out but not yet sent died with it.
                 pending = protocol.COUNTER_INDEX["pending.forward"]
@@ -515,7 +515,7 @@ class Supervisor:
         now = time.monotonic()
         for raw in messages:
             try:
-                msg = schemas.convert(raw, schemas.FromStage)
+                msg = schemas.from_stage(raw)
             except schemas.SchemaError as exc:
                 self._reject(f"{st.name}_channel", f"a bad message from {st.name}: {exc}")
                 continue

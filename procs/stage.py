@@ -371,7 +371,7 @@ class Stage:
             return
         for raw in messages:
             try:
-                msg = schemas.convert(raw, schemas.ToStage)
+                msg = schemas.to_stage(raw)
             except schemas.SchemaError as exc:
                 self._reject("bad_control", f"dropped a bad message from the supervisor: {exc}")
                 continue

@@ -263,6 +263,11 @@ def test_memory_governor_reacts_to_a_tiny_budget() -> None:
                 assert time.monotonic() < deadline, f"capture did not slow down: {fps} fps, last {topic} {body}"
         assert level is not None and level["level"] == "critical" and "forwarding paused" in level["actions"]
         assert control.request(p.rt, "status")["memory"]["level"] == "critical"
+        # A capture started again (kill -9) applies the pressure from its first frame.
+        before = p.stage_pids()["capture"]
+        os.kill(before, signal.SIGKILL)
+        wait_for("capture back", lambda: (s := p.status()["capture"])["pid"] not in (None, before) and s["applied"])
+        assert p.status()["capture"]["applied"]["pressure"] == "critical"
         p.cli("down")
         assert_balanced(p.final_counters())
 

@@ -551,8 +551,10 @@ class Supervisor:
         for st in self.stages.values():
             if st.popen is None or st.state not in ("starting", "running"):
                 continue
+            if now - st.last_heard > limit and st.channel is not None:
+                self._from_stage(st)  # what it sent while this loop was busy (stopping another stage) counts
             silent = now - st.last_heard
-            if silent <= (limit if st.heartbeating else START_TIMEOUT_S):
+            if silent <= (limit if st.heartbeating else START_TIMEOUT_S) or st.popen is None:
                 continue
             pid = st.popen.pid
             self.publish("stage.hung", {"stage": st.name, "pid": pid, "silent_s": round(silent, 2)})

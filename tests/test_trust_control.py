@@ -259,3 +259,27 @@ def test_down_cleans_what_a_supervisor_killed_during_down_left_and_up_replaces_a
         wait_for("all stages running on a fresh ring", lambda: running(p))
         p.cli("down")
         assert_balanced(p.final_counters())
+
+
+def test_a_slow_commanded_stop_is_not_taken_for_a_hang_of_the_others() -> None:
+    """`restart` of a stage that does not stop (stopped: SIGTERM waits) keeps the
+    supervisor's loop busy for its whole grace time, longer than hang_after_s:
+    the heartbeats the other stages sent meanwhile still count."""
+    config = FAST_CONFIG.replace("[supervisor]\n", "[supervisor]\nhang_after_s = 2.0\n")
+    with pipeline(config) as p:
+        p.up()
+        before = wait_for("all stages running", lambda: running(p))
+        with p.tap("stage.") as tap:
+            os.kill(before["analysis"]["pid"], signal.SIGSTOP)
+            p.cli("restart", "analysis")  # SIGTERM is held while stopped: SIGKILL after stop_grace_s + drain_s
+            hung = []
+            for topic, body in tap:
+                hung += [body["stage"]] if topic == "stage.hung" else []
+                if topic == "stage.started" and body["stage"] == "analysis":
+                    break
+        after = wait_for("all stages running", lambda: running(p))
+        assert hung == [], f"healthy stages taken for hung: {hung}"
+        assert {n: after[n]["pid"] for n in STAGES if n != "analysis"} == {
+            n: before[n]["pid"] for n in STAGES if n != "analysis"}
+        p.cli("down")
+        assert_balanced(p.final_counters())

@@ -311,6 +311,7 @@ class Stage:
         for fd in self.wake_fds:
             poller.register(fd, zmq.POLLIN)
         self.log.info("started (pid %d, incarnation %d, epoch %d)", os.getpid(), self.incarnation, self.epoch)
+        self._to_supervisor(msgspec.to_builtins(schemas.Applied(self.state)))  # what it applies, known from the start
         wake: float | None = None
         while not self.abandon:
             now = time.monotonic()

@@ -275,9 +275,16 @@ def test_foreign_stale_and_unsafe_files_are_refused(shm_base: Path, ring_dir: Pa
     foreign.chmod(0o600)
     with pytest.raises(jrc.RingFormatError, match="not a jarvis ring"):
         jrc.SharedVisionMemory.attach("foreign")
-    with pytest.raises(jrc.RingFormatError):
-        jrc.SharedVisionMemory(name="foreign", slots=2)  # never deletes what is not ours
-    assert foreign.exists()
+    if os.geteuid() == 0:  # a file of another user in our directory: never deleted
+        os.chown(foreign, 65123, 65123)
+        with pytest.raises(jrc.RingPermissionError, match="not a private file of this user"):
+            jrc.SharedVisionMemory(name="foreign", slots=2)
+        assert foreign.exists()
+        os.chown(foreign, os.geteuid(), os.getegid())
+    # Ours, cut short or overwritten, nobody's lock on it: a stale leftover, replaced.
+    fresh = jrc.SharedVisionMemory(name="foreign", slots=2, max_width=8, max_height=8)
+    assert fresh.replaced_stale and Path(fresh.path).stat().st_size == fresh.total_bytes
+    fresh.close()
 
     m = jrc.SharedVisionMemory(name="old", slots=2, max_width=8, max_height=8)
     data = bytearray(Path(m.path).read_bytes())

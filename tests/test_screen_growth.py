@@ -16,9 +16,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
-import select
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -35,6 +33,7 @@ from procs import kernels, stage
 from procs.capture import Capture, fit_within
 from procs.sources import Monitor, Source
 from test_pipeline_screen import SCREEN_CONFIG, Frames, need, stop
+from xvfb import start_xvfb_on
 
 # ---------------------------------------------------------------- the downscale
 
@@ -261,31 +260,6 @@ FITTED = fit_within(*GROWN, *SMALL)  # 614x360
 # Re-enumerating twice a second: a restarted display is found again at once.
 GROWTH_CONFIG = SCREEN_CONFIG.replace("fps = 4.0", "fps = 4.0\nrescan_s = 0.5")
 assert "rescan_s = 0.5" in GROWTH_CONFIG
-
-
-def start_xvfb_on(display: str, screen: str, timeout: float = 30.0) -> subprocess.Popen[bytes] | None:
-    """An Xvfb on `display` (":N") with one screen of `screen` ("WxHxDEPTH"),
-    once it accepts connections; None if that display is taken. (tests/xvfb.py
-    lets Xvfb pick the display, and a restart must keep it.)"""
-    read_end, write_end = os.pipe()
-    proc = subprocess.Popen(
-        ["Xvfb", display, "-displayfd", str(write_end), "-nolisten", "tcp", "-noreset", "-screen", "0", screen],
-        pass_fds=[write_end], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    os.close(write_end)
-    try:
-        said = b""
-        deadline = time.monotonic() + timeout
-        while not said.endswith(b"\n"):
-            ready, _, _ = select.select([read_end], [], [], max(0.0, deadline - time.monotonic()))
-            chunk = os.read(read_end, 16) if ready else b""
-            if not chunk:
-                stop(proc)
-                return None
-            said += chunk
-    finally:
-        os.close(read_end)
-    return proc
 
 
 class Growth(Frames):

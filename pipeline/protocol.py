@@ -305,9 +305,12 @@ def decode_event(frames: Sequence[bytes]) -> tuple[str, dict[str, Any]]:
 
 CONTROL_COMMANDS: dict[str, str] = {
     "ping": "liveness check; result: {pid, instance, versions}",
-    "status": "result: [{name, state, pid, uptime_s, restarts, cpu_percent, pss_mb, frames_in, frames_out, drops, p95_ms}]",
+    "status": "result: {instance, pid, uptime_s, paused, control: {paused, pressure, version}, errors: [control "
+              "mismatches], rejected, source, forward_mode, forward_state, memory, counters, stages: [{name, state, pid, "
+              "uptime_s, restarts, incarnation, heartbeat_age_s, applied, control_mismatch, cpu_percent, pss_mb, fps "
+              "(null when not current), frames_in, frames_out, drops, terminal, rejected, p95_ms, latency_p95_ms}]}",
     "restart": "args: {stage}; drains and restarts one stage",
-    "pause": "stops everything leaving the machine at once",
+    "pause": "stops everything leaving the machine at once; kept in the data directory across restarts",
     "resume": "lets forwarding go on",
     "down": "stops the pipeline in the shutdown order and removes its files",
 }

@@ -96,8 +96,18 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.stage} restarted")
             return 0
         if args.verb in ("pause", "resume"):
-            result = control.request(rt, args.verb)
-            print("paused: nothing leaves the machine" if result["paused"] else "resumed")
+            try:
+                paused = control.request(rt, args.verb)["paused"]
+            except control.NotRunning:
+                from pipeline import supervisor as sup
+
+                # Said while nothing runs: kept for the next `up`, which applies it before any stage starts.
+                paused = args.verb == "pause"
+                sup.save_paused(rt, paused)
+                print(f"jarvis-pipeline {rt.instance}: not running; the next start will be "
+                      f"{'paused' if paused else 'allowed to forward'}")
+                return 0
+            print("paused: nothing leaves the machine" if paused else "resumed")
             return 0
     except config_mod.ConfigError as exc:
         print(f"jarvis-pipeline: configuration error: {exc}", file=sys.stderr)

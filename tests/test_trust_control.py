@@ -97,9 +97,19 @@ def test_up_paused_sends_nothing_until_resumed() -> None:
     with pipeline() as p:
         p.up("--paused")
         assert "PAUSED" in p.cli("status").stdout
-        wait_for("frames dropped as paused", lambda: p.status()["forward"]["drops"].get("paused", 0) >= 3)
+        p.cli("down")
+        said = p.cli("resume").stdout  # while nothing runs: kept for the next start
+        assert "not running" in said
+        p.up()
+        assert "PAUSED" not in p.cli("status").stdout
+        p.cli("down")
+        p.cli("pause")
         outbox = p.rt.data_dir / "outbox"
-        assert not outbox.exists() or not [x for x in outbox.iterdir() if not x.name.startswith(".")]
+        written = set(outbox.iterdir())
+        p.up()
+        assert "PAUSED" in p.cli("status").stdout
+        wait_for("frames dropped as paused", lambda: p.status()["forward"]["drops"].get("paused", 0) >= 3)
+        assert set(outbox.iterdir()) == written, "a request was written while paused"
         with p.tap("forward.dry_run") as tap:
             p.cli("resume")
             next(iter(tap))

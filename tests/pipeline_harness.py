@@ -110,8 +110,11 @@ class Pipeline:
 
     @contextmanager
     def tap(self, *topics: str) -> Iterator[Tap]:
+        """A tap on the instance's events; every event the pipeline published
+        must match its topic's schema (pipeline.schemas), so drift fails here."""
         with Tap(self.rt, topics, timeout_s=30) as t:
             yield t
+            assert t.rejected == 0, f"{t.rejected} events did not match their schema"
 
     def final_counters(self) -> dict[str, int]:
         log = (self.rt.log_dir / "supervisor.log").read_text()

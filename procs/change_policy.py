@@ -91,9 +91,11 @@ class _TileMemory:
 class ChangePolicy:
     """The tile memory of one monitor. Bounded: one entry per grid tile ever
     changed (its last content's pixels, tile x tile x 4 bytes, and a few
-    signatures and times), and the block shapes seen within shape_s; at 1080p
-    with 32-pixel tiles at most 2040 tiles, about 10 MB once every tile has
-    changed (it grows towards that as activity reaches new parts of the screen)."""
+    signatures and times: about 9 KB measured with 32-pixel tiles), and the
+    block shapes seen within shape_s. At 1080p that is at most 2040 tiles,
+    about 18 MB once every tile has changed; it grows towards that as activity
+    reaches new parts of the screen (the synthetic desktop at 10 fps: 791 tiles
+    after 1 minute, 1255 after 10, about 0.4 MB a minute meanwhile)."""
 
     params: PolicyParams = field(default_factory=PolicyParams)
     tile: int = 32  # the tile size of the grid, pixels

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgpack
+import msgspec
 import zmq
 
+from pipeline import schemas
 from pipeline.runtime import Runtime
 
 
@@ -29,13 +30,15 @@ def request(rt: Runtime, cmd: str, timeout_s: float = 10.0, **args: Any) -> Any:
     sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
     try:
         sock.connect(rt.endpoint("control"))
-        sock.send(msgpack.packb({"cmd": cmd, **args}))
+        sock.send(msgspec.msgpack.encode(schemas.Request(cmd, **args)))
         try:
-            reply = msgpack.unpackb(sock.recv(), raw=False)
+            reply = schemas.decode(sock.recv(), schemas.Reply)
         except zmq.Again:
             raise ControlError(f"the supervisor of {rt.instance!r} did not answer {cmd!r} within {timeout_s:g} s") from None
+        except schemas.SchemaError as exc:
+            raise ControlError(f"the supervisor of {rt.instance!r} answered {cmd!r} with something else: {exc}") from None
     finally:
         sock.close()
-    if not reply.get("ok"):
-        raise ControlError(str(reply.get("error", "unknown error")))
-    return reply.get("result")
+    if not reply.ok:
+        raise ControlError(reply.error or "unknown error")
+    return reply.result

@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 import jarvis_rust_core as jrc
-import msgpack
 import msgspec
 import psutil
 import setproctitle
@@ -733,10 +732,10 @@ class Supervisor:
                 result = {"stopping": True}
             else:
                 raise ValueError(f"unknown command {cmd!r}; commands: {', '.join(protocol.CONTROL_COMMANDS)}")
-            reply = {"ok": True, "result": result}
+            reply = schemas.Reply(ok=True, result=result)
         except Exception as exc:  # a bad request must never take the supervisor down
-            reply = {"ok": False, "error": str(exc)}
-        self.control.send(msgpack.packb(reply))
+            reply = schemas.Reply(ok=False, error=str(exc))
+        self.control.send(msgspec.msgpack.encode(reply))
 
     # ------------------------------------------------------------------ loop
 

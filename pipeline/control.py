@@ -23,7 +23,7 @@ def request(rt: Runtime, cmd: str, timeout_s: float = 10.0, **args: Any) -> Any:
     """Sends one command and returns its result."""
     if rt.owner_pid() is None:
         raise NotRunning(f"jarvis-pipeline instance {rt.instance!r} is not running (start it with: jarvis-pipeline up -d)")
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
     sock = ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))

@@ -237,8 +237,15 @@ class Stage:
             self.outbox.send(protocol.encode_frame_ref(ref.with_epoch(self.epoch), extra), zmq.NOBLOCK)
         except zmq.Again:
             # Within the credit the queue is never full: the next stage's inbox is not connected.
-            self.mem.withdraw(ref, self.next)
             self.mem.credit_return(self.hop_out)
+            try:
+                self.mem.withdraw(ref, self.next)
+            except jrc.HoldError:
+                # The next stage died holding the hand-over and the supervisor's
+                # reclaim already decided the frame (dropped.stage_crashed): only
+                # this stage's kept hold is left, and it owns nothing.
+                self.mem.release(ref)
+                return False
             self.finish(ref, "dropped", "next_stage_down")
             return False
         if not keep:

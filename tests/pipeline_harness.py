@@ -133,6 +133,11 @@ class Pipeline:
                 found.append(p)
         return found
 
+    def print_logs(self, lines: int = 60) -> None:
+        for log in sorted(self.rt.log_dir.glob("*")) if self.rt.log_dir.is_dir() else []:
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            print(f"== {log.name} (last {len(tail)} lines)", *tail, sep="\n")
+
     def kill_everything(self) -> None:
         for p in self.jarvis_processes():
             try:
@@ -148,6 +153,9 @@ def pipeline(config: str = FAST_CONFIG, env: dict[str, str] | None = None) -> It
     p = Pipeline(root, config, env)
     try:
         yield p
+    except BaseException:
+        p.print_logs()  # pytest shows a failed test's output: the logs say why
+        raise
     finally:
         if p.supervisor_pid():
             p.cli("down", check=False)

@@ -4,6 +4,7 @@ creator). Tests wait for the workers' status lines, never for time to pass."""
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import select
@@ -13,12 +14,15 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import zmq
 
 import jarvis_rust_core as jrc
 from pipeline import protocol
+from procs import stage
 
 WORKER = str(Path(__file__).with_name("ring_worker.py"))
 
@@ -139,6 +143,39 @@ def test_frames_owned_by_a_dead_stage_come_back_undecided(shm_base: Path, worker
     assert mem.reclaim("dedup") == (2, 2), "both in-transit frames were dedup's to decide"
     assert mem.owned() == [refs[2]]
     assert mem.release(refs[0]) is False, "a reference hold never owned the frame"
+    mem.close()
+
+
+class DyingNextStage:
+    """The outbox of a stage whose next stage is killed (and reaped by the
+    supervisor) between the hand-over and the send: the send then fails."""
+
+    def __init__(self, victim: Worker, supervisor: jrc.SharedVisionMemory) -> None:
+        self.victim, self.supervisor = victim, supervisor
+
+    def send(self, _msg: bytes, _flags: int) -> None:
+        self.victim.kill9()
+        self.supervisor.reclaim("forward", count=protocol.COUNTER_INDEX["dropped.stage_crashed"])
+        raise zmq.Again()
+
+
+def test_a_hand_over_reclaimed_before_its_send_failed_is_counted_once(shm_base: Path, workers: list[Worker]) -> None:
+    mem = jrc.SharedVisionMemory(name="race", slots=2, max_width=8, max_height=8, holder="analysis")
+    victim = Worker("hold_everything", ring="race", name="forward")
+    workers.append(victim)
+    assert victim.line() == "holding 0"
+    bare = stage.Stage.__new__(stage.Stage)  # pass_on and finish need no process or sockets of their own
+    bare.mem, bare.next, bare.hop_out, bare.epoch, bare.frames_out = mem, "forward", 2, mem.epoch, 0
+    bare.outbox = DyingNextStage(victim, mem)
+    bare.cfg = SimpleNamespace(hops=SimpleNamespace(credit=4))
+    bare.terminal, bare.drops = collections.Counter[str](), collections.Counter[str]()
+    bare.publish = lambda topic, body: None
+    ref = mem.write_frame(np.zeros((8, 8, 4), np.uint8), hold=True)
+    assert bare.pass_on(ref, {}, keep=True) is False, "the frame did not go on"
+    counters = {k: v for k, v in protocol.counter_snapshot(mem.counters()).items() if v}
+    assert counters == {"dropped.stage_crashed": 1}, "decided once, by the reclaim"
+    assert not bare.terminal and mem.owned() == [] and mem.credit_in_flight(2) == 0
+    assert all(not s["holders"] for s in mem.slots()), "the kept hold was let go"
     mem.close()
 
 

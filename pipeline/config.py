@@ -115,6 +115,32 @@ class AnalysisConfig:
     tile: int = _f(32, "tile size in pixels for the change map", lo=4, hi=512)
     keepalive_s: float = _f(60.0, "send one frame on after this long without a forwarded one; 0 = never",
                             lo=0.0, hi=86400.0)
+    # The change model (procs/change_policy.py says how each is used).
+    large_change_px: int = _f(250_000, "a change whose box covers more pixels than this (a window-sized area) "
+                              "is never trivial", lo=1, hi=10**9)
+    caret_max_width_px: int = _f(24, "widest caret: a flip wider than this is not a caret", lo=1, hi=512)
+    caret_max_height_px: int = _f(48, "tallest caret", lo=1, hi=512)
+    blink_memory_s: float = _f(10.0, "a caret flip where one was seen within this long is a blink in place",
+                               lo=0.0, hi=3600.0)
+    toggle_max_px: int = _f(4096, "a change flipping back and forth may be trivial only when its box covers "
+                            "at most this many pixels (larger toggles are window switches)", lo=0, hi=10**9)
+    toggle_s: float = _f(10.0, "a pair of contents seen flipping is remembered this long", lo=0.0, hi=3600.0)
+    flicker_s: float = _f(2.5, "A, B, A, B, A within this long is a toggle (undoing a change once is not)",
+                          lo=0.0, hi=60.0)
+    animated_changes: int = _f(6, "changes in quick succession or on a steady beat that make a tile animated "
+                               "(frames of a new spinner or clock kept while it is learned)", lo=2, hi=8)
+    fast_gap_s: float = _f(0.6, "changes at most this far apart are in quick succession", lo=0.0, hi=60.0)
+    steady_min_period_s: float = _f(0.4, "shortest beat of a steady rhythm (a clock's second)", lo=0.0, hi=3600.0)
+    steady_jitter: float = _f(0.25, "largest deviation of a steady beat's intervals, as a share of the beat",
+                              lo=0.0, hi=1.0)
+    animated_hold_s: float = _f(2.0, "an animated tile that rests this long (or three beats) is not animated "
+                                "any more", lo=0.0, hi=3600.0)
+    ride_share: float = _f(0.34, "share of animated tiles that makes a connected change part of the animation "
+                           "(a clock hand sweeping out from its hub)", lo=0.0, hi=1.0)
+    pointer_max_px: int = _f(64, "largest pointer sprite, pixels per side", lo=1, hi=512)
+    pointer_match: float = _f(0.9, "share of a sprite's pixels that must match where it is found", lo=0.5, hi=1.0)
+    animation_sample_s: float = _f(30.0, "a region animated this long is sampled again (one frame goes on)",
+                                   lo=0.0, hi=86400.0)
 
 
 @dataclass(frozen=True)

@@ -1,268 +1,461 @@
-"""Which changed tiles matter: the per-tile change policy of the analysis stage,
-kept free of rings, sockets and clocks so it can be driven by synthetic tile
-histories.
+"""Which changes matter: the per-tile temporal model of the analysis stage,
+kept free of rings, sockets and clocks so tests can drive it with synthetic
+frames.
 
-The stage compares each frame with its monitor's reference frame (the last one
-forwarded) and hands the policy every tile that differs: its pixels and content
-signature now and in the reference. How much changed cannot separate a typed
-character from a caret blink or a clock tick (each a few hundred pixels); where
-and how a change behaves over time can. A changed tile is trivial when it
-- toggles: flips between two contents it has flipped between recently, or
-  goes A, B, A, B within `flicker_s` (a blinking caret cell, a hover flicker);
-- flips a small solid block (one colour to one colour, a caret's block, also
-  across tile borders) of a shape seen toggling, or flips one back quickly
-  (on, off, on): the first blinks of a caret that just moved on, where the
-  tile shows content it never showed. Blocks going off in one place and on in
-  another in the same frame are a caret moving (a typed space), not a blink;
-- is volatile: it keeps changing to new content on a steady rhythm (a clock's
-  hub, a spinner) and this change comes on the beat; a change connected to it
-  and mostly made of such tiles is the same moving thing (a clock hand
-  sweeping out from its hub).
-Any other change, however small (one typed character, a character typed into
-the cell the caret just blinked off, a deleted one, a window switched back, a
-dialog closed), is meaningful: undoing a change once is not a toggle.
-Times are the frames' capture times, so a replay faster than real time is
-judged as it was recorded.
+Semantics, stated once (docs/change-judgement.md repeats them for users):
+- Meaningful: anything a person would want to know changed. Text added or
+  removed, spaces and line breaks included (the caret moving to a new place is
+  input); command output; scrolling; every focus or window change, also when
+  switching back and forth between the same windows (large changes are never
+  discarded because they toggle); windows opening, closing, moving, resizing;
+  dialogs and notifications appearing or going; an animation or video starting
+  or stopping; a progress bar completing.
+- Trivial: changes that carry no new information. A caret blinking in place
+  (block, underline, I-beam); clock seconds; spinners, throbbers and progress
+  animations in a fixed place while they run; continuous animation or video in
+  a fixed region after its first frame (sampled again every
+  `animation_sample_s`); the mouse pointer moving over unchanged content.
+- None: nothing changed (dedup drops those before analysis).
+
+How: the stage compares each frame with its monitor's reference (the last
+frame forwarded) and hands the model the changed pixels per tile. The model
+keeps the previous frame's pixels (a shadow copy, updated tile by tile), so it
+sees what changed since the previous frame ("fresh" tiles), and per tile a
+short history of content signatures and change times. Fresh tiles are grouped
+into connected changes (8-neighbour tiles); each change is
+- meaningful when its changed pixels' box covers more than `large_change_px`
+  (a window-sized change is never trivial);
+- trivial when it is explained by the pointer: a sprite found in this frame
+  or the previous one, and every changed pixel inside where it is or was
+  (sprites are learned from a small change that reappears, same content,
+  elsewhere in the same frame);
+- trivial when it is a caret flip in place: the changed pixels fill a
+  caret-sized rectangle and swap colours one for one (a block, underline or
+  I-beam switching on or off, or a block over a character inverting it), at a
+  rectangle where a flip was seen within `blink_memory_s` or inside the last
+  meaningful change (the first blink of a caret that typing just drew); a flip
+  anywhere else is the caret moving (a typed space): meaningful;
+- trivial when it rides on animation: at least `ride_share` of its tiles are
+  animated, i.e. changed `animated_changes` times in quick succession (gaps of
+  at most `fast_gap_s`: a spinner, a video) or on a steady beat (a clock), until
+  they rest for `animated_hold_s` (or three beats); the tiles of such a change
+  count as animated from then on (a clock hand sweeping out from its hub). A
+  region animated for `animation_sample_s` is sampled again once;
+- trivial when every tile toggles (back and forth between two contents seen
+  flipping within `toggle_s`, or A, B, A, B, A within `flicker_s`) and the
+  change is small (`toggle_max_px`): a hover flicker; undoing a change once
+  (a typo deleted, a window switched back) is not a toggle;
+- meaningful otherwise, however small.
+A tile stays meaningful until the frame showing it is forwarded (it becomes
+the reference). Times are capture times, so a replay is judged as recorded.
+
+Memory per monitor is bounded: the shadow frame (width x height x channels
+bytes), `HISTORY` signatures and times plus a few numbers per tile (about
+200 bytes: 0.4 MB at 1080p with 32-pixel tiles), at most `MAX_SPRITES` pointer
+sprites of at most `pointer_max_px` squared pixels and `MAX_PLACES` caret and
+change rectangles.
 """
 
 from __future__ import annotations
 
 import collections
-import math
-import statistics
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
-Tile = tuple[int, int]  # (row, column) in the tile grid
+from pipeline.config import AnalysisConfig
+from procs import kernels
 
+HISTORY = 8  # signatures and change times kept per tile
+MAX_SPRITES = 4
+MAX_PLACES = 16
+MEANINGFUL = ("meaningful", "sample", "input")  # causes that make a change meaningful
 
-@dataclass(frozen=True)
-class PolicyParams:
-    toggle_s: float = 10.0  # a toggle pair not seen flipping for this long is forgotten
-    flicker_s: float = 2.5  # A, B, A, B, A within this long is a toggle (a caret blinks about once a second)
-    shape_s: float = 60.0  # a flipping solid block's shape is remembered this long
-    block_share: float = 1 / 3  # a caret's block covers at most this share of a tile (larger blocks are content)
-    volatile_changes: int = 6  # steady intervals needed to call a tile volatile (typing can keep a beat for a few)
-    volatile_jitter: float = 0.25  # allowed deviation of an interval from their median
-    volatile_min_period_s: float = 0.4
-    volatile_share: float = 1 / 3  # share of volatile tiles a connected change needs to ride on them
-
-
-class TileChange(NamedTuple):
-    sig: int  # signature of the tile's content in the frame
-    ref_sig: int  # ... and in the reference frame
-    pixels: np.ndarray  # the tile's pixels in the frame (read during judge, not kept)
-    ref_pixels: np.ndarray  # ... and in the reference frame
-    #: Pixels over the change threshold, when known (-1: not known). Every one of them
-    #: differs, so more than a caret block's share rules out a block flip at once.
-    over_threshold: int = -1
-
-
-class Flip(NamedTuple):
-    """A change that switches a solid block between two colours."""
-
-    box: tuple[int, int, int, int]  # (top, left, bottom, right) in the tile, bottom and right exclusive
-    before: bytes  # the colour before
-    after: bytes  # ... and after
+Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels, x1 and y1 exclusive
 
 
 @dataclass(frozen=True)
 class Verdict:
-    meaningful: list[Tile]
-    trivial: int
+    meaningful: np.ndarray  # bool per tile: the tiles whose change matters
+    causes: collections.Counter[str]  # what each connected change was judged to be
+
+    @property
+    def kept(self) -> bool:
+        return bool(self.meaningful.any())
 
 
 @dataclass
-class _TileMemory:
-    sig: int  # the content it showed last
-    pixels: np.ndarray
-    since: float = 0.0  # when it started to show it
-    history: collections.deque[tuple[int, float]] = field(default_factory=lambda: collections.deque(maxlen=3))  # contents before, since
-    pairs: dict[frozenset[int], float] = field(default_factory=dict)  # toggle pairs, last flipped at
-    changes: collections.deque[float] = field(default_factory=collections.deque)  # times of changes to new content
-    judged_at: int = -1  # the last judged frame in which it differed from the reference
-    trivial: bool = False  # its verdict then
+class _Sprite:
+    pixels: np.ndarray  # (h, w, colours)
+    mask: np.ndarray  # (h, w) bool: the pixels that are the sprite's
+    used: float
+
+
+@dataclass
+class _Change:
+    tiles: list[tuple[int, int]]
+    box: Box  # of its changed pixels
+    mask: np.ndarray  # changed pixels within box
+    pixels: int
 
 
 @dataclass
 class ChangePolicy:
-    """The tile memory of one monitor. Bounded: one entry per grid tile ever
-    changed (its last content's pixels, tile x tile x 4 bytes, and a few
-    signatures and times: about 9 KB measured with 32-pixel tiles), and the
-    block shapes seen within shape_s. At 1080p that is at most 2040 tiles,
-    about 18 MB once every tile has changed; it grows towards that as activity
-    reaches new parts of the screen (the synthetic desktop at 10 fps: 791 tiles
-    after 1 minute, 1255 after 10, about 0.4 MB a minute meanwhile)."""
+    """The model of one monitor's screen; `judge` each frame that reached
+    analysis, `kept` when the judged frame became the reference."""
 
-    params: PolicyParams = field(default_factory=PolicyParams)
-    tile: int = 32  # the tile size of the grid, pixels
-    tiles: dict[Tile, _TileMemory] = field(default_factory=dict)
-    # (height, width) of solid blocks seen toggling (a caret's block), last seen at
-    flip_shapes: dict[tuple[int, int], float] = field(default_factory=dict)
+    params: AnalysisConfig
+    shape: tuple[int, ...]  # of the frames
+    tile: int = field(init=False)
+    shadow: np.ndarray = field(init=False)  # the previous frame
+    verdict: np.ndarray = field(init=False)  # per tile: 0 as the reference, 1 trivial change, 2 meaningful change
+    sigs: np.ndarray = field(init=False)  # per tile, its last HISTORY contents (newest last)
+    times: np.ndarray = field(init=False)  # ... and when it changed to each
+    changes: np.ndarray = field(init=False)  # per tile, times of its last HISTORY animation-relevant changes
+    animated_until: np.ndarray = field(init=False)
+    sampled_at: np.ndarray = field(init=False)
+    pairs: dict[tuple[int, int], dict[frozenset[int], float]] = field(default_factory=dict)
+    sprites: list[_Sprite] = field(default_factory=list)
+    flips: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
+    meant: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
+    typed: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
     frames: int = 0
 
-    def judge(self, now: float, changed: Mapping[Tile, TileChange]) -> Verdict:
-        """The verdict on one frame: `changed` holds every tile that differs
-        from the reference frame; `now` is the frame's capture time (seconds)."""
-        verdicts: dict[Tile, bool] = {}  # tile -> trivial
-        fresh: dict[Tile, frozenset[int]] = {}  # tiles that changed since the last frame -> their (before, now) pair
-        flips: dict[Tile, Flip] = {}
-        back: set[Tile] = set()  # tiles back to the content they showed just before, quickly (A, B, now A)
-        for key, change in changed.items():
-            memory = self.tiles.get(key)
-            if memory is None:
-                memory = self.tiles[key] = _TileMemory(change.ref_sig, change.ref_pixels.copy())
-            elif memory.judged_at != self.frames - 1 and memory.sig != change.ref_sig:
-                # It went back to the reference's content in a frame that matched the reference.
-                self._change(memory, change.ref_sig, change.ref_pixels, now)
-            memory.judged_at = self.frames
-            if change.sig == memory.sig:
-                verdicts[key] = memory.trivial  # unchanged since it was last judged
-                continue
-            fresh[key] = frozenset((memory.sig, change.sig))
-            previous = memory.history[-1] if memory.history else None
-            if previous is not None and previous[0] == change.sig and now - previous[1] <= self.params.flicker_s:
-                back.add(key)
-            verdicts[key], flip = self._change(memory, change.sig, change.pixels, now, change.over_threshold)
-            if flip is not None:
-                flips[key] = flip
-        self._judge_blocks(now, flips, verdicts, back)
-        beats = {}
-        for key in fresh:
-            memory = self.tiles[key]
-            if verdicts[key]:
-                memory.pairs[fresh[key]] = now
-            else:
-                memory.changes.append(now)
-                while len(memory.changes) > self.params.volatile_changes + 1:
-                    memory.changes.popleft()
-            beats[key] = self._on_beat(memory, now)
-        self._ride_volatile(verdicts, beats)
-        for key, trivial in verdicts.items():
-            self.tiles[key].trivial = trivial
+    def __post_init__(self) -> None:
+        self.tile = self.params.tile
+        h, w = self.shape[:2]
+        rows, cols = -(-h // self.tile), -(-w // self.tile)
+        self.shadow = np.zeros(self.shape, np.uint8)
+        self.verdict = np.zeros((rows, cols), np.int8)
+        self.sigs = np.zeros((rows, cols, HISTORY), np.uint64)
+        self.times = np.full((rows, cols, HISTORY), -np.inf)
+        self.changes = np.full((rows, cols, HISTORY), -np.inf)
+        self.animated_until = np.full((rows, cols), -np.inf)
+        self.sampled_at = np.full((rows, cols), -np.inf)
+
+    @property
+    def memory_bytes(self) -> int:
+        arrays = (self.shadow, self.verdict, self.sigs, self.times, self.changes, self.animated_until, self.sampled_at)
+        return sum(a.nbytes for a in arrays) + sum(s.pixels.nbytes + s.mask.nbytes for s in self.sprites)
+
+    def start(self, frame: np.ndarray) -> None:
+        """The first frame (forwarded as it is): what later frames are compared with."""
+        self.shadow[...] = frame
+        self.verdict[...] = 0
+
+    def kept(self) -> None:
+        """The frame just judged went on: it is the reference now."""
+        self.verdict[...] = 0
+
+    def judge(self, now: float, frame: np.ndarray, counts: np.ndarray) -> Verdict:
+        """The verdict on `frame` (capture time `now`, seconds), given its
+        changed pixels per tile against the reference (`counts`)."""
+        changed_now = counts > 0
+        candidates = np.argwhere(changed_now | (self.verdict > 0))
+        fresh = np.zeros_like(changed_now)
+        for y, x in candidates.tolist():
+            rows, cols = self._tile(y, x)
+            if not np.array_equal(frame[rows, cols], self.shadow[rows, cols]):
+                fresh[y, x] = True
+        fresh |= changed_now & (self.verdict == 0)  # crept over the threshold unnoticed: judged as new
+        self.verdict[~changed_now] = 0
+        causes: collections.Counter[str] = collections.Counter()
+        judged = self._judge_changes(now, frame, [c for c in self._changes(frame, fresh) if c.pixels], causes)
+        for y, x in np.argwhere(fresh).tolist():
+            self._remember(y, x, now, frame, animation=judged.get((y, x)) not in ("pointer", "caret", "input"))
+            if changed_now[y, x]:
+                self.verdict[y, x] = 2 if judged.get((y, x), "meaningful") in MEANINGFUL else max(
+                    int(self.verdict[y, x]), 1)
+            rows, cols = self._tile(y, x)
+            self.shadow[rows, cols] = frame[rows, cols]
         self.frames += 1
-        meaningful = [key for key, trivial in verdicts.items() if not trivial]
-        return Verdict(meaningful, len(verdicts) - len(meaningful))
+        return Verdict(self.verdict == 2, causes)
 
-    def _judge_blocks(self, now: float, flips: dict[Tile, Flip], verdicts: dict[Tile, bool], back: set[Tile]) -> None:
-        """Solid blocks switched in this frame (a block across tile borders is
-        one block): a block of a shape seen toggling is a toggle too; a block
-        whose tiles all toggled, or switched back quickly (on, off, on), teaches
-        its shape. Blocks switching both ways in one frame are a caret moving
-        (a typed space): not toggles."""
-        toggled = []
-        for shape, tiles in _blocks(flips, self.tile):
-            known = now - self.flip_shapes.get(shape, -math.inf) <= self.params.shape_s
-            if known or all(verdicts[t] or t in back for t in tiles):
-                if shape not in self.flip_shapes:  # shapes not seen for shape_s are forgotten: the memory stays small
-                    self.flip_shapes = {k: t for k, t in self.flip_shapes.items() if now - t <= self.params.shape_s}
-                self.flip_shapes[shape] = now
-                verdicts.update(dict.fromkeys(tiles, True))
-                toggled.append(tiles)
-        if len({(flips[t[0]].before, flips[t[0]].after) for t in toggled}) > 1:
-            for tiles in toggled:
-                verdicts.update(dict.fromkeys(tiles, False))
+    # ------------------------------------------------------------------ changes
 
-    def _change(self, memory: _TileMemory, sig: int, pixels: np.ndarray, now: float,
-                over_threshold: int = -1) -> tuple[bool, Flip | None]:
-        """Records the tile's content changing to `sig`: whether the change is a
-        toggle (a known pair, or A, B, A, B, A quickly), and the change as a
-        Flip if it switched a small solid block."""
-        p = self.params
-        pair = frozenset((memory.sig, sig))
-        memory.pairs = {k: t for k, t in memory.pairs.items() if now - t <= p.toggle_s}
-        too_many = over_threshold > p.block_share * pixels.shape[0] * pixels.shape[1]
-        flip = None if too_many else _flip(pixels, memory.pixels, p.block_share)
-        toggle = pair in memory.pairs
-        if not toggle and len(memory.history) == memory.history.maxlen:
-            # A, B, A, B, now A: quickly (back and forth once is a user's undo or switch back)
-            (a0, since), (b0, _), (a1, _) = memory.history
-            toggle = a0 == a1 == sig and b0 == memory.sig and now - since <= p.flicker_s
-        memory.history.append((memory.sig, memory.since))
-        memory.sig, memory.pixels, memory.since = sig, pixels.copy(), now
-        return toggle, flip
+    def _tile(self, y: int, x: int) -> tuple[slice, slice]:
+        t = self.tile
+        return slice(y * t, (y + 1) * t), slice(x * t, (x + 1) * t)
 
-    def _on_beat(self, memory: _TileMemory, now: float) -> bool:
-        """Volatile (its changes to new content come on a steady rhythm; one
-        interval off the beat, a late capture, is forgiven) and this change
-        comes on the beat."""
-        p = self.params
-        times = list(memory.changes)
-        if len(times) <= p.volatile_changes or times[-1] != now:
-            return False
-        gaps = [b - a for a, b in zip(times, times[1:])]
-        *before, latest = gaps
-        period = statistics.median(before)
-
-        def on_beat(gap: float) -> bool:
-            return abs(gap - period) <= p.volatile_jitter * period
-
-        return period >= p.volatile_min_period_s and on_beat(latest) and sum(map(on_beat, before)) >= len(before) - 1
-
-    def _ride_volatile(self, verdicts: dict[Tile, bool], fresh: Mapping[Tile, bool]) -> None:
-        """Fresh changes connected (8-neighbours) to a volatile tile's change on
-        its beat, in a patch at least `volatile_share` volatile, are trivial."""
-        seen: set[Tile] = set()
-        for start in fresh:
-            if start in seen:
+    def _changes(self, frame: np.ndarray, fresh: np.ndarray) -> list[_Change]:
+        """Fresh tiles grouped into connected changes, with their changed pixels."""
+        seen = np.zeros_like(fresh)
+        out = []
+        for start in np.argwhere(fresh).tolist():
+            if seen[tuple(start)]:
                 continue
-            patch, stack = [], [start]
-            seen.add(start)
+            tiles, stack = [], [tuple(start)]
+            seen[tuple(start)] = True
             while stack:
                 y, x = stack.pop()
-                patch.append((y, x))
-                for dy in (-1, 0, 1):
-                    for dx in (-1, 0, 1):
-                        n = (y + dy, x + dx)
-                        if n in fresh and n not in seen:
-                            seen.add(n)
-                            stack.append(n)
-            volatile = sum(fresh[t] for t in patch)
-            if volatile and volatile >= self.params.volatile_share * len(patch):
-                for t in patch:
-                    verdicts[t] = True
+                tiles.append((y, x))
+                for ny in range(max(y - 1, 0), min(y + 2, fresh.shape[0])):
+                    for nx in range(max(x - 1, 0), min(x + 2, fresh.shape[1])):
+                        if fresh[ny, nx] and not seen[ny, nx]:
+                            seen[ny, nx] = True
+                            stack.append((ny, nx))
+            out.append(self._change(frame, tiles))
+        return out
+
+    def _change(self, frame: np.ndarray, tiles: list[tuple[int, int]]) -> _Change:
+        h, w = self.shape[:2]
+        t = self.tile
+        ys, xs = [y for y, _ in tiles], [x for _, x in tiles]
+        y0, x0 = min(ys) * t, min(xs) * t
+        y1, x1 = min((max(ys) + 1) * t, h), min((max(xs) + 1) * t, w)
+        diff = _differs(frame[y0:y1, x0:x1], self.shadow[y0:y1, x0:x1])
+        inside = np.zeros_like(diff)
+        for y, x in tiles:
+            inside[y * t - y0 : (y + 1) * t - y0, x * t - x0 : (x + 1) * t - x0] = True
+        diff &= inside
+        py, px = np.nonzero(diff)
+        if len(py) == 0:
+            return _Change(tiles, (x0, y0, x0, y0), diff[:0, :0], 0)
+        box = (x0 + int(px.min()), y0 + int(py.min()), x0 + int(px.max()) + 1, y0 + int(py.max()) + 1)
+        mask = diff[box[1] - y0 : box[3] - y0, box[0] - x0 : box[2] - x0]
+        return _Change(tiles, box, mask, len(py))
+
+    def _judge_changes(self, now: float, frame: np.ndarray, changes: list[_Change],
+                       causes: collections.Counter[str]) -> dict[tuple[int, int], str]:
+        """Each change's cause, per tile."""
+        p = self.params
+        causes_of: dict[int, str] = {}
+        small = [i for i, c in enumerate(changes) if _area(c.box) <= p.large_change_px]
+        for i in self._pointer(now, frame, [changes[i] for i in small]):
+            causes_of[small[i]] = "pointer"
+        for i, c in enumerate(changes):
+            if i in causes_of:
+                continue
+            if _area(c.box) > p.large_change_px:
+                causes_of[i] = "meaningful"
+            elif self._caret(now, frame, c):
+                causes_of[i] = "caret"
+            elif self._at_caret(now, c):
+                causes_of[i] = "input"
+            elif (animated := self._animated(now, c)) is not None:
+                causes_of[i] = animated
+            elif _area(c.box) <= p.toggle_max_px and all(self._toggles(now, frame, t) for t in c.tiles):
+                causes_of[i] = "toggle"
+            else:
+                causes_of[i] = "meaningful"
+        out = {}
+        for i, c in enumerate(changes):
+            cause = causes_of[i]
+            causes[cause] += 1
+            if cause in ("meaningful", "sample", "input"):
+                self.meant.append((c.box, now))
+            if cause == "input":
+                self.typed.append((c.box, now))
+            for t in c.tiles:
+                out[t] = cause
+        return out
+
+    # ------------------------------------------------------------------ pointer
+
+    def _pointer(self, now: float, frame: np.ndarray, changes: list[_Change]) -> set[int]:
+        """The changes the pointer explains: every changed pixel inside a known
+        sprite found in this frame or the previous one (not at the same place
+        in both). Unexplained small changes teach a sprite when one of them
+        shows, elsewhere, what another showed before."""
+        p = self.params
+        pointer_sized = [i for i, c in enumerate(changes) if _fits(c.box, 2 * p.pointer_max_px)]
+        explained = set()
+        for i in pointer_sized:
+            c = changes[i]
+            for sprite in self.sprites:
+                now_at = _find(frame, sprite, c.box, p.pointer_match)
+                before_at = _find(self.shadow, sprite, c.box, p.pointer_match)
+                if (now_at or before_at) and now_at != before_at and _covers(c, [now_at, before_at], sprite):
+                    sprite.used = now
+                    explained.add(i)
+                    break
+        rest = [i for i in pointer_sized if i not in explained and _fits(changes[i].box, p.pointer_max_px)]
+        for a in rest:
+            for b in rest:
+                if a != b and a not in explained and b not in explained and self._moved(changes[a], changes[b], frame):
+                    self._learn(changes[b], frame, now)
+                    explained |= {a, b}
+        return explained
+
+    def _moved(self, gone: _Change, came: _Change, frame: np.ndarray) -> bool:
+        """What `gone`'s pixels showed in the previous frame shows at `came`'s
+        place in this one (same size, same content)."""
+        if gone.mask.shape != came.mask.shape or gone.pixels < 8:
+            return False
+        (gx, gy, gx1, gy1), (cx, cy, cx1, cy1) = gone.box, came.box
+        before = _colours(self.shadow[gy:gy1, gx:gx1])[gone.mask]
+        after = _colours(frame[cy:cy1, cx:cx1])[gone.mask]
+        return bool(np.mean(np.all(before == after, axis=-1)) >= self.params.pointer_match)
+
+    def _learn(self, came: _Change, frame: np.ndarray, now: float) -> None:
+        x0, y0, x1, y1 = came.box
+        sprite = _Sprite(_colours(frame[y0:y1, x0:x1]).copy(), came.mask.copy(), now)
+        if any(s.mask.shape == sprite.mask.shape and np.array_equal(s.pixels[s.mask], sprite.pixels[s.mask])
+               and np.array_equal(s.mask, sprite.mask) for s in self.sprites):
+            return
+        if len(self.sprites) >= MAX_SPRITES:
+            self.sprites.remove(min(self.sprites, key=lambda s: s.used))
+        self.sprites.append(sprite)
+
+    # ------------------------------------------------------------------ caret
+
+    def _caret(self, now: float, frame: np.ndarray, c: _Change) -> bool:
+        """A caret flip in place (see the module docstring); every flip's
+        rectangle is remembered, also one judged a move."""
+        p = self.params
+        x0, y0, x1, y1 = c.box
+        if x1 - x0 > p.caret_max_width_px or y1 - y0 > p.caret_max_height_px or not c.mask.all():
+            return False
+        before = _colours(self.shadow[y0:y1, x0:x1]).reshape(-1, _colours(frame).shape[-1])
+        after = _colours(frame[y0:y1, x0:x1]).reshape(before.shape)
+        pairs = np.unique(np.concatenate([before, after], axis=1), axis=0)
+        if not len(np.unique(before, axis=0)) == len(pairs) == len(np.unique(after, axis=0)):
+            return False  # not a one-for-one swap of colours
+        in_place = any(box == c.box and now - t <= p.blink_memory_s for box, t in self.flips)
+        # A solid bar or block (one colour before or after) inside what input just
+        # drew is that input's caret; a two-coloured swap there may be the caret moving on.
+        solid = len(pairs) == 1
+        drawn = solid and any(_inside(c.box, box) and now - t <= p.blink_memory_s for box, t in self.meant)
+        self.flips.append((c.box, now))
+        return in_place or drawn
+
+    def _at_caret(self, now: float, c: _Change) -> bool:
+        """The change touches where the caret was seen (a flip) or where input
+        at the caret just went: typing, not animation, however fast."""
+        p = self.params
+        reach = (p.caret_max_width_px, p.caret_max_height_px)
+        return any(now - t <= p.blink_memory_s and _touches(c.box, box, reach)
+                   for box, t in (*self.flips, *self.typed))
+
+    # ------------------------------------------------------------------ animation
+
+    def _animated(self, now: float, c: _Change) -> str | None:
+        """'animation' when the change rides on animated tiles, 'sample' when
+        that animation is due to be sampled again; None when it does not."""
+        p = self.params
+        animated = [t for t in c.tiles if self.animated_until[t] >= now or self._rhythm(now, t)]
+        if not animated or len(animated) < p.ride_share * len(c.tiles):
+            return None
+        hold = max(p.animated_hold_s, 3 * self._beat(animated[0]))
+        for t in c.tiles:
+            self.animated_until[t] = max(self.animated_until[t], now + hold)
+            if not np.isfinite(self.sampled_at[t]):
+                self.sampled_at[t] = now
+        if min(now - self.sampled_at[t] for t in c.tiles) >= p.animation_sample_s:
+            for t in c.tiles:
+                self.sampled_at[t] = now
+            return "sample"
+        return "animation"
+
+    def _rhythm(self, now: float, t: tuple[int, int]) -> bool:
+        """This change (not yet recorded) completes `animated_changes` changes of
+        tile t in quick succession or on a steady beat."""
+        p = self.params
+        n = p.animated_changes
+        times = np.append(self.changes[t][HISTORY - n + 1 :], now)
+        if not np.isfinite(times[0]):
+            return False
+        gaps = np.diff(times)
+        if (gaps <= p.fast_gap_s).all():
+            return True
+        beat = float(np.median(gaps))
+        return beat >= p.steady_min_period_s and bool((np.abs(gaps - beat) <= p.steady_jitter * beat).all())
+
+    def _beat(self, t: tuple[int, int]) -> float:
+        times = self.changes[t][np.isfinite(self.changes[t])]
+        return float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+
+    # ------------------------------------------------------------------ toggles
+
+    def _toggles(self, now: float, frame: np.ndarray, t: tuple[int, int]) -> bool:
+        p = self.params
+        rows, cols = self._tile(*t)
+        sig = kernels.fingerprint(np.ascontiguousarray(frame[rows, cols]))
+        last = int(self.sigs[t][-1])
+        pair = frozenset((last, sig))
+        known = self.pairs.setdefault(t, {})
+        for k in [k for k, at in known.items() if now - at > p.toggle_s]:
+            del known[k]
+        if pair in known:
+            known[pair] = now
+            return True
+        a0, b0, a1 = (int(s) for s in self.sigs[t][-3:])
+        if a0 == a1 == sig and b0 == last and now - float(self.times[t][-3]) <= p.flicker_s:
+            known[pair] = now  # A, B, A, B, now A
+            return True
+        return False
+
+    def _remember(self, y: int, x: int, now: float, frame: np.ndarray, animation: bool) -> None:
+        """Tile (y, x) now shows new content: its history moves on."""
+        rows, cols = self._tile(y, x)
+        sig = kernels.fingerprint(np.ascontiguousarray(frame[rows, cols]))
+        self.sigs[y, x] = np.roll(self.sigs[y, x], -1)
+        self.times[y, x] = np.roll(self.times[y, x], -1)
+        self.sigs[y, x, -1], self.times[y, x, -1] = sig, now
+        if animation:
+            self.changes[y, x] = np.roll(self.changes[y, x], -1)
+            self.changes[y, x, -1] = now
 
 
-def _flip(pixels: np.ndarray, before: np.ndarray, share: float) -> Flip | None:
-    """The change as a Flip when the changed pixels fill a small rectangle (at
-    most `share` of the tile), all of one colour before and all of one colour
-    after (a caret's block); else None."""
-    diff = np.any(pixels != before, axis=-1) if pixels.ndim == 3 else pixels != before
-    rows, cols = np.flatnonzero(diff.any(axis=1)), np.flatnonzero(diff.any(axis=0))
-    if len(rows) == 0:
+def _colours(a: np.ndarray) -> np.ndarray:
+    """Pixels as (..., colours): alpha left out, gray as one colour."""
+    return a[..., :3] if a.ndim == 3 else a[..., None]
+
+
+def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.any(_colours(a) != _colours(b), axis=-1)
+
+
+def _area(box: Box) -> int:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _fits(box: Box, side: int) -> bool:
+    return box[2] - box[0] <= side and box[3] - box[1] <= side
+
+
+def _touches(a: Box, b: Box, reach: tuple[int, int]) -> bool:
+    """Boxes a and b overlap or lie within `reach` (x, y pixels) of each other."""
+    return a[0] < b[2] + reach[0] and b[0] < a[2] + reach[0] and a[1] < b[3] + reach[1] and b[1] < a[3] + reach[1]
+
+
+def _inside(inner: Box, outer: Box) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+def _find(frame: np.ndarray, sprite: _Sprite, near: Box, match: float) -> tuple[int, int] | None:
+    """Where `sprite` shows in `frame` overlapping box `near` (x, y of its
+    top-left), if anywhere: candidates where two of its pixels match, each
+    then checked whole."""
+    sh, sw = sprite.mask.shape
+    h, w = frame.shape[:2]
+    ys, xs = max(near[1] - sh + 1, 0), max(near[0] - sw + 1, 0)
+    ny, nx = min(near[3], h - sh + 1) - ys, min(near[2], w - sw + 1) - xs
+    if ny <= 0 or nx <= 0:
         return None
-    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
-    if diff[box].size > share * diff.size or not diff[box].all():
-        return None
-    old, new = before[box].reshape(-1, *before.shape[2:]), pixels[box].reshape(-1, *pixels.shape[2:])
-    if not ((old == old[0]).all() and (new == new[0]).all()):
-        return None
-    return Flip((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1), old[0].tobytes(), new[0].tobytes())
+    colours = _colours(frame)
+    my, mx = np.nonzero(sprite.mask)
+    hits = np.ones((ny, nx), bool)
+    for k in (0, len(my) - 1, len(my) // 2):
+        y, x = ys + my[k], xs + mx[k]
+        hits &= np.all(colours[y : y + ny, x : x + nx] == sprite.pixels[my[k], mx[k]], axis=-1)
+    want = sprite.pixels[sprite.mask]
+    for cy, cx in np.argwhere(hits).tolist():
+        y, x = ys + cy, xs + cx
+        got = colours[y : y + sh, x : x + sw][sprite.mask]
+        if np.count_nonzero(np.all(got == want, axis=-1)) >= match * len(want):
+            return x, y
+    return None
 
 
-def _blocks(flips: Mapping[Tile, Flip], tile: int) -> list[tuple[tuple[int, int], list[Tile]]]:
-    """Flips that together fill one rectangle of one colour change (a block
-    across tile borders), as ((height, width), tiles); other groups are left out."""
-    boxes = {k: (k[0] * tile + f.box[0], k[1] * tile + f.box[1], k[0] * tile + f.box[2], k[1] * tile + f.box[3])
-             for k, f in flips.items()}
-    groups: list[list[Tile]] = []
-    for key in sorted(boxes):
-        y0, x0, y1, x1 = boxes[key]
-        touching = [g for g in groups if any(
-            flips[o][1:] == flips[key][1:] and (
-                (boxes[o][2] == y0 or boxes[o][0] == y1) and boxes[o][1] < x1 and x0 < boxes[o][3]
-                or (boxes[o][3] == x0 or boxes[o][1] == x1) and boxes[o][0] < y1 and y0 < boxes[o][2])
-            for o in g)]
-        merged = [key] + [t for g in touching for t in g]
-        groups = [g for g in groups if g not in touching] + [merged]
-    found = []
-    for g in groups:
-        top, left = min(boxes[t][0] for t in g), min(boxes[t][1] for t in g)
-        bottom, right = max(boxes[t][2] for t in g), max(boxes[t][3] for t in g)
-        area = sum((boxes[t][2] - boxes[t][0]) * (boxes[t][3] - boxes[t][1]) for t in g)
-        if area == (bottom - top) * (right - left):
-            found.append(((bottom - top, right - left), g))
-    return found
+def _covers(c: _Change, places: list[tuple[int, int] | None], sprite: _Sprite) -> bool:
+    """Every changed pixel of `c` lies in the sprite's box at one of `places`."""
+    sh, sw = sprite.mask.shape
+    x0, y0, x1, y1 = c.box
+    inside = np.zeros(c.mask.shape, bool)
+    for at in places:
+        if at is None:
+            continue
+        ax, ay = at
+        inside[max(ay - y0, 0) : max(ay + sh - y0, 0), max(ax - x0, 0) : max(ax + sw - x0, 0)] = True
+    return bool(inside[c.mask].all())

@@ -26,6 +26,7 @@ The methods, each as its users run it:
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import subprocess
 import sys
@@ -40,12 +41,11 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import Config  # noqa: E402
 from procs import kernels  # noqa: E402
-from procs.analysis import changed_tiles  # noqa: E402
 from procs.change_policy import ChangePolicy  # noqa: E402
 from procs.dedup import RecentFrames  # noqa: E402
 
-MEANINGFUL = ("typed_char", "delete", "command_output", "scroll", "window_switch", "dialog")
-TRIVIAL = ("clock_tick", "caret_blink")
+sys.path.insert(0, str(ROOT / "scripts"))
+import policy_before  # noqa: E402
 
 
 def decode(video: Path, width: int, height: int) -> Iterator[np.ndarray]:
@@ -115,9 +115,38 @@ class Ours:
         self.cfg = cfg
         self.recent = RecentFrames(cfg.dedup.max_hashes)
         self.seq = 0
-        self.policy = ChangePolicy(tile=cfg.analysis.tile)
+        self.policy: ChangePolicy | None = None
         self.reference: np.ndarray | None = None
         self.forwarded_at = 0.0
+
+    def keep(self, frame: np.ndarray, t: float) -> bool:
+        d, a = self.cfg.dedup, self.cfg.analysis
+        self.seq += 1
+        if self.recent.check(1, kernels.fingerprint(frame), self.seq, t, d.max_hashes, d.window_s) is not None:
+            return False
+        if self.reference is None or self.policy is None:
+            self.policy = ChangePolicy(a, frame.shape)
+            self.policy.start(frame)
+            return self._forward(frame, t)
+        counts = kernels.changed_tiles(frame, self.reference, a.threshold, a.tile)
+        verdict = self.policy.judge(t, frame, counts)
+        if verdict.kept or (a.keepalive_s and t - self.forwarded_at >= a.keepalive_s):
+            self.policy.kept()
+            return self._forward(frame, t)
+        return False
+
+    def _forward(self, frame: np.ndarray, t: float) -> bool:
+        self.reference, self.forwarded_at = frame.copy(), t
+        self.recent.forwarded_seq(1, self.seq)
+        return True
+
+
+class Before(Ours):
+    """The same with the policy before the temporal model (scripts/policy_before.py)."""
+
+    def __init__(self, cfg: Config) -> None:
+        super().__init__(cfg)
+        self.before = policy_before.ChangePolicy(tile=cfg.analysis.tile)
 
     def keep(self, frame: np.ndarray, t: float) -> bool:
         d, a = self.cfg.dedup, self.cfg.analysis
@@ -127,16 +156,18 @@ class Ours:
         if self.reference is None:
             return self._forward(frame, t)
         counts = kernels.changed_tiles(frame, self.reference, a.threshold, a.tile)
-        changed = changed_tiles(frame, self.reference, counts, a.tile)
-        verdict = self.policy.judge(t, changed)
+        ys, xs = np.nonzero(counts)
+        tile = a.tile
+        changed = {}
+        for y, x, n in zip(ys.tolist(), xs.tolist(), counts[ys, xs].tolist()):
+            rows, cols = slice(y * tile, (y + 1) * tile), slice(x * tile, (x + 1) * tile)
+            changed[(y, x)] = policy_before.TileChange(
+                kernels.tile_signature(frame, y, x, tile), kernels.tile_signature(self.reference, y, x, tile),
+                frame[rows, cols], self.reference[rows, cols], n)
+        verdict = self.before.judge(t, changed)
         if verdict.meaningful or (a.keepalive_s and t - self.forwarded_at >= a.keepalive_s):
             return self._forward(frame, t)
         return False
-
-    def _forward(self, frame: np.ndarray, t: float) -> bool:
-        self.reference, self.forwarded_at = frame.copy(), t
-        self.recent.forwarded_seq(1, self.seq)
-        return True
 
 
 def methods(cfg: Config) -> dict[str, Callable[[np.ndarray, float], bool]]:
@@ -162,11 +193,14 @@ def methods(cfg: Config) -> dict[str, Callable[[np.ndarray, float], bool]]:
     found["SSIM < 0.9"] = AgainstKept(gray, lambda a, b: global_ssim(a, b) < 0.9).keep
     for share in (0.0001, 0.001):
         found[f"pixels > {share:.2%}"] = pixels(share).keep
+    found["before"] = Before(cfg).keep
     found["ours"] = Ours(cfg).keep
     return found
 
 
 def evaluate(session: Path, only: tuple[str, ...] = ()) -> tuple[list[dict[str, object]], dict[str, list[bool]]]:
+    """Every method over one session (each starts afresh): the frames' labels
+    and, per method, whether it kept each frame."""
     meta = json.loads((session / "labels.json").read_text())
     frames = meta["frames"]
     chosen = {k: v for k, v in methods(Config()).items() if not only or k in only}
@@ -181,20 +215,25 @@ def evaluate(session: Path, only: tuple[str, ...] = ()) -> tuple[list[dict[str, 
 
 def table(frames: list[dict[str, object]], kept: dict[str, list[bool]]) -> str:
     """Markdown: kept % per category and method, then the headline numbers.
-    The first frame (kept by every method) is left out."""
+    Frames with index 0 (a session's first, kept by every method) are left out."""
     names = list(kept)
     rows = []
-    cats = [*MEANINGFUL, *TRIVIAL, "idle"]
+    counted = [i for i, e in enumerate(frames) if e["index"] != 0]
+    label_of: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for i in counted:
+        label_of[str(frames[i]["category"])][str(frames[i]["label"])] += 1
+    order = {"meaningful": 0, "trivial": 1, "none": 2}
+    cats = sorted(label_of, key=lambda c: (order.get(label_of[c].most_common(1)[0][0], 3), c))
 
     def pct(indices: list[int], name: str) -> float:
         return 100.0 * sum(kept[name][i] for i in indices) / len(indices) if indices else float("nan")
 
-    by_cat = {c: [i for i, e in enumerate(frames) if e["category"] == c and i > 0] for c in cats}
-    by_label = {lab: [i for i, e in enumerate(frames) if e["label"] == lab and i > 0] for lab in ("meaningful", "trivial", "none")}
+    by_cat = {c: [i for i in counted if frames[i]["category"] == c] for c in cats}
+    by_label = {lab: [i for i in counted if frames[i]["label"] == lab] for lab in order}
     rows.append("| category (frames) | " + " | ".join(names) + " |")
     rows.append("|---|" + "---:|" * len(names))
     for c in cats:
-        label = "meaningful" if c in MEANINGFUL else "trivial" if c in TRIVIAL else "none"
+        label = label_of[c].most_common(1)[0][0]
         rows.append(f"| {label}: {c} ({len(by_cat[c])}) kept % | " + " | ".join(f"{pct(by_cat[c], n):.0f}" for n in names) + " |")
     rows.append(f"| **meaningful kept %** ({len(by_label['meaningful'])}) | "
                 + " | ".join(f"**{pct(by_label['meaningful'], n):.1f}**" for n in names) + " |")
@@ -207,16 +246,24 @@ def table(frames: list[dict[str, object]], kept: dict[str, list[bool]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("session", type=Path, help="folder with session.mkv and labels.json")
+    parser.add_argument("sessions", type=Path, nargs="+", help="folders with session.mkv and labels.json (one table over all)")
     parser.add_argument("--only", nargs="*", default=(), help="methods to run (default: all)")
     parser.add_argument("--misses", metavar="METHOD", help="also list the frames METHOD keeps against its label or drops")
     args = parser.parse_args()
-    frames, kept = evaluate(args.session, tuple(args.only))
+    frames: list[dict[str, object]] = []
+    kept: dict[str, list[bool]] = {}
+    for session in args.sessions:
+        session_frames, session_kept = evaluate(session, tuple(args.only))
+        frames += [{**e, "session": session.name} for e in session_frames]
+        for name, flags in session_kept.items():
+            kept.setdefault(name, []).extend(flags)
+        print(f"{session}: {len(session_frames)} frames", file=sys.stderr, flush=True)
     print(table(frames, kept))
     if args.misses in kept:
         for i, e in enumerate(frames):
-            if i and kept[args.misses][i] != (e["label"] == "meaningful"):
-                print(f"frame {i} t={e['t']} {e['label']}/{e['category']}: {'kept' if kept[args.misses][i] else 'dropped'}")
+            if e["index"] and e["label"] != "none" and kept[args.misses][i] != (e["label"] == "meaningful"):
+                print(f"{e['session']} frame {e['index']} t={e['t']} {e['label']}/{e['category']}: "
+                      f"{'kept' if kept[args.misses][i] else 'dropped'}")
 
 
 if __name__ == "__main__":

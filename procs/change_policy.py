@@ -40,7 +40,8 @@ into connected changes (8-neighbour tiles); each change is
   at most `fast_gap_s`: a spinner, a video) or on a steady beat (a clock), until
   they rest for `animated_hold_s` (or three beats); the tiles of such a change
   count as animated from then on (a clock hand sweeping out from its hub). A
-  region animated for `animation_sample_s` is sampled again once;
+  region animated in quick succession (video, a GIF) is sampled again every
+  `animation_sample_s`; a steady beat (a clock) is not;
 - trivial when every tile toggles (back and forth between two contents seen
   flipping within `toggle_s`, or A, B, A, B, A within `flicker_s`) and the
   change is small (`toggle_max_px`): a hover flicker; undoing a change once
@@ -269,12 +270,18 @@ class ChangePolicy:
                     sprite.used = now
                     explained.add(i)
                     break
-        rest = [i for i in pointer_sized if i not in explained and _fits(changes[i].box, p.pointer_max_px)]
-        for a in rest:
-            for b in rest:
-                if a != b and a not in explained and b not in explained and self._moved(changes[a], changes[b], frame):
-                    self._learn(changes[b], frame, now)
-                    explained |= {a, b}
+        # Learning: separate blobs of changed pixels (two may share a change, or a tile).
+        of = {i: _blobs(changes[i]) for i in pointer_sized if i not in explained}
+        blobs = [(i, b) for i, found in of.items() if all(_fits(b.box, p.pointer_max_px) for b in found) for b in found]
+        moved: set[int] = set()
+        for a, (_, gone) in enumerate(blobs):
+            for b, (_, came) in enumerate(blobs):
+                if a != b and not {a, b} & moved and self._moved(gone, came, frame):
+                    self._learn(came, frame, now)
+                    moved |= {a, b}
+        for i in {i for i, _ in blobs}:
+            if all(k in moved for k, (j, _) in enumerate(blobs) if j == i):
+                explained.add(i)
         return explained
 
     def _moved(self, gone: _Change, came: _Change, frame: np.ndarray) -> bool:
@@ -311,10 +318,13 @@ class ChangePolicy:
         pairs = np.unique(np.concatenate([before, after], axis=1), axis=0)
         if not len(np.unique(before, axis=0)) == len(pairs) == len(np.unique(after, axis=0)):
             return False  # not a one-for-one swap of colours
-        in_place = any(box == c.box and now - t <= p.blink_memory_s for box, t in self.flips)
-        # A solid bar or block (one colour before or after) inside what input just
-        # drew is that input's caret; a two-coloured swap there may be the caret moving on.
+        # A solid bar or block switching (one colour to one colour) is a caret; a
+        # swap of two colours may also be a block moving one cell and back (a
+        # space typed and deleted): in place only once seen flipping twice.
         solid = len(pairs) == 1
+        seen = sum(box == c.box and now - t <= p.blink_memory_s for box, t in self.flips)
+        in_place = seen >= (1 if solid else 2)
+        # A solid caret inside what input just drew is that input's caret.
         drawn = solid and any(_inside(c.box, box) and now - t <= p.blink_memory_s for box, t in self.meant)
         self.flips.append((c.box, now))
         return in_place or drawn
@@ -341,7 +351,9 @@ class ChangePolicy:
             self.animated_until[t] = max(self.animated_until[t], now + hold)
             if not np.isfinite(self.sampled_at[t]):
                 self.sampled_at[t] = now
-        if min(now - self.sampled_at[t] for t in c.tiles) >= p.animation_sample_s:
+        # Video and GIFs are sampled (what they show moves on); a clock's beat is not.
+        fast = any(now - self.changes[t][-1] <= p.fast_gap_s for t in animated)
+        if fast and min(now - self.sampled_at[t] for t in c.tiles) >= p.animation_sample_s:
             for t in c.tiles:
                 self.sampled_at[t] = now
             return "sample"
@@ -446,6 +458,33 @@ def _find(frame: np.ndarray, sprite: _Sprite, near: Box, match: float) -> tuple[
         if np.count_nonzero(np.all(got == want, axis=-1)) >= match * len(want):
             return x, y
     return None
+
+
+def _blobs(c: _Change) -> list[_Change]:
+    """The change's changed pixels as separate 8-connected blobs."""
+    seen = np.zeros_like(c.mask)
+    out = []
+    h, w = c.mask.shape
+    for start in zip(*np.nonzero(c.mask)):
+        if seen[start]:
+            continue
+        seen[start] = True
+        stack, pixels = [start], []
+        while stack:
+            y, x = stack.pop()
+            pixels.append((y, x))
+            for ny in range(max(y - 1, 0), min(y + 2, h)):
+                for nx in range(max(x - 1, 0), min(x + 2, w)):
+                    if c.mask[ny, nx] and not seen[ny, nx]:
+                        seen[ny, nx] = True
+                        stack.append((ny, nx))
+        ys, xs = np.array(pixels).T
+        y0, x0 = int(ys.min()), int(xs.min())
+        mask = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), bool)
+        mask[ys - y0, xs - x0] = True
+        box = (c.box[0] + x0, c.box[1] + y0, c.box[0] + x0 + mask.shape[1], c.box[1] + y0 + mask.shape[0])
+        out.append(_Change(c.tiles, box, mask, len(pixels)))
+    return out
 
 
 def _covers(c: _Change, places: list[tuple[int, int] | None], sprite: _Sprite) -> bool:

@@ -1,194 +1,247 @@
-"""procs.change_policy on synthetic tile histories: a small screen of 16 px
-tiles driven like the analysis stage drives it (tiles that differ from the
-reference are judged; a frame with a meaningful tile becomes the reference)."""
+"""procs.change_policy on synthetic frames, one test per category of the
+semantics (its module docstring), driven like the analysis stage drives it:
+each frame is compared with the reference (the last frame kept) and a frame
+with a meaningful change becomes the reference."""
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from procs.change_policy import ChangePolicy, Tile, TileChange
+from pipeline.config import AnalysisConfig
+from procs import kernels
+from procs.change_policy import ChangePolicy
 
 T = 16  # tile size
-WHITE, BLACK = 255, 0
+H, W = 160, 320
+WHITE, BLACK, GRAY = 255, 0, 128
 CELL_W, CELL_H = 6, 13
-
-
-def blank() -> np.ndarray:
-    return np.full((T, T, 4), WHITE, np.uint8)
-
-
-def block(tile: np.ndarray, x: int, on: bool = True) -> np.ndarray:
-    """A caret's block at column x, switched on (black) or off (white)."""
-    out = tile.copy()
-    out[1 : 1 + CELL_H, x : x + CELL_W, :3] = BLACK if on else WHITE
-    return out
-
-
-def glyph(tile: np.ndarray, x: int, seed: int) -> np.ndarray:
-    """A character at column x: a sparse pattern of black pixels in the cell (never a full block)."""
-    out = tile.copy()
-    rng = np.random.default_rng(seed)
-    mask = rng.random((CELL_H, CELL_W)) < 0.3
-    mask[0, 0], mask[-1, -1] = True, False
-    out[1 : 1 + CELL_H, x : x + CELL_W, :3][mask] = BLACK
-    return out
-
-
-def hand(angle: int) -> np.ndarray:
-    """A clock hub tile with the hand at `angle`: a thin line, and a distinct
-    mark per angle (a hub's pixels differ from one second to the next)."""
-    out = blank()
-    out[0, angle // 6 % T, :3] = out[T - 1, angle // (6 * T) % T, :3] = BLACK
-    for r in range(T):
-        y = int(T / 2 + r * np.sin(np.radians(angle)) / 2)
-        x = int(T / 2 + r * np.cos(np.radians(angle)) / 2)
-        out[min(max(y, 0), T - 1), min(max(x, 0), T - 1), :3] = BLACK
-    return out
+PARAMS = AnalysisConfig(tile=T, large_change_px=64 * 64, toggle_max_px=24 * 24)
 
 
 class Screen:
-    """The stage's side: current tiles, the reference, and the policy."""
+    """The stage's side: the frame on screen, the reference, the model."""
 
-    def __init__(self, tiles: dict[Tile, np.ndarray]) -> None:
-        self.now = {k: v.copy() for k, v in tiles.items()}
-        self.ref = {k: v.copy() for k, v in tiles.items()}
-        self.policy = ChangePolicy(tile=T)
+    def __init__(self, params: AnalysisConfig = PARAMS) -> None:
+        self.frame = np.full((H, W, 4), WHITE, np.uint8)
+        self.ref = self.frame.copy()
+        self.params = params
+        self.policy = ChangePolicy(params, self.frame.shape)
+        self.policy.start(self.frame)
 
     def show(self, t: float) -> bool:
-        """Judges the current tiles at time t; True when the frame is kept (becomes the reference)."""
-        changed = {
-            k: TileChange(sig(v), sig(self.ref[k]), v, self.ref[k])
-            for k, v in self.now.items() if not np.array_equal(v, self.ref[k])
-        }
-        verdict = self.policy.judge(t, changed)
-        if verdict.meaningful:
-            self.ref = {k: v.copy() for k, v in self.now.items()}
-        return bool(verdict.meaningful)
+        """Judges the frame on screen at time t; True when it is kept."""
+        counts = kernels.changed_tiles(self.frame, self.ref, self.params.threshold, self.params.tile)
+        verdict = self.policy.judge(t, self.frame.copy(), counts)
+        if verdict.kept:
+            self.ref = self.frame.copy()
+            self.policy.kept()
+        return verdict.kept
+
+    def block(self, x: int, y: int, w: int = CELL_W, h: int = CELL_H, colour: int = BLACK) -> None:
+        self.frame[y : y + h, x : x + w, :3] = colour
+
+    def glyph(self, x: int, y: int, seed: int) -> None:
+        """A character: a sparse pattern in the cell, never a full block."""
+        mask = np.random.default_rng(seed).random((CELL_H, CELL_W)) < 0.3
+        mask[0, 0], mask[-1, -1] = True, False
+        self.frame[y : y + CELL_H, x : x + CELL_W, :3][mask] = BLACK
 
 
-def sig(tile: np.ndarray) -> int:
-    return int.from_bytes(hashlib.blake2b(tile.tobytes(), digest_size=8).digest(), "little")
-
-
-def blink(screen: Screen, key: Tile, x: int, start: float, end: float, period: float = 0.5) -> list[bool]:
-    """The caret in tile `key` at column x switches every `period` from start to end; what was kept."""
-    kept, t, on = [], start, not bool(screen.now[key][2, x, 0] == BLACK)
+def blink(s: Screen, x: int, y: int, start: float, end: float, period: float = 0.5, w: int = CELL_W,
+          h: int = CELL_H) -> list[bool]:
+    """A caret at (x, y) switching every `period`; what was kept."""
+    kept, t = [], start
+    on = bool(s.frame[y, x, 0] != BLACK)
     while t < end:
-        screen.now[key] = block(screen.now[key], x, on)
-        kept.append(screen.show(t))
+        s.block(x, y, w, h, BLACK if on else WHITE)
+        kept.append(s.show(t))
         on, t = not on, t + period
     return kept
 
 
-def test_a_blinking_caret_is_learned_within_three_flips_and_dropped_after() -> None:
-    screen = Screen({(0, 0): block(blank(), 2), (0, 1): blank()})
-    kept = blink(screen, (0, 0), 2, start=0.5, end=20.0)
-    assert not any(kept[3:]), kept
+def test_a_caret_blinking_in_place_is_dropped_block_underline_and_ibeam() -> None:
+    for w, h in ((CELL_W, CELL_H), (CELL_W, 2), (1, CELL_H)):
+        s = Screen()
+        s.glyph(20, 40, seed=1)
+        assert s.show(0.1)
+        kept = blink(s, 26, 40, 0.5, 20.0, w=w, h=h)
+        assert kept[0], "a caret appearing where none was is the caret moving: kept"
+        assert not any(kept[1:]), (w, h, kept)
 
 
-def test_a_clock_ticking_every_second_is_learned_as_volatile_with_its_hand() -> None:
-    tiles = {(y, x): blank() for y in range(3) for x in range(3)}
-    tiles[(1, 1)] = hand(0)
-    screen = Screen(tiles)
+def test_a_block_caret_over_a_character_inverts_it_and_is_dropped_once_learned() -> None:
+    s = Screen()
+    s.glyph(20, 40, seed=2)
+    assert s.show(0.1)
+    kept, t = [], 0.5
+    for _ in range(20):
+        s.frame[40 : 40 + CELL_H, 20 : 20 + CELL_W, :3] = 255 - s.frame[40 : 40 + CELL_H, 20 : 20 + CELL_W, :3]
+        kept.append(s.show(t))
+        t += 0.5
+    assert all(kept[:2]) and not any(kept[2:]), "two-coloured swaps: learned in two flips"
+
+
+def test_typed_characters_spaces_and_deletes_are_kept_the_blinks_between_dropped() -> None:
+    s = Screen()
+    x, y = 20, 40
+    s.block(x, y)
+    assert s.show(0.0)
+    blink(s, x, y, 0.5, 3.0)
+    t = 3.0
+    rng = np.random.default_rng(3)
+    for i in range(30):
+        t += float(rng.choice([0.25, 0.25, 0.5, 0.75, 1.5]))
+        s.block(x, y, colour=WHITE)  # the caret leaves its cell...
+        kind = ["char", "space", "delete"][i % 3]
+        if kind == "char":
+            s.glyph(x, y, seed=i)
+            x += CELL_W
+        elif kind == "space":
+            x += CELL_W
+        else:
+            x -= CELL_W
+            s.block(x, y, colour=WHITE)
+        s.block(x, y)  # ...and shows after the input
+        assert s.show(t), f"{kind} {i} at {t}s was dropped"
+        if rng.random() < 0.5:  # a blink or two before the next key
+            t += 0.25
+            s.block(x, y, colour=WHITE)
+            assert not s.show(t), f"the blink after {kind} {i} was kept"
+            t += 0.25
+            s.block(x, y)
+            assert not s.show(t)
+
+
+def test_a_caret_moved_while_it_was_off_is_input() -> None:
+    s = Screen()
+    s.block(20, 40)
+    assert s.show(0.0)
+    blink(s, 20, 40, 0.5, 5.0)  # ends off
+    assert s.frame[40, 20, 0] == WHITE
+    s.block(26, 40)  # a space typed: the caret shows one cell on
+    assert s.show(5.2)
+
+
+def test_clock_seconds_are_learned_analog_hand_and_digital_digits() -> None:
+    s = Screen()
+    cx, cy = 240, 60
     kept = []
-    for second in range(1, 40):
-        t = 100.0 + second + 0.01 * (second % 3)  # captures land a little after the tick
-        screen.now[(1, 1)] = hand(6 * second)
-        # the hand's tip crosses the neighbouring tiles now and then, each time with new content
-        tip = [(0, 2), (1, 2), (2, 2), (2, 1)][second // 10 % 4]
-        for k in ((0, 2), (1, 2), (2, 2), (2, 1)):
-            screen.now[k] = hand(6 * second + 1) if k == tip else blank()
-        kept.append(screen.show(t))
-    learning = ChangePolicy().params.volatile_changes  # steady intervals before it is judged volatile
-    assert all(kept[:learning]), f"unlearned ticks are changes: {kept}"
+    for second in range(1, 60):
+        t = 100.0 + second + 0.02 * (second % 3)  # captures land a little after the tick
+        s.frame[cy - 40 : cy + 40, cx - 40 : cx + 40, :3] = WHITE
+        angle = np.radians(6 * second)
+        for r in range(38):  # the second hand, from the hub out
+            s.frame[int(cy - r * np.cos(angle)), int(cx + r * np.sin(angle)), :3] = BLACK
+        s.frame[120 : 120 + CELL_H, 20 : 20 + CELL_W, :3] = WHITE  # a digital clock's last digit
+        s.glyph(20, 120, seed=second % 10)
+        kept.append(s.show(t))
+    learning = PARAMS.animated_changes
+    assert all(kept[: learning - 1]), f"unlearned ticks are changes: {kept}"
     assert not any(kept[learning:]), kept
 
 
-def test_typed_characters_at_irregular_times_are_kept_and_the_caret_between_them_dropped() -> None:
-    screen = Screen({(0, 0): block(blank(), 0), (0, 1): blank()})
-    blink(screen, (0, 0), 0, 0.5, 3.0, period=0.45)
-    typed_at = [3.1, 3.35, 4.3, 4.45, 6.2, 7.9]
-    t, x = 3.0, 0
-    for i, at in enumerate(typed_at):
-        # blinks until the next key...
-        while t + 0.45 < at:
-            t += 0.45
-            screen.now[(0, 0)] = block(screen.now[(0, 0)], x, not bool(screen.now[(0, 0)][2, x, 0] == BLACK))
-            assert not screen.show(t), f"a blink at {t:.2f}s before character {i} was kept"
-        # ...the character replaces the caret's cell, and the caret shows in the next one
-        line = glyph(block(screen.now[(0, 0)], x, on=False), x, seed=i)
-        if x + 2 * CELL_W <= T:
-            x += CELL_W
-        else:
-            line, x = blank(), 0  # the line scrolled away
-        screen.now[(0, 0)] = block(line, x)
-        assert screen.show(at), f"character {i} at {at}s was dropped"
-        t = at
+def test_a_spinner_in_a_fixed_place_is_dropped_after_it_is_learned() -> None:
+    s = Screen()
+    kept = []
+    for i in range(40):
+        s.frame[60:76, 100:116, :3] = WHITE
+        s.frame[60:76, 100:116, :3][np.roll(np.eye(16, dtype=bool), i % 8, axis=1)] = BLACK
+        kept.append(s.show(0.25 * i))
+    assert sum(kept) <= PARAMS.animated_changes, kept
+    assert not any(kept[PARAMS.animated_changes :]), kept
 
 
-def test_a_character_typed_into_the_cell_the_caret_just_blinked_off_is_kept() -> None:
-    screen = Screen({(0, 0): block(blank(), 0)})
-    blink(screen, (0, 0), 0, 0.5, 5.0)
-    screen.now[(0, 0)] = block(screen.now[(0, 0)], 0, on=False)
-    screen.show(5.0)
-    # the glyph's pixels are a part of the block's: put back where the caret was, yet new content
-    screen.now[(0, 0)] = glyph(screen.now[(0, 0)], 0, seed=7)
-    assert screen.show(5.2)
+def test_video_in_a_region_is_sampled_after_its_first_frames_and_stopping_is_not_hidden() -> None:
+    s = Screen()
+    rng = np.random.default_rng(4)
+    kept = []
+    t = 0.0
+    for _ in range(200):  # 50 s at 4 fps
+        s.frame[40:88, 160:224, :3] = rng.integers(0, 256, (48, 64, 3), np.uint8)
+        kept.append(s.show(t))
+        t += 0.25
+    learning = PARAMS.animated_changes
+    assert all(kept[: learning - 1]) and sum(kept[learning:]) == 1, "learned, then one sample at 30 s"
+    assert kept.index(True, learning) * 0.25 >= PARAMS.animation_sample_s - 1
+    s.frame[40:88, 160:224, :3] = GRAY  # the player closes
+    s.frame[20:30, 20:60, :3] = BLACK  # ... and something else shows
+    assert s.show(t)
 
 
-def test_undoing_a_change_is_kept_a_delete_a_window_switched_back_a_dialog_closed() -> None:
-    screen = Screen({(0, 0): blank(), (0, 1): glyph(blank(), 4, seed=1)})
-    typed = glyph(blank(), 0, seed=2)
-    screen.now[(0, 0)] = typed
-    assert screen.show(1.0)
-    screen.now[(0, 0)] = blank()  # deleted: back to what it showed a second ago
-    assert screen.show(1.3)
-    other, mine = glyph(blank(), 8, seed=3), screen.now[(0, 1)]
-    for i, content in enumerate([other, mine, other, mine]):  # switching windows back and forth
-        screen.now[(0, 1)] = content
-        assert screen.show(3.0 + 1.5 * i), f"switch {i} was dropped"
+def pointer(s: Screen, x: int, y: int, under: np.ndarray | None = None) -> np.ndarray:
+    """Draws an arrow sprite at (x, y) and returns what it covered."""
+    covered = s.frame[y : y + 12, x : x + 8].copy()
+    for r in range(12):
+        s.frame[y + r, x : x + min(r + 1, 8), :3] = BLACK
+        s.frame[y + r, x + min(r, 7), :3] = GRAY
+    return covered
 
 
-def test_a_caret_block_moving_one_cell_is_kept_though_each_part_looks_like_a_blink() -> None:
-    screen = Screen({(0, 0): block(blank(), 8), (0, 1): blank()})
-    blink(screen, (0, 0), 8, 0.5, 5.0)
-    screen.now[(0, 0)] = block(glyph(blank(), 2, seed=4), 8)  # a character typed: kept, the caret shows after it
-    assert screen.show(5.0)
-    # a space typed at the end of the line: the block goes off here and on in the next tile
-    screen.now[(0, 0)] = block(screen.now[(0, 0)], 8, on=False)
-    screen.now[(0, 1)] = block(blank(), 0)
-    assert screen.show(5.3)
+def test_the_pointer_moving_over_unchanged_content_is_dropped_once_learned() -> None:
+    s = Screen()
+    s.frame[100:150, 0:150, :3] = 200  # some content to move over
+    under = pointer(s, 30, 30)
+    at = (30, 30)
+    assert s.show(0.0)
+    kept = []
+    # a flick first (each position clear of the last), then slow moves (overlapping)
+    path = [(30 + 25 * i, 30 + 10 * i) for i in range(1, 4)] + [(105 + 5 * i, 60 + 3 * i) for i in range(1, 25)]
+    for i, to in enumerate(path):
+        s.frame[at[1] : at[1] + 12, at[0] : at[0] + 8] = under
+        at = to
+        under = pointer(s, *at)
+        kept.append(s.show(0.1 * (i + 1)))
+    assert not any(kept), kept
+    s.glyph(250, 20, seed=5)  # something else changes while the pointer rests
+    assert s.show(4.0)
+
+
+def test_switching_back_and_forth_between_windows_is_always_kept() -> None:
+    s = Screen()
+    a, b = np.full((80, 120, 3), 230, np.uint8), np.full((80, 120, 3), 90, np.uint8)
+    b[10:20, 10:100] = BLACK
+    for i in range(12):
+        s.frame[20:100, 40:160, :3] = a if i % 2 else b
+        assert s.show(0.3 * i), f"switch {i} was dropped"
+
+
+def test_undoing_a_change_once_is_kept_a_typo_typed_and_deleted() -> None:
+    s = Screen()
+    s.glyph(200, 100, seed=6)
+    assert s.show(1.0)
+    s.frame[100 : 100 + CELL_H, 200 : 200 + CELL_W, :3] = WHITE
+    assert s.show(1.25)
 
 
 def test_a_dialog_opening_over_a_ticking_clock_is_kept() -> None:
-    tiles = {(y, x): blank() for y in range(3) for x in range(4)}
-    screen = Screen(tiles)
+    s = Screen()
     for second in range(1, 20):
-        screen.now[(1, 1)] = hand(6 * second)
-        screen.show(float(second))
-    dialog = glyph(np.full((T, T, 4), 200, np.uint8), 4, seed=9)
-    screen.now[(1, 1)] = hand(6 * 20)
-    for k in ((0, 1), (0, 2), (1, 2), (2, 1), (2, 2), (1, 3)):
-        screen.now[k] = dialog
-    assert screen.show(20.0 + 1.0)
+        s.frame[40:56, 40:56, :3] = WHITE
+        s.glyph(45, 41, seed=second)
+        s.show(float(second))
+    s.frame[30:90, 30:120, :3] = GRAY
+    assert s.show(20.0)
 
 
-def test_the_first_blink_of_a_caret_across_a_tile_border_is_known_by_its_block() -> None:
-    def straddling(on: bool) -> tuple[np.ndarray, np.ndarray]:
-        """The caret's block at rows 10..22 of a two-tile column: 6 rows in the upper tile, 7 in the lower."""
-        upper, lower = glyph(blank(), 0, seed=5), blank()
-        upper[10:, 8 : 8 + CELL_W, :3] = BLACK if on else WHITE
-        lower[: CELL_H - 6, 8 : 8 + CELL_W, :3] = BLACK if on else WHITE
-        return upper, lower
-
-    screen = Screen({(0, 0): blank(), (1, 0): blank(), (0, 1): block(blank(), 2)})
-    blink(screen, (0, 1), 2, 0.5, 5.0)  # the caret blinks in one tile: its block's shape is learned
-    screen.now[(0, 1)] = blank()
-    screen.now[(0, 0)], screen.now[(1, 0)] = straddling(on=True)  # a character typed on the next line
-    assert screen.show(5.2)
-    screen.now[(0, 0)], screen.now[(1, 0)] = straddling(on=False)
-    assert not screen.show(5.5), "the same block switched off, in two tiles' parts, is a blink"
-    screen.now[(0, 0)], screen.now[(1, 0)] = straddling(on=True)
-    assert not screen.show(6.0)
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, H - 1), st.integers(0, W - 1), st.integers(1, 60), st.integers(1, 60),
+                          st.integers(0, 255)), min_size=1, max_size=40),
+       st.integers(0, 2**32 - 1))
+def test_invariants_under_random_changes(rects: list[tuple[int, int, int, int, int]], seed: int) -> None:
+    """Equal to the reference: never meaningful; a change over a window-sized
+    area: never trivial; the memory stays within its bound."""
+    s = Screen()
+    rng = np.random.default_rng(seed)
+    bound = s.policy.memory_bytes + 4 * (s.params.pointer_max_px ** 2 * 4)
+    t = 0.0
+    for y, x, h, w, colour in rects:
+        t += float(rng.choice([0.1, 0.25, 0.5, 1.0]))
+        s.frame[y : y + h, x : x + w, :3] = colour
+        same = np.array_equal(s.frame, s.ref)
+        kept = s.show(t)
+        assert not (same and kept), "a frame equal to the reference was kept"
+        assert s.policy.memory_bytes <= bound
+    s.frame[:, :, :3] = rng.integers(0, 256, (H, W, 3), np.uint8)  # far more than a window
+    assert s.show(t + 0.25)

@@ -2,7 +2,7 @@
 kept free of rings, sockets and clocks so tests can drive it with synthetic
 frames.
 
-Semantics, stated once (docs/change-judgement.md repeats them for users):
+Semantics, stated once (docs/change-judgement.md is generated from this text):
 - Meaningful: anything a person would want to know changed. Text added or
   removed, spaces and line breaks included (the caret moving to a new place is
   input); command output; scrolling; every focus or window change, also when

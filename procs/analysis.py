@@ -40,20 +40,20 @@ class Analysis(stage.Stage):
         frame = self.mem.read(ref)
         state = self.monitors.get(ref.monitor)
         if state is None or (state.ref.w, state.ref.h, state.ref.fmt) != (ref.w, ref.h, ref.fmt):
-            policy = ChangePolicy(a, frame.shape)
-            if self._forward(ref, now, changed_ratio=1.0, regions=[[0, 0, ref.w, ref.h]], keepalive=False,
-                             policy=policy):
-                policy.start(frame)
+            self._forward(ref, now, changed_ratio=1.0, regions=[[0, 0, ref.w, ref.h]], keepalive=False,
+                          policy=ChangePolicy(a, frame.shape))
             return
-        counts = kernels.changed_tiles(frame, self.mem.read(state.ref), a.threshold, a.tile)
+        reference = self.mem.read(state.ref)
+        counts = kernels.changed_tiles(frame, reference, a.threshold, a.tile)
         ratio = float(counts.sum()) / (ref.w * ref.h)
-        verdict = state.policy.judge(now, frame, counts)
-        if verdict.kept:
-            boxes = kernels.regions(verdict.meaningful, a.tile, ref.w, ref.h)
-            self._forward(ref, now, changed_ratio=ratio, regions=boxes, keepalive=False)
-        elif a.keepalive_s and now - state.forwarded_at >= a.keepalive_s:
-            self._forward(ref, now, changed_ratio=ratio, regions=[], keepalive=True)
+        verdict = state.policy.judge(now, frame, reference, counts)
+        if verdict.kept or (a.keepalive_s and now - state.forwarded_at >= a.keepalive_s):
+            boxes = kernels.regions(verdict.meaningful, a.tile, ref.w, ref.h) if verdict.kept else []
+            forwarded = self._forward(ref, now, changed_ratio=ratio, regions=boxes, keepalive=not verdict.kept)
+            # A frame that could not go on was dropped: its pixels may be reused already.
+            state.policy.settle(frame if forwarded else None, kept=forwarded)
         else:
+            state.policy.settle(frame, kept=False)  # before `finish` lets go of the pixels
             why = ", ".join(f"{n} {cause}" for cause, n in sorted(verdict.causes.items())) or "nothing"
             self.finish(ref, "unchanged", changed_ratio=round(ratio, 6), why=why)
 
@@ -74,7 +74,6 @@ class Analysis(stage.Stage):
             self.monitors[ref.monitor] = MonitorState(ref, now, policy)
         else:
             state.ref, state.forwarded_at = ref, now
-            state.policy.kept()
         return True
 
     def shutdown(self) -> None:

@@ -19,9 +19,10 @@ Semantics, stated once (docs/change-judgement.md is generated from this text):
 
 How: the stage compares each frame with its monitor's reference (the last
 frame forwarded) and hands the model the changed pixels per tile. The model
-keeps the previous frame's pixels (a shadow copy, updated tile by tile), so it
-sees what changed since the previous frame ("fresh" tiles), and per tile a
-short history of content signatures and change times. Fresh tiles are grouped
+keeps the pixels of the tiles that differed from the reference in the frame
+before (every other tile showed the reference then), so it sees what changed
+since the previous frame ("fresh" tiles); per tile it keeps a short history of
+content signatures and change times. Fresh tiles are grouped
 into connected changes (8-neighbour tiles); each change is
 - meaningful when its changed pixels' box covers more than `large_change_px`
   (a window-sized change is never trivial);
@@ -50,16 +51,18 @@ into connected changes (8-neighbour tiles); each change is
 A tile stays meaningful until the frame showing it is forwarded (it becomes
 the reference). Times are capture times, so a replay is judged as recorded.
 
-Memory per monitor is bounded: the shadow frame (width x height x channels
-bytes), `HISTORY` signatures and times plus a few numbers per tile (about
-200 bytes: 0.4 MB at 1080p with 32-pixel tiles), at most `MAX_SPRITES` pointer
-sprites of at most `pointer_max_px` squared pixels and `MAX_PLACES` caret and
-change rectangles.
+Memory per monitor is bounded: a frame-sized buffer of which only the tiles
+that differed from the reference are ever written (pages never written take
+no memory), `HISTORY` signatures and times plus a few numbers per tile (about 200 bytes: 0.4 MB at 1080p with 32-pixel tiles), at
+most `MAX_SPRITES` pointer sprites of at most `pointer_max_px` squared pixels,
+`MAX_PLACES` caret and change rectangles, and the toggle pairs of each tile
+seen within `toggle_s`.
 """
 
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -92,23 +95,45 @@ class _Sprite:
     used: float
 
 
-@dataclass
 class _Change:
-    tiles: list[tuple[int, int]]
-    box: Box  # of its changed pixels
-    mask: np.ndarray  # changed pixels within box
-    pixels: int
+    """Connected fresh tiles: their changed pixels' box, and (computed only
+    when a rule looks at pixels) the changed pixels within it."""
+
+    def __init__(self, tiles: list[tuple[int, int]], box: Box, mask: np.ndarray | None = None,
+                 source: tuple[np.ndarray, Callable[[Box], np.ndarray], int] | None = None) -> None:
+        self.tiles, self.box, self._mask, self._source = tiles, box, mask, source
+
+    @property
+    def mask(self) -> np.ndarray:
+        if self._mask is None:
+            assert self._source is not None
+            frame, previous, t = self._source
+            x0, y0, x1, y1 = self.box
+            diff = _differs(frame[y0:y1, x0:x1], previous(self.box))
+            inside = np.zeros_like(diff)
+            for y, x in self.tiles:
+                inside[max(y * t - y0, 0) : max((y + 1) * t - y0, 0), max(x * t - x0, 0) : max((x + 1) * t - x0, 0)] = True
+            self._mask = diff & inside
+        return self._mask
+
+    @property
+    def pixels(self) -> int:
+        return int(np.count_nonzero(self.mask))
 
 
 @dataclass
 class ChangePolicy:
-    """The model of one monitor's screen; `judge` each frame that reached
-    analysis, `kept` when the judged frame became the reference."""
+    """The model of one monitor's screen: `judge` each frame that reached
+    analysis, then `settle` it (whether it became the reference)."""
 
     params: AnalysisConfig
     shape: tuple[int, ...]  # of the frames
     tile: int = field(init=False)
-    shadow: np.ndarray = field(init=False)  # the previous frame
+    shadow: np.ndarray = field(init=False)  # the tiles that differ from the reference (verdict > 0)
+    reference: np.ndarray = field(init=False)  # during judge: the reference frame
+    shadowed: np.ndarray = field(init=False)  # during judge: the tiles `shadow` holds
+    sigs_now: np.ndarray = field(init=False)  # during judge: the fresh tiles' signatures
+    unsettled: np.ndarray | None = None  # after judge: the tiles to keep in `shadow` unless the frame is kept
     verdict: np.ndarray = field(init=False)  # per tile: 0 as the reference, 1 trivial change, 2 meaningful change
     sigs: np.ndarray = field(init=False)  # per tile, its last HISTORY contents (newest last)
     times: np.ndarray = field(init=False)  # ... and when it changed to each
@@ -126,7 +151,7 @@ class ChangePolicy:
         self.tile = self.params.tile
         h, w = self.shape[:2]
         rows, cols = -(-h // self.tile), -(-w // self.tile)
-        self.shadow = np.zeros(self.shape, np.uint8)
+        self.shadow = np.empty(self.shape, np.uint8)  # written tile by tile: untouched pages stay unallocated
         self.verdict = np.zeros((rows, cols), np.int8)
         self.sigs = np.zeros((rows, cols, HISTORY), np.uint64)
         self.times = np.full((rows, cols, HISTORY), -np.inf)
@@ -136,89 +161,101 @@ class ChangePolicy:
 
     @property
     def memory_bytes(self) -> int:
-        arrays = (self.shadow, self.verdict, self.sigs, self.times, self.changes, self.animated_until, self.sampled_at)
+        arrays = (self.verdict, self.sigs, self.times, self.changes, self.animated_until, self.sampled_at)
         return sum(a.nbytes for a in arrays) + sum(s.pixels.nbytes + s.mask.nbytes for s in self.sprites)
 
-    def start(self, frame: np.ndarray) -> None:
-        """The first frame (forwarded as it is): what later frames are compared with."""
-        self.shadow[...] = frame
-        self.verdict[...] = 0
+    def settle(self, frame: np.ndarray | None, kept: bool) -> None:
+        """After `judge`: the frame became the reference (`kept`), or not (the
+        tiles where it differs from the reference are remembered; with no
+        `frame`, its pixels are gone: those tiles count as the reference's
+        again and are judged afresh when they next differ)."""
+        assert self.unsettled is not None, "settle follows judge"
+        if kept:
+            self.verdict[...] = 0
+        elif frame is None:
+            self.verdict[self.unsettled] = 0
+        else:
+            t = self.tile
+            for y, x in zip(*np.nonzero(self.unsettled)):
+                self.shadow[y * t : (y + 1) * t, x * t : (x + 1) * t] = frame[y * t : (y + 1) * t, x * t : (x + 1) * t]
+        self.unsettled = None
 
-    def kept(self) -> None:
-        """The frame just judged went on: it is the reference now."""
-        self.verdict[...] = 0
-
-    def judge(self, now: float, frame: np.ndarray, counts: np.ndarray) -> Verdict:
-        """The verdict on `frame` (capture time `now`, seconds), given its
-        changed pixels per tile against the reference (`counts`)."""
+    def judge(self, now: float, frame: np.ndarray, reference: np.ndarray, counts: np.ndarray) -> Verdict:
+        """The verdict on `frame` (capture time `now`, seconds), given the
+        reference and the changed pixels per tile against it (`counts`)."""
+        assert self.unsettled is None, "each judged frame is settled before the next"
+        self.reference = reference
+        self.shadowed = self.verdict > 0
         changed_now = counts > 0
-        candidates = np.argwhere(changed_now | (self.verdict > 0))
-        fresh = np.zeros_like(changed_now)
-        for y, x in candidates.tolist():
-            rows, cols = self._tile(y, x)
-            if not np.array_equal(frame[rows, cols], self.shadow[rows, cols]):
-                fresh[y, x] = True
-        fresh |= changed_now & (self.verdict == 0)  # crept over the threshold unnoticed: judged as new
+        candidates = changed_now | self.shadowed
+        # Tiles that differed from the reference in the previous frame against
+        # what they showed then; the others showed the reference.
+        fresh, boxes, sigs = kernels.fresh_tiles(frame, reference, candidates & ~self.shadowed, self.tile)
+        if self.shadowed.any():
+            f2, b2, s2 = kernels.fresh_tiles(frame, self.shadow, candidates & self.shadowed, self.tile)
+            fresh |= f2
+            boxes[f2], sigs[f2] = b2[f2], s2[f2]
+        self.sigs_now = sigs
         self.verdict[~changed_now] = 0
         causes: collections.Counter[str] = collections.Counter()
-        judged = self._judge_changes(now, frame, [c for c in self._changes(frame, fresh) if c.pixels], causes)
-        for y, x in np.argwhere(fresh).tolist():
-            self._remember(y, x, now, frame, animation=judged.get((y, x)) not in ("pointer", "caret", "input"))
-            if changed_now[y, x]:
-                self.verdict[y, x] = 2 if judged.get((y, x), "meaningful") in MEANINGFUL else max(
-                    int(self.verdict[y, x]), 1)
-            rows, cols = self._tile(y, x)
-            self.shadow[rows, cols] = frame[rows, cols]
+        judged = self._judge_changes(now, frame, self._changes(frame, fresh, boxes), causes)
+        ys, xs = np.nonzero(fresh)
+        meaningful = np.zeros_like(fresh)
+        counted = np.zeros_like(fresh)  # changes that count for animation rhythms
+        for cause, tiles in judged.items():
+            if tiles:
+                ty, tx = np.array(tiles).T
+                meaningful[ty, tx] = cause in MEANINGFUL
+                counted[ty, tx] = cause not in ("pointer", "caret", "input")
+        judged_now = fresh & changed_now
+        self.verdict[judged_now & meaningful] = 2
+        self.verdict[judged_now & ~meaningful] = np.maximum(self.verdict[judged_now & ~meaningful], 1)
+        self._remember(ys, xs, now, sigs[ys, xs], counted[ys, xs])
+        self.unsettled = fresh & changed_now
         self.frames += 1
         return Verdict(self.verdict == 2, causes)
 
+    def previous(self, box: Box) -> np.ndarray:
+        """The previous frame's pixels in `box` (during judge)."""
+        x0, y0, x1, y1 = box
+        out = self.reference[y0:y1, x0:x1].copy()
+        t = self.tile
+        for y in range(y0 // t, -(-y1 // t)):
+            for x in range(x0 // t, -(-x1 // t)):
+                if self.shadowed[y, x]:
+                    ty0, ty1 = max(y * t, y0), min((y + 1) * t, y1)
+                    tx0, tx1 = max(x * t, x0), min((x + 1) * t, x1)
+                    out[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] = self.shadow[ty0:ty1, tx0:tx1]
+        return out
+
     # ------------------------------------------------------------------ changes
 
-    def _tile(self, y: int, x: int) -> tuple[slice, slice]:
-        t = self.tile
-        return slice(y * t, (y + 1) * t), slice(x * t, (x + 1) * t)
-
-    def _changes(self, frame: np.ndarray, fresh: np.ndarray) -> list[_Change]:
-        """Fresh tiles grouped into connected changes, with their changed pixels."""
+    def _changes(self, frame: np.ndarray, fresh: np.ndarray, boxes: np.ndarray) -> list[_Change]:
+        """Fresh tiles grouped into connected changes (8-neighbour tiles)."""
         seen = np.zeros_like(fresh)
         out = []
-        for start in np.argwhere(fresh).tolist():
-            if seen[tuple(start)]:
+        for start in zip(*np.nonzero(fresh)):
+            if seen[start]:
                 continue
-            tiles, stack = [], [tuple(start)]
-            seen[tuple(start)] = True
+            tiles, stack = [], [start]
+            seen[start] = True
             while stack:
                 y, x = stack.pop()
-                tiles.append((y, x))
+                tiles.append((int(y), int(x)))
                 for ny in range(max(y - 1, 0), min(y + 2, fresh.shape[0])):
                     for nx in range(max(x - 1, 0), min(x + 2, fresh.shape[1])):
                         if fresh[ny, nx] and not seen[ny, nx]:
                             seen[ny, nx] = True
                             stack.append((ny, nx))
-            out.append(self._change(frame, tiles))
+            ty, tx = np.array(tiles).T
+            b = boxes[ty, tx]
+            box = (int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max()))
+            out.append(_Change(tiles, box, source=(frame, self.previous, self.tile)))
         return out
 
-    def _change(self, frame: np.ndarray, tiles: list[tuple[int, int]]) -> _Change:
-        h, w = self.shape[:2]
-        t = self.tile
-        ys, xs = [y for y, _ in tiles], [x for _, x in tiles]
-        y0, x0 = min(ys) * t, min(xs) * t
-        y1, x1 = min((max(ys) + 1) * t, h), min((max(xs) + 1) * t, w)
-        diff = _differs(frame[y0:y1, x0:x1], self.shadow[y0:y1, x0:x1])
-        inside = np.zeros_like(diff)
-        for y, x in tiles:
-            inside[y * t - y0 : (y + 1) * t - y0, x * t - x0 : (x + 1) * t - x0] = True
-        diff &= inside
-        py, px = np.nonzero(diff)
-        if len(py) == 0:
-            return _Change(tiles, (x0, y0, x0, y0), diff[:0, :0], 0)
-        box = (x0 + int(px.min()), y0 + int(py.min()), x0 + int(px.max()) + 1, y0 + int(py.max()) + 1)
-        mask = diff[box[1] - y0 : box[3] - y0, box[0] - x0 : box[2] - x0]
-        return _Change(tiles, box, mask, len(py))
-
     def _judge_changes(self, now: float, frame: np.ndarray, changes: list[_Change],
-                       causes: collections.Counter[str]) -> dict[tuple[int, int], str]:
-        """Each change's cause, per tile."""
+                       causes: collections.Counter[str]) -> dict[str, list[tuple[int, int]]]:
+        """The tiles of each cause."""
         p = self.params
         causes_of: dict[int, str] = {}
         small = [i for i, c in enumerate(changes) if _area(c.box) <= p.large_change_px]
@@ -235,20 +272,19 @@ class ChangePolicy:
                 causes_of[i] = "input"
             elif (animated := self._animated(now, c)) is not None:
                 causes_of[i] = animated
-            elif _area(c.box) <= p.toggle_max_px and all(self._toggles(now, frame, t) for t in c.tiles):
+            elif _area(c.box) <= p.toggle_max_px and all(self._toggles(now, t) for t in c.tiles):
                 causes_of[i] = "toggle"
             else:
                 causes_of[i] = "meaningful"
-        out = {}
+        out: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
         for i, c in enumerate(changes):
             cause = causes_of[i]
             causes[cause] += 1
-            if cause in ("meaningful", "sample", "input"):
+            if cause in MEANINGFUL:
                 self.meant.append((c.box, now))
             if cause == "input":
                 self.typed.append((c.box, now))
-            for t in c.tiles:
-                out[t] = cause
+            out[cause] += c.tiles
         return out
 
     # ------------------------------------------------------------------ pointer
@@ -264,8 +300,9 @@ class ChangePolicy:
         for i in pointer_sized:
             c = changes[i]
             for sprite in self.sprites:
-                now_at = _find(frame, sprite, c.box, p.pointer_match)
-                before_at = _find(self.shadow, sprite, c.box, p.pointer_match)
+                now_at = _find(lambda box: frame[box[1] : box[3], box[0] : box[2]], self.shape, sprite, c.box,
+                               p.pointer_match)
+                before_at = _find(self.previous, self.shape, sprite, c.box, p.pointer_match)
                 if (now_at or before_at) and now_at != before_at and _covers(c, [now_at, before_at], sprite):
                     sprite.used = now
                     explained.add(i)
@@ -290,7 +327,7 @@ class ChangePolicy:
         if gone.mask.shape != came.mask.shape or gone.pixels < 8:
             return False
         (gx, gy, gx1, gy1), (cx, cy, cx1, cy1) = gone.box, came.box
-        before = _colours(self.shadow[gy:gy1, gx:gx1])[gone.mask]
+        before = _colours(self.previous(gone.box))[gone.mask]
         after = _colours(frame[cy:cy1, cx:cx1])[gone.mask]
         return bool(np.mean(np.all(before == after, axis=-1)) >= self.params.pointer_match)
 
@@ -313,7 +350,7 @@ class ChangePolicy:
         x0, y0, x1, y1 = c.box
         if x1 - x0 > p.caret_max_width_px or y1 - y0 > p.caret_max_height_px or not c.mask.all():
             return False
-        before = _colours(self.shadow[y0:y1, x0:x1]).reshape(-1, _colours(frame).shape[-1])
+        before = _colours(self.previous(c.box)).reshape(-1, _colours(frame).shape[-1])
         after = _colours(frame[y0:y1, x0:x1]).reshape(before.shape)
         pairs = np.unique(np.concatenate([before, after], axis=1), axis=0)
         if not len(np.unique(before, axis=0)) == len(pairs) == len(np.unique(after, axis=0)):
@@ -379,10 +416,9 @@ class ChangePolicy:
 
     # ------------------------------------------------------------------ toggles
 
-    def _toggles(self, now: float, frame: np.ndarray, t: tuple[int, int]) -> bool:
+    def _toggles(self, now: float, t: tuple[int, int]) -> bool:
         p = self.params
-        rows, cols = self._tile(*t)
-        sig = kernels.fingerprint(np.ascontiguousarray(frame[rows, cols]))
+        sig = int(self.sigs_now[t])
         last = int(self.sigs[t][-1])
         pair = frozenset((last, sig))
         known = self.pairs.setdefault(t, {})
@@ -397,16 +433,13 @@ class ChangePolicy:
             return True
         return False
 
-    def _remember(self, y: int, x: int, now: float, frame: np.ndarray, animation: bool) -> None:
-        """Tile (y, x) now shows new content: its history moves on."""
-        rows, cols = self._tile(y, x)
-        sig = kernels.fingerprint(np.ascontiguousarray(frame[rows, cols]))
-        self.sigs[y, x] = np.roll(self.sigs[y, x], -1)
-        self.times[y, x] = np.roll(self.times[y, x], -1)
-        self.sigs[y, x, -1], self.times[y, x, -1] = sig, now
-        if animation:
-            self.changes[y, x] = np.roll(self.changes[y, x], -1)
-            self.changes[y, x, -1] = now
+    def _remember(self, ys: np.ndarray, xs: np.ndarray, now: float, sigs: np.ndarray, counted: np.ndarray) -> None:
+        """Tiles (ys, xs) now show new content (`sigs`): their histories move
+        on (the change times only for changes that count for rhythms)."""
+        self.sigs[ys, xs] = np.concatenate([self.sigs[ys, xs, 1:], sigs[:, None]], axis=1)
+        self.times[ys, xs] = np.concatenate([self.times[ys, xs, 1:], np.full((len(ys), 1), now)], axis=1)
+        cy, cx = ys[counted], xs[counted]
+        self.changes[cy, cx] = np.concatenate([self.changes[cy, cx, 1:], np.full((len(cy), 1), now)], axis=1)
 
 
 def _colours(a: np.ndarray) -> np.ndarray:
@@ -435,28 +468,27 @@ def _inside(inner: Box, outer: Box) -> bool:
     return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
 
 
-def _find(frame: np.ndarray, sprite: _Sprite, near: Box, match: float) -> tuple[int, int] | None:
-    """Where `sprite` shows in `frame` overlapping box `near` (x, y of its
-    top-left), if anywhere: candidates where two of its pixels match, each
-    then checked whole."""
+def _find(crop: Callable[[Box], np.ndarray], shape: tuple[int, ...], sprite: _Sprite, near: Box,
+          match: float) -> tuple[int, int] | None:
+    """Where `sprite` shows in a frame (`crop` gives its pixels in a box)
+    overlapping box `near` (x, y of its top-left), if anywhere: candidates
+    where three of its pixels match, each then checked whole."""
     sh, sw = sprite.mask.shape
-    h, w = frame.shape[:2]
+    h, w = shape[:2]
     ys, xs = max(near[1] - sh + 1, 0), max(near[0] - sw + 1, 0)
     ny, nx = min(near[3], h - sh + 1) - ys, min(near[2], w - sw + 1) - xs
     if ny <= 0 or nx <= 0:
         return None
-    colours = _colours(frame)
+    colours = _colours(crop((xs, ys, xs + nx + sw - 1, ys + ny + sh - 1)))
     my, mx = np.nonzero(sprite.mask)
     hits = np.ones((ny, nx), bool)
     for k in (0, len(my) - 1, len(my) // 2):
-        y, x = ys + my[k], xs + mx[k]
-        hits &= np.all(colours[y : y + ny, x : x + nx] == sprite.pixels[my[k], mx[k]], axis=-1)
+        hits &= np.all(colours[my[k] : my[k] + ny, mx[k] : mx[k] + nx] == sprite.pixels[my[k], mx[k]], axis=-1)
     want = sprite.pixels[sprite.mask]
     for cy, cx in np.argwhere(hits).tolist():
-        y, x = ys + cy, xs + cx
-        got = colours[y : y + sh, x : x + sw][sprite.mask]
+        got = colours[cy : cy + sh, cx : cx + sw][sprite.mask]
         if np.count_nonzero(np.all(got == want, axis=-1)) >= match * len(want):
-            return x, y
+            return xs + cx, ys + cy
     return None
 
 
@@ -483,7 +515,7 @@ def _blobs(c: _Change) -> list[_Change]:
         mask = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), bool)
         mask[ys - y0, xs - x0] = True
         box = (c.box[0] + x0, c.box[1] + y0, c.box[0] + x0 + mask.shape[1], c.box[1] + y0 + mask.shape[0])
-        out.append(_Change(c.tiles, box, mask, len(pixels)))
+        out.append(_Change(c.tiles, box, mask))
     return out
 
 

@@ -19,10 +19,11 @@ MAX_REGIONS = 16
 
 try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import frame_hash as fast_frame_hash
+    from jarvis_rust_core import fresh_tiles as fast_fresh_tiles
     from jarvis_rust_core import regions as fast_regions
     from jarvis_rust_core import tile_changes as fast_tile_changes
 except ImportError as exc:  # an older or partial build of the core
-    fast_frame_hash = fast_tile_changes = fast_regions = None  # type: ignore[assignment]
+    fast_frame_hash = fast_tile_changes = fast_regions = fast_fresh_tiles = None  # type: ignore[assignment]
     logging.getLogger("jarvis.kernels").warning(
         "the compiled vision kernels are not available (%s): running the numpy references, "
         "which are much slower; rebuild the core with scripts/setup", exc
@@ -67,6 +68,34 @@ def tile_counts(mask: np.ndarray, tile: int) -> np.ndarray:
 def tile_signature(frame: np.ndarray, ty: int, tx: int, tile: int) -> int:
     """Exact 64-bit hash of one tile's pixels (edge tiles are partial)."""
     return fingerprint(frame[ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile])
+
+
+def tile_freshness(frame: np.ndarray, previous: np.ndarray, candidates: np.ndarray,
+                   tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The change model's per-tile pass (reference): of the `candidates`
+    tiles, which differ from `previous` in a colour byte, the box of their
+    changed pixels in the frame (x0, y0, x1, y1) and each one's signature
+    (`frame_hash` of its pixels); zeros where a tile did not change."""
+    h, w = frame.shape[:2]
+    rows, cols = candidates.shape
+    diff = np.zeros((rows * tile, cols * tile), bool)
+    a, b = (frame[..., :3], previous[..., :3]) if frame.ndim == 3 else (frame[..., None], previous[..., None])
+    diff[:h, :w] = np.any(a != b, axis=-1)
+    diff &= np.repeat(np.repeat(candidates, tile, axis=0), tile, axis=1)
+    per = diff.reshape(rows, tile, cols, tile)
+    in_rows, in_cols = per.any(axis=3), per.any(axis=1)  # (rows, tile, cols), (rows, cols, tile)
+    fresh = in_rows.any(axis=1)
+    boxes = np.zeros((rows, cols, 4), np.int32)
+    first_y, last_y = in_rows.argmax(axis=1), tile - 1 - in_rows[:, ::-1].argmax(axis=1)
+    first_x, last_x = in_cols.argmax(axis=2), tile - 1 - in_cols[:, :, ::-1].argmax(axis=2)
+    ty, tx = np.mgrid[0:rows, 0:cols] * tile
+    boxes[..., 0], boxes[..., 1] = tx + first_x, ty + first_y
+    boxes[..., 2], boxes[..., 3] = tx + last_x + 1, ty + last_y + 1
+    boxes[~fresh] = 0
+    sigs = np.zeros((rows, cols), np.uint64)
+    for y, x in zip(*np.nonzero(fresh)):
+        sigs[y, x] = frame_hash(frame[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile])
+    return fresh, boxes, sigs
 
 
 def tile_regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:
@@ -142,6 +171,15 @@ def changed_tiles(a: np.ndarray, b: np.ndarray, threshold: int, tile: int) -> np
     if fast_tile_changes is not None:
         return fast_tile_changes(a, b, threshold, tile)
     return tile_counts(changed_mask(a, b, threshold), tile)
+
+
+def fresh_tiles(frame: np.ndarray, previous: np.ndarray, candidates: np.ndarray,
+                tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The change model's per-tile pass (the stages' entry point: the compiled
+    kernel, on the calling thread, when available, else `tile_freshness`)."""
+    if fast_fresh_tiles is not None:
+        return fast_fresh_tiles(frame, previous, candidates, tile, parallel=False)
+    return tile_freshness(frame, previous, candidates, tile)
 
 
 def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:

@@ -126,14 +126,12 @@ class Ours:
             return False
         if self.reference is None or self.policy is None:
             self.policy = ChangePolicy(a, frame.shape)
-            self.policy.start(frame)
             return self._forward(frame, t)
         counts = kernels.changed_tiles(frame, self.reference, a.threshold, a.tile)
-        verdict = self.policy.judge(t, frame, counts)
-        if verdict.kept or (a.keepalive_s and t - self.forwarded_at >= a.keepalive_s):
-            self.policy.kept()
-            return self._forward(frame, t)
-        return False
+        verdict = self.policy.judge(t, frame, self.reference, counts)
+        kept = verdict.kept or bool(a.keepalive_s and t - self.forwarded_at >= a.keepalive_s)
+        self.policy.settle(frame, kept)
+        return self._forward(frame, t) if kept else False
 
     def _forward(self, frame: np.ndarray, t: float) -> bool:
         self.reference, self.forwarded_at = frame.copy(), t

@@ -28,15 +28,15 @@ class Screen:
         self.ref = self.frame.copy()
         self.params = params
         self.policy = ChangePolicy(params, self.frame.shape)
-        self.policy.start(self.frame)
 
     def show(self, t: float) -> bool:
         """Judges the frame on screen at time t; True when it is kept."""
-        counts = kernels.changed_tiles(self.frame, self.ref, self.params.threshold, self.params.tile)
-        verdict = self.policy.judge(t, self.frame.copy(), counts)
+        frame = self.frame.copy()
+        counts = kernels.changed_tiles(frame, self.ref, self.params.threshold, self.params.tile)
+        verdict = self.policy.judge(t, frame, self.ref, counts)
+        self.policy.settle(frame, verdict.kept)
         if verdict.kept:
-            self.ref = self.frame.copy()
-            self.policy.kept()
+            self.ref = frame
         return verdict.kept
 
     def block(self, x: int, y: int, w: int = CELL_W, h: int = CELL_H, colour: int = BLACK) -> None:

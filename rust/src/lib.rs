@@ -18,6 +18,8 @@ pub mod frame;
 #[cfg(not(loom))]
 pub mod frame_buffer;
 #[cfg(not(loom))]
+pub mod fresh;
+#[cfg(not(loom))]
 pub mod kernels;
 #[cfg(not(loom))]
 pub(crate) mod layout;

@@ -232,26 +232,19 @@ class ChangePolicy:
 
     def _changes(self, frame: np.ndarray, fresh: np.ndarray, boxes: np.ndarray) -> list[_Change]:
         """Fresh tiles grouped into connected changes (8-neighbour tiles)."""
-        seen = np.zeros_like(fresh)
-        out = []
-        for start in zip(*np.nonzero(fresh)):
-            if seen[start]:
-                continue
-            tiles, stack = [], [start]
-            seen[start] = True
-            while stack:
-                y, x = stack.pop()
-                tiles.append((int(y), int(x)))
-                for ny in range(max(y - 1, 0), min(y + 2, fresh.shape[0])):
-                    for nx in range(max(x - 1, 0), min(x + 2, fresh.shape[1])):
-                        if fresh[ny, nx] and not seen[ny, nx]:
-                            seen[ny, nx] = True
-                            stack.append((ny, nx))
-            ty, tx = np.array(tiles).T
-            b = boxes[ty, tx]
-            box = (int(b[:, 0].min()), int(b[:, 1].min()), int(b[:, 2].max()), int(b[:, 3].max()))
-            out.append(_Change(tiles, box, source=(frame, self.previous, self.tile)))
-        return out
+        labels = kernels.tile_groups(fresh)
+        ys, xs = np.nonzero(labels >= 0)
+        if not len(ys):
+            return []
+        order = np.argsort(labels[ys, xs], kind="stable")
+        ys, xs = ys[order], xs[order]
+        starts = np.flatnonzero(np.diff(labels[ys, xs], prepend=-1))
+        b = boxes[ys, xs]
+        lo, hi = np.minimum.reduceat(b[:, :2], starts), np.maximum.reduceat(b[:, 2:], starts)
+        tiles = list(zip(ys.tolist(), xs.tolist()))
+        ends = [*starts[1:].tolist(), len(tiles)]
+        return [_Change(tiles[s:e], (int(x0), int(y0), int(x1), int(y1)), source=(frame, self.previous, self.tile))
+                for s, e, (x0, y0), (x1, y1) in zip(starts.tolist(), ends, lo, hi)]
 
     def _judge_changes(self, now: float, frame: np.ndarray, changes: list[_Change],
                        causes: collections.Counter[str]) -> dict[str, list[tuple[int, int]]]:

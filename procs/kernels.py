@@ -20,10 +20,11 @@ MAX_REGIONS = 16
 try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import frame_hash as fast_frame_hash
     from jarvis_rust_core import fresh_tiles as fast_fresh_tiles
+    from jarvis_rust_core import tile_groups as fast_tile_groups
     from jarvis_rust_core import regions as fast_regions
     from jarvis_rust_core import tile_changes as fast_tile_changes
 except ImportError as exc:  # an older or partial build of the core
-    fast_frame_hash = fast_tile_changes = fast_regions = fast_fresh_tiles = None  # type: ignore[assignment]
+    fast_frame_hash = fast_tile_changes = fast_regions = fast_fresh_tiles = fast_tile_groups = None  # type: ignore[assignment]
     logging.getLogger("jarvis.kernels").warning(
         "the compiled vision kernels are not available (%s): running the numpy references, "
         "which are much slower; rebuild the core with scripts/setup", exc
@@ -96,6 +97,28 @@ def tile_freshness(frame: np.ndarray, previous: np.ndarray, candidates: np.ndarr
     for y, x in zip(*np.nonzero(fresh)):
         sigs[y, x] = frame_hash(frame[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile])
     return fresh, boxes, sigs
+
+
+def tile_labels(marked: np.ndarray) -> np.ndarray:
+    """8-connected groups of the marked tiles (reference): each tile's group
+    number in row-major order of the groups' first tiles, -1 where unmarked."""
+    labels = np.full(marked.shape, -1, np.int32)
+    rows, cols = marked.shape
+    group = 0
+    for start in zip(*np.nonzero(marked)):
+        if labels[start] >= 0:
+            continue
+        labels[start] = group
+        stack = [start]
+        while stack:
+            y, x = stack.pop()
+            for ny in range(max(y - 1, 0), min(y + 2, rows)):
+                for nx in range(max(x - 1, 0), min(x + 2, cols)):
+                    if marked[ny, nx] and labels[ny, nx] < 0:
+                        labels[ny, nx] = group
+                        stack.append((ny, nx))
+        group += 1
+    return labels
 
 
 def tile_regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:
@@ -180,6 +203,14 @@ def fresh_tiles(frame: np.ndarray, previous: np.ndarray, candidates: np.ndarray,
     if fast_fresh_tiles is not None:
         return fast_fresh_tiles(frame, previous, candidates, tile, parallel=False)
     return tile_freshness(frame, previous, candidates, tile)
+
+
+def tile_groups(marked: np.ndarray) -> np.ndarray:
+    """8-connected groups of marked tiles (the compiled kernel when
+    available, else `tile_labels`)."""
+    if fast_tile_groups is not None:
+        return fast_tile_groups(np.asarray(marked, dtype=bool))
+    return tile_labels(marked)
 
 
 def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:

@@ -29,38 +29,41 @@ pub struct FreshTiles {
 fn differing_span(a: &[u8], b: &[u8], format: PixelFormat) -> Option<(usize, usize)> {
     let c = format.channels();
     let colours = if format == PixelFormat::Bgra { 3 } else { c };
-    let differs = |i: usize| a[i * c..i * c + colours] != b[i * c..i * c + colours];
-    let n = a.len() / c;
-    let first = (0..n).find(|&i| differs(i))?;
-    let last = (first..n).rev().find(|&i| differs(i)).unwrap_or(first);
+    let differs = |(p, q): (&[u8], &[u8])| p[..colours] != q[..colours];
+    let first = a.chunks_exact(c).zip(b.chunks_exact(c)).position(differs)?;
+    let last = a.chunks_exact(c).zip(b.chunks_exact(c)).rposition(differs).unwrap_or(first);
     Some((first, last))
 }
 
-fn one_tile(frame: &SourceFrame, previous: &SourceFrame, tile: usize, ty: usize, tx: usize) -> (bool, [i32; 4], u64) {
+/// One row of tiles (`ty`), scanned row by row of pixels so memory is read in
+/// order: each candidate tile's changed box, and its hash (kept only if it
+/// changed: a candidate is usually a changed tile).
+fn band(frame: &SourceFrame, previous: &SourceFrame, tile: usize, ty: usize, wanted: &[bool], out: &mut [(bool, [i32; 4], u64)]) {
     let c = frame.format.channels();
-    let (x0, x1) = (tx * tile, ((tx + 1) * tile).min(frame.width));
     let (y0, y1) = (ty * tile, ((ty + 1) * tile).min(frame.height));
-    let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0, 0);
+    let mut boxes = vec![(usize::MAX, usize::MAX, 0usize, 0usize); out.len()];
+    let mut hashers: Vec<Option<Xxh3>> = wanted.iter().map(|&w| w.then(Xxh3::new)).collect();
     for y in y0..y1 {
-        let (a, b) = (&row(frame, y)[x0 * c..x1 * c], &row(previous, y)[x0 * c..x1 * c]);
-        if a == b {
-            continue;
+        let (ra, rb) = (row(frame, y), row(previous, y));
+        for (tx, hasher) in hashers.iter_mut().enumerate() {
+            let Some(hasher) = hasher else { continue };
+            let (x0, x1) = (tx * tile, ((tx + 1) * tile).min(frame.width));
+            let (a, b) = (&ra[x0 * c..x1 * c], &rb[x0 * c..x1 * c]);
+            hasher.update(a);
+            if a == b {
+                continue;
+            }
+            if let Some((first, last)) = differing_span(a, b, frame.format) {
+                let bx = &mut boxes[tx];
+                *bx = (bx.0.min(x0 + first), bx.1.min(y), bx.2.max(x0 + last + 1), y + 1);
+            }
         }
-        if let Some((first, last)) = differing_span(a, b, frame.format) {
-            bx0 = bx0.min(x0 + first);
-            bx1 = bx1.max(x0 + last + 1);
-            by0 = by0.min(y);
-            by1 = y + 1;
+    }
+    for ((cell, bx), hasher) in out.iter_mut().zip(boxes).zip(hashers) {
+        if let (Some(hasher), true) = (hasher, bx.0 != usize::MAX) {
+            *cell = (true, [bx.0 as i32, bx.1 as i32, bx.2 as i32, bx.3 as i32], hasher.digest());
         }
     }
-    if bx0 == usize::MAX {
-        return (false, [0; 4], 0);
-    }
-    let mut hasher = Xxh3::new();
-    for y in y0..y1 {
-        hasher.update(&row(frame, y)[x0 * c..x1 * c]);
-    }
-    (true, [bx0 as i32, by0 as i32, bx1 as i32, by1 as i32], hasher.digest())
 }
 
 /// The pass over `candidates` (tile rows x tile columns, row-major) of
@@ -81,23 +84,55 @@ pub fn fresh_tiles(frame: &SourceFrame, previous: &SourceFrame, candidates: &[bo
         )));
     }
     let mut out = vec![(false, [0i32; 4], 0u64); th * tw];
-    let band = |(ty, cells): (usize, &mut [(bool, [i32; 4], u64)])| {
-        for (tx, cell) in cells.iter_mut().enumerate() {
-            if candidates[ty * tw + tx] {
-                *cell = one_tile(frame, previous, tile, ty, tx);
-            }
+    let one = |(ty, cells): (usize, &mut [(bool, [i32; 4], u64)])| {
+        let wanted = &candidates[ty * tw..(ty + 1) * tw];
+        if wanted.iter().any(|&w| w) {
+            band(frame, previous, tile, ty, wanted, cells);
         }
     };
     if parallel && frame.width * frame.height >= PARALLEL_PIXELS {
-        out.par_chunks_mut(tw).enumerate().for_each(band);
+        out.par_chunks_mut(tw).enumerate().for_each(one);
     } else {
-        out.chunks_mut(tw).enumerate().for_each(band);
+        out.chunks_mut(tw).enumerate().for_each(one);
     }
     Ok(FreshTiles {
         fresh: out.iter().map(|t| t.0).collect(),
         boxes: out.iter().map(|t| t.1).collect(),
         sigs: out.iter().map(|t| t.2).collect(),
     })
+}
+
+/// 8-connected groups of the `marked` tiles (th x tw, row-major): per tile
+/// its group's number, or -1; groups are numbered in row-major order of their
+/// first tile.
+pub fn tile_groups(marked: &[bool], th: usize, tw: usize) -> Result<Vec<i32>> {
+    if marked.len() != th * tw {
+        return Err(RingError::FrameGeometry(format!("a {th}x{tw} tile map has {} entries, not {}", th * tw, marked.len())));
+    }
+    let mut labels = vec![-1i32; th * tw];
+    let mut stack = Vec::new();
+    let mut next = 0;
+    for start in 0..th * tw {
+        if !marked[start] || labels[start] >= 0 {
+            continue;
+        }
+        labels[start] = next;
+        stack.push(start);
+        while let Some(i) = stack.pop() {
+            let (x, y) = (i % tw, i / tw);
+            for ny in y.saturating_sub(1)..=(y + 1).min(th - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(tw - 1) {
+                    let j = ny * tw + nx;
+                    if marked[j] && labels[j] < 0 {
+                        labels[j] = next;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        next += 1;
+    }
+    Ok(labels)
 }
 
 #[cfg(test)]
@@ -124,5 +159,17 @@ mod tests {
         assert_eq!(r.sigs[1], xxh3_64(&tile[..]));
         let none = fresh_tiles(&fb, &fa, &[true, false, true, true], 4, true).unwrap();
         assert!(none.fresh.iter().all(|f| !f), "only candidates are looked at");
+    }
+
+    #[test]
+    fn groups_tiles_that_touch_also_at_corners() {
+        #[rustfmt::skip]
+        let marked = [
+            true, false, false, true,
+            false, true, false, false,
+            false, false, false, true,
+        ];
+        assert_eq!(tile_groups(&marked, 3, 4).unwrap(), vec![0, -1, -1, 1, -1, 0, -1, -1, -1, -1, -1, 2]);
+        assert!(tile_groups(&marked, 2, 4).is_err());
     }
 }

@@ -62,6 +62,17 @@ pub fn fresh_tiles<'py>(
     ))
 }
 
+/// 8-connected groups of the marked tiles of a 2-D bool tile map: an int32
+/// map of each tile's group number (row-major order of each group's first
+/// tile), -1 where unmarked.
+#[pyfunction]
+pub fn tile_groups<'py>(py: Python<'py>, marked: PyReadonlyArray2<'py, bool>) -> PyResult<Bound<'py, PyArray2<i32>>> {
+    let (rows, cols) = marked.as_array().dim();
+    let cells: Vec<bool> = marked.as_array().iter().copied().collect();
+    let labels = crate::fresh::tile_groups(&cells, rows, cols)?;
+    numpy::PyArray1::from_vec(py, labels).reshape([rows, cols])
+}
+
 /// Histogram of the luma (77 R + 150 G + 29 B) >> 8 of every pixel: 256 counts.
 #[pyfunction]
 pub fn luma_histogram<'py>(py: Python<'py>, frame: &Bound<'py, PyAny>) -> PyResult<Bound<'py, numpy::PyArray1<u64>>> {

@@ -59,6 +59,34 @@ def test_tile_changes_match_the_reference_exactly(fs: tuple[np.ndarray, np.ndarr
     assert got.shape == expected.shape and (got == expected).all()
 
 
+@given(frames(pair=True), st.integers(1, 17), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1), st.booleans())
+@settings(max_examples=400, deadline=None)
+def test_fresh_tiles_match_the_reference_exactly(fs: tuple[np.ndarray, np.ndarray], tile: int, share: float,
+                                                 seed: int, parallel: bool) -> None:
+    """The change model's per-tile pass: changed tiles and boxes as the
+    reference finds them; signatures the xxh3 of each tile's packed pixels."""
+    a, b = fs
+    rows, cols = -(-a.shape[0] // tile), -(-a.shape[1] // tile)
+    candidates = np.random.default_rng(seed).random((rows, cols)) < share
+    fresh, boxes, _ = kernels.tile_freshness(a, b, candidates, tile)
+    got_fresh, got_boxes, got_sigs = jrc.fresh_tiles(a, b, candidates, tile, parallel=parallel)
+    assert (got_fresh == fresh).all() and (got_boxes == boxes).all()
+    for y, x in zip(*np.nonzero(fresh)):
+        packed = np.ascontiguousarray(a[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile])
+        assert got_sigs[y, x] == xxhash.xxh3_64_intdigest(packed.tobytes())
+    assert not got_sigs[~fresh].any()
+
+
+def test_fresh_tiles_bad_input_is_a_clear_error() -> None:
+    a = np.zeros((8, 8, 4), np.uint8)
+    with pytest.raises(jrc.FrameGeometryError, match="candidates"):
+        jrc.fresh_tiles(a, a, np.ones((3, 3), bool), 4)
+    with pytest.raises(jrc.FrameGeometryError, match="geometry"):
+        jrc.fresh_tiles(a, a[:4], np.ones((2, 2), bool), 4)
+    with pytest.raises(jrc.RingConfigError, match="tile"):
+        jrc.fresh_tiles(a, a, np.ones((2, 2), bool), 0)
+
+
 @pytest.mark.parametrize("channels", [4, 3, 1])
 def test_large_frames_split_across_threads_agree(channels: int) -> None:
     rng = np.random.default_rng(3)
@@ -104,6 +132,13 @@ def test_regions_match_the_reference_exactly(m: tuple[np.ndarray, int, int, int]
     assert jrc.regions(counts, tile, w, h, max_regions) == expected
     assert kernels.regions(tiles, tile, w, h, max_regions) == expected
     assert kernels.regions(counts.astype(np.int64), tile, w, h, max_regions) == expected  # any dtype, nonzero = changed
+
+
+@given(tile_maps())
+@settings(max_examples=300, deadline=None)
+def test_tile_groups_match_the_reference_exactly(m: tuple[np.ndarray, int, int, int]) -> None:
+    tiles = m[0]
+    assert (jrc.tile_groups(tiles) == kernels.tile_labels(tiles)).all()
 
 
 def test_regions_of_many_scattered_changes_match_the_reference() -> None:

@@ -343,10 +343,9 @@ class ChangePolicy:
         x0, y0, x1, y1 = c.box
         if x1 - x0 > p.caret_max_width_px or y1 - y0 > p.caret_max_height_px or not c.mask.all():
             return False
-        before = _colours(self.previous(c.box)).reshape(-1, _colours(frame).shape[-1])
-        after = _colours(frame[y0:y1, x0:x1]).reshape(before.shape)
-        pairs = np.unique(np.concatenate([before, after], axis=1), axis=0)
-        if not len(np.unique(before, axis=0)) == len(pairs) == len(np.unique(after, axis=0)):
+        before, after = _packed(self.previous(c.box)), _packed(frame[y0:y1, x0:x1])
+        pairs = np.unique(before << 32 | after)
+        if not len(np.unique(before)) == len(pairs) == len(np.unique(after)):
             return False  # not a one-for-one swap of colours
         # A solid bar or block switching (one colour to one colour) is a caret; a
         # swap of two colours may also be a block moving one cell and back (a
@@ -440,6 +439,15 @@ def _colours(a: np.ndarray) -> np.ndarray:
     return a[..., :3] if a.ndim == 3 else a[..., None]
 
 
+def _packed(a: np.ndarray) -> np.ndarray:
+    """Each pixel's colour as one integer (flattened)."""
+    c = _colours(a).astype(np.uint64)
+    out = c[..., 0].copy()
+    for k in range(1, c.shape[-1]):
+        out = out << 8 | c[..., k]
+    return out.reshape(-1)
+
+
 def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.any(_colours(a) != _colours(b), axis=-1)
 
@@ -487,26 +495,12 @@ def _find(crop: Callable[[Box], np.ndarray], shape: tuple[int, ...], sprite: _Sp
 
 def _blobs(c: _Change) -> list[_Change]:
     """The change's changed pixels as separate 8-connected blobs."""
-    seen = np.zeros_like(c.mask)
+    labels = kernels.tile_groups(c.mask)
     out = []
-    h, w = c.mask.shape
-    for start in zip(*np.nonzero(c.mask)):
-        if seen[start]:
-            continue
-        seen[start] = True
-        stack, pixels = [start], []
-        while stack:
-            y, x = stack.pop()
-            pixels.append((y, x))
-            for ny in range(max(y - 1, 0), min(y + 2, h)):
-                for nx in range(max(x - 1, 0), min(x + 2, w)):
-                    if c.mask[ny, nx] and not seen[ny, nx]:
-                        seen[ny, nx] = True
-                        stack.append((ny, nx))
-        ys, xs = np.array(pixels).T
+    for k in range(int(labels.max()) + 1):
+        ys, xs = np.nonzero(labels == k)
         y0, x0 = int(ys.min()), int(xs.min())
-        mask = np.zeros((int(ys.max()) - y0 + 1, int(xs.max()) - x0 + 1), bool)
-        mask[ys - y0, xs - x0] = True
+        mask = labels[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1] == k
         box = (c.box[0] + x0, c.box[1] + y0, c.box[0] + x0 + mask.shape[1], c.box[1] + y0 + mask.shape[0])
         out.append(_Change(c.tiles, box, mask))
     return out

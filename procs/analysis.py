@@ -43,10 +43,8 @@ class Analysis(stage.Stage):
             self._forward(ref, now, changed_ratio=1.0, regions=[[0, 0, ref.w, ref.h]], keepalive=False,
                           policy=ChangePolicy(a, frame.shape))
             return
-        reference = self.mem.read(state.ref)
-        counts = kernels.changed_tiles(frame, reference, a.threshold, a.tile)
-        ratio = float(counts.sum()) / (ref.w * ref.h)
-        verdict = state.policy.judge(now, frame, reference, counts)
+        verdict = state.policy.judge(now, frame, self.mem.read(state.ref))
+        ratio = float(verdict.counts.sum()) / (ref.w * ref.h)
         if verdict.kept or (a.keepalive_s and now - state.forwarded_at >= a.keepalive_s):
             boxes = kernels.regions(verdict.meaningful, a.tile, ref.w, ref.h) if verdict.kept else []
             forwarded = self._forward(ref, now, changed_ratio=ratio, regions=boxes, keepalive=not verdict.kept)

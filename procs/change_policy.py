@@ -82,6 +82,7 @@ Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels, x1 and y1 exclusi
 class Verdict:
     meaningful: np.ndarray  # bool per tile: the tiles whose change matters
     causes: collections.Counter[str]  # what each connected change was judged to be
+    counts: np.ndarray  # pixels changed per tile against the reference
 
     @property
     def kept(self) -> bool:
@@ -180,21 +181,18 @@ class ChangePolicy:
                 self.shadow[y * t : (y + 1) * t, x * t : (x + 1) * t] = frame[y * t : (y + 1) * t, x * t : (x + 1) * t]
         self.unsettled = None
 
-    def judge(self, now: float, frame: np.ndarray, reference: np.ndarray, counts: np.ndarray) -> Verdict:
-        """The verdict on `frame` (capture time `now`, seconds), given the
-        reference and the changed pixels per tile against it (`counts`)."""
+    def judge(self, now: float, frame: np.ndarray, reference: np.ndarray) -> Verdict:
+        """The verdict on `frame` (capture time `now`, seconds) against the
+        reference (the last frame kept)."""
         assert self.unsettled is None, "each judged frame is settled before the next"
         self.reference = reference
         self.shadowed = self.verdict > 0
+        # Tiles that differed from the reference in the previous frame are
+        # compared with what they showed then; the others showed the reference.
+        counts, fresh, boxes, sigs = kernels.change_pass(
+            frame, reference, self.shadow if self.shadowed.any() else None, self.shadowed,
+            self.params.threshold, self.tile)
         changed_now = counts > 0
-        candidates = changed_now | self.shadowed
-        # Tiles that differed from the reference in the previous frame against
-        # what they showed then; the others showed the reference.
-        fresh, boxes, sigs = kernels.fresh_tiles(frame, reference, candidates & ~self.shadowed, self.tile)
-        if self.shadowed.any():
-            f2, b2, s2 = kernels.fresh_tiles(frame, self.shadow, candidates & self.shadowed, self.tile)
-            fresh |= f2
-            boxes[f2], sigs[f2] = b2[f2], s2[f2]
         self.sigs_now = sigs
         self.verdict[~changed_now] = 0
         causes: collections.Counter[str] = collections.Counter()
@@ -213,7 +211,7 @@ class ChangePolicy:
         self._remember(ys, xs, now, sigs[ys, xs], counted[ys, xs])
         self.unsettled = fresh & changed_now
         self.frames += 1
-        return Verdict(self.verdict == 2, causes)
+        return Verdict(self.verdict == 2, causes, counts)
 
     def previous(self, box: Box) -> np.ndarray:
         """The previous frame's pixels in `box` (during judge)."""

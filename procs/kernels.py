@@ -19,12 +19,13 @@ MAX_REGIONS = 16
 
 try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import frame_hash as fast_frame_hash
+    from jarvis_rust_core import change_pass as fast_change_pass
     from jarvis_rust_core import fresh_tiles as fast_fresh_tiles
     from jarvis_rust_core import tile_groups as fast_tile_groups
     from jarvis_rust_core import regions as fast_regions
     from jarvis_rust_core import tile_changes as fast_tile_changes
 except ImportError as exc:  # an older or partial build of the core
-    fast_frame_hash = fast_tile_changes = fast_regions = fast_fresh_tiles = fast_tile_groups = None  # type: ignore[assignment]
+    fast_frame_hash = fast_tile_changes = fast_regions = fast_fresh_tiles = fast_tile_groups = fast_change_pass = None  # type: ignore[assignment]
     logging.getLogger("jarvis.kernels").warning(
         "the compiled vision kernels are not available (%s): running the numpy references, "
         "which are much slower; rebuild the core with scripts/setup", exc
@@ -97,6 +98,22 @@ def tile_freshness(frame: np.ndarray, previous: np.ndarray, candidates: np.ndarr
     for y, x in zip(*np.nonzero(fresh)):
         sigs[y, x] = frame_hash(frame[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile])
     return fresh, boxes, sigs
+
+
+def tile_pass(frame: np.ndarray, reference: np.ndarray, shadow: np.ndarray | None, shadowed: np.ndarray,
+              threshold: int, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The change model's whole per-tile pass (reference): changed pixels per
+    tile against the reference, and `tile_freshness` of the tiles changed
+    against it (compared with it) and of the `shadowed` tiles (compared with
+    `shadow`, what they showed in the frame before)."""
+    counts = tile_counts(changed_mask(frame, reference, threshold), tile)
+    fresh, boxes, sigs = tile_freshness(frame, reference, (counts > 0) & ~shadowed, tile)
+    if shadowed.any():
+        assert shadow is not None
+        f2, b2, s2 = tile_freshness(frame, shadow, shadowed, tile)
+        fresh |= f2
+        boxes[f2], sigs[f2] = b2[f2], s2[f2]
+    return counts, fresh, boxes, sigs
 
 
 def tile_labels(marked: np.ndarray) -> np.ndarray:
@@ -196,13 +213,13 @@ def changed_tiles(a: np.ndarray, b: np.ndarray, threshold: int, tile: int) -> np
     return tile_counts(changed_mask(a, b, threshold), tile)
 
 
-def fresh_tiles(frame: np.ndarray, previous: np.ndarray, candidates: np.ndarray,
-                tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def change_pass(frame: np.ndarray, reference: np.ndarray, shadow: np.ndarray | None, shadowed: np.ndarray,
+                threshold: int, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The change model's per-tile pass (the stages' entry point: the compiled
-    kernel, on the calling thread, when available, else `tile_freshness`)."""
-    if fast_fresh_tiles is not None:
-        return fast_fresh_tiles(frame, previous, candidates, tile, parallel=False)
-    return tile_freshness(frame, previous, candidates, tile)
+    kernel, on the calling thread, when available, else `tile_pass`)."""
+    if fast_change_pass is not None:
+        return fast_change_pass(frame, reference, shadow, shadowed, threshold, tile, parallel=False)
+    return tile_pass(frame, reference, shadow, shadowed, threshold, tile)
 
 
 def tile_groups(marked: np.ndarray) -> np.ndarray:

@@ -240,6 +240,16 @@ def fresh_tiles(
     frame: _Frame, previous: _Frame, candidates: npt.NDArray[np.bool_], tile: int, *, parallel: bool = True
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.int32], npt.NDArray[np.uint64]]: ...
 def tile_groups(marked: npt.NDArray[np.bool_]) -> npt.NDArray[np.int32]: ...
+def change_pass(
+    frame: _Frame,
+    reference: _Frame,
+    shadow: _Frame | None,
+    shadowed: npt.NDArray[np.bool_],
+    threshold: int,
+    tile: int,
+    *,
+    parallel: bool = True,
+) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.bool_], npt.NDArray[np.int32], npt.NDArray[np.uint64]]: ...
 def luma_histogram(frame: _Frame) -> npt.NDArray[np.uint64]: ...
 def block_features(frame: _Frame, grid: int = 8) -> npt.NDArray[np.float64]: ...
 def regions(

@@ -127,8 +127,7 @@ class Ours:
         if self.reference is None or self.policy is None:
             self.policy = ChangePolicy(a, frame.shape)
             return self._forward(frame, t)
-        counts = kernels.changed_tiles(frame, self.reference, a.threshold, a.tile)
-        verdict = self.policy.judge(t, frame, self.reference, counts)
+        verdict = self.policy.judge(t, frame, self.reference)
         kept = verdict.kept or bool(a.keepalive_s and t - self.forwarded_at >= a.keepalive_s)
         self.policy.settle(frame, kept)
         return self._forward(frame, t) if kept else False

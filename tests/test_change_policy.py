@@ -10,7 +10,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import AnalysisConfig
-from procs import kernels
 from procs.change_policy import ChangePolicy
 
 T = 16  # tile size
@@ -32,8 +31,7 @@ class Screen:
     def show(self, t: float) -> bool:
         """Judges the frame on screen at time t; True when it is kept."""
         frame = self.frame.copy()
-        counts = kernels.changed_tiles(frame, self.ref, self.params.threshold, self.params.tile)
-        verdict = self.policy.judge(t, frame, self.ref, counts)
+        verdict = self.policy.judge(t, frame, self.ref)
         self.policy.settle(frame, verdict.kept)
         if verdict.kept:
             self.ref = frame

@@ -6,7 +6,7 @@
 //! in `tile_changes`).
 
 use rayon::prelude::*;
-use xxhash_rust::xxh3::Xxh3;
+use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 use crate::error::{RingError, Result};
 use crate::frame::{PixelFormat, SourceFrame};
@@ -16,8 +16,9 @@ use crate::kernels::{row, same_geometry};
 const PARALLEL_PIXELS: usize = 256 * 1024;
 
 /// Per tile, row-major: whether it changed, the box of its changed pixels in
-/// frame coordinates (x0, y0, x1, y1; zeros when unchanged) and the xxh3-64 of
-/// its bytes, rows back to back (0 when unchanged).
+/// frame coordinates (x0, y0, x1, y1; zeros when unchanged) and its
+/// signature (0 when unchanged): the xxh3-64 of its last row, seeded with
+/// that of the row above, and so on up to its first row, seeded with 0.
 pub struct FreshTiles {
     pub fresh: Vec<bool>,
     pub boxes: Vec<[i32; 4]>,
@@ -42,26 +43,30 @@ fn band(frame: &SourceFrame, previous: &SourceFrame, tile: usize, ty: usize, wan
     let c = frame.format.channels();
     let (y0, y1) = (ty * tile, ((ty + 1) * tile).min(frame.height));
     let mut boxes = vec![(usize::MAX, usize::MAX, 0usize, 0usize); out.len()];
-    let mut hashers: Vec<Option<Xxh3>> = wanted.iter().map(|&w| w.then(Xxh3::new)).collect();
+    let mut sigs = vec![0u64; out.len()];
     for y in y0..y1 {
         let (ra, rb) = (row(frame, y), row(previous, y));
-        for (tx, hasher) in hashers.iter_mut().enumerate() {
-            let Some(hasher) = hasher else { continue };
+        for (tx, (&w, (bx, sig))) in wanted.iter().zip(boxes.iter_mut().zip(sigs.iter_mut())).enumerate() {
+            if !w {
+                continue;
+            }
             let (x0, x1) = (tx * tile, ((tx + 1) * tile).min(frame.width));
             let (a, b) = (&ra[x0 * c..x1 * c], &rb[x0 * c..x1 * c]);
-            hasher.update(a);
+            *sig = xxh3_64_with_seed(a, *sig);
             if a == b {
                 continue;
             }
-            if let Some((first, last)) = differing_span(a, b, frame.format) {
-                let bx = &mut boxes[tx];
+            if bx.0 == x0 && bx.2 == x1 {
+                // The box spans the tile's width already: only its height grows.
+                bx.3 = y + 1;
+            } else if let Some((first, last)) = differing_span(a, b, frame.format) {
                 *bx = (bx.0.min(x0 + first), bx.1.min(y), bx.2.max(x0 + last + 1), y + 1);
             }
         }
     }
-    for ((cell, bx), hasher) in out.iter_mut().zip(boxes).zip(hashers) {
-        if let (Some(hasher), true) = (hasher, bx.0 != usize::MAX) {
-            *cell = (true, [bx.0 as i32, bx.1 as i32, bx.2 as i32, bx.3 as i32], hasher.digest());
+    for ((cell, bx), sig) in out.iter_mut().zip(boxes).zip(sigs) {
+        if bx.0 != usize::MAX {
+            *cell = (true, [bx.0 as i32, bx.1 as i32, bx.2 as i32, bx.3 as i32], sig);
         }
     }
 }
@@ -102,6 +107,87 @@ pub fn fresh_tiles(frame: &SourceFrame, previous: &SourceFrame, candidates: &[bo
     })
 }
 
+/// The whole per-tile pass of one judged frame: per tile the pixels changed
+/// against the reference (the `tile_changes` test, `counts`), and for the
+/// tiles that changed against it or are `shadowed` (they differed from the
+/// reference in the frame before: `shadow` holds what they showed then)
+/// whether they changed since the previous frame, where, and their hash.
+pub struct Pass {
+    pub counts: Vec<u32>,
+    pub tiles: FreshTiles,
+}
+
+/// One row of tiles of `change_pass`: the reference's rows are read from
+/// memory once, for the counts; the exact comparisons and hashes then find
+/// the band's rows in the cache.
+#[allow(clippy::too_many_arguments)]
+fn pass_band(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&SourceFrame>, shadowed: &[bool],
+             threshold: u32, tile: usize, ty: usize, acc: &mut [u16], counts: &mut [u32],
+             out: &mut [(bool, [i32; 4], u64)]) {
+    let (y0, y1) = (ty * tile, ((ty + 1) * tile).min(frame.height));
+    crate::changes::band(frame, reference, y0, y1, threshold, acc);
+    for (n, cols) in counts.iter_mut().zip(acc.chunks(tile)) {
+        *n = cols.iter().map(|&c| u32::from(c)).sum();
+    }
+    let against_reference: Vec<bool> = counts.iter().zip(shadowed).map(|(&n, &s)| n > 0 && !s).collect();
+    band(frame, reference, tile, ty, &against_reference, out);
+    if let Some(shadow) = shadow {
+        if shadowed.iter().any(|&s| s) {
+            let mut from_shadow = vec![(false, [0i32; 4], 0u64); out.len()];
+            band(frame, shadow, tile, ty, shadowed, &mut from_shadow);
+            for ((cell, theirs), &s) in out.iter_mut().zip(from_shadow).zip(shadowed) {
+                if s {
+                    *cell = theirs;
+                }
+            }
+        }
+    }
+}
+
+/// See `Pass`. `shadowed` has one entry per tile (row-major); `shadow` must
+/// be given when any is set.
+#[allow(clippy::too_many_arguments)]
+pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&SourceFrame>, shadowed: &[bool],
+                   threshold: u32, tile: usize, parallel: bool) -> Result<Pass> {
+    same_geometry(frame, reference)?;
+    if let Some(s) = shadow {
+        same_geometry(frame, s)?;
+    }
+    if tile == 0 || tile > usize::from(u16::MAX) {
+        return Err(RingError::Config(format!("tile size {tile} is outside 1..65535")));
+    }
+    if threshold > 255 {
+        return Err(RingError::Config(format!("threshold {threshold} is outside 0..255")));
+    }
+    let (th, tw) = (frame.height.div_ceil(tile), frame.width.div_ceil(tile));
+    if shadowed.len() != th * tw {
+        return Err(RingError::FrameGeometry(format!("{th}x{tw} tiles; shadowed has {} entries", shadowed.len())));
+    }
+    if shadow.is_none() && shadowed.iter().any(|&s| s) {
+        return Err(RingError::Config("shadowed tiles need the shadow frame".into()));
+    }
+    let mut counts = vec![0u32; th * tw];
+    let mut out = vec![(false, [0i32; 4], 0u64); th * tw];
+    let w = frame.width;
+    let one = |acc: &mut Vec<u16>, (ty, (n, cells)): (usize, (&mut [u32], &mut [(bool, [i32; 4], u64)]))| {
+        pass_band(frame, reference, shadow, &shadowed[ty * tw..(ty + 1) * tw], threshold, tile, ty, acc, n, cells);
+    };
+    if parallel && frame.width * frame.height >= PARALLEL_PIXELS {
+        counts.par_chunks_mut(tw).zip(out.par_chunks_mut(tw)).enumerate().for_each_init(|| vec![0u16; w], one);
+    } else {
+        let mut acc = vec![0u16; w];
+        counts.chunks_mut(tw).zip(out.chunks_mut(tw)).enumerate().for_each(|job| one(&mut acc, job));
+    }
+    Ok(Pass {
+        counts,
+        tiles: FreshTiles {
+            fresh: out.iter().map(|t| t.0).collect(),
+            boxes: out.iter().map(|t| t.1).collect(),
+            sigs: out.iter().map(|t| t.2).collect(),
+        },
+    })
+}
+
 /// 8-connected groups of the `marked` tiles (th x tw, row-major): per tile
 /// its group's number, or -1; groups are numbered in row-major order of their
 /// first tile.
@@ -138,7 +224,6 @@ pub fn tile_groups(marked: &[bool], th: usize, tw: usize) -> Result<Vec<i32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use xxhash_rust::xxh3::xxh3_64;
 
     #[test]
     fn finds_the_changed_box_per_tile_and_hashes_it() {
@@ -152,11 +237,8 @@ mod tests {
         let r = fresh_tiles(&fb, &fa, &[true; 4], 4, false).unwrap();
         assert_eq!(r.fresh, vec![false, true, false, false]);
         assert_eq!(r.boxes[1], [4, 3, 5, 4]);
-        let mut tile = Vec::new();
-        for y in 0..4 {
-            tile.extend_from_slice(&b[(y * w + 4) * 4..(y * w + 6) * 4]);
-        }
-        assert_eq!(r.sigs[1], xxh3_64(&tile[..]));
+        let sig = (0..4).fold(0, |seed, y| xxh3_64_with_seed(&b[(y * w + 4) * 4..(y * w + 6) * 4], seed));
+        assert_eq!(r.sigs[1], sig);
         let none = fresh_tiles(&fb, &fa, &[true, false, true, true], 4, true).unwrap();
         assert!(none.fresh.iter().all(|f| !f), "only candidates are looked at");
     }

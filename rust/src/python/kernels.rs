@@ -62,6 +62,48 @@ pub fn fresh_tiles<'py>(
     ))
 }
 
+/// The change model's whole per-tile pass: (counts uint32 (rows, cols): pixels
+/// changed against `reference` as `tile_changes` counts them; fresh, boxes,
+/// sigs as `fresh_tiles` gives them, for the tiles that changed against the
+/// reference compared with it, and for the `shadowed` tiles compared with
+/// `shadow`, what they showed in the frame before).
+#[pyfunction]
+#[pyo3(signature = (frame, reference, shadow, shadowed, threshold, tile, *, parallel=true))]
+#[allow(clippy::type_complexity, clippy::too_many_arguments)]
+pub fn change_pass<'py>(
+    py: Python<'py>,
+    frame: &Bound<'py, PyAny>,
+    reference: &Bound<'py, PyAny>,
+    shadow: Option<&Bound<'py, PyAny>>,
+    shadowed: PyReadonlyArray2<'py, bool>,
+    threshold: u32,
+    tile: usize,
+    parallel: bool,
+) -> PyResult<(
+    Bound<'py, PyArray2<u32>>,
+    Bound<'py, PyArray2<bool>>,
+    Bound<'py, numpy::PyArray3<i32>>,
+    Bound<'py, PyArray2<u64>>,
+)> {
+    let (fa, _pa) = source_of(py, frame, None, None, None, None)?;
+    let (fr, _pr) = source_of(py, reference, None, None, None, None)?;
+    let shadow = shadow.map(|s| source_of(py, s, None, None, None, None)).transpose()?;
+    let (rows, cols) = shadowed.as_array().dim();
+    let marked: Vec<bool> = shadowed.as_array().iter().copied().collect();
+    let fs = shadow.as_ref().map(|(f, _)| f);
+    let r = py.detach(|| crate::fresh::change_pass(&fa, &fr, fs, &marked, threshold, tile, parallel))?;
+    if r.counts.len() != rows * cols {
+        return Err(RingError::FrameGeometry(format!("shadowed is {rows}x{cols}; the frame has {} tiles", r.counts.len())).into());
+    }
+    let boxes: Vec<i32> = r.tiles.boxes.iter().flatten().copied().collect();
+    Ok((
+        numpy::PyArray1::from_vec(py, r.counts).reshape([rows, cols])?,
+        numpy::PyArray1::from_vec(py, r.tiles.fresh).reshape([rows, cols])?,
+        numpy::PyArray1::from_vec(py, boxes).reshape([rows, cols, 4])?,
+        numpy::PyArray1::from_vec(py, r.tiles.sigs).reshape([rows, cols])?,
+    ))
+}
+
 /// 8-connected groups of the marked tiles of a 2-D bool tile map: an int32
 /// map of each tile's group number (row-major order of each group's first
 /// tile), -1 where unmarked.

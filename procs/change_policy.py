@@ -97,12 +97,16 @@ class _Sprite:
 
 
 class _Change:
-    """Connected fresh tiles: their changed pixels' box, and (computed only
-    when a rule looks at pixels) the changed pixels within it."""
+    """Connected fresh tiles (`ys`, `xs`): their changed pixels' box, and
+    (computed only when a rule looks at pixels) the changed pixels within it."""
 
-    def __init__(self, tiles: list[tuple[int, int]], box: Box, mask: np.ndarray | None = None,
+    def __init__(self, ys: np.ndarray, xs: np.ndarray, box: Box, mask: np.ndarray | None = None,
                  source: tuple[np.ndarray, Callable[[Box], np.ndarray], int] | None = None) -> None:
-        self.tiles, self.box, self._mask, self._source = tiles, box, mask, source
+        self.ys, self.xs, self.box, self._mask, self._source = ys, xs, box, mask, source
+
+    @property
+    def tiles(self) -> list[tuple[int, int]]:
+        return list(zip(self.ys.tolist(), self.xs.tolist()))
 
     @property
     def mask(self) -> np.ndarray:
@@ -196,15 +200,14 @@ class ChangePolicy:
         self.sigs_now = sigs
         self.verdict[~changed_now] = 0
         causes: collections.Counter[str] = collections.Counter()
-        judged = self._judge_changes(now, frame, self._changes(frame, fresh, boxes), causes)
+        labels, changes = self._changes(frame, fresh, boxes)
+        judged = self._judge_changes(now, frame, changes, causes)
         ys, xs = np.nonzero(fresh)
+        group = labels[ys, xs]
         meaningful = np.zeros_like(fresh)
         counted = np.zeros_like(fresh)  # changes that count for animation rhythms
-        for cause, tiles in judged.items():
-            if tiles:
-                ty, tx = np.array(tiles).T
-                meaningful[ty, tx] = cause in MEANINGFUL
-                counted[ty, tx] = cause not in ("pointer", "caret", "input")
+        meaningful[ys, xs] = np.array([c in MEANINGFUL for c in judged], bool)[group]
+        counted[ys, xs] = np.array([c not in ("pointer", "caret", "input") for c in judged], bool)[group]
         judged_now = fresh & changed_now
         self.verdict[judged_now & meaningful] = 2
         self.verdict[judged_now & ~meaningful] = np.maximum(self.verdict[judged_now & ~meaningful], 1)
@@ -228,25 +231,26 @@ class ChangePolicy:
 
     # ------------------------------------------------------------------ changes
 
-    def _changes(self, frame: np.ndarray, fresh: np.ndarray, boxes: np.ndarray) -> list[_Change]:
-        """Fresh tiles grouped into connected changes (8-neighbour tiles)."""
+    def _changes(self, frame: np.ndarray, fresh: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list[_Change]]:
+        """Fresh tiles grouped into connected changes (8-neighbour tiles): each
+        tile's group number (-1: not fresh), and the changes in that order."""
         labels = kernels.tile_groups(fresh)
         ys, xs = np.nonzero(labels >= 0)
         if not len(ys):
-            return []
+            return labels, []
         order = np.argsort(labels[ys, xs], kind="stable")
         ys, xs = ys[order], xs[order]
         starts = np.flatnonzero(np.diff(labels[ys, xs], prepend=-1))
         b = boxes[ys, xs]
         lo, hi = np.minimum.reduceat(b[:, :2], starts), np.maximum.reduceat(b[:, 2:], starts)
-        tiles = list(zip(ys.tolist(), xs.tolist()))
-        ends = [*starts[1:].tolist(), len(tiles)]
-        return [_Change(tiles[s:e], (int(x0), int(y0), int(x1), int(y1)), source=(frame, self.previous, self.tile))
-                for s, e, (x0, y0), (x1, y1) in zip(starts.tolist(), ends, lo, hi)]
+        ends = [*starts[1:].tolist(), len(ys)]
+        return labels, [_Change(ys[s:e], xs[s:e], (int(x0), int(y0), int(x1), int(y1)),
+                                source=(frame, self.previous, self.tile))
+                        for s, e, (x0, y0), (x1, y1) in zip(starts.tolist(), ends, lo, hi)]
 
     def _judge_changes(self, now: float, frame: np.ndarray, changes: list[_Change],
-                       causes: collections.Counter[str]) -> dict[str, list[tuple[int, int]]]:
-        """The tiles of each cause."""
+                       causes: collections.Counter[str]) -> list[str]:
+        """The cause of each change."""
         p = self.params
         causes_of: dict[int, str] = {}
         small = [i for i, c in enumerate(changes) if _area(c.box) <= p.large_change_px]
@@ -267,7 +271,6 @@ class ChangePolicy:
                 causes_of[i] = "toggle"
             else:
                 causes_of[i] = "meaningful"
-        out: dict[str, list[tuple[int, int]]] = collections.defaultdict(list)
         for i, c in enumerate(changes):
             cause = causes_of[i]
             causes[cause] += 1
@@ -275,8 +278,7 @@ class ChangePolicy:
                 self.meant.append((c.box, now))
             if cause == "input":
                 self.typed.append((c.box, now))
-            out[cause] += c.tiles
-        return out
+        return [causes_of[i] for i in range(len(changes))]
 
     # ------------------------------------------------------------------ pointer
 
@@ -370,39 +372,34 @@ class ChangePolicy:
         """'animation' when the change rides on animated tiles, 'sample' when
         that animation is due to be sampled again; None when it does not."""
         p = self.params
-        animated = [t for t in c.tiles if self.animated_until[t] >= now or self._rhythm(now, t)]
-        if not animated or len(animated) < p.ride_share * len(c.tiles):
+        ys, xs = c.ys, c.xs
+        animated = (self.animated_until[ys, xs] >= now) | self._rhythm(now, ys, xs)
+        if not animated.any() or animated.sum() < p.ride_share * len(ys):
             return None
-        hold = max(p.animated_hold_s, 3 * self._beat(animated[0]))
-        for t in c.tiles:
-            self.animated_until[t] = max(self.animated_until[t], now + hold)
-            if not np.isfinite(self.sampled_at[t]):
-                self.sampled_at[t] = now
+        times = self.changes[ys[animated], xs[animated]]
+        known = times[0][np.isfinite(times[0])]  # the first animated tile's beat sets how long it holds
+        hold = max(p.animated_hold_s, 3 * float(np.median(np.diff(known))) if len(known) > 1 else 0.0)
+        self.animated_until[ys, xs] = np.maximum(self.animated_until[ys, xs], now + hold)
+        self.sampled_at[ys, xs] = np.where(np.isfinite(self.sampled_at[ys, xs]), self.sampled_at[ys, xs], now)
         # Video and GIFs are sampled (what they show moves on); a clock's beat is not.
-        fast = any(now - self.changes[t][-1] <= p.fast_gap_s for t in animated)
-        if fast and min(now - self.sampled_at[t] for t in c.tiles) >= p.animation_sample_s:
-            for t in c.tiles:
-                self.sampled_at[t] = now
+        fast = bool((now - times[:, -1] <= p.fast_gap_s).any())
+        if fast and (now - self.sampled_at[ys, xs]).min() >= p.animation_sample_s:
+            self.sampled_at[ys, xs] = now
             return "sample"
         return "animation"
 
-    def _rhythm(self, now: float, t: tuple[int, int]) -> bool:
-        """This change (not yet recorded) completes `animated_changes` changes of
-        tile t in quick succession or on a steady beat."""
+    def _rhythm(self, now: float, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Per tile: this change (not yet recorded) completes `animated_changes`
+        changes in quick succession or on a steady beat."""
         p = self.params
         n = p.animated_changes
-        times = np.append(self.changes[t][HISTORY - n + 1 :], now)
-        if not np.isfinite(times[0]):
-            return False
-        gaps = np.diff(times)
-        if (gaps <= p.fast_gap_s).all():
-            return True
-        beat = float(np.median(gaps))
-        return beat >= p.steady_min_period_s and bool((np.abs(gaps - beat) <= p.steady_jitter * beat).all())
-
-    def _beat(self, t: tuple[int, int]) -> float:
-        times = self.changes[t][np.isfinite(self.changes[t])]
-        return float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+        times = np.concatenate([self.changes[ys, xs, HISTORY - n + 1 :], np.full((len(ys), 1), now)], axis=1)
+        known = np.isfinite(times[:, 0])
+        gaps = np.diff(np.where(known[:, None], times, 0.0), axis=1)
+        fast = (gaps <= p.fast_gap_s).all(axis=1)
+        beat = np.median(gaps, axis=1)
+        steady = (beat >= p.steady_min_period_s) & (np.abs(gaps - beat[:, None]) <= p.steady_jitter * beat[:, None]).all(axis=1)
+        return known & (fast | steady)
 
     # ------------------------------------------------------------------ toggles
 
@@ -500,7 +497,7 @@ def _blobs(c: _Change) -> list[_Change]:
         y0, x0 = int(ys.min()), int(xs.min())
         mask = labels[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1] == k
         box = (c.box[0] + x0, c.box[1] + y0, c.box[0] + x0 + mask.shape[1], c.box[1] + y0 + mask.shape[0])
-        out.append(_Change(c.tiles, box, mask))
+        out.append(_Change(c.ys, c.xs, box, mask))
     return out
 
 

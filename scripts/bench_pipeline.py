@@ -96,7 +96,7 @@ RATES_UP = (10.0, 20.0, 40.0, 60.0, 120.0, 240.0)
 RATES_DOWN = (5.0, 2.0, 1.0)
 LATENCY_RATES = (10.0, 60.0)
 TARGET_FPS = 240.0  # end to end, worst-case mix
-TARGET_CPU = 10.0  # % of one core, everything, 10 fps, scripted mix
+TARGET_CPU = 5.0  # % of one core, everything, 10 fps, scripted mix
 BASELINE_THRESHOLD = 24 * 1000  # sum of |d| over the frame; the cost does not depend on it
 BASELINE_SCRIPT_FPS = 30.0
 HOPS = (("capture>dedup", None, "dedup"), ("dedup>analysis", "dedup", "analysis"),
@@ -242,7 +242,10 @@ def final_counters(rt: Runtime) -> dict[str, int] | None:
     return json.loads(lines[-1].split("final counters", 1)[1]) if lines else None
 
 
-def run_pipeline(case: str, fps: float, window: float, warm: float, *, quiet: bool = False) -> dict[str, Any]:
+def run_pipeline(case: str, fps: float, window: float, warm: float, *, quiet: bool = False,
+                 tree: Path | None = None) -> dict[str, Any]:
+    """One run; `tree`: another checkout of the project (with its own .venv)
+    whose pipeline runs instead of this one's."""
     spec = CASES[case]
     root = Path(tempfile.mkdtemp(prefix="jpb-", dir="/tmp"))  # short: ipc socket paths stay under ~100 bytes
     shm = Path(tempfile.mkdtemp(prefix="jpb-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
@@ -252,15 +255,16 @@ def run_pipeline(case: str, fps: float, window: float, warm: float, *, quiet: bo
     rt = Runtime.locate("default", env)
     cfg = root / "config.toml"
     cfg.write_text(config_toml(spec["mix"], fps, spec["forward"]))
-    cli = [sys.executable, "-m", "pipeline.cli"]
-    result: dict[str, Any] = {"case": case, "mix": spec["mix"], "forward": spec["forward"] or "configured (batch 5, 2 s)",
+    cli = [str(tree / ".venv" / "bin" / "python") if tree else sys.executable, "-m", "pipeline.cli"]
+    cwd = tree or REPO
+    result: dict[str, Any] = {"tree": "previous" if tree else "this", "case": case, "mix": spec["mix"], "forward": spec["forward"] or "configured (batch 5, 2 s)",
                               "fps": fps, "window_s": window}
     tap: StatsTap | None = None
     pids: dict[str, int] = {}
     sup_pid: int | None = None
     t_start = time.monotonic()
     try:
-        up = subprocess.run([*cli, "up", "-d", "-c", str(cfg)], env=env, cwd=REPO, capture_output=True, text=True,
+        up = subprocess.run([*cli, "up", "-d", "-c", str(cfg)], env=env, cwd=cwd, capture_output=True, text=True,
                             timeout=120)
         if up.returncode != 0:
             raise BenchError(f"up exited {up.returncode}: {up.stdout}{up.stderr}")
@@ -308,7 +312,7 @@ def run_pipeline(case: str, fps: float, window: float, warm: float, *, quiet: bo
         down_ok = False
         if rt.owner_pid() is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                down = subprocess.run([*cli, "down"], env=env, cwd=REPO, capture_output=True, text=True, timeout=90)
+                down = subprocess.run([*cli, "down"], env=env, cwd=cwd, capture_output=True, text=True, timeout=90)
                 down_ok = down.returncode == 0
         if not down_ok:
             _kill_leftovers(sup_pid, pids)
@@ -318,7 +322,7 @@ def run_pipeline(case: str, fps: float, window: float, warm: float, *, quiet: bo
         shutil.rmtree(shm, ignore_errors=True)
     judge(result)
     if not quiet:
-        print(f"  {case:14s} {fps:6g} fps: captured {result['captured_fps']:7.2f}/s  "
+        print(f"  {case + (' (previous)' if tree else ''):14s} {fps:6g} fps: captured {result['captured_fps']:7.2f}/s  "
               f"{'PASS' if result['sustained'] else 'fail'}  drops {result['window_drops'] or '-'}  "
               f"cpu {result['cpu_total']:.0f}% (others {result['cpu_others']:.0f}%)  "
               f"limit: {result['limit']}", flush=True)
@@ -477,8 +481,8 @@ def fmt(x: Any, digits: int = 1) -> str:
 
 
 def search(case: str, window: float, warm: float, deadline: float,
-           done: dict[float, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """`done`: runs of this case already measured (by fps), reused."""
+           done: dict[float, dict[str, Any]] | None = None, tree: Path | None = None) -> list[dict[str, Any]]:
+    """`done`: runs of this case already measured (by fps), reused; `tree` as in run_pipeline."""
     runs: list[dict[str, Any]] = []
 
     def once(fps: float) -> dict[str, Any]:
@@ -486,10 +490,10 @@ def search(case: str, window: float, warm: float, deadline: float,
             print(f"  {case:14s} {fps:6g} fps: the CPU round's run, reused", flush=True)
             runs.append(done[fps])
             return done[fps]
-        r = run_pipeline(case, fps, window, warm)
+        r = run_pipeline(case, fps, window, warm, tree=tree)
         if not r["sustained"] and r["cpu_others"] > 25 and time.monotonic() < deadline:
             print(f"    others used {r['cpu_others']:.0f}% of a core: running {fps:g} fps once more", flush=True)
-            r2 = run_pipeline(case, fps, window, warm)
+            r2 = run_pipeline(case, fps, window, warm, tree=tree)
             r2["retry_of_contended"] = True
             r = r2 if r2["sustained"] else r
         runs.append(r)
@@ -553,7 +557,7 @@ def markdown(out: dict[str, Any]) -> str:
         p95 = "/".join(fmt((r["stages"][n].get("proc_ms") or {}).get("p95")) for n in STAGES)
         cpu = "/".join(fmt(r["cpu_percent"].get(n)) for n in ("supervisor", *STAGES))
         drops = ", ".join(f"{k} {v}" for k, v in r["window_drops"].items()) or "-"
-        L.append(f"| {r['case']} | {r['fps']:g} | {r['captured_fps']:.1f} | {'yes' if r['sustained'] else 'no'} | {drops} | "
+        L.append(f"| {r['case']}{' (previous)' if r.get('tree') == 'previous' else ''} | {r['fps']:g} | {r['captured_fps']:.1f} | {'yes' if r['sustained'] else 'no'} | {drops} | "
                  f"{p95} | {cpu} = {r['cpu_total']:.0f} | {r['cpu_others']:.0f} | {r['limit']} |")
     L += ["", "## Highest sustained capture rate (captured within 10 % of fps x s; no drops but forward's pacing "
           "decisions, rate_limited / batch_overflow)", "",
@@ -582,6 +586,13 @@ def markdown(out: dict[str, Any]) -> str:
              f"(rounds {', '.join(fmt(r['cpu_percent']) for r in c['baseline'])}) | {fmt(c['baseline_pss_median'])} | "
              f"{fmt(statistics.median(r['cpu_others_approx'] for r in c['baseline']))} |")
     L.append(f"| ratio pipeline / loop (median of per-round ratios) | {fmt(c['ratio_median'], 2)} | | |")
+    if c["previous"]:
+        L.append(f"| the previous tree's pipeline | {fmt(statistics.median(r['cpu_total'] for r in c['previous']))} "
+                 f"(rounds {', '.join(fmt(r['cpu_total']) for r in c['previous'])}) | "
+                 f"{fmt(statistics.median(r['pss_total_mb'] for r in c['previous']))} | "
+                 f"{fmt(statistics.median(r['cpu_others'] for r in c['previous']))} |")
+        prev = {n: statistics.median(r["cpu_percent"].get(n, 0.0) for r in c["previous"]) for n in ("supervisor", *STAGES)}
+        L.append("| ... per process | " + ", ".join(f"{n} {v:.1f}" for n, v in prev.items()) + " | | |")
     b = out["baseline_max"]
     L += ["", "## The plan's loop, back to back (script timed for 30 fps)", "",
           "| mix | frames/s (median) | rounds | ms per frame | duplicates | cpu % |", "|---|---|---|---|---|---|"]
@@ -611,6 +622,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, help="interleaved rounds of the 10 fps CPU comparison (default 3; quick 1)")
     ap.add_argument("--cases", default=",".join(CASES), help=f"rate-search cases, comma-separated (default all: {', '.join(CASES)})")
     ap.add_argument("--budget", type=float, default=540.0, help="stop starting new search runs after this many seconds")
+    ap.add_argument("--previous", type=Path, metavar="TREE",
+                    help="another checkout (e.g. `git worktree add TREE COMMIT`, then TREE/scripts/setup) whose pipeline "
+                         "runs beside this one's: in the 10 fps rounds and a rate search of the unique mix")
     ap.add_argument("--baseline-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline_child:
@@ -638,15 +652,17 @@ def main() -> int:
     try:
         # 1. CPU at 10 fps on the desktop mix, pipeline and the plan's loop, interleaved; the loop's max rate.
         print(f"CPU at 10 fps, desktop mix: {rounds} interleaved round(s)", flush=True)
-        pipe_rounds, base_rounds = [], []
+        pipe_rounds, base_rounds, prev_rounds = [], [], []
         base_max: dict[str, list[dict[str, Any]]] = {"desktop": [], "unique": []}
+        whats = ["pipeline", "loop"] + (["previous"] if args.previous else [])
         for k in range(rounds):
-            order = ("pipeline", "loop") if k % 2 == 0 else ("loop", "pipeline")
+            order = whats[k % len(whats):] + whats[: k % len(whats)]
             for what in order:
-                if what == "pipeline":
-                    r = run_pipeline("desktop", 10.0, cpu_window, warm)
+                if what in ("pipeline", "previous"):
+                    r = run_pipeline("desktop", 10.0, cpu_window, warm,
+                                     tree=args.previous if what == "previous" else None)
                     r["role"] = "cpu@10fps"
-                    pipe_rounds.append(r)
+                    (prev_rounds if what == "previous" else pipe_rounds).append(r)
                     out["runs"].append(r)
                 else:
                     b = run_baseline("desktop", cpu_window, 10.0, 10.0)
@@ -668,6 +684,8 @@ def main() -> int:
             "baseline_cpu_median": statistics.median(r["cpu_percent"] for r in base_rounds),
             "baseline_pss_median": statistics.median(r["pss_mb"] for r in base_rounds),
             "ratio_median": statistics.median(ratios) if ratios else None,
+            "previous": [{k: r[k] for k in ("cpu_total", "cpu_percent", "cpu_others", "pss_total_mb", "pss_mb")}
+                         for r in prev_rounds],
         }
         out["baseline_max"] = base_max
 
@@ -686,6 +704,11 @@ def main() -> int:
                 runs = search(case, window, warm, deadline, reuse)
                 search_runs[case] = runs
                 out["runs"].extend(r for r in runs if r not in out["runs"])
+        if args.previous and not args.quick:
+            print("rate search: unique, the previous tree", flush=True)
+            search_runs["unique (previous)"] = search("unique", window, warm, started + args.budget + 300,
+                                                      tree=args.previous)
+            out["runs"].extend(search_runs["unique (previous)"])
         for case, runs in search_runs.items():
             summaries.append(summarize(case, runs))
         out["summary"] = summaries

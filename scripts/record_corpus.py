@@ -133,6 +133,8 @@ LIGHT_GREY = Theme("light grey", False, "#a8b0b8", "#ffffff", "#101010", "#f2f4f
                    "Natura", "#e8f0ff", "#102040")
 DARK_GREEN = Theme("dark green", True, "#0c140e", "#0e1a10", "#b8e0b8", "#142018", "#c0e0c0", "#0a140c", "#d0a030",
                    "Nightmare", "#203020", "#d0f0d0")
+DARK_PLUM = Theme("dark plum", True, "#1a1020", "#140c18", "#e0d0e8", "#20142a", "#e0d4ea", "#170e1e", "#c060a0",
+                  "Mikachu", "#2c1c34", "#f0e0f4")
 
 LAYOUT_A = Layout(shell=(12, 30, 82, 25), editor=(12, 560, 760, 420), browser=(810, 30, 680, 520),
                   aclock=(1530, 30, 150), dclock=(1730, 30), video=(1550, 250),
@@ -150,11 +152,18 @@ LAYOUT_D = Layout(shell=(40, 560, 84, 22), editor=(40, 30, 760, 470), browser=(1
                   aclock=(1740, 30, 140), dclock=(1520, 40), video=(1200, 200),
                   transient=(840, 20, 1180, 460), pointer=(840, 560, 1180, 1060),
                   notify="bottom-left", notify_box=(0, 920, 420, 1080))
+LAYOUT_E = Layout(shell=(20, 620, 70, 20), editor=(20, 30, 700, 480), browser=(760, 30, 640, 560),
+                  aclock=(1450, 30, 180), dclock=(1680, 40), video=(1460, 300),
+                  transient=(760, 650, 1400, 1070), pointer=(1440, 620, 1900, 880),
+                  notify="bottom-right", notify_box=(1460, 900, 1920, 1080))
 
 SESSIONS = (
     Spec("h1-dark", "heldout", 101, DARK_SLATE, ("-fa", "DejaVu Sans Mono", "-fs", "11"), "mousepad", "DejaVu Sans", LAYOUT_A),
     Spec("h2-light", "heldout", 202, LIGHT_PAPER, ("-fn", "9x15"), "vim", "DejaVu Serif", LAYOUT_B,
          weights=(("shell_command", 3.0), ("pointer_wander", 3.0), ("notification", 3.5))),
+    Spec("h3-plum", "heldout", 505, DARK_PLUM, ("-fn", "10x20"), "mousepad", "DejaVu Sans Condensed", LAYOUT_E,
+         weights=(("dialog", 4.0), ("notification", 4.0), ("editor_typing", 2.5), ("textarea_typing", 2.5),
+                  ("window_ops", 1.5), ("shell_command", 1.0), ("shell_less", 0.5), ("idle", 2.5))),
     Spec("t1-light", "tuning", 303, LIGHT_GREY, ("-fa", "Liberation Mono", "-fs", "10"), "vim", "Liberation Sans", LAYOUT_C),
     Spec("t2-dark", "tuning", 404, DARK_GREEN, ("-fn", "7x14"), "mousepad", "Liberation Serif", LAYOUT_D),
 )
@@ -729,7 +738,7 @@ class Script:
 
     def dialog(self) -> Iterator[Step]:
         zone, rng = self.d.spec.layout.transient, self.rng
-        at = (rng.randint(zone[0] + 10, zone[2] - 330), rng.randint(zone[1] + 40, zone[3] - 130))
+        at = (rng.randint(zone[0] + 10, max(zone[0] + 10, zone[2] - 330)), rng.randint(zone[1] + 40, zone[3] - 130))
         box = (at[0] - 10, at[1] - 40, at[0] + 320, at[1] + 120)
         before = self.focused
 

@@ -139,6 +139,8 @@ class AnalysisConfig:
                            "(a clock hand sweeping out from its hub)", lo=0.0, hi=1.0)
     pointer_max_px: int = _f(64, "largest pointer sprite, pixels per side", lo=1, hi=512)
     pointer_match: float = _f(0.9, "share of a sprite's pixels that must match where it is found", lo=0.5, hi=1.0)
+    animation_jump: float = _f(4.0, "a change on an animated region this many times larger than its last step "
+                               "is a change of state (a progress bar completing), not a step", lo=1.0, hi=1000.0)
     animation_sample_s: float = _f(30.0, "a region animated this long is sampled again (one frame goes on)",
                                    lo=0.0, hi=86400.0)
 

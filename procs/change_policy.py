@@ -42,7 +42,9 @@ into connected changes (8-neighbour tiles); each change is
   they rest for `animated_hold_s` (or three beats); the tiles of such a change
   count as animated from then on (a clock hand sweeping out from its hub). A
   region animated in quick succession (video, a GIF) is sampled again every
-  `animation_sample_s`; a steady beat (a clock) is not;
+  `animation_sample_s`; a steady beat (a clock) is not. An animation that
+  stops (its place left blank, the colour around it) or changes state (far
+  more pixels than its steps: a progress bar turning "done") is meaningful;
 - trivial when every tile toggles (back and forth between two contents seen
   flipping within `toggle_s`, or A, B, A, B, A within `flicker_s`) and the
   change is small (`toggle_max_px`): a hover flicker; undoing a change once
@@ -73,7 +75,7 @@ from procs import kernels
 HISTORY = 8  # signatures and change times kept per tile
 MAX_SPRITES = 4
 MAX_PLACES = 16
-MEANINGFUL = ("meaningful", "sample", "input")  # causes that make a change meaningful
+MEANINGFUL = ("meaningful", "sample", "input", "animation_end")  # causes that make a change meaningful
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels, x1 and y1 exclusive
 
@@ -145,6 +147,7 @@ class ChangePolicy:
     changes: np.ndarray = field(init=False)  # per tile, times of its last HISTORY animation-relevant changes
     animated_until: np.ndarray = field(init=False)
     sampled_at: np.ndarray = field(init=False)
+    step_px: np.ndarray = field(init=False)
     pairs: dict[tuple[int, int], dict[frozenset[int], float]] = field(default_factory=dict)
     sprites: list[_Sprite] = field(default_factory=list)
     flips: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
@@ -163,10 +166,11 @@ class ChangePolicy:
         self.changes = np.full((rows, cols, HISTORY), -np.inf)
         self.animated_until = np.full((rows, cols), -np.inf)
         self.sampled_at = np.full((rows, cols), -np.inf)
+        self.step_px = np.zeros((rows, cols), np.int64)  # changed pixels of the last animation step a tile took part in
 
     @property
     def memory_bytes(self) -> int:
-        arrays = (self.verdict, self.sigs, self.times, self.changes, self.animated_until, self.sampled_at)
+        arrays = (self.verdict, self.sigs, self.times, self.changes, self.animated_until, self.sampled_at, self.step_px)
         return sum(a.nbytes for a in arrays) + sum(s.pixels.nbytes + s.mask.nbytes for s in self.sprites)
 
     def settle(self, frame: np.ndarray | None, kept: bool) -> None:
@@ -265,7 +269,7 @@ class ChangePolicy:
                 causes_of[i] = "caret"
             elif self._at_caret(now, c):
                 causes_of[i] = "input"
-            elif (animated := self._animated(now, c)) is not None:
+            elif (animated := self._animated(now, frame, c)) is not None:
                 causes_of[i] = animated
             elif _area(c.box) <= p.toggle_max_px and all(self._toggles(now, t) for t in c.tiles):
                 causes_of[i] = "toggle"
@@ -368,9 +372,10 @@ class ChangePolicy:
 
     # ------------------------------------------------------------------ animation
 
-    def _animated(self, now: float, c: _Change) -> str | None:
+    def _animated(self, now: float, frame: np.ndarray, c: _Change) -> str | None:
         """'animation' when the change rides on animated tiles, 'sample' when
-        that animation is due to be sampled again; None when it does not."""
+        that animation is due to be sampled again, 'animation_end' when it
+        stopped or changed state; None when it does not ride on any."""
         p = self.params
         ys, xs = c.ys, c.xs
         animated = (self.animated_until[ys, xs] >= now) | self._rhythm(now, ys, xs)
@@ -379,6 +384,15 @@ class ChangePolicy:
         times = self.changes[ys[animated], xs[animated]]
         known = times[0][np.isfinite(times[0])]  # the first animated tile's beat sets how long it holds
         hold = max(p.animated_hold_s, 3 * float(np.median(np.diff(known))) if len(known) > 1 else 0.0)
+        # An animation stopping (its place blank again) or changing state (a
+        # progress bar turning "done": far more pixels than its steps) matters.
+        steps = self.step_px[ys[animated], xs[animated]]
+        usual = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0
+        if self._blanked(frame, c) or (usual and c.pixels > p.animation_jump * usual):
+            self.animated_until[ys, xs] = -np.inf
+            self.step_px[ys, xs] = 0
+            return "animation_end"
+        self.step_px[ys, xs] = c.pixels
         self.animated_until[ys, xs] = np.maximum(self.animated_until[ys, xs], now + hold)
         self.sampled_at[ys, xs] = np.where(np.isfinite(self.sampled_at[ys, xs]), self.sampled_at[ys, xs], now)
         # Video and GIFs are sampled (what they show moves on); a clock's beat is not.
@@ -387,6 +401,14 @@ class ChangePolicy:
             self.sampled_at[ys, xs] = now
             return "sample"
         return "animation"
+
+    def _blanked(self, frame: np.ndarray, c: _Change) -> bool:
+        """The change left its place one colour, the colour around it: what
+        animated there is gone."""
+        h, w = self.shape[:2]
+        x0, y0, x1, y1 = c.box
+        around = _packed(frame[max(y0 - 1, 0) : min(y1 + 1, h), max(x0 - 1, 0) : min(x1 + 1, w)])
+        return bool((around == around[0]).all())
 
     def _rhythm(self, now: float, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
         """Per tile: this change (not yet recorded) completes `animated_changes`

@@ -151,6 +151,35 @@ def test_a_spinner_in_a_fixed_place_is_dropped_after_it_is_learned() -> None:
     assert not any(kept[PARAMS.animated_changes :]), kept
 
 
+def test_a_spinner_stopping_and_starting_again_is_kept() -> None:
+    s = Screen()
+    t = 0.0
+    for run in range(2):
+        kept = []
+        for i in range(20):
+            s.frame[60:76, 100:116, :3] = WHITE
+            s.frame[60:76, 100:116, :3][np.roll(np.eye(16, dtype=bool), i % 8, axis=1)] = BLACK
+            kept.append(s.show(t))
+            t += 0.25
+        assert kept[0] and not any(kept[PARAMS.animated_changes :]), (run, kept)
+        s.frame[60:76, 100:116, :3] = WHITE  # hidden: its place is blank again
+        assert s.show(t), f"run {run}: the spinner stopping was dropped"
+        t += 3.0
+
+
+def test_a_progress_bar_completing_is_kept_its_steps_dropped() -> None:
+    s = Screen()
+    s.frame[100:110, 40:240, :3] = 200  # the empty bar
+    assert s.show(0.0)
+    kept = []
+    for step in range(1, 40):
+        s.frame[100:110, 40 : 40 + 5 * step, :3] = 90  # fills in steps
+        kept.append(s.show(0.25 * step))
+    assert not any(kept[PARAMS.animated_changes :]), kept
+    s.frame[100:110, 40:240, :3] = (40, 180, 40)  # done: the whole bar turns green
+    assert s.show(10.25)
+
+
 def test_video_in_a_region_is_sampled_after_its_first_frames_and_stopping_is_not_hidden() -> None:
     s = Screen()
     rng = np.random.default_rng(4)

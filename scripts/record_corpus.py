@@ -144,7 +144,7 @@ LAYOUT_B = Layout(shell=(1100, 30, 80, 26), editor=(1100, 500, 80, 24), browser=
                   aclock=(30, 660, 160), dclock=(30, 880), video=(270, 650),
                   transient=(745, 30, 1080, 640), pointer=(620, 700, 1070, 1070),
                   notify="bottom-right", notify_box=(1460, 920, 1920, 1080))
-LAYOUT_C = Layout(shell=(1060, 560, 96, 24), editor=(1060, 30, 96, 24), browser=(440, 470, 580, 560),
+LAYOUT_C = Layout(shell=(1060, 560, 96, 20), editor=(1060, 30, 96, 24), browser=(440, 470, 580, 560),
                   aclock=(20, 20, 130), dclock=(180, 40), video=(20, 200),
                   transient=(380, 20, 1020, 440), pointer=(20, 500, 410, 1060),
                   notify="bottom-right", notify_box=(1580, 950, 1920, 1080))
@@ -164,8 +164,11 @@ SESSIONS = (
     Spec("h3-plum", "heldout", 505, DARK_PLUM, ("-fn", "10x20"), "mousepad", "DejaVu Sans Condensed", LAYOUT_E,
          weights=(("dialog", 4.0), ("notification", 4.0), ("editor_typing", 2.5), ("textarea_typing", 2.5),
                   ("window_ops", 1.5), ("shell_command", 1.0), ("shell_less", 0.5), ("idle", 2.5))),
-    Spec("t1-light", "tuning", 303, LIGHT_GREY, ("-fa", "Liberation Mono", "-fs", "10"), "vim", "Liberation Sans", LAYOUT_C),
-    Spec("t2-dark", "tuning", 404, DARK_GREEN, ("-fn", "7x14"), "mousepad", "Liberation Serif", LAYOUT_D),
+    Spec("t1-light", "tuning", 303, LIGHT_GREY, ("-fa", "Liberation Mono", "-fs", "10"), "vim", "Liberation Sans", LAYOUT_C,
+         weights=(("shell_command", 2.5), ("editor_typing", 2.0), ("dialog", 2.5), ("notification", 3.0),
+                  ("pointer_wander", 2.5))),
+    Spec("t2-dark", "tuning", 404, DARK_GREEN, ("-fn", "7x14"), "mousepad", "Liberation Serif", LAYOUT_D,
+         weights=(("window_ops", 3.0), ("notification", 3.0), ("pointer_wander", 2.5), ("idle", 2.0))),
 )
 
 WORDS = ("screen", "frame", "monitor", "tile", "clock", "hello", "notes", "change", "build", "jarvis", "pixel",
@@ -1005,9 +1008,9 @@ class Labeller:
 
     def state(self, kind: str, part: np.ndarray) -> str:
         if kind == "progress":
-            px = part[..., :3].reshape(-1, 3).astype(int)
-            green = (px[:, 1] > px[:, 0] + 60) & (px[:, 1] > px[:, 2] + 60)
-            return "complete" if green.sum() > 40 else "running"
+            # complete: the bar and the word under it in the page's "done" green (#10a010; no theme uses it)
+            done = np.all(part[..., :3] == np.array((0x10, 0xA0, 0x10), np.uint8), axis=2)
+            return "complete" if int(done.sum()) > 40 else "running"
         return "blank" if uniform(part) else "shown"
 
     def label(self, index: int, prev: np.ndarray | None, cur: np.ndarray) -> tuple[str, str, list[str]]:
@@ -1199,6 +1202,21 @@ folder holds `session.mkv` (1920x1080, 4 fps, libx264rgb -qp 0: lossless) and
 
 - `heldout/`: recorded first, before any tuning; never tune on it.
 - `tuning/`: for tuning the change-judgement model.
+
+How the labels are made and checked: the recorder logs every action it takes
+(kind, time, the windows it touches) and knows where the animated things are
+(the clocks' and the video's windows, the page's spinner, GIF and progress bar,
+found on the screen through a mark the page draws). Each frame's changed pixels
+are then attributed: to the animated regions (a region going from blank to shown
+is animation_start, back to blank animation_stop, the progress bar turning green
+progress_complete, any other change there animation / spinner / clock_tick), to
+the newest open action whose windows hold them (from when it was done until 1 s
+after its effect first showed), to the focused widget's caret (a change the size
+of a caret, at the place it last blinked; a caret appearing elsewhere right after
+a keystroke is that keystroke's effect, e.g. a typed space), and to the pointer's
+old and new places when it moved. A changed pixel none of these explains fails
+the recording. `labels.json` also keeps the regions, the widgets and the actions
+that showed no effect (`no_effect`, e.g. a wheel click at the end of a page).
 
 The two parts share no seed, window layout, font or colour theme. A frame's
 `category` is its first cause in the order of the table (meaningful causes

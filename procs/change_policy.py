@@ -91,7 +91,7 @@ class Verdict:
         return bool(self.meaningful.any())
 
 
-@dataclass
+@dataclass(eq=False)
 class _Sprite:
     pixels: np.ndarray  # (h, w, colours)
     mask: np.ndarray  # (h, w) bool: the pixels that are the sprite's
@@ -335,7 +335,7 @@ class ChangePolicy:
                and np.array_equal(s.mask, sprite.mask) for s in self.sprites):
             return
         if len(self.sprites) >= MAX_SPRITES:
-            self.sprites.remove(min(self.sprites, key=lambda s: s.used))
+            del self.sprites[min(range(len(self.sprites)), key=lambda k: self.sprites[k].used)]
         self.sprites.append(sprite)
 
     # ------------------------------------------------------------------ caret

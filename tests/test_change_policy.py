@@ -225,6 +225,27 @@ def test_the_pointer_moving_over_unchanged_content_is_dropped_once_learned() -> 
     assert s.show(4.0)
 
 
+def test_more_pointer_shapes_than_remembered_replace_the_least_used() -> None:
+    s = Screen()
+    t = 0.0
+    for shape in range(6):  # each shape flicks across the screen once: learned from its first move
+        size = 6 + 3 * shape
+        sprite = np.zeros((size, size // 2 + 1, 3), np.uint8)
+        sprite[::2] = 60 + 30 * shape
+        at = None
+        for step in range(3):
+            if at is not None:
+                s.frame[at[1] : at[1] + sprite.shape[0], at[0] : at[0] + sprite.shape[1], :3] = WHITE
+            at = (20 + 90 * step, 20 + 20 * shape)
+            s.frame[at[1] : at[1] + sprite.shape[0], at[0] : at[0] + sprite.shape[1], :3] = sprite
+            s.show(t)
+            t += 0.1
+        s.frame[at[1] : at[1] + sprite.shape[0], at[0] : at[0] + sprite.shape[1], :3] = WHITE
+        s.show(t)
+        t += 0.1
+    assert len(s.policy.sprites) == 4  # MAX_SPRITES
+
+
 def test_switching_back_and_forth_between_windows_is_always_kept() -> None:
     s = Screen()
     a, b = np.full((80, 120, 3), 230, np.uint8), np.full((80, 120, 3), 90, np.uint8)

@@ -228,22 +228,32 @@ def test_the_pointer_moving_over_unchanged_content_is_dropped_once_learned() -> 
 def test_more_pointer_shapes_than_remembered_replace_the_least_used() -> None:
     s = Screen()
     t = 0.0
-    for shape in range(6):  # each shape flicks across the screen once: learned from its first move
+
+    def flick(shape: int, row: int) -> list[bool]:
+        """Pointer shape `shape` moved across the screen in three jumps; what was kept."""
+        nonlocal t
         size = 6 + 3 * shape
         sprite = np.zeros((size, size // 2 + 1, 3), np.uint8)
         sprite[::2] = 60 + 30 * shape
-        at = None
+        kept, at = [], None
         for step in range(3):
             if at is not None:
                 s.frame[at[1] : at[1] + sprite.shape[0], at[0] : at[0] + sprite.shape[1], :3] = WHITE
-            at = (20 + 90 * step, 20 + 20 * shape)
+            at = (20 + 90 * step, row)
             s.frame[at[1] : at[1] + sprite.shape[0], at[0] : at[0] + sprite.shape[1], :3] = sprite
-            s.show(t)
+            kept.append(s.show(t))
             t += 0.1
         s.frame[at[1] : at[1] + sprite.shape[0], at[0] : at[0] + sprite.shape[1], :3] = WHITE
         s.show(t)
         t += 0.1
-    assert len(s.policy.sprites) == 4  # MAX_SPRITES
+        return kept
+
+    for shape in range(4):
+        flick(shape, 20 + 30 * shape)
+    assert not any(flick(0, 20)[1:]), "a known shape is the pointer"  # shape 0 used again: shape 1 is the least used
+    flick(4, 130)
+    assert len(s.policy.sprites) == 4
+    assert not any(flick(0, 20)[1:]) and not any(flick(4, 130)[1:])
 
 
 def test_switching_back_and_forth_between_windows_is_always_kept() -> None:

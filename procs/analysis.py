@@ -43,7 +43,17 @@ class Analysis(stage.Stage):
             self._forward(ref, now, changed_ratio=1.0, regions=[[0, 0, ref.w, ref.h]], keepalive=False,
                           policy=ChangePolicy(a, frame.shape))
             return
-        verdict = state.policy.judge(now, frame, self.mem.read(state.ref))
+        try:
+            verdict = state.policy.judge(now, frame, self.mem.read(state.ref))
+        except Exception:  # noqa: BLE001 - a picture the model cannot take must not stop the stage
+            # Counted and logged; the model starts afresh and the frame goes on whole, as a first one would.
+            self.rejected["model_error"] += 1
+            if self.rejected["model_error"] <= 10 or self.rejected["model_error"] % 1000 == 0:
+                self.log.exception("the change model failed on frame seq %d (%d so far); it starts afresh",
+                                   ref.seq, self.rejected["model_error"])
+            state.policy = ChangePolicy(a, frame.shape)
+            self._forward(ref, now, changed_ratio=1.0, regions=[[0, 0, ref.w, ref.h]], keepalive=False)
+            return
         ratio = float(verdict.counts.sum()) / (ref.w * ref.h)
         if verdict.kept or (a.keepalive_s and now - state.forwarded_at >= a.keepalive_s):
             boxes = kernels.regions(verdict.meaningful, a.tile, ref.w, ref.h) if verdict.kept else []

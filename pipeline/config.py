@@ -129,7 +129,9 @@ class AnalysisConfig:
                           lo=0.0, hi=60.0)
     animated_changes: int = _f(6, "changes in quick succession or on a steady beat that make a tile animated "
                                "(frames of a new spinner or clock kept while it is learned)", lo=2, hi=8)
-    fast_gap_s: float = _f(0.6, "changes at most this far apart are in quick succession", lo=0.0, hi=60.0)
+    animation_reach_tiles: int = _f(2, "a change counts for the rhythm of the tiles this many tiles around it "
+                                    "(something moving about inside a video)", lo=0, hi=16)
+    fast_gap_s: float = _f(0.4, "changes at most this far apart are in quick succession", lo=0.0, hi=60.0)
     steady_min_period_s: float = _f(0.4, "shortest beat of a steady rhythm (a clock's second)", lo=0.0, hi=3600.0)
     steady_jitter: float = _f(0.25, "largest deviation of a steady beat's intervals, as a share of the beat",
                               lo=0.0, hi=1.0)
@@ -138,6 +140,8 @@ class AnalysisConfig:
     ride_share: float = _f(0.34, "share of animated tiles that makes a connected change part of the animation "
                            "(a clock hand sweeping out from its hub)", lo=0.0, hi=1.0)
     pointer_max_px: int = _f(64, "largest pointer sprite, pixels per side", lo=1, hi=512)
+    pointer_span_px: int = _f(200, "a sprite is taken for the pointer once seen moving across more than this "
+                              "(a spinner's dot keeps to its place)", lo=0, hi=100_000)
     pointer_match: float = _f(0.9, "share of a sprite's pixels that must match where it is found", lo=0.5, hi=1.0)
     animation_jump: float = _f(4.0, "a change on an animated region this many times larger than its last step "
                                "is a change of state (a progress bar completing), not a step", lo=1.0, hi=1000.0)

@@ -96,6 +96,17 @@ class _Sprite:
     pixels: np.ndarray  # (h, w, colours)
     mask: np.ndarray  # (h, w) bool: the pixels that are the sprite's
     used: float
+    seen: Box  # the box of the places it was seen at (top-left corners)
+
+    def saw(self, at: tuple[int, int] | None) -> None:
+        if at is not None:
+            x, y = at
+            self.seen = (min(self.seen[0], x), min(self.seen[1], y), max(self.seen[2], x), max(self.seen[3], y))
+
+    def roams(self, span: int) -> bool:
+        """Seen across more than `span` pixels: the pointer, not a part of
+        something animating in its place (a spinner's dot)."""
+        return self.seen[2] - self.seen[0] > span or self.seen[3] - self.seen[1] > span
 
 
 class _Change:
@@ -145,6 +156,7 @@ class ChangePolicy:
     sigs: np.ndarray = field(init=False)  # per tile, its last HISTORY contents (newest last)
     times: np.ndarray = field(init=False)  # ... and when it changed to each
     changes: np.ndarray = field(init=False)  # per tile, times of its last HISTORY animation-relevant changes
+    nearby: np.ndarray = field(init=False)  # ... of changes of it or a tile within animation_reach_tiles
     animated_until: np.ndarray = field(init=False)
     sampled_at: np.ndarray = field(init=False)
     step_px: np.ndarray = field(init=False)
@@ -164,13 +176,14 @@ class ChangePolicy:
         self.sigs = np.zeros((rows, cols, HISTORY), np.uint64)
         self.times = np.full((rows, cols, HISTORY), -np.inf)
         self.changes = np.full((rows, cols, HISTORY), -np.inf)
+        self.nearby = np.full((rows, cols, HISTORY), -np.inf)
         self.animated_until = np.full((rows, cols), -np.inf)
         self.sampled_at = np.full((rows, cols), -np.inf)
         self.step_px = np.zeros((rows, cols), np.int64)  # changed pixels of the last animation step a tile took part in
 
     @property
     def memory_bytes(self) -> int:
-        arrays = (self.verdict, self.sigs, self.times, self.changes, self.animated_until, self.sampled_at, self.step_px)
+        arrays = (self.verdict, self.sigs, self.times, self.changes, self.nearby, self.animated_until, self.sampled_at, self.step_px)
         return sum(a.nbytes for a in arrays) + sum(s.pixels.nbytes + s.mask.nbytes for s in self.sprites)
 
     def settle(self, frame: np.ndarray | None, kept: bool) -> None:
@@ -280,7 +293,7 @@ class ChangePolicy:
             causes[cause] += 1
             if cause in MEANINGFUL:
                 self.meant.append((c.box, now))
-            if cause == "input":
+            if cause == "input" and _fits(c.box, 2 * p.caret_max_height_px):
                 self.typed.append((c.box, now))
         return [causes_of[i] for i in range(len(changes))]
 
@@ -302,7 +315,10 @@ class ChangePolicy:
                 before_at = _find(self.previous, self.shape, sprite, c.box, p.pointer_match)
                 if (now_at or before_at) and now_at != before_at and _covers(c, [now_at, before_at], sprite):
                     sprite.used = now
-                    explained.add(i)
+                    sprite.saw(now_at)
+                    sprite.saw(before_at)
+                    if sprite.roams(p.pointer_span_px):
+                        explained.add(i)
                     break
         # Learning: separate blobs of changed pixels (two may share a change, or a tile).
         of = {i: _blobs(changes[i]) for i in pointer_sized if i not in explained}
@@ -311,8 +327,8 @@ class ChangePolicy:
         for a, (_, gone) in enumerate(blobs):
             for b, (_, came) in enumerate(blobs):
                 if a != b and not {a, b} & moved and self._moved(gone, came, frame):
-                    self._learn(came, frame, now)
-                    moved |= {a, b}
+                    if self._learn(gone, came, frame, now).roams(p.pointer_span_px):
+                        moved |= {a, b}
         for i in {i for i, _ in blobs}:
             if all(k in moved for k, (j, _) in enumerate(blobs) if j == i):
                 explained.add(i)
@@ -328,15 +344,28 @@ class ChangePolicy:
         after = _colours(frame[cy:cy1, cx:cx1])[gone.mask]
         return bool(np.mean(np.all(before == after, axis=-1)) >= self.params.pointer_match)
 
-    def _learn(self, came: _Change, frame: np.ndarray, now: float) -> None:
+    def _learn(self, gone: _Change, came: _Change, frame: np.ndarray, now: float) -> _Sprite:
+        """The sprite that moved from `gone` to `came` (a known one, or a new
+        one remembered); a solid bar (one colour: a text caret moving) is
+        never the pointer."""
         x0, y0, x1, y1 = came.box
-        sprite = _Sprite(_colours(frame[y0:y1, x0:x1]).copy(), came.mask.copy(), now)
-        if any(s.mask.shape == sprite.mask.shape and np.array_equal(s.pixels[s.mask], sprite.pixels[s.mask])
-               and np.array_equal(s.mask, sprite.mask) for s in self.sprites):
-            return
+        pixels = _colours(frame[y0:y1, x0:x1]).copy()
+        gx, gy = gone.box[0], gone.box[1]
+        sprite = _Sprite(pixels, came.mask.copy(), now, (min(gx, x0), min(gy, y0), max(gx, x0), max(gy, y0)))
+        if len(np.unique(_packed(pixels)[came.mask.reshape(-1)])) < 2:
+            sprite.seen = (x0, y0, x0, y0)  # never roams
+            return sprite
+        for known in self.sprites:
+            if known.mask.shape == sprite.mask.shape and np.array_equal(known.mask, sprite.mask) and np.array_equal(
+                    known.pixels[known.mask], pixels[came.mask]):
+                known.used = now
+                known.saw((gone.box[0], gone.box[1]))
+                known.saw((x0, y0))
+                return known
         if len(self.sprites) >= MAX_SPRITES:
             del self.sprites[min(range(len(self.sprites)), key=lambda k: self.sprites[k].used)]
         self.sprites.append(sprite)
+        return sprite
 
     # ------------------------------------------------------------------ caret
 
@@ -363,12 +392,16 @@ class ChangePolicy:
         return in_place or drawn
 
     def _at_caret(self, now: float, c: _Change) -> bool:
-        """The change touches where the caret was seen (a flip) or where input
-        at the caret just went: typing, not animation, however fast."""
+        """The change touches where the caret was seen (a flip), or where input
+        at the caret just went and it moves on from there: typing, not
+        animation, however fast (something changing in place beside it, a
+        spinner, is not carried along)."""
         p = self.params
-        reach = (p.caret_max_width_px, p.caret_max_height_px)
+        reach = (p.caret_max_width_px, p.caret_max_height_px // 2)
+        if any(now - t <= p.blink_memory_s and _touches(c.box, box, reach) for box, t in self.flips):
+            return True
         return any(now - t <= p.blink_memory_s and _touches(c.box, box, reach)
-                   for box, t in (*self.flips, *self.typed))
+                   and _overlap(c.box, box) <= 0.75 * _area(c.box) for box, t in self.typed)
 
     # ------------------------------------------------------------------ animation
 
@@ -378,10 +411,10 @@ class ChangePolicy:
         stopped or changed state; None when it does not ride on any."""
         p = self.params
         ys, xs = c.ys, c.xs
-        animated = (self.animated_until[ys, xs] >= now) | self._rhythm(now, ys, xs)
+        animated = (self.animated_until[ys, xs] >= now) | self._rhythm(now, c)
         if not animated.any() or animated.sum() < p.ride_share * len(ys):
             return None
-        times = self.changes[ys[animated], xs[animated]]
+        times = self.nearby[ys[animated], xs[animated]]
         known = times[0][np.isfinite(times[0])]  # the first animated tile's beat sets how long it holds
         hold = max(p.animated_hold_s, 3 * float(np.median(np.diff(known))) if len(known) > 1 else 0.0)
         # An animation stopping (its place blank again) or changing state (a
@@ -410,12 +443,23 @@ class ChangePolicy:
         around = _packed(frame[max(y0 - 1, 0) : min(y1 + 1, h), max(x0 - 1, 0) : min(x1 + 1, w)])
         return bool((around == around[0]).all())
 
-    def _rhythm(self, now: float, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
-        """Per tile: this change (not yet recorded) completes `animated_changes`
-        changes in quick succession or on a steady beat."""
+    def _rhythm(self, now: float, c: _Change) -> np.ndarray:
+        """Per tile of `c`: this change (not yet recorded) completes
+        `animated_changes` changes of the tile in quick succession or on a
+        steady beat; or, for a change larger than a caret's pair of cells
+        (typing moves on a cell at a time), of the tiles around it (something
+        moving about inside a video)."""
         p = self.params
-        n = p.animated_changes
-        times = np.concatenate([self.changes[ys, xs, HISTORY - n + 1 :], np.full((len(ys), 1), now)], axis=1)
+        ys, xs = c.ys, c.xs
+        recent = np.full((len(ys), 1), now)
+        own = self._beats(np.concatenate([self.changes[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1))
+        if _area(c.box) <= 2 * p.caret_max_width_px * p.caret_max_height_px:
+            return own
+        return own | self._beats(np.concatenate([self.nearby[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1))
+
+    def _beats(self, times: np.ndarray) -> np.ndarray:
+        """Per row of change times: in quick succession or on a steady beat."""
+        p = self.params
         known = np.isfinite(times[:, 0])
         gaps = np.diff(np.where(known[:, None], times, 0.0), axis=1)
         fast = (gaps <= p.fast_gap_s).all(axis=1)
@@ -449,6 +493,18 @@ class ChangePolicy:
         self.times[ys, xs] = np.concatenate([self.times[ys, xs, 1:], np.full((len(ys), 1), now)], axis=1)
         cy, cx = ys[counted], xs[counted]
         self.changes[cy, cx] = np.concatenate([self.changes[cy, cx, 1:], np.full((len(cy), 1), now)], axis=1)
+        # Each change also counts for the tiles around it: something moving
+        # about in a region (a ball in a video) keeps the whole region busy.
+        near = np.zeros(self.verdict.shape, bool)
+        near[cy, cx] = True
+        r, (rows, cols) = self.params.animation_reach_tiles, near.shape
+        grown = near.copy()
+        for dy in range(-r, r + 1):
+            for dx in range(-r, r + 1):
+                grown[max(dy, 0) : rows + min(dy, 0), max(dx, 0) : cols + min(dx, 0)] |= \
+                    near[max(-dy, 0) : rows + min(-dy, 0), max(-dx, 0) : cols + min(-dx, 0)]
+        ny, nx = np.nonzero(grown)
+        self.nearby[ny, nx] = np.concatenate([self.nearby[ny, nx, 1:], np.full((len(ny), 1), now)], axis=1)
 
 
 def _colours(a: np.ndarray) -> np.ndarray:
@@ -480,6 +536,11 @@ def _fits(box: Box, side: int) -> bool:
 def _touches(a: Box, b: Box, reach: tuple[int, int]) -> bool:
     """Boxes a and b overlap or lie within `reach` (x, y pixels) of each other."""
     return a[0] < b[2] + reach[0] and b[0] < a[2] + reach[0] and a[1] < b[3] + reach[1] and b[1] < a[3] + reach[1]
+
+
+def _overlap(a: Box, b: Box) -> int:
+    """Pixels the boxes share."""
+    return max(0, min(a[2], b[2]) - max(a[0], b[0])) * max(0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def _inside(inner: Box, outer: Box) -> bool:

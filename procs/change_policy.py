@@ -37,8 +37,8 @@ into connected changes (8-neighbour tiles); each change is
   meaningful change (the first blink of a caret that typing just drew); a flip
   anywhere else is the caret moving (a typed space): meaningful;
 - trivial when it rides on animation: at least `ride_share` of its tiles are
-  animated, i.e. changed `animated_changes` times in quick succession (gaps of
-  at most `fast_gap_s`: a spinner, a video) or on a steady beat (a clock), until
+  animated, i.e. changed `animated_changes` times in quick succession (gaps
+  typically at most `fast_gap_s`, none over twice that: a spinner, a video) or on a steady beat (a clock), until
   they rest for `animated_hold_s` (or three beats); the tiles of such a change
   count as animated from then on (a clock hand sweeping out from its hub). A
   region animated in quick succession (video, a GIF) is sampled again every
@@ -462,8 +462,9 @@ class ChangePolicy:
         p = self.params
         known = np.isfinite(times[:, 0])
         gaps = np.diff(np.where(known[:, None], times, 0.0), axis=1)
-        fast = (gaps <= p.fast_gap_s).all(axis=1)
         beat = np.median(gaps, axis=1)
+        # Quick succession: typically one gap apart, none more than two (a late capture).
+        fast = (beat <= p.fast_gap_s) & (gaps <= 2 * p.fast_gap_s).all(axis=1)
         steady = (beat >= p.steady_min_period_s) & (np.abs(gaps - beat[:, None]) <= p.steady_jitter * beat[:, None]).all(axis=1)
         return known & (fast | steady)
 

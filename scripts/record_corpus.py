@@ -7,6 +7,13 @@ is tuned on (tests/data/corpus/tuning) and checked on (tests/data/corpus/heldout
     .venv/bin/python scripts/record_corpus.py --split tuning
     .venv/bin/python scripts/record_corpus.py --split heldout --session h1-dark   # one session
     .venv/bin/python scripts/record_corpus.py --split heldout --session h1-dark --probe shot.png  # layout only
+    .venv/bin/python scripts/record_corpus.py --split tuning --work corpus-work   # keep the raw frames and the log
+    .venv/bin/python scripts/record_corpus.py --split tuning --work corpus-work --relabel  # label them again
+    .venv/bin/python scripts/record_corpus.py --split heldout --summary  # tests/data/corpus/README.md, manifest.json
+
+Record one session at a time on an otherwise quiet machine: the grabs keep
+real time (4 fps), and capture times in the labels are the real grab times.
+The held-out sessions were recorded and committed before the tuning ones.
 
 Each session runs its own private Xvfb (1920x1080) with openbox as the window
 manager and real programs: a shell in an xterm (commands with output, `less`
@@ -22,7 +29,8 @@ mss's with_cursor) and moved over empty desktop. Every session has its own
 seed, window layout, fonts and colour theme (SESSIONS below); the held-out
 sessions share none of them with the tuning sessions.
 
-The screen is grabbed at 4 fps into a temporary raw file; afterwards the frames
+The screen is grabbed at 4 fps into a temporary raw file (about 7 GB a session;
+nothing is encoded while grabbing); afterwards the frames
 are encoded losslessly (libx264rgb -qp 0; the decode is checked byte-exact
 against the grabbed frames) and labelled from what the script did and where
 the animated things are, checked against the pixels (label_session): every
@@ -51,6 +59,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -358,7 +367,8 @@ class Desktop:
         ext = self.run("xprop", "-id", wid, "_NET_FRAME_EXTENTS", check=False)
         extents = (0, 0, 0, 0)
         if "=" in ext:
-            extents = tuple(int(v) for v in ext.split("=", 1)[1].split(","))  # type: ignore[assignment]
+            left, right, top, bottom = (int(v) for v in ext.split("=", 1)[1].split(","))
+            extents = (left, right, top, bottom)
         return Win(wid, (x, y, x + w, y + h), extents)
 
     def refresh(self, name: str) -> Win:
@@ -537,7 +547,7 @@ class Script:
         self.counts: Counter[str] = Counter()
         self.episode: Iterator[Step] | None = None
         self.textarea_len = 0
-        self.timed: list[dict[str, object]] = []  # expected effects not done by the script at a frame (a notification going)
+        self.timed: list[dict[str, Any]] = []  # expected effects not done by the script at a frame (a notification going)
 
     # regions
 
@@ -556,10 +566,10 @@ class Script:
 
     def next(self, now: float) -> Step:
         if self.episode is not None:
-            step = next(self.episode, "end")
-            if step != "end":
-                return step  # type: ignore[return-value]
-            self.episode = None
+            try:
+                return next(self.episode)
+            except StopIteration:
+                self.episode = None
         self.episode = self.choose(now)
         return None
 
@@ -647,7 +657,7 @@ class Script:
                 self.move_pointer(at)
                 self.d.xdo("click", button)
             old = self.pointer
-            yield Act("scroll", do, lambda old=old: self.frame_of(widget) + [pointer_box(old), pointer_box(at)])
+            yield Act("scroll", do, lambda: self.frame_of(widget) + [pointer_box(old), pointer_box(at)])
             yield from self.pause()
 
     def wheel_shell(self) -> Iterator[Step]:
@@ -719,7 +729,7 @@ class Script:
                 def do_move(new: Rect = new, win: Win = win) -> None:
                     self.d.xdo("windowmove", "--sync", win.wid, str(new[0]), str(new[1]))
                     win.client = self.d.geometry(win.wid).client
-                yield Act("window_move", do_move, lambda old=old, new=new: [pad(old), pad(new)])
+                yield Act("window_move", do_move, lambda: [pad(old), pad(new)])
             else:
                 w = max(80, min(zone[2] - old[0] - 10, old[2] - old[0] + rng.choice((-60, -40, 40, 60))))
                 h = max(60, min(zone[3] - old[1] - 10, old[3] - old[1] + rng.choice((-40, -30, 30, 40))))
@@ -728,7 +738,7 @@ class Script:
                 def do_size(new: Rect = new, win: Win = win) -> None:
                     self.d.xdo("windowsize", "--sync", win.wid, str(new[2] - new[0]), str(new[3] - new[1]))
                     win.client = self.d.geometry(win.wid).client
-                yield Act("window_resize", do_size, lambda old=old, new=new: [pad(old), pad(new)])
+                yield Act("window_resize", do_size, lambda: [pad(old), pad(new)])
         yield from self.pause()
 
         def do_close() -> None:
@@ -867,13 +877,13 @@ def record(spec: Spec, work: Path, probe: Path | None = None) -> Path:
         script.viewport = origin
         script.pending_notification = 0.0
         raw_path = work / "frames.raw"
-        log: dict[str, object] = {
+        log: dict[str, Any] = {
             "spec": spec.name, "seed": spec.seed, "regions": regions, "widgets": widgets,
             "notify_box": lay.notify_box, "frames": [], "actions": [], "timed": [],
         }
-        frames_log: list[dict[str, object]] = log["frames"]  # type: ignore[assignment]
-        actions_log: list[dict[str, object]] = log["actions"]  # type: ignore[assignment]
-        pending: dict[str, object] | None = None
+        frames_log: list[dict[str, Any]] = log["frames"]
+        actions_log: list[dict[str, Any]] = log["actions"]
+        pending: dict[str, Any] | None = None
         previous: np.ndarray | None = None
         script.video_next = rng.uniform(3, 8)
         with raw_path.open("wb") as raw:
@@ -888,12 +898,12 @@ def record(spec: Spec, work: Path, probe: Path | None = None) -> Path:
                 if pending is not None and previous is not None:
                     # the script waits for its last action to show in its region before the next (a caret
                     # blinking there is not it, unless the action typed: a typed space may show only as the caret)
-                    for r in pending["region"]:  # type: ignore[union-attr]
+                    for r in pending["region"]:
                         box = bbox(np.any(previous[r[1]:r[3], r[0]:r[2]] != frame[r[1]:r[3], r[0]:r[2]], axis=2))
                         if box is not None and (pending["kind"] in TYPING or box[2] - box[0] > 24 or box[3] - box[1] > 40):
                             pending = None
                             break
-                    if pending is not None and t - float(pending["t"]) > NO_EFFECT_S:  # type: ignore[arg-type]
+                    if pending is not None and t - float(pending["t"]) > NO_EFFECT_S:
                         pending = None
                 previous = frame
                 now = time.monotonic() - start
@@ -903,7 +913,7 @@ def record(spec: Spec, work: Path, probe: Path | None = None) -> Path:
                         desk.mpv("loadfile", str(tmp / "clip.mkv"))
                     else:
                         desk.mpv("stop")
-                    log["timed"].append({"kind": "video_" + ("start" if script.video_on else "stop"), "t": round(now, 4)})  # type: ignore[union-attr]
+                    log["timed"].append({"kind": "video_" + ("start" if script.video_on else "stop"), "t": round(now, 4)})
                     script.video_next = now + rng.uniform(5, 12) if script.video_on else now + rng.uniform(4, 9)
                 if pending is not None or index >= spec.frames - 2:
                     continue
@@ -918,7 +928,7 @@ def record(spec: Spec, work: Path, probe: Path | None = None) -> Path:
                 actions_log.append(entry)
                 if step.kind == "notification":
                     script.notify_until = t_done + script.pending_notification + 1.5
-                    log["timed"].append({"kind": "notification", "t": round(t_done + script.pending_notification, 4),  # type: ignore[union-attr]
+                    log["timed"].append({"kind": "notification", "t": round(t_done + script.pending_notification, 4),
                                          "region": [list(lay.notify_box)]})
                 if step.kind != "pointer_move":
                     pending = entry
@@ -984,17 +994,17 @@ class Open:
 
 @dataclass
 class Labeller:
-    log: dict[str, object]
+    log: dict[str, Any]
     caret_at: dict[str, Rect | None] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.regions = {n: (tuple(r), kind) for n, (r, kind) in self.log["regions"].items()}  # type: ignore[union-attr]
-        self.widgets = {n: (tuple(w["rect"]), w["caret"]) for n, w in self.log["widgets"].items()}  # type: ignore[union-attr]
+        self.regions = {n: (tuple(r), kind) for n, (r, kind) in self.log["regions"].items()}
+        self.widgets = {n: (tuple(w["rect"]), w["caret"]) for n, w in self.log["widgets"].items()}
         # the pointer's moves are told by its place at each frame, not as actions
-        events = [dict(a, timed=False) for a in self.log["actions"] if a["kind"] != "pointer_move"]  # type: ignore[union-attr]
-        events += [dict(e, timed=True) for e in self.log["timed"] if e["kind"] == "notification"]  # type: ignore[union-attr]
+        events = [dict(a, timed=False) for a in self.log["actions"] if a["kind"] != "pointer_move"]
+        events += [dict(e, timed=True) for e in self.log["timed"] if e["kind"] == "notification"]
         self.events = sorted(events, key=lambda e: e["t"])
         self.open: list[Open] = []
 
@@ -1014,8 +1024,8 @@ class Labeller:
         return "blank" if uniform(part) else "shown"
 
     def label(self, index: int, prev: np.ndarray | None, cur: np.ndarray) -> tuple[str, str, list[str]]:
-        frames = self.log["frames"]  # type: ignore[assignment]
-        info = frames[index]  # type: ignore[index]
+        frames = self.log["frames"]
+        info = frames[index]
         t = float(info["t"])
         while self.events and self.events[0]["t"] - (0.6 if self.events[0]["timed"] else 0.0) < t:
             e = self.events.pop(0)
@@ -1057,7 +1067,7 @@ class Labeller:
                 causes.append("spinner")
             else:
                 causes.append("animation")
-        focused = {frames[index - 1]["focused"], info["focused"]}  # type: ignore[index]
+        focused = {frames[index - 1]["focused"], info["focused"]}
         carets: dict[str, Rect] = {}  # focused widgets whose only change is caret-sized
         for w in focused:
             if w not in self.widgets:
@@ -1097,9 +1107,9 @@ class Labeller:
                 rem[y0:y1, x0:x1] = False
                 self.caret_at[w] = cb
         if rem.any():
-            p0, p1 = tuple(frames[index - 1]["pointer"]), tuple(info["pointer"])  # type: ignore[index]
+            p0, p1 = tuple(frames[index - 1]["pointer"]), tuple(info["pointer"])
             if p0 != p1:
-                for x0, y0, x1, y1 in (pointer_box(p0), pointer_box(p1)):  # type: ignore[arg-type]
+                for x0, y0, x1, y1 in (pointer_box(p0), pointer_box(p1)):
                     if rem[y0:y1, x0:x1].any():
                         rem[y0:y1, x0:x1] = False
                         if "pointer_move" not in causes:
@@ -1115,11 +1125,11 @@ class Labeller:
         return label, causes[0], causes
 
 
-def label_session(log_path: Path) -> tuple[list[dict[str, object]], list[str], list[str], list[str]]:
+def label_session(log_path: Path) -> tuple[list[dict[str, Any]], list[str], list[str], list[str]]:
     """Labels of every frame, the errors and warnings, and the frames' digests."""
     log = json.loads(log_path.read_text())
     labeller = Labeller(log)
-    labels: list[dict[str, object]] = []
+    labels: list[dict[str, Any]] = []
     digests: list[str] = []
     prev: np.ndarray | None = None
     for index, frame in enumerate(raw_frames(log_path.parent / "frames.raw")):
@@ -1153,13 +1163,13 @@ def check_decode(video: Path, digests: list[str]) -> None:
         sys.exit(f"record_corpus: {video} holds more frames than were recorded, or ffmpeg failed")
 
 
-def counts_of(labels: list[dict[str, object]]) -> tuple[dict[str, int], dict[str, int]]:
+def counts_of(labels: list[dict[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
     by_category = Counter(f"{e['label']}/{e['category']}" for e in labels)
-    by_cause = Counter(c for e in labels for c in e["causes"])  # type: ignore[attr-defined]
+    by_cause = Counter(c for e in labels for c in e["causes"])
     return dict(sorted(by_category.items())), dict(sorted(by_cause.items()))
 
 
-def finish(spec: Spec, work: Path, out: Path) -> dict[str, object]:
+def finish(spec: Spec, work: Path, out: Path) -> dict[str, Any]:
     """Labels, encodes and checks a recorded session; writes session.mkv and labels.json."""
     log_path = work / "log.json"
     log = json.loads(log_path.read_text())
@@ -1227,7 +1237,7 @@ frames by category, and in brackets frames having that cause.
 
 def summary(out: Path) -> None:
     """tests/data/corpus/README.md and manifest.json from the sessions present."""
-    sessions: list[dict[str, object]] = []
+    sessions: list[dict[str, Any]] = []
     for spec in SESSIONS:
         folder = out / spec.split / spec.name
         if not (folder / "labels.json").exists():
@@ -1241,12 +1251,17 @@ def summary(out: Path) -> None:
             "name": spec.name, "split": spec.split, "seed": spec.seed, "frames": len(labels),
             "seconds": round(float(labels[-1]["t"]), 1), "bytes": size, "theme": spec.theme.name,
             "openbox_theme": spec.theme.openbox, "terminal_font": " ".join(spec.term_font), "editor": spec.editor,
-            "page_font": spec.page_font, "layout": vars(spec.layout),
+            "page_font": spec.page_font, "layout": vars(spec.layout), "episode_weights": dict(spec.weights),
             "labels": dict(Counter(e["label"] for e in labels)),
             "categories": dict(by_category), "causes": dict(by_cause),
         })
     (out / "manifest.json").write_text(json.dumps({"sessions": sessions}, indent=1) + "\n")
     lines = [SUMMARY_HEAD]
+    held = [s for s in sessions if s["split"] == "heldout"]
+    if held:
+        short = [c for c in CATEGORIES if c != "first_frame" and sum(s["categories"].get(c, 0) for s in held) < 20]
+        lines.append("Held-out part: " + (f"fewer than 20 frames of {', '.join(short)}" if short else
+                                          "at least 20 frames of every category (by category; first_frame excepted)") + ".")
     for split in ("heldout", "tuning"):
         part = [s for s in sessions if s["split"] == split]
         if not part:
@@ -1255,16 +1270,16 @@ def summary(out: Path) -> None:
         lines.append("| session | seed | frames | seconds | MB | theme | terminal font | editor | page font |")
         lines.append("|---|---:|---:|---:|---:|---|---|---|---|")
         for s in part:
-            lines.append(f"| {s['name']} | {s['seed']} | {s['frames']} | {s['seconds']} | {int(s['bytes']) / 1e6:.2f} "  # type: ignore[call-overload]
+            lines.append(f"| {s['name']} | {s['seed']} | {s['frames']} | {s['seconds']} | {int(s['bytes']) / 1e6:.2f} "
                          f"| {s['theme']} (openbox {s['openbox_theme']}) | {s['terminal_font']} | {s['editor']} | {s['page_font']} |")
         lines.append("")
         lines.append("| label: category | " + " | ".join(str(s["name"]) for s in part) + " | all |")
         lines.append("|---|" + "---:|" * (len(part) + 1))
         rows = [("meaningful", c) for c in MEANINGFUL] + [("trivial", c) for c in TRIVIAL] + [("none", "idle")]
         for label, c in rows:
-            cells = [f"{s['categories'].get(c, 0)} ({s['causes'].get(c, 0)})" for s in part]  # type: ignore[attr-defined]
-            total_cat = sum(s["categories"].get(c, 0) for s in part)  # type: ignore[attr-defined]
-            total_cause = sum(s["causes"].get(c, 0) for s in part)  # type: ignore[attr-defined]
+            cells = [f"{s['categories'].get(c, 0)} ({s['causes'].get(c, 0)})" for s in part]
+            total_cat = sum(s["categories"].get(c, 0) for s in part)
+            total_cause = sum(s["causes"].get(c, 0) for s in part)
             cause = "" if c == "idle" else f" ({total_cause})"
             lines.append(f"| {label}: {c} | " + " | ".join(x if c != "idle" else x.split(" ")[0] for x in cells)
                          + f" | {total_cat}{cause} |")

@@ -22,29 +22,39 @@ frame forwarded) and hands the model the changed pixels per tile. The model
 keeps the pixels of the tiles that differed from the reference in the frame
 before (every other tile showed the reference then), so it sees what changed
 since the previous frame ("fresh" tiles); per tile it keeps a short history of
-content signatures and change times. Fresh tiles are grouped
-into connected changes (8-neighbour tiles); each change is
+content signatures and change times. Fresh tiles are grouped into connected
+changes (8-neighbour tiles); each change, in this order, is
 - meaningful when its changed pixels' box covers more than `large_change_px`
   (a window-sized change is never trivial);
 - trivial when it is explained by the pointer: a sprite found in this frame
-  or the previous one, and every changed pixel inside where it is or was
-  (sprites are learned from a small change that reappears, same content,
-  elsewhere in the same frame);
+  or the previous one, and every changed pixel inside where it is or was.
+  Sprites are learned from a small change that reappears, same content,
+  elsewhere in the same frame; one counts as the pointer once seen across
+  more than `pointer_span_px` (a spinner's dot keeps to its place), and a
+  solid bar never does (a text caret moving);
 - trivial when it is a caret flip in place: the changed pixels fill a
   caret-sized rectangle and swap colours one for one (a block, underline or
-  I-beam switching on or off, or a block over a character inverting it), at a
-  rectangle where a flip was seen within `blink_memory_s` or inside the last
-  meaningful change (the first blink of a caret that typing just drew); a flip
-  anywhere else is the caret moving (a typed space): meaningful;
+  I-beam switching on or off, or a block over a character inverting it, this
+  one once seen flipping twice), at a rectangle where a flip was seen within
+  `blink_memory_s` or inside the last meaningful change (the first blink of a
+  caret that typing just drew); a flip anywhere else is the caret moving (a
+  typed space): meaningful;
+- meaningful when it is input at the caret: it touches where the caret was
+  seen, or where such input just went and it moves on from there (typing is
+  never taken for animation, however fast; a spinner beside a text field is
+  not carried along);
 - trivial when it rides on animation: at least `ride_share` of its tiles are
   animated, i.e. changed `animated_changes` times in quick succession (gaps
-  typically at most `fast_gap_s`, none over twice that: a spinner, a video) or on a steady beat (a clock), until
-  they rest for `animated_hold_s` (or three beats); the tiles of such a change
-  count as animated from then on (a clock hand sweeping out from its hub). A
-  region animated in quick succession (video, a GIF) is sampled again every
-  `animation_sample_s`; a steady beat (a clock) is not. An animation that
-  stops (its place left blank, the colour around it) or changes state (far
-  more pixels than its steps: a progress bar turning "done") is meaningful;
+  typically at most `fast_gap_s`, none over twice that: a spinner, a video)
+  or on a steady beat (a clock), until they rest for `animated_hold_s` (or
+  three beats); a change larger than a caret's pair of cells also counts the
+  changes within `animation_reach_tiles` around it (a ball moving inside a
+  video). The tiles of such a change count as animated from then on (a clock
+  hand sweeping out from its hub). A region animated in quick succession
+  (video, a GIF) is sampled again every `animation_sample_s`; a steady beat (a
+  clock) is not. An animation that stops (its place left blank, the colour
+  around it) or changes state (more than `animation_jump` times the pixels of
+  its last step: a progress bar turning "done") is meaningful;
 - trivial when every tile toggles (back and forth between two contents seen
   flipping within `toggle_s`, or A, B, A, B, A within `flicker_s`) and the
   change is small (`toggle_max_px`): a hover flicker; undoing a change once

@@ -467,7 +467,8 @@ class ChangePolicy:
         own = self._beats(np.concatenate([self.changes[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1))
         if _area(c.box) <= 2 * p.caret_max_width_px * p.caret_max_height_px:
             return own
-        return own | self._beats(np.concatenate([self.nearby[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1))
+        around = self._beats(np.concatenate([self.nearby[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1))
+        return np.asarray(own | around, bool)
 
     def _beats(self, times: np.ndarray) -> np.ndarray:
         """Per row of change times: in quick succession or on a steady beat."""
@@ -478,7 +479,7 @@ class ChangePolicy:
         # Quick succession: typically one gap apart, none more than two (a late capture).
         fast = (beat <= p.fast_gap_s) & (gaps <= 2 * p.fast_gap_s).all(axis=1)
         steady = (beat >= p.steady_min_period_s) & (np.abs(gaps - beat[:, None]) <= p.steady_jitter * beat[:, None]).all(axis=1)
-        return known & (fast | steady)
+        return np.asarray(known & (fast | steady), bool)
 
     # ------------------------------------------------------------------ toggles
 
@@ -510,7 +511,8 @@ class ChangePolicy:
         # about in a region (a ball in a video) keeps the whole region busy.
         near = np.zeros(self.verdict.shape, bool)
         near[cy, cx] = True
-        r, (rows, cols) = self.params.animation_reach_tiles, near.shape
+        r = self.params.animation_reach_tiles
+        rows, cols = self.verdict.shape
         grown = near.copy()
         for dy in range(-r, r + 1):
             for dx in range(-r, r + 1):
@@ -528,14 +530,14 @@ def _colours(a: np.ndarray) -> np.ndarray:
 def _packed(a: np.ndarray) -> np.ndarray:
     """Each pixel's colour as one integer (flattened)."""
     c = _colours(a).astype(np.uint64)
-    out = c[..., 0].copy()
+    out: np.ndarray = c[..., 0].copy()
     for k in range(1, c.shape[-1]):
-        out = out << 8 | c[..., k]
+        out = out << np.uint64(8) | c[..., k]
     return out.reshape(-1)
 
 
 def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return np.any(_colours(a) != _colours(b), axis=-1)
+    return np.asarray(np.any(_colours(a) != _colours(b), axis=-1), bool)
 
 
 def _area(box: Box) -> int:

@@ -121,7 +121,7 @@ def main() -> int:
         for case in ("unique", "typing", "idle"):
             order = list(runners) if r % 2 == 0 else list(reversed(runners))
             for name in order:
-                ts = runners[name](case, args.frames, seed=r)
+                ts = runners[name](case, args.frames, r)
                 results.setdefault((case, name), []).append((pct(ts, 50), pct(ts, 95)))
                 print(f"round {r} {case:7s} {name:7s} p50 {pct(ts, 50):7.2f} ms  p95 {pct(ts, 95):7.2f} ms", flush=True)
     lines = [

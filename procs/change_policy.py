@@ -47,7 +47,8 @@ changes (8-neighbour tiles); each change, in this order, is
   animated, i.e. changed `animated_changes` times in quick succession (gaps
   typically at most `fast_gap_s`, none over twice that: a spinner, a video)
   or on a steady beat (a clock), until they rest for `animated_hold_s` (or
-  three beats); a change larger than a caret's pair of cells also counts the
+  three beats), or only `relearn_changes` where an animation was within
+  `relearn_s` (a spinner shown again); a change larger than a caret's pair of cells also counts the
   changes within `animation_reach_tiles` around it (a ball moving inside a
   video). The tiles of such a change count as animated from then on (a clock
   hand sweeping out from its hub). A region animated in quick succession
@@ -70,7 +71,8 @@ no memory), four histories of `HISTORY` entries and a few numbers per tile
 `MAX_SPRITES` pointer sprites of at most `pointer_max_px` squared pixels,
 `MAX_PLACES` caret and change rectangles, and the toggle pairs of each tile
 seen within `toggle_s`. Learning is bounded too: a new clock, spinner or
-video is kept for its first `animated_changes` - 1 changes, then dropped.
+video is kept for its first `animated_changes` - 1 changes, then dropped
+(`relearn_changes` - 1 where something animated before).
 """
 
 from __future__ import annotations
@@ -172,6 +174,7 @@ class ChangePolicy:
     animated_until: np.ndarray = field(init=False)
     sampled_at: np.ndarray = field(init=False)
     step_px: np.ndarray = field(init=False)
+    animated_at: np.ndarray = field(init=False)  # when each tile was last part of an animation
     pairs: dict[tuple[int, int], dict[frozenset[int], float]] = field(default_factory=dict)
     sprites: list[_Sprite] = field(default_factory=list)
     flips: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
@@ -191,7 +194,8 @@ class ChangePolicy:
         self.nearby = np.full((rows, cols, HISTORY), -np.inf)
         self.animated_until = np.full((rows, cols), -np.inf)
         self.sampled_at = np.full((rows, cols), -np.inf)
-        self.step_px = np.zeros((rows, cols), np.int64)  # changed pixels of the last animation step a tile took part in
+        self.step_px = np.zeros((rows, cols), np.int64)
+        self.animated_at = np.full((rows, cols), -np.inf)  # changed pixels of the last animation step a tile took part in
 
     @property
     def memory_bytes(self) -> int:
@@ -439,6 +443,7 @@ class ChangePolicy:
             return "animation_end"
         self.step_px[ys, xs] = c.pixels
         self.animated_until[ys, xs] = np.maximum(self.animated_until[ys, xs], now + hold)
+        self.animated_at[ys, xs] = now
         self.sampled_at[ys, xs] = np.where(np.isfinite(self.sampled_at[ys, xs]), self.sampled_at[ys, xs], now)
         # Video and GIFs are sampled (what they show moves on); a clock's beat is not.
         fast = bool((now - times[:, -1] <= p.fast_gap_s).any())
@@ -465,6 +470,11 @@ class ChangePolicy:
         ys, xs = c.ys, c.xs
         recent = np.full((len(ys), 1), now)
         own = self._beats(np.concatenate([self.changes[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1))
+        # A place that animated before (a spinner shown again, a page loading again) is known sooner.
+        again = now - self.animated_at[ys, xs] <= p.relearn_s
+        if again.any():
+            quick = self._beats(np.concatenate([self.changes[ys, xs, HISTORY - p.relearn_changes + 1 :], recent], axis=1))
+            own |= again & quick
         if _area(c.box) <= 2 * p.caret_max_width_px * p.caret_max_height_px:
             return own
         around = self._beats(np.concatenate([self.nearby[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1))

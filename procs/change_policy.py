@@ -67,7 +67,7 @@ the reference). Times are capture times, so a replay is judged as recorded.
 Memory per monitor is bounded: a frame-sized buffer of which only the tiles
 that differed from the reference are ever written (pages never written take
 no memory), four histories of `HISTORY` entries and a few numbers per tile
-(281 bytes: 0.57 MB at 1080p with 32-pixel tiles, `memory_bytes`), at most
+(289 bytes: 0.59 MB at 1080p with 32-pixel tiles, `memory_bytes`), at most
 `MAX_SPRITES` pointer sprites of at most `pointer_max_px` squared pixels,
 `MAX_PLACES` caret and change rectangles, and the toggle pairs of each tile
 seen within `toggle_s`. Learning is bounded too: a new clock, spinner or

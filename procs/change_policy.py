@@ -199,7 +199,8 @@ class ChangePolicy:
 
     @property
     def memory_bytes(self) -> int:
-        arrays = (self.verdict, self.sigs, self.times, self.changes, self.nearby, self.animated_until, self.sampled_at, self.step_px)
+        arrays = (self.verdict, self.sigs, self.times, self.changes, self.nearby, self.animated_until, self.sampled_at,
+                  self.step_px, self.animated_at)
         return sum(a.nbytes for a in arrays) + sum(s.pixels.nbytes + s.mask.nbytes for s in self.sprites)
 
     def settle(self, frame: np.ndarray | None, kept: bool) -> None:

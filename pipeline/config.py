@@ -129,8 +129,10 @@ class AnalysisConfig:
                           lo=0.0, hi=60.0)
     animated_changes: int = _f(6, "changes in quick succession or on a steady beat that make a tile animated "
                                "(frames of a new spinner or clock kept while it is learned)", lo=2, hi=8)
-    relearn_changes: int = _f(3, "changes that make a tile animated again where an animation was within "
-                              "relearn_s (a spinner shown again, a page loading again)", lo=2, hi=8)
+    relearn_changes: int = _f(6, "changes that make a tile animated again where an animation was within "
+                              "relearn_s (a spinner shown again, a page loading again); as animated_changes "
+                              "by default: 3 dropped more trivial frames but fewer meaningful ones held out "
+                              "(BENCHMARKS.md section 6)", lo=2, hi=8)
     relearn_s: float = _f(600.0, "how long a place that animated is remembered", lo=0.0, hi=86400.0)
     animation_reach_tiles: int = _f(2, "a change counts for the rhythm of the tiles this many tiles around it "
                                     "(something moving about inside a video)", lo=0, hi=16)

@@ -5,6 +5,7 @@ with a meaningful change becomes the reference."""
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -152,7 +153,7 @@ def test_a_spinner_in_a_fixed_place_is_dropped_after_it_is_learned() -> None:
 
 
 def test_a_spinner_stopping_and_starting_again_is_kept_and_relearned_sooner() -> None:
-    s = Screen()
+    s = Screen(dataclasses.replace(PARAMS, relearn_changes=3))
     t = 0.0
     for run in range(2):
         kept = []
@@ -161,7 +162,7 @@ def test_a_spinner_stopping_and_starting_again_is_kept_and_relearned_sooner() ->
             s.frame[60:76, 100:116, :3][np.roll(np.eye(16, dtype=bool), i % 8, axis=1)] = BLACK
             kept.append(s.show(t))
             t += 0.25
-        learned = PARAMS.animated_changes if run == 0 else PARAMS.relearn_changes  # known sooner where it was
+        learned = s.params.animated_changes if run == 0 else s.params.relearn_changes  # known sooner where it was
         assert kept[0] and not any(kept[learned:]), (run, kept)
         s.frame[60:76, 100:116, :3] = WHITE  # hidden: its place is blank again
         assert s.show(t), f"run {run}: the spinner stopping was dropped"

@@ -28,29 +28,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
+from eval_policy import decode  # the session's frames, one at a time (scripts/ is on the path)
+
 CELL = (6, 13)  # the session's xterm "fixed" font: a character cell in pixels (w, h)
 TERMINAL = (40, 40, 40 + 110 * 6 + 8, 40 + 34 * 13 + 8)  # the xterm's window (110x34 cells at +40+40)
 CURSOR = (0, 0, 0)  # xterm's cursor: a block in the foreground colour (black)
-
-
-def decode(video: Path, width: int, height: int) -> Iterator[np.ndarray]:
-    proc = subprocess.Popen(["ffmpeg", "-nostdin", "-v", "error", "-i", str(video), "-f", "rawvideo", "-pix_fmt", "bgra", "-"],
-                            stdout=subprocess.PIPE)
-    assert proc.stdout is not None
-    size = width * height * 4
-    try:
-        while len(data := proc.stdout.read(size)) == size:
-            yield np.frombuffer(data, np.uint8).reshape(height, width, 4)
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def caret_cells(frame: np.ndarray) -> list[tuple[int, int]]:

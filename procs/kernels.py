@@ -20,12 +20,11 @@ MAX_REGIONS = 16
 try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import frame_hash as fast_frame_hash
     from jarvis_rust_core import change_pass as fast_change_pass
-    from jarvis_rust_core import fresh_tiles as fast_fresh_tiles
     from jarvis_rust_core import tile_groups as fast_tile_groups
     from jarvis_rust_core import regions as fast_regions
     from jarvis_rust_core import tile_changes as fast_tile_changes
 except ImportError as exc:  # an older or partial build of the core
-    fast_frame_hash = fast_tile_changes = fast_regions = fast_fresh_tiles = fast_tile_groups = fast_change_pass = None  # type: ignore[assignment]
+    fast_frame_hash = fast_tile_changes = fast_regions = fast_tile_groups = fast_change_pass = None  # type: ignore[assignment]
     logging.getLogger("jarvis.kernels").warning(
         "the compiled vision kernels are not available (%s): running the numpy references, "
         "which are much slower; rebuild the core with scripts/setup", exc

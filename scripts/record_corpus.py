@@ -144,6 +144,10 @@ DARK_GREEN = Theme("dark green", True, "#0c140e", "#0e1a10", "#b8e0b8", "#142018
                    "Nightmare", "#203020", "#d0f0d0")
 DARK_PLUM = Theme("dark plum", True, "#1a1020", "#140c18", "#e0d0e8", "#20142a", "#e0d4ea", "#170e1e", "#c060a0",
                   "Mikachu", "#2c1c34", "#f0e0f4")
+DARK_NAVY = Theme("dark navy", True, "#0a1230", "#0c1428", "#d8e4f8", "#101a34", "#dce6fa", "#0e1830", "#40c0c0",
+                  "Bear2", "#1a2850", "#e4ecff")
+LIGHT_MINT = Theme("light mint", False, "#9cc4b0", "#f4fbf6", "#18281e", "#e6f4ec", "#1a2a20", "#fafffb", "#a03060",
+                   "Orang", "#f0fff4", "#183020")
 
 LAYOUT_A = Layout(shell=(12, 30, 82, 25), editor=(12, 560, 760, 420), browser=(810, 30, 680, 520),
                   aclock=(1530, 30, 150), dclock=(1730, 30), video=(1550, 250),
@@ -165,6 +169,14 @@ LAYOUT_E = Layout(shell=(20, 620, 70, 20), editor=(20, 30, 700, 480), browser=(7
                   aclock=(1450, 30, 180), dclock=(1680, 40), video=(1460, 300),
                   transient=(760, 650, 1400, 1070), pointer=(1440, 620, 1900, 880),
                   notify="bottom-right", notify_box=(1460, 900, 1920, 1080))
+LAYOUT_F = Layout(shell=(700, 590, 86, 20), editor=(700, 30, 84, 22), browser=(20, 420, 620, 560),
+                  aclock=(20, 40, 150), dclock=(200, 50), video=(320, 110),
+                  transient=(1500, 190, 1910, 700), pointer=(1500, 720, 1910, 1070),
+                  notify="top-right", notify_box=(1480, 0, 1920, 180))
+LAYOUT_G = Layout(shell=(30, 40, 64, 18), editor=(30, 560, 720, 400), browser=(1220, 30, 660, 520),
+                  aclock=(1240, 620, 170), dclock=(1440, 640), video=(1560, 620),
+                  transient=(820, 30, 1200, 520), pointer=(820, 560, 1200, 1060),
+                  notify="bottom-right", notify_box=(1460, 900, 1920, 1080))
 
 SESSIONS = (
     Spec("h1-dark", "heldout", 101, DARK_SLATE, ("-fa", "DejaVu Sans Mono", "-fs", "11"), "mousepad", "DejaVu Sans", LAYOUT_A),
@@ -173,6 +185,12 @@ SESSIONS = (
     Spec("h3-plum", "heldout", 505, DARK_PLUM, ("-fn", "10x20"), "mousepad", "DejaVu Sans Condensed", LAYOUT_E,
          weights=(("dialog", 4.0), ("notification", 4.0), ("editor_typing", 2.5), ("textarea_typing", 2.5),
                   ("window_ops", 1.5), ("shell_command", 1.0), ("shell_less", 0.5), ("idle", 2.5))),
+    # Recorded after the model had been scored once on h1-h3: held out for the model's next changes.
+    Spec("h4-navy", "heldout", 808, DARK_NAVY, ("-fa", "Nimbus Mono PS", "-fs", "11"), "vim", "Nimbus Sans", LAYOUT_F,
+         weights=(("textarea_typing", 2.5), ("shell_less", 2.0), ("window_ops", 2.0), ("pointer_wander", 2.0))),
+    Spec("h5-mint", "heldout", 909, LIGHT_MINT, ("-fn", "12x24"), "mousepad", "URW Gothic", LAYOUT_G,
+         weights=(("shell_command", 2.0), ("editor_typing", 2.5), ("dialog", 2.0), ("notification", 2.5),
+                  ("idle", 1.5))),
     Spec("t1-light", "tuning", 303, LIGHT_GREY, ("-fa", "Liberation Mono", "-fs", "10"), "vim", "Liberation Sans", LAYOUT_C,
          weights=(("shell_command", 2.5), ("editor_typing", 2.0), ("dialog", 2.5), ("notification", 3.0),
                   ("pointer_wander", 2.5))),
@@ -1210,7 +1228,9 @@ folder holds `session.mkv` (1920x1080, 4 fps, libx264rgb -qp 0: lossless) and
 `labels.json` (per frame: index, t, label, category, causes; the format of
 `tests/data/session/labels.json`, plus `causes`).
 
-- `heldout/`: recorded first, before any tuning; never tune on it.
+- `heldout/`: recorded first, before any tuning; never tune on it. h1-h3 were recorded with the
+  tuning part; h4-navy and h5-mint later, once h1-h3 had been used to choose between two variants
+  of the model, and committed before the model's next changes were scored on them.
 - `tuning/`: for tuning the change-judgement model.
 
 How the labels are made and checked: the recorder logs every action it takes

@@ -50,12 +50,20 @@ changes (8-neighbour tiles); each change, in this order, is
   three beats), or only `relearn_changes` where an animation was within
   `relearn_s` (a spinner shown again); a change larger than a caret's pair of cells also counts the
   changes within `animation_reach_tiles` around it (a ball moving inside a
-  video). The tiles of such a change count as animated from then on (a clock
+  video); and a tile going from one content it showed while animating to
+  another (the last `SEEN` kept per tile) is animated at once: a spinner, a
+  GIF or a progress bar shown again at its place is known from its second
+  frame. The tiles of such a change count as animated from then on (a clock
   hand sweeping out from its hub). A region animated in quick succession
-  (video, a GIF) is sampled again every `animation_sample_s`; a steady beat (a
-  clock) is not. An animation that stops (its place left blank, the colour
-  around it) or changes state (more than `animation_jump` times the pixels of
-  its last step: a progress bar turning "done") is meaningful;
+  (video, a GIF) is sampled again every `animation_sample_s`, the whole busy
+  region at once; a steady beat (a clock) is not. Something appearing on a
+  blank place (one colour before, the colour around it) starts an animation
+  (meaningful) unless that place is still animated. An animation that stops
+  (its place left blank, the colour around it) or changes state (more than
+  `animation_jump` times the pixels of its last step: a progress bar turning
+  "done") is meaningful; but a small thing that left an animated place blank
+  and appeared, the same, at another place in the same frame (a ball jumping
+  back inside a video) is the animation going on;
 - trivial when every tile toggles (back and forth between two contents seen
   flipping within `toggle_s`, or A, B, A, B, A within `flicker_s`) and the
   change is small (`toggle_max_px`): a hover flicker; undoing a change once
@@ -66,13 +74,15 @@ the reference). Times are capture times, so a replay is judged as recorded.
 
 Memory per monitor is bounded: a frame-sized buffer of which only the tiles
 that differed from the reference are ever written (pages never written take
-no memory), four histories of `HISTORY` entries and a few numbers per tile
-(289 bytes: 0.59 MB at 1080p with 32-pixel tiles, `memory_bytes`), at most
+no memory), four histories of `HISTORY` entries, `SEEN` contents and a few
+numbers per tile (353 bytes: 0.72 MB at 1080p with 32-pixel tiles,
+`memory_bytes`), at most
 `MAX_SPRITES` pointer sprites of at most `pointer_max_px` squared pixels,
 `MAX_PLACES` caret and change rectangles, and the toggle pairs of each tile
 seen within `toggle_s`. Learning is bounded too: a new clock, spinner or
 video is kept for its first `animated_changes` - 1 changes, then dropped
-(`relearn_changes` - 1 where something animated before).
+(`relearn_changes` - 1 where something animated before); shown again at its
+place, only its first frame is kept while its contents are remembered.
 """
 
 from __future__ import annotations
@@ -87,6 +97,7 @@ from pipeline.config import AnalysisConfig
 from procs import kernels
 
 HISTORY = 8  # signatures and change times kept per tile
+SEEN = 8  # contents remembered per tile from its animations
 MAX_SPRITES = 4
 MAX_PLACES = 16
 MEANINGFUL = ("meaningful", "sample", "input", "animation_end")  # causes that make a change meaningful
@@ -175,12 +186,14 @@ class ChangePolicy:
     sampled_at: np.ndarray = field(init=False)
     step_px: np.ndarray = field(init=False)
     animated_at: np.ndarray = field(init=False)  # when each tile was last part of an animation
+    frames_seen: np.ndarray = field(init=False)  # per tile, the contents it showed while animating (newest replaced)
     pairs: dict[tuple[int, int], dict[frozenset[int], float]] = field(default_factory=dict)
     sprites: list[_Sprite] = field(default_factory=list)
     flips: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
     meant: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
     typed: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
     frames: int = 0
+    moved: dict[int, _Change] = field(default_factory=dict)  # during judge: see _moves
 
     def __post_init__(self) -> None:
         self.tile = self.params.tile
@@ -195,12 +208,13 @@ class ChangePolicy:
         self.animated_until = np.full((rows, cols), -np.inf)
         self.sampled_at = np.full((rows, cols), -np.inf)
         self.step_px = np.zeros((rows, cols), np.int64)
+        self.frames_seen = np.zeros((rows, cols, SEEN), np.uint64)
         self.animated_at = np.full((rows, cols), -np.inf)  # changed pixels of the last animation step a tile took part in
 
     @property
     def memory_bytes(self) -> int:
         arrays = (self.verdict, self.sigs, self.times, self.changes, self.nearby, self.animated_until, self.sampled_at,
-                  self.step_px, self.animated_at)
+                  self.step_px, self.animated_at, self.frames_seen)
         return sum(a.nbytes for a in arrays) + sum(s.pixels.nbytes + s.mask.nbytes for s in self.sprites)
 
     def settle(self, frame: np.ndarray | None, kept: bool) -> None:
@@ -290,6 +304,7 @@ class ChangePolicy:
         small = [i for i, c in enumerate(changes) if _area(c.box) <= p.large_change_px]
         for i in self._pointer(now, frame, [changes[i] for i in small]):
             causes_of[small[i]] = "pointer"
+        self.moved = self._moves(frame, [c for i, c in enumerate(changes) if i not in causes_of])
         for i, c in enumerate(changes):
             if i in causes_of:
                 continue
@@ -350,6 +365,22 @@ class ChangePolicy:
             if all(k in moved for k, (j, _) in enumerate(blobs) if j == i):
                 explained.add(i)
         return explained
+
+    def _moves(self, frame: np.ndarray, changes: list[_Change]) -> dict[int, _Change]:
+        """Small things that left one place blank and appeared, the same, at
+        another (a ball jumping back inside a video): by id, each change with
+        the other of its pair."""
+        p = self.params
+        small = [c for c in changes if _fits(c.box, 2 * p.pointer_max_px)]
+        gone = [c for c in small if self._blanked(frame, c)]
+        came = [c for c in small if c not in gone and self._appeared(c)]
+        pairs: dict[int, _Change] = {}
+        for g in gone:
+            for c in came:
+                if id(c) not in pairs and self._moved(g, c, frame):
+                    pairs[id(g)], pairs[id(c)] = c, g
+                    break
+        return pairs
 
     def _moved(self, gone: _Change, came: _Change, frame: np.ndarray) -> bool:
         """What `gone`'s pixels showed in the previous frame shows at `came`'s
@@ -428,9 +459,18 @@ class ChangePolicy:
         stopped or changed state; None when it does not ride on any."""
         p = self.params
         ys, xs = c.ys, c.xs
-        animated = (self.animated_until[ys, xs] >= now) | self._rhythm(now, c)
-        if not animated.any() or animated.sum() < p.ride_share * len(ys):
+        before, after = self.sigs[ys, xs, -1], self.sigs_now[ys, xs]
+        seen = self.frames_seen[ys, xs]
+        # Going from one frame it showed animating to another: the animation again.
+        again = (before[:, None] == seen).any(axis=1) & (after[:, None] == seen).any(axis=1) & (before != 0)
+        animated = (self.animated_until[ys, xs] >= now) | self._rhythm(now, c) | again
+        other = self.moved.get(id(c))
+        if other is not None and (self.animated_until[other.ys, other.xs] >= now).any():
+            animated[:] = True  # what animated there jumped here (the other place left blank is no end)
+        elif not animated.any() or animated.sum() < p.ride_share * len(ys):
             return None
+        elif not (self.animated_until[ys, xs] >= now).any() and self._appeared(c):
+            return None  # something appearing on a blank place starts, it does not go on
         times = self.nearby[ys[animated], xs[animated]]
         known = times[0][np.isfinite(times[0])]  # the first animated tile's beat sets how long it holds
         hold = max(p.animated_hold_s, 3 * float(np.median(np.diff(known))) if len(known) > 1 else 0.0)
@@ -438,20 +478,38 @@ class ChangePolicy:
         # progress bar turning "done": far more pixels than its steps) matters.
         steps = self.step_px[ys[animated], xs[animated]]
         usual = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0
-        if self._blanked(frame, c) or (usual and c.pixels > p.animation_jump * usual):
+        if other is None and (self._blanked(frame, c) or (usual and c.pixels > p.animation_jump * usual)):
             self.animated_until[ys, xs] = -np.inf
             self.step_px[ys, xs] = 0
             return "animation_end"
         self.step_px[ys, xs] = c.pixels
+        self._saw(ys, xs, before)
+        self._saw(ys, xs, after)
         self.animated_until[ys, xs] = np.maximum(self.animated_until[ys, xs], now + hold)
         self.animated_at[ys, xs] = now
         self.sampled_at[ys, xs] = np.where(np.isfinite(self.sampled_at[ys, xs]), self.sampled_at[ys, xs], now)
         # Video and GIFs are sampled (what they show moves on); a clock's beat is not.
         fast = bool((now - times[:, -1] <= p.fast_gap_s).any())
         if fast and (now - self.sampled_at[ys, xs]).min() >= p.animation_sample_s:
+            # The sample shows the whole region animating together (a ball moving about a video).
+            busy = (self.animated_until >= now) & (self.nearby[:, :, -1] >= now - 2 * p.fast_gap_s)
+            self.sampled_at[busy] = now
             self.sampled_at[ys, xs] = now
             return "sample"
         return "animation"
+
+    def _saw(self, ys: np.ndarray, xs: np.ndarray, sigs: np.ndarray) -> None:
+        """Tiles (ys, xs) showed `sigs` animating: remembered unless known (the oldest goes)."""
+        known = (self.frames_seen[ys, xs] == sigs[:, None]).any(axis=1) | (sigs == 0)
+        ys, xs, sigs = ys[~known], xs[~known], sigs[~known]
+        self.frames_seen[ys, xs] = np.concatenate([self.frames_seen[ys, xs, 1:], sigs[:, None]], axis=1)
+
+    def _appeared(self, c: _Change) -> bool:
+        """The change's place showed one colour before, the colour around it."""
+        h, w = self.shape[:2]
+        x0, y0, x1, y1 = c.box
+        around = _packed(self.previous((max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, w), min(y1 + 1, h))))
+        return bool((around == around[0]).all())
 
     def _blanked(self, frame: np.ndarray, c: _Change) -> bool:
         """The change left its place one colour, the colour around it: what

@@ -169,6 +169,46 @@ def test_a_spinner_stopping_and_starting_again_is_kept_and_relearned_sooner() ->
         t += 3.0
 
 
+def test_a_spinner_shown_again_at_its_place_is_known_from_its_second_frame() -> None:
+    s = Screen()  # the defaults: no relearning by change count
+    t = 0.0
+    for run in range(3):
+        kept = []
+        for i in range(20):
+            s.frame[60:76, 100:116, :3] = WHITE
+            s.frame[60:76, 100:116, :3][np.roll(np.eye(16, dtype=bool), (3 * i + run) % 8, axis=1)] = BLACK
+            kept.append(s.show(t))
+            t += 0.25
+        if run == 0:
+            assert all(kept[: PARAMS.animated_changes - 1]) and not any(kept[PARAMS.animated_changes :]), kept
+        else:
+            assert kept[0], f"run {run}: the spinner starting again was dropped"
+            assert not any(kept[1:]), f"run {run}: its frames are known: {kept}"
+        s.frame[60:76, 100:116, :3] = WHITE
+        assert s.show(t), f"run {run}: the spinner stopping was dropped"
+        t += 4.0
+
+
+def test_a_ball_jumping_back_inside_a_video_is_the_video_going_on() -> None:
+    s = Screen()
+    s.frame[30:110, 150:310, :3] = GRAY  # the player's flat background
+    assert s.show(0.0)
+    kept, wraps = [], []
+    for i in range(1, 100):
+        x = 152 + (10 * i) % 100  # the ball crosses and jumps back to the left edge
+        wraps.append(x < 152 + 10)
+        s.frame[30:110, 150:310, :3] = GRAY
+        s.frame[40:64, x : x + 48, :3] = (200, 40, 40)  # larger than a caret, two colours
+        s.frame[64:88, x : x + 48, :3] = (40, 40, 200)
+        kept.append(s.show(0.25 * i))
+    learned = kept.index(False)  # its two edges are separate changes, learned from their neighbourhood
+    assert learned <= 2 * PARAMS.animated_changes, kept
+    assert sum(wraps[learned:]) >= 5, "the ball jumps back several times"
+    assert not any(kept[learned:]), f"a jump back is no start or end of the video: {kept}"
+    s.frame[30:110, 150:310, :3] = GRAY  # the video stops: the ball is gone
+    assert s.show(25.0)
+
+
 def test_a_progress_bar_completing_is_kept_its_steps_dropped() -> None:
     s = Screen()
     s.frame[100:110, 40:240, :3] = 200  # the empty bar

@@ -37,8 +37,10 @@ changes (8-neighbour tiles); each change, in this order, is
   I-beam switching on or off, or a block over a character inverting it, this
   one once seen flipping twice), at a rectangle where a flip was seen within
   `blink_memory_s` or inside the last meaningful change (the first blink of a
-  caret that typing just drew); a flip anywhere else is the caret moving (a
-  typed space): meaningful;
+  caret that typing just drew), or a solid one right after what input last
+  drew with no flip seen since (the caret coming back on after keys typed
+  while it was off; had it been on, it would have been seen going off); a
+  flip anywhere else is the caret moving (a typed space): meaningful;
 - meaningful when it is input at the caret: it touches where the caret was
   seen, or where such input just went and it moves on from there (typing is
   never taken for animation, however fast; a spinner beside a text field is
@@ -436,8 +438,21 @@ class ChangePolicy:
         in_place = seen >= (1 if solid else 2)
         # A solid caret inside what input just drew is that input's caret.
         drawn = solid and any(_inside(c.box, box) and now - t <= p.blink_memory_s for box, t in self.meant)
+        follows = solid and self._after_input(now, c.box)
         self.flips.append((c.box, now))
-        return in_place or drawn
+        return in_place or drawn or follows
+
+    def _after_input(self, now: float, box: Box) -> bool:
+        """`box` lies right after what input last drew, with no flip since:
+        the caret coming back on after keys typed while it was off (had it
+        been on, it would have been seen going off: a typed space)."""
+        p = self.params
+        typed = [(b, t) for b, t in self.meant if _fits(b, 2 * p.caret_max_height_px) and now - t <= p.blink_memory_s]
+        if not typed:
+            return False
+        last, at = typed[-1]
+        beside = 0 <= box[0] - last[2] <= p.caret_max_width_px // 4 and box[1] < last[3] and last[1] < box[3]
+        return beside and not any(t > at and _touches(b, box, (p.caret_max_width_px, 0)) for b, t in self.flips)
 
     def _at_caret(self, now: float, c: _Change) -> bool:
         """The change touches where the caret was seen (a flip), or where input

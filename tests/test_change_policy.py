@@ -65,7 +65,7 @@ def test_a_caret_blinking_in_place_is_dropped_block_underline_and_ibeam() -> Non
         s = Screen()
         s.glyph(20, 40, seed=1)
         assert s.show(0.1)
-        kept = blink(s, 26, 40, 0.5, 20.0, w=w, h=h)
+        kept = blink(s, 38, 40, 0.5, 20.0, w=w, h=h)
         assert kept[0], "a caret appearing where none was is the caret moving: kept"
         assert not any(kept[1:]), (w, h, kept)
 
@@ -121,6 +121,19 @@ def test_a_caret_moved_while_it_was_off_is_input() -> None:
     assert s.frame[40, 20, 0] == WHITE
     s.block(26, 40)  # a space typed: the caret shows one cell on
     assert s.show(5.2)
+
+
+def test_the_caret_coming_back_on_after_keys_typed_while_it_was_off_is_a_blink() -> None:
+    s = Screen()
+    s.block(20, 40)
+    assert s.show(0.0)
+    blink(s, 20, 40, 0.5, 5.0)  # ends off
+    s.glyph(20, 40, seed=5)  # a key typed while the caret is off: no caret drawn
+    assert s.show(5.1)
+    s.block(26, 40)  # the caret comes back on right after it
+    assert not s.show(5.5), "the caret's next phase after a key is no input"
+    s.block(26, 40, colour=WHITE)
+    assert not s.show(6.0)
 
 
 def test_clock_seconds_are_learned_analog_hand_and_digital_digits() -> None:

@@ -57,15 +57,17 @@ changes (8-neighbour tiles); each change, in this order, is
   GIF or a progress bar shown again at its place is known from its second
   frame. The tiles of such a change count as animated from then on (a clock
   hand sweeping out from its hub). A region animated in quick succession
-  (video, a GIF) is sampled again every `animation_sample_s`, the whole busy
-  region at once; a steady beat (a clock) is not. Something appearing on a
+  (video, a GIF) is sampled again every `animation_sample_s`, once for the
+  whole region animating together (tiles animated within that time,
+  connected); a steady beat (a clock) is not. Something appearing on a
   blank place (one colour before, the colour around it) starts an animation
   (meaningful) unless that place is still animated. An animation that stops
   (its place left blank, the colour around it) or changes state (more than
   `animation_jump` times the pixels of its last step: a progress bar turning
-  "done") is meaningful; but a small thing that left an animated place blank
-  and appeared, the same, at another place in the same frame (a ball jumping
-  back inside a video) is the animation going on;
+  "done") is meaningful; but a small thing that left a place blank and
+  appeared, the same, on a blank place elsewhere in the same frame, where
+  either place animated (a ball jumping back inside a video), is the
+  animation going on;
 - trivial when every tile toggles (back and forth between two contents seen
   flipping within `toggle_s`, or A, B, A, B, A within `flicker_s`) and the
   change is small (`toggle_max_px`): a hover flicker; undoing a change once
@@ -374,12 +376,14 @@ class ChangePolicy:
         the other of its pair."""
         p = self.params
         small = [c for c in changes if _fits(c.box, 2 * p.pointer_max_px)]
-        gone = [c for c in small if self._blanked(frame, c)]
-        came = [c for c in small if c not in gone and self._appeared(c)]
+        # One colour inside the box only (the thing may touch its region's
+        # edge); a solid thing leaves and takes one colour either way.
+        gone = [c for c in small if self._blanked(frame, c, border=0)]
+        came = [c for c in small if self._appeared(c, border=0)]
         pairs: dict[int, _Change] = {}
         for g in gone:
             for c in came:
-                if id(c) not in pairs and self._moved(g, c, frame):
+                if c is not g and id(c) not in pairs and id(g) not in pairs and self._moved(g, c, frame):
                     pairs[id(g)], pairs[id(c)] = c, g
                     break
         return pairs
@@ -506,11 +510,12 @@ class ChangePolicy:
         # Video and GIFs are sampled (what they show moves on); a clock's beat is not.
         fast = bool((now - times[:, -1] <= p.fast_gap_s).any())
         if fast and (now - self.sampled_at[ys, xs]).min() >= p.animation_sample_s:
-            # The sample shows the whole region animating together (a ball moving about a video).
-            busy = (self.animated_until >= now) & (self.nearby[:, :, -1] >= now - 2 * p.fast_gap_s)
-            self.sampled_at[busy] = now
-            self.sampled_at[ys, xs] = now
-            return "sample"
+            # One sample for the whole region animating together (a ball moving about a video).
+            labels = kernels.tile_groups(now - self.animated_at <= p.animation_sample_s)
+            region = np.isin(labels, np.unique(labels[ys, xs]))
+            if (now - self.sampled_at[region]).min() >= p.animation_sample_s:
+                self.sampled_at[region] = now
+                return "sample"
         return "animation"
 
     def _saw(self, ys: np.ndarray, xs: np.ndarray, sigs: np.ndarray) -> None:
@@ -519,19 +524,21 @@ class ChangePolicy:
         ys, xs, sigs = ys[~known], xs[~known], sigs[~known]
         self.frames_seen[ys, xs] = np.concatenate([self.frames_seen[ys, xs, 1:], sigs[:, None]], axis=1)
 
-    def _appeared(self, c: _Change) -> bool:
-        """The change's place showed one colour before, the colour around it."""
+    def _appeared(self, c: _Change, border: int = 1) -> bool:
+        """The change's place showed one colour before, the colour around it
+        (`border` pixels around)."""
         h, w = self.shape[:2]
         x0, y0, x1, y1 = c.box
-        around = _packed(self.previous((max(x0 - 1, 0), max(y0 - 1, 0), min(x1 + 1, w), min(y1 + 1, h))))
+        around = _packed(self.previous((max(x0 - border, 0), max(y0 - border, 0), min(x1 + border, w),
+                                        min(y1 + border, h))))
         return bool((around == around[0]).all())
 
-    def _blanked(self, frame: np.ndarray, c: _Change) -> bool:
-        """The change left its place one colour, the colour around it: what
-        animated there is gone."""
+    def _blanked(self, frame: np.ndarray, c: _Change, border: int = 1) -> bool:
+        """The change left its place one colour, the colour around it
+        (`border` pixels around): what animated there is gone."""
         h, w = self.shape[:2]
         x0, y0, x1, y1 = c.box
-        around = _packed(frame[max(y0 - 1, 0) : min(y1 + 1, h), max(x0 - 1, 0) : min(x1 + 1, w)])
+        around = _packed(frame[max(y0 - border, 0) : min(y1 + border, h), max(x0 - border, 0) : min(x1 + border, w)])
         return bool((around == around[0]).all())
 
     def _rhythm(self, now: float, c: _Change) -> np.ndarray:

@@ -57,9 +57,9 @@ changes (8-neighbour tiles); each change, in this order, is
   GIF or a progress bar shown again at its place is known from its second
   frame. The tiles of such a change count as animated from then on (a clock
   hand sweeping out from its hub). A region animated in quick succession
-  (video, a GIF) is sampled again every `animation_sample_s`, once for the
-  whole region animating together (tiles animated within that time,
-  connected); a steady beat (a clock) is not. Something appearing on a
+  (video, a GIF) is sampled again when no frame showing it went on for
+  `animation_sample_s`, once for the whole region animating together (tiles
+  animated within that time, connected); a steady beat (a clock) is not. Something appearing on a
   blank place (one colour before, the colour around it) starts an animation
   (meaningful) unless that place is still animated. An animation that stops
   (its place left blank, the colour around it) or changes state (more than
@@ -197,6 +197,7 @@ class ChangePolicy:
     meant: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
     typed: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
     frames: int = 0
+    judged_at: float = -np.inf  # the capture time of the frame judged last
     moved: dict[int, _Change] = field(default_factory=dict)  # during judge: see _moves
 
     def __post_init__(self) -> None:
@@ -229,6 +230,8 @@ class ChangePolicy:
         assert self.unsettled is not None, "settle follows judge"
         if kept:
             self.verdict[...] = 0
+            # What goes on shows every animated region: a sample of each.
+            self.sampled_at[np.isfinite(self.sampled_at)] = self.judged_at
         elif frame is None:
             self.verdict[self.unsettled] = 0
         else:
@@ -266,6 +269,7 @@ class ChangePolicy:
         self._remember(ys, xs, now, sigs[ys, xs], counted[ys, xs])
         self.unsettled = fresh & changed_now
         self.frames += 1
+        self.judged_at = now
         return Verdict(self.verdict == 2, causes, counts)
 
     def previous(self, box: Box) -> np.ndarray:

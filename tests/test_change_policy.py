@@ -261,6 +261,21 @@ def pointer(s: Screen, x: int, y: int, under: np.ndarray | None = None) -> np.nd
     return covered
 
 
+def test_a_frame_going_on_for_another_change_samples_the_video_too() -> None:
+    s = Screen()
+    rng = np.random.default_rng(6)
+    kept, t = [], 0.0
+    for i in range(240):  # 60 s at 4 fps
+        s.frame[40:88, 160:224, :3] = rng.integers(0, 256, (48, 64, 3), np.uint8)
+        if i == 80:  # 20 s in: a dialog opens elsewhere
+            s.frame[100:150, 10:120, :3] = GRAY
+        kept.append(s.show(t))
+        t += 0.25
+    assert kept[80], "the dialog was dropped"
+    later = [i for i in range(PARAMS.animated_changes, 240) if kept[i] and i != 80]
+    assert later and all(i * 0.25 >= 20 + PARAMS.animation_sample_s - 1 for i in later), later
+
+
 def test_the_pointer_moving_over_unchanged_content_is_dropped_once_learned() -> None:
     s = Screen()
     s.frame[100:150, 0:150, :3] = 200  # some content to move over

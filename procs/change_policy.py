@@ -379,7 +379,7 @@ class ChangePolicy:
         another (a ball jumping back inside a video): by id, each change with
         the other of its pair."""
         p = self.params
-        small = [c for c in changes if _fits(c.box, 2 * p.pointer_max_px)]
+        small = [c for c in changes if _fits(c.box, 2 * p.pointer_max_px)][:MAX_PLACES]  # bounded work per frame
         # One colour inside the box only (the thing may touch its region's
         # edge); a solid thing leaves and takes one colour either way.
         gone = [c for c in small if self._blanked(frame, c, border=0)]
@@ -598,21 +598,27 @@ class ChangePolicy:
     def _remember(self, ys: np.ndarray, xs: np.ndarray, now: float, sigs: np.ndarray, counted: np.ndarray) -> None:
         """Tiles (ys, xs) now show new content (`sigs`): their histories move
         on (the change times only for changes that count for rhythms)."""
+        if not len(ys):
+            return
         self.sigs[ys, xs] = np.concatenate([self.sigs[ys, xs, 1:], sigs[:, None]], axis=1)
         self.times[ys, xs] = np.concatenate([self.times[ys, xs, 1:], np.full((len(ys), 1), now)], axis=1)
         cy, cx = ys[counted], xs[counted]
         self.changes[cy, cx] = np.concatenate([self.changes[cy, cx, 1:], np.full((len(cy), 1), now)], axis=1)
         # Each change also counts for the tiles around it: something moving
         # about in a region (a ball in a video) keeps the whole region busy.
+        if not len(cy):
+            return
         near = np.zeros(self.verdict.shape, bool)
         near[cy, cx] = True
         r = self.params.animation_reach_tiles
-        rows, cols = self.verdict.shape
-        grown = near.copy()
-        for dy in range(-r, r + 1):
-            for dx in range(-r, r + 1):
-                grown[max(dy, 0) : rows + min(dy, 0), max(dx, 0) : cols + min(dx, 0)] |= \
-                    near[max(-dy, 0) : rows + min(-dy, 0), max(-dx, 0) : cols + min(-dx, 0)]
+        wide = near.copy()  # grown along rows, then along columns: the square around each
+        for d in range(1, r + 1):
+            wide[:, d:] |= near[:, :-d]
+            wide[:, :-d] |= near[:, d:]
+        grown = wide.copy()
+        for d in range(1, r + 1):
+            grown[d:] |= wide[:-d]
+            grown[:-d] |= wide[d:]
         ny, nx = np.nonzero(grown)
         self.nearby[ny, nx] = np.concatenate([self.nearby[ny, nx, 1:], np.full((len(ny), 1), now)], axis=1)
 

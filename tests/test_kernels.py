@@ -59,33 +59,14 @@ def test_tile_changes_match_the_reference_exactly(fs: tuple[np.ndarray, np.ndarr
     assert got.shape == expected.shape and (got == expected).all()
 
 
-@given(frames(pair=True), st.integers(1, 17), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1), st.booleans())
-@settings(max_examples=400, deadline=None)
-def test_fresh_tiles_match_the_reference_exactly(fs: tuple[np.ndarray, np.ndarray], tile: int, share: float,
-                                                 seed: int, parallel: bool) -> None:
-    """The change model's per-tile pass: changed tiles and boxes as the
-    reference finds them; signatures the xxh3 of each row seeded with the row above's."""
-    a, b = fs
-    rows, cols = -(-a.shape[0] // tile), -(-a.shape[1] // tile)
-    candidates = np.random.default_rng(seed).random((rows, cols)) < share
-    fresh, boxes, _ = kernels.tile_freshness(a, b, candidates, tile)
-    got_fresh, got_boxes, got_sigs = jrc.fresh_tiles(a, b, candidates, tile, parallel=parallel)
-    assert (got_fresh == fresh).all() and (got_boxes == boxes).all()
-    for y, x in zip(*np.nonzero(fresh)):
-        sig = 0
-        for r in a[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile]:
-            sig = xxhash.xxh3_64_intdigest(np.ascontiguousarray(r).tobytes(), seed=sig)
-        assert got_sigs[y, x] == sig
-    assert not got_sigs[~fresh].any()
-
-
 @given(frames(pair=True), st.integers(0, 255), st.integers(1, 17), st.floats(0.0, 1.0), st.integers(0, 2**32 - 1),
        st.booleans())
 @settings(max_examples=300, deadline=None)
 def test_change_pass_matches_the_reference_exactly(fs: tuple[np.ndarray, np.ndarray], t: int, tile: int, share: float,
                                                   seed: int, parallel: bool) -> None:
     """The whole pass: counts against the reference, and freshness against it
-    or, for shadowed tiles, against the shadow (a third frame)."""
+    or, for shadowed tiles, against the shadow (a third frame); each fresh
+    tile's signature the xxh3 of its rows, each seeded with the rows above's."""
     a, b = fs
     rows, cols = -(-a.shape[0] // tile), -(-a.shape[1] // tile)
     rng = np.random.default_rng(seed)
@@ -96,17 +77,24 @@ def test_change_pass_matches_the_reference_exactly(fs: tuple[np.ndarray, np.ndar
     counts, fresh, boxes, _ = kernels.tile_pass(a, b, shadow, shadowed, t, tile)
     got = jrc.change_pass(a, b, shadow, shadowed, t, tile, parallel=parallel)
     assert (got[0] == counts).all() and (got[1] == fresh).all() and (got[2] == boxes).all()
-    assert not got[3][~fresh].any() and got[3][fresh].all()
+    assert not got[3][~fresh].any()
+    for y, x in zip(*np.nonzero(fresh)):
+        sig = 0
+        for r in a[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile]:
+            sig = xxhash.xxh3_64_intdigest(np.ascontiguousarray(r).tobytes(), seed=sig)
+        assert got[3][y, x] == sig
 
 
-def test_fresh_tiles_bad_input_is_a_clear_error() -> None:
+def test_change_pass_bad_input_is_a_clear_error() -> None:
     a = np.zeros((8, 8, 4), np.uint8)
-    with pytest.raises(jrc.FrameGeometryError, match="candidates"):
-        jrc.fresh_tiles(a, a, np.ones((3, 3), bool), 4)
+    with pytest.raises(jrc.FrameGeometryError, match="shadowed"):
+        jrc.change_pass(a, a, None, np.zeros((3, 3), bool), 24, 4)
     with pytest.raises(jrc.FrameGeometryError, match="geometry"):
-        jrc.fresh_tiles(a, a[:4], np.ones((2, 2), bool), 4)
+        jrc.change_pass(a, a[:4], None, np.zeros((2, 2), bool), 24, 4)
     with pytest.raises(jrc.RingConfigError, match="tile"):
-        jrc.fresh_tiles(a, a, np.ones((2, 2), bool), 0)
+        jrc.change_pass(a, a, None, np.zeros((2, 2), bool), 24, 0)
+    with pytest.raises(jrc.RingConfigError, match="threshold"):
+        jrc.change_pass(a, a, None, np.zeros((2, 2), bool), 256, 4)
     with pytest.raises(jrc.RingConfigError, match="shadow"):
         jrc.change_pass(a, a, None, np.ones((2, 2), bool), 24, 4)
     with pytest.raises(jrc.FrameGeometryError):

@@ -71,42 +71,6 @@ fn band(frame: &SourceFrame, previous: &SourceFrame, tile: usize, ty: usize, wan
     }
 }
 
-/// The pass over `candidates` (tile rows x tile columns, row-major) of
-/// `frame` against `previous`. `parallel` spreads large frames over the
-/// rayon pool; without it the caller's thread does all the work.
-pub fn fresh_tiles(frame: &SourceFrame, previous: &SourceFrame, candidates: &[bool], tile: usize, parallel: bool) -> Result<FreshTiles> {
-    same_geometry(frame, previous)?;
-    if tile == 0 {
-        return Err(RingError::Config("tile size must be positive".into()));
-    }
-    let (th, tw) = (frame.height.div_ceil(tile), frame.width.div_ceil(tile));
-    if candidates.len() != th * tw {
-        return Err(RingError::FrameGeometry(format!(
-            "a {}x{} frame in {tile} px tiles has {th}x{tw} tiles; candidates has {} entries",
-            frame.width,
-            frame.height,
-            candidates.len()
-        )));
-    }
-    let mut out = vec![(false, [0i32; 4], 0u64); th * tw];
-    let one = |(ty, cells): (usize, &mut [(bool, [i32; 4], u64)])| {
-        let wanted = &candidates[ty * tw..(ty + 1) * tw];
-        if wanted.iter().any(|&w| w) {
-            band(frame, previous, tile, ty, wanted, cells);
-        }
-    };
-    if parallel && frame.width * frame.height >= PARALLEL_PIXELS {
-        out.par_chunks_mut(tw).enumerate().for_each(one);
-    } else {
-        out.chunks_mut(tw).enumerate().for_each(one);
-    }
-    Ok(FreshTiles {
-        fresh: out.iter().map(|t| t.0).collect(),
-        boxes: out.iter().map(|t| t.1).collect(),
-        sigs: out.iter().map(|t| t.2).collect(),
-    })
-}
-
 /// The whole per-tile pass of one judged frame: per tile the pixels changed
 /// against the reference (the `tile_changes` test, `counts`), and for the
 /// tiles that changed against it or are `shadowed` (they differed from the
@@ -230,17 +194,23 @@ mod tests {
         let (w, h) = (6, 5);
         let a = vec![7u8; w * h * 4];
         let mut b = a.clone();
-        b[(3 * w + 4) * 4 + 1] = 9; // pixel (4, 3): a colour byte
+        b[(3 * w + 4) * 4 + 1] = 90; // pixel (4, 3): a colour byte, past the threshold
         b[(1 * w + 1) * 4 + 3] = 0; // pixel (1, 1): alpha only, ignored
         let fa = SourceFrame::from_slice(&a, w, h, None, PixelFormat::Bgra).unwrap();
         let fb = SourceFrame::from_slice(&b, w, h, None, PixelFormat::Bgra).unwrap();
-        let r = fresh_tiles(&fb, &fa, &[true; 4], 4, false).unwrap();
-        assert_eq!(r.fresh, vec![false, true, false, false]);
-        assert_eq!(r.boxes[1], [4, 3, 5, 4]);
-        let sig = (0..4).fold(0, |seed, y| xxh3_64_with_seed(&b[(y * w + 4) * 4..(y * w + 6) * 4], seed));
-        assert_eq!(r.sigs[1], sig);
-        let none = fresh_tiles(&fb, &fa, &[true, false, true, true], 4, true).unwrap();
-        assert!(none.fresh.iter().all(|f| !f), "only candidates are looked at");
+        for parallel in [false, true] {
+            let r = change_pass(&fb, &fa, None, &[false; 4], 24, 4, parallel).unwrap();
+            assert_eq!(r.counts, vec![0, 1, 0, 0]);
+            assert_eq!(r.tiles.fresh, vec![false, true, false, false]);
+            assert_eq!(r.tiles.boxes[1], [4, 3, 5, 4]);
+            let sig = (0..4).fold(0, |seed, y| xxh3_64_with_seed(&b[(y * w + 4) * 4..(y * w + 6) * 4], seed));
+            assert_eq!(r.tiles.sigs[1], sig, "each row hashed seeded with the hash of the rows above");
+            assert_eq!(r.tiles.sigs.iter().filter(|&&s| s != 0).count(), 1);
+        }
+        // Shadowed, the tile is compared with the shadow (equal here): not fresh.
+        let r = change_pass(&fb, &fa, Some(&fb), &[false, true, false, false], 24, 4, false).unwrap();
+        assert_eq!(r.counts[1], 1);
+        assert!(r.tiles.fresh.iter().all(|f| !f), "shadowed tiles are compared with the shadow");
     }
 
     #[test]

@@ -33,38 +33,9 @@ pub fn tile_changes<'py>(
     numpy::PyArray1::from_vec(py, counts).reshape([th, tw])
 }
 
-/// The change model's per-tile pass: of the `candidates` tiles (a 2-D bool
-/// tile map), which differ from `previous` in a colour byte, the box of their
-/// changed pixels in the frame (x0, y0, x1, y1) and the xxh3-64 of their
-/// bytes: (fresh bool, boxes int32 (rows, cols, 4), sigs uint64), zeros where
-/// a tile did not change.
-#[pyfunction]
-#[pyo3(signature = (frame, previous, candidates, tile, *, parallel=true))]
-#[allow(clippy::type_complexity)]
-pub fn fresh_tiles<'py>(
-    py: Python<'py>,
-    frame: &Bound<'py, PyAny>,
-    previous: &Bound<'py, PyAny>,
-    candidates: PyReadonlyArray2<'py, bool>,
-    tile: usize,
-    parallel: bool,
-) -> PyResult<(Bound<'py, PyArray2<bool>>, Bound<'py, numpy::PyArray3<i32>>, Bound<'py, PyArray2<u64>>)> {
-    let (fa, _pa) = source_of(py, frame, None, None, None, None)?;
-    let (fb, _pb) = source_of(py, previous, None, None, None, None)?;
-    let (rows, cols) = candidates.as_array().dim();
-    let wanted: Vec<bool> = candidates.as_array().iter().copied().collect();
-    let r = py.detach(|| crate::fresh::fresh_tiles(&fa, &fb, &wanted, tile, parallel))?;
-    let boxes: Vec<i32> = r.boxes.iter().flatten().copied().collect();
-    Ok((
-        numpy::PyArray1::from_vec(py, r.fresh).reshape([rows, cols])?,
-        numpy::PyArray1::from_vec(py, boxes).reshape([rows, cols, 4])?,
-        numpy::PyArray1::from_vec(py, r.sigs).reshape([rows, cols])?,
-    ))
-}
-
 /// The change model's whole per-tile pass: (counts uint32 (rows, cols): pixels
 /// changed against `reference` as `tile_changes` counts them; fresh, boxes,
-/// sigs as `fresh_tiles` gives them, for the tiles that changed against the
+/// sigs, for the tiles that changed against the
 /// reference compared with it, and for the `shadowed` tiles compared with
 /// `shadow`, what they showed in the frame before).
 #[pyfunction]

@@ -364,11 +364,16 @@ class ChangePolicy:
         of = {i: _blobs(changes[i]) for i in pointer_sized if i not in explained}
         blobs = [(i, b) for i, found in of.items() if all(_fits(b.box, p.pointer_max_px) for b in found) for b in found]
         moved: set[int] = set()
-        for a, (_, gone) in enumerate(blobs):
-            for b, (_, came) in enumerate(blobs):
-                if a != b and not {a, b} & moved and self._moved(gone, came, frame):
-                    if self._learn(gone, came, frame, now).roams(p.pointer_span_px):
-                        moved |= {a, b}
+        alike: dict[tuple[int, ...], list[int]] = collections.defaultdict(list)  # only same-shaped blobs can match
+        for k, (_, b) in enumerate(blobs):
+            alike[b.mask.shape].append(k)
+        for ks in alike.values():
+            for a in ks:
+                for b in ks:
+                    gone, came = blobs[a][1], blobs[b][1]
+                    if a != b and not {a, b} & moved and self._moved(gone, came, frame):
+                        if self._learn(gone, came, frame, now).roams(p.pointer_span_px):
+                            moved |= {a, b}
         for i in {i for i, _ in blobs}:
             if all(k in moved for k, (j, _) in enumerate(blobs) if j == i):
                 explained.add(i)
@@ -690,12 +695,18 @@ def _find(crop: Callable[[Box], np.ndarray], shape: tuple[int, ...], sprite: _Sp
 def _blobs(c: _Change) -> list[_Change]:
     """The change's changed pixels as separate 8-connected blobs."""
     labels = kernels.tile_groups(c.mask)
+    ys, xs = np.nonzero(labels >= 0)
+    if not len(ys):
+        return []
+    order = np.argsort(labels[ys, xs], kind="stable")
+    ys, xs = ys[order], xs[order]
+    starts = np.flatnonzero(np.diff(labels[ys, xs], prepend=-1))
+    bounds = zip(np.minimum.reduceat(ys, starts).tolist(), np.maximum.reduceat(ys, starts).tolist(),
+                 np.minimum.reduceat(xs, starts).tolist(), np.maximum.reduceat(xs, starts).tolist())
     out = []
-    for k in range(int(labels.max()) + 1):
-        ys, xs = np.nonzero(labels == k)
-        y0, x0 = int(ys.min()), int(xs.min())
-        mask = labels[y0 : int(ys.max()) + 1, x0 : int(xs.max()) + 1] == k
-        box = (c.box[0] + x0, c.box[1] + y0, c.box[0] + x0 + mask.shape[1], c.box[1] + y0 + mask.shape[0])
+    for k, (y0, y1, x0, x1) in enumerate(bounds):
+        mask = labels[y0 : y1 + 1, x0 : x1 + 1] == k
+        box = (c.box[0] + x0, c.box[1] + y0, c.box[0] + x1 + 1, c.box[1] + y1 + 1)
         out.append(_Change(c.ys, c.xs, box, mask))
     return out
 

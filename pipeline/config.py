@@ -120,6 +120,8 @@ class AnalysisConfig:
                               "is never trivial", lo=1, hi=10**9)
     caret_max_width_px: int = _f(24, "widest caret: a flip wider than this is not a caret", lo=1, hi=512)
     caret_max_height_px: int = _f(48, "tallest caret", lo=1, hi=512)
+    caret_min_px: int = _f(6, "a caret is at least this long (an underline's width, an I-beam's height): a "
+                           "smaller flip is a dot typed", lo=1, hi=512)
     blink_memory_s: float = _f(10.0, "a caret flip where one was seen within this long is a blink in place",
                                lo=0.0, hi=3600.0)
     toggle_max_px: int = _f(4096, "a change flipping back and forth may be trivial only when its box covers "

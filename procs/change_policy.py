@@ -33,7 +33,8 @@ changes (8-neighbour tiles); each change, in this order, is
   more than `pointer_span_px` (a spinner's dot keeps to its place), and a
   solid bar never does (a text caret moving);
 - trivial when it is a caret flip in place: the changed pixels fill a
-  caret-sized rectangle and swap colours one for one (a block, underline or
+  caret-sized rectangle (at least `caret_min_px` long: a dot typed is no
+  caret) and swap colours one for one (a block, underline or
   I-beam switching on or off, or a block over a character inverting it, this
   one once seen flipping twice), at a rectangle where a flip was seen within
   `blink_memory_s` or inside the last meaningful change (the first blink of a
@@ -50,11 +51,14 @@ changes (8-neighbour tiles); each change, in this order, is
   typically at most `fast_gap_s`, none over twice that: a spinner, a video)
   or on a steady beat (a clock), until they rest for `animated_hold_s` (or
   three beats), or only `relearn_changes` where an animation was within
-  `relearn_s` (a spinner shown again); a change larger than a caret's pair of cells also counts the
-  changes within `animation_reach_tiles` around it (a ball moving inside a
-  video); and a tile going from one content it showed while animating to
-  another (the last `SEEN` kept per tile) is animated at once: a spinner, a
-  GIF or a progress bar shown again at its place is known from its second
+  `relearn_s` (a spinner shown again); a change larger than a caret's pair
+  of cells also counts the changes in quick succession within
+  `animation_reach_tiles` around it (a ball moving inside a video; a clock's
+  beat does not spread); and in a small change (at most twice
+  `pointer_max_px` a side) a tile going from one content it showed while
+  animating to another (the last `SEEN` kept per tile) is animated at once
+  when the change is no larger than the animation's steps: a spinner, a GIF
+  or a progress bar shown again at its place is known from its second
   frame. The tiles of such a change count as animated from then on (a clock
   hand sweeping out from its hub). A region animated in quick succession
   (video, a GIF) is sampled again when no frame showing it went on for
@@ -439,6 +443,8 @@ class ChangePolicy:
         x0, y0, x1, y1 = c.box
         if x1 - x0 > p.caret_max_width_px or y1 - y0 > p.caret_max_height_px or not c.mask.all():
             return False
+        if max(x1 - x0, y1 - y0) < p.caret_min_px:
+            return False  # a dot or a comma typed, no caret
         before, after = _packed(self.previous(c.box)), _packed(frame[y0:y1, x0:x1])
         pairs = np.unique(before << 32 | after)
         if not len(np.unique(before)) == len(pairs) == len(np.unique(after)):
@@ -491,13 +497,15 @@ class ChangePolicy:
         seen = self.frames_seen[ys, xs]
         # Going from one frame it showed animating to another: the animation again.
         again = (before[:, None] == seen).any(axis=1) & (after[:, None] == seen).any(axis=1) & (before != 0)
-        animated = (self.animated_until[ys, xs] >= now) | self._rhythm(now, c) | again
+        again &= _fits(c.box, 2 * p.pointer_max_px)  # small things shown again (a whole player's start is no step)
+        held, rhythm = self.animated_until[ys, xs] >= now, self._rhythm(now, c)
+        animated = held | rhythm | again
         other = self.moved.get(id(c))
         if other is not None and (self.animated_until[other.ys, other.xs] >= now).any():
             animated[:] = True  # what animated there jumped here (the other place left blank is no end)
         elif not animated.any() or animated.sum() < p.ride_share * len(ys):
             return None
-        elif not (self.animated_until[ys, xs] >= now).any() and self._appeared(c):
+        elif not held.any() and self._appeared(c):
             return None  # something appearing on a blank place starts, it does not go on
         times = self.nearby[ys[animated], xs[animated]]
         known = times[0][np.isfinite(times[0])]  # the first animated tile's beat sets how long it holds
@@ -506,9 +514,10 @@ class ChangePolicy:
         # progress bar turning "done": far more pixels than its steps) matters.
         steps = self.step_px[ys[animated], xs[animated]]
         usual = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0
+        if not (held.any() or rhythm.any() or other is not None or usual):
+            return None  # contents seen animating, but no step to compare with: not known to go on
         if other is None and (self._blanked(frame, c) or (usual and c.pixels > p.animation_jump * usual)):
-            self.animated_until[ys, xs] = -np.inf
-            self.step_px[ys, xs] = 0
+            self.animated_until[ys, xs] = -np.inf  # (the last step stays: the animation shown again is compared with it)
             return "animation_end"
         self.step_px[ys, xs] = c.pixels
         self._saw(ys, xs, before)
@@ -567,19 +576,23 @@ class ChangePolicy:
             own |= again & quick
         if _area(c.box) <= 2 * p.caret_max_width_px * p.caret_max_height_px:
             return own
-        around = self._beats(np.concatenate([self.nearby[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1))
+        # Only quick succession spreads (a clock's beat does not make its neighbours animated).
+        around = self._beats(np.concatenate([self.nearby[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1),
+                             steady=False)
         return np.asarray(own | around, bool)
 
-    def _beats(self, times: np.ndarray) -> np.ndarray:
-        """Per row of change times: in quick succession or on a steady beat."""
+    def _beats(self, times: np.ndarray, steady: bool = True) -> np.ndarray:
+        """Per row of change times: in quick succession or (`steady`) on a steady beat."""
         p = self.params
         known = np.isfinite(times[:, 0])
         gaps = np.diff(np.where(known[:, None], times, 0.0), axis=1)
         beat = np.median(gaps, axis=1)
         # Quick succession: typically one gap apart, none more than two (a late capture).
         fast = (beat <= p.fast_gap_s) & (gaps <= 2 * p.fast_gap_s).all(axis=1)
-        steady = (beat >= p.steady_min_period_s) & (np.abs(gaps - beat[:, None]) <= p.steady_jitter * beat[:, None]).all(axis=1)
-        return np.asarray(known & (fast | steady), bool)
+        if not steady:
+            return np.asarray(known & fast, bool)
+        beats = (beat >= p.steady_min_period_s) & (np.abs(gaps - beat[:, None]) <= p.steady_jitter * beat[:, None]).all(axis=1)
+        return np.asarray(known & (fast | beats), bool)
 
     # ------------------------------------------------------------------ toggles
 

@@ -123,6 +123,15 @@ def test_a_caret_moved_while_it_was_off_is_input() -> None:
     assert s.show(5.2)
 
 
+def test_a_dot_typed_is_no_caret_flip() -> None:
+    s = Screen()
+    s.block(20, 40)
+    assert s.show(0.0)
+    blink(s, 20, 40, 0.5, 5.0)  # ends off
+    s.block(21, 50, 2, 2)  # a full stop typed while the caret is off
+    assert s.show(5.1)
+
+
 def test_the_caret_coming_back_on_after_keys_typed_while_it_was_off_is_a_blink() -> None:
     s = Screen()
     s.block(20, 40)

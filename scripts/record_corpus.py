@@ -1228,9 +1228,10 @@ folder holds `session.mkv` (1920x1080, 4 fps, libx264rgb -qp 0: lossless) and
 `labels.json` (per frame: index, t, label, category, causes; the format of
 `tests/data/session/labels.json`, plus `causes`).
 
-- `heldout/`: recorded first, before any tuning; never tune on it. h1-h3 were recorded with the
-  tuning part; h4-navy and h5-mint later, once h1-h3 had been used to choose between two variants
-  of the model, and committed before the model's next changes were scored on them.
+- `heldout/`: recorded before the tuning it is held out from; never tune on it. h1-h3 were
+  recorded with the tuning part and held out from the first model; once used to choose between two
+  variants of it, they joined the tuning data. h4-navy and h5-mint were recorded and committed then,
+  before the model's next changes, and are the held-out part since.
 - `tuning/`: for tuning the change-judgement model.
 
 How the labels are made and checked: the recorder logs every action it takes

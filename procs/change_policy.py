@@ -369,8 +369,8 @@ class ChangePolicy:
         blobs = [(i, b) for i, found in of.items() if all(_fits(b.box, p.pointer_max_px) for b in found) for b in found]
         moved: set[int] = set()
         alike: dict[tuple[int, ...], list[int]] = collections.defaultdict(list)  # only same-shaped blobs can match
-        for k, (_, b) in enumerate(blobs):
-            alike[b.mask.shape].append(k)
+        for k, (_, blob) in enumerate(blobs):
+            alike[blob.mask.shape].append(k)
         for ks in alike.values():
             for a in ks:
                 for b in ks:

@@ -252,14 +252,21 @@ class ChangePolicy:
         self.shadowed = self.verdict > 0
         # Tiles that differed from the reference in the previous frame are
         # compared with what they showed then; the others showed the reference.
-        counts, fresh, boxes, sigs = kernels.change_pass(
+        counts, fresh, boxes, _ = kernels.change_pass(
             frame, reference, self.shadow if self.shadowed.any() else None, self.shadowed,
-            self.params.threshold, self.tile)
+            self.params.threshold, self.tile, signatures=False)
         changed_now = counts > 0
-        self.sigs_now = sigs
         self.verdict[~changed_now] = 0
         causes: collections.Counter[str] = collections.Counter()
         labels, changes = self._changes(frame, fresh, boxes)
+        # Contents matter only where a change is not window-sized (hashing a
+        # whole frame's tiles would cost more than the rest of the pass): 0 elsewhere.
+        hashed = np.zeros_like(fresh)
+        for c in changes:
+            if _area(c.box) <= self.params.large_change_px:
+                hashed[c.ys, c.xs] = True
+        sigs = kernels.tile_signatures(frame, hashed, self.tile) if hashed.any() else np.zeros(fresh.shape, np.uint64)
+        self.sigs_now = sigs
         judged = self._judge_changes(now, frame, changes, causes)
         ys, xs = np.nonzero(fresh)
         group = labels[ys, xs]

@@ -21,10 +21,12 @@ try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import frame_hash as fast_frame_hash
     from jarvis_rust_core import change_pass as fast_change_pass
     from jarvis_rust_core import tile_groups as fast_tile_groups
+    from jarvis_rust_core import tile_signatures as fast_tile_signatures
     from jarvis_rust_core import regions as fast_regions
     from jarvis_rust_core import tile_changes as fast_tile_changes
 except ImportError as exc:  # an older or partial build of the core
     fast_frame_hash = fast_tile_changes = fast_regions = fast_tile_groups = fast_change_pass = None  # type: ignore[assignment]
+    fast_tile_signatures = None  # type: ignore[assignment]
     logging.getLogger("jarvis.kernels").warning(
         "the compiled vision kernels are not available (%s): running the numpy references, "
         "which are much slower; rebuild the core with scripts/setup", exc
@@ -214,12 +216,27 @@ def changed_tiles(a: np.ndarray, b: np.ndarray, threshold: int, tile: int) -> np
 
 
 def change_pass(frame: np.ndarray, reference: np.ndarray, shadow: np.ndarray | None, shadowed: np.ndarray,
-                threshold: int, tile: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                threshold: int, tile: int, signatures: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The change model's per-tile pass (the stages' entry point: the compiled
-    kernel, on the calling thread, when available, else `tile_pass`)."""
+    kernel, on the calling thread, when available, else `tile_pass`); without
+    `signatures`, every signature is 0 (`tile_signatures` gives those needed)."""
     if fast_change_pass is not None:
-        return fast_change_pass(frame, reference, shadow, shadowed, threshold, tile, parallel=False)
-    return tile_pass(frame, reference, shadow, shadowed, threshold, tile)
+        return fast_change_pass(frame, reference, shadow, shadowed, threshold, tile, parallel=False,
+                                signatures=signatures)
+    counts, fresh, boxes, sigs = tile_pass(frame, reference, shadow, shadowed, threshold, tile)
+    return counts, fresh, boxes, sigs if signatures else np.zeros_like(sigs)
+
+
+def tile_signatures(frame: np.ndarray, wanted: np.ndarray, tile: int) -> np.ndarray:
+    """The signatures of the `wanted` tiles as `change_pass` makes them, 0
+    elsewhere (the compiled kernel when available, else each tile's `frame_hash`, as
+    `tile_freshness` makes them)."""
+    if fast_tile_signatures is not None:
+        return fast_tile_signatures(frame, np.asarray(wanted, dtype=bool), tile)
+    sigs = np.zeros(wanted.shape, np.uint64)
+    for y, x in zip(*np.nonzero(wanted)):
+        sigs[y, x] = frame_hash(frame[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile])
+    return sigs
 
 
 def tile_groups(marked: np.ndarray) -> np.ndarray:

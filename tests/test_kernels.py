@@ -83,6 +83,11 @@ def test_change_pass_matches_the_reference_exactly(fs: tuple[np.ndarray, np.ndar
         for r in a[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile]:
             sig = xxhash.xxh3_64_intdigest(np.ascontiguousarray(r).tobytes(), seed=sig)
         assert got[3][y, x] == sig
+    # Unhashed, the same pass; the signatures asked for afterwards, the same.
+    bare = jrc.change_pass(a, b, shadow, shadowed, t, tile, parallel=parallel, signatures=False)
+    assert all((x == y).all() for x, y in zip(bare[:3], got[:3])) and not bare[3].any()
+    wanted = fresh & (rng.random(fresh.shape) < 0.5)
+    assert (jrc.tile_signatures(a, wanted, tile) == np.where(wanted, got[3], 0)).all()
 
 
 def test_change_pass_bad_input_is_a_clear_error() -> None:
@@ -95,6 +100,10 @@ def test_change_pass_bad_input_is_a_clear_error() -> None:
         jrc.change_pass(a, a, None, np.zeros((2, 2), bool), 24, 0)
     with pytest.raises(jrc.RingConfigError, match="threshold"):
         jrc.change_pass(a, a, None, np.zeros((2, 2), bool), 256, 4)
+    with pytest.raises(jrc.FrameGeometryError, match="wanted"):
+        jrc.tile_signatures(a, np.zeros((3, 3), bool), 4)
+    with pytest.raises(jrc.RingConfigError, match="tile"):
+        jrc.tile_signatures(a, np.zeros((2, 2), bool), 0)
     with pytest.raises(jrc.RingConfigError, match="shadow"):
         jrc.change_pass(a, a, None, np.ones((2, 2), bool), 24, 4)
     with pytest.raises(jrc.FrameGeometryError):

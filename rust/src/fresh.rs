@@ -37,9 +37,10 @@ fn differing_span(a: &[u8], b: &[u8], format: PixelFormat) -> Option<(usize, usi
 }
 
 /// One row of tiles (`ty`), scanned row by row of pixels so memory is read in
-/// order: each candidate tile's changed box, and its hash (kept only if it
-/// changed: a candidate is usually a changed tile).
-fn band(frame: &SourceFrame, previous: &SourceFrame, tile: usize, ty: usize, wanted: &[bool], out: &mut [(bool, [i32; 4], u64)]) {
+/// order: each candidate tile's changed box, and (`hash`) its hash (kept only
+/// if it changed: a candidate is usually a changed tile).
+fn band(frame: &SourceFrame, previous: &SourceFrame, tile: usize, ty: usize, wanted: &[bool], hash: bool,
+        out: &mut [(bool, [i32; 4], u64)]) {
     let c = frame.format.channels();
     let (y0, y1) = (ty * tile, ((ty + 1) * tile).min(frame.height));
     let mut boxes = vec![(usize::MAX, usize::MAX, 0usize, 0usize); out.len()];
@@ -52,7 +53,9 @@ fn band(frame: &SourceFrame, previous: &SourceFrame, tile: usize, ty: usize, wan
             }
             let (x0, x1) = (tx * tile, ((tx + 1) * tile).min(frame.width));
             let (a, b) = (&ra[x0 * c..x1 * c], &rb[x0 * c..x1 * c]);
-            *sig = xxh3_64_with_seed(a, *sig);
+            if hash {
+                *sig = xxh3_64_with_seed(a, *sig);
+            }
             if a == b {
                 continue;
             }
@@ -86,7 +89,7 @@ pub struct Pass {
 /// the band's rows in the cache.
 #[allow(clippy::too_many_arguments)]
 fn pass_band(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&SourceFrame>, shadowed: &[bool],
-             threshold: u32, tile: usize, ty: usize, acc: &mut [u16], counts: &mut [u32],
+             threshold: u32, tile: usize, ty: usize, hash: bool, acc: &mut [u16], counts: &mut [u32],
              out: &mut [(bool, [i32; 4], u64)]) {
     let (y0, y1) = (ty * tile, ((ty + 1) * tile).min(frame.height));
     crate::changes::band(frame, reference, y0, y1, threshold, acc);
@@ -94,11 +97,11 @@ fn pass_band(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&Sourc
         *n = cols.iter().map(|&c| u32::from(c)).sum();
     }
     let against_reference: Vec<bool> = counts.iter().zip(shadowed).map(|(&n, &s)| n > 0 && !s).collect();
-    band(frame, reference, tile, ty, &against_reference, out);
+    band(frame, reference, tile, ty, &against_reference, hash, out);
     if let Some(shadow) = shadow {
         if shadowed.iter().any(|&s| s) {
             let mut from_shadow = vec![(false, [0i32; 4], 0u64); out.len()];
-            band(frame, shadow, tile, ty, shadowed, &mut from_shadow);
+            band(frame, shadow, tile, ty, shadowed, hash, &mut from_shadow);
             for ((cell, theirs), &s) in out.iter_mut().zip(from_shadow).zip(shadowed) {
                 if s {
                     *cell = theirs;
@@ -109,10 +112,12 @@ fn pass_band(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&Sourc
 }
 
 /// See `Pass`. `shadowed` has one entry per tile (row-major); `shadow` must
-/// be given when any is set.
+/// be given when any is set. Without `hash` every signature is 0: the caller
+/// asks `tile_signatures` for the tiles it needs (not those of a window-sized
+/// change, whose contents decide nothing).
 #[allow(clippy::too_many_arguments)]
 pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&SourceFrame>, shadowed: &[bool],
-                   threshold: u32, tile: usize, parallel: bool) -> Result<Pass> {
+                   threshold: u32, tile: usize, parallel: bool, hash: bool) -> Result<Pass> {
     same_geometry(frame, reference)?;
     if let Some(s) = shadow {
         same_geometry(frame, s)?;
@@ -134,7 +139,7 @@ pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<
     let mut out = vec![(false, [0i32; 4], 0u64); th * tw];
     let w = frame.width;
     let one = |acc: &mut Vec<u16>, (ty, (n, cells)): (usize, (&mut [u32], &mut [(bool, [i32; 4], u64)]))| {
-        pass_band(frame, reference, shadow, &shadowed[ty * tw..(ty + 1) * tw], threshold, tile, ty, acc, n, cells);
+        pass_band(frame, reference, shadow, &shadowed[ty * tw..(ty + 1) * tw], threshold, tile, ty, hash, acc, n, cells);
     };
     if parallel && frame.width * frame.height >= PARALLEL_PIXELS {
         counts.par_chunks_mut(tw).zip(out.par_chunks_mut(tw)).enumerate().for_each_init(|| vec![0u16; w], one);
@@ -150,6 +155,36 @@ pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<
             sigs: out.iter().map(|t| t.2).collect(),
         },
     })
+}
+
+/// The signatures of the `wanted` tiles (th x tw, row-major) of `frame`, as
+/// `change_pass` makes them; 0 for the others.
+pub fn tile_signatures(frame: &SourceFrame, wanted: &[bool], tile: usize) -> Result<Vec<u64>> {
+    if tile == 0 {
+        return Err(RingError::Config("tile size must be positive".into()));
+    }
+    let (th, tw) = (frame.height.div_ceil(tile), frame.width.div_ceil(tile));
+    if wanted.len() != th * tw {
+        return Err(RingError::FrameGeometry(format!("{th}x{tw} tiles; wanted has {} entries", wanted.len())));
+    }
+    let c = frame.format.channels();
+    let mut sigs = vec![0u64; th * tw];
+    for ty in 0..th {
+        let (want, out) = (&wanted[ty * tw..(ty + 1) * tw], &mut sigs[ty * tw..(ty + 1) * tw]);
+        if !want.iter().any(|&w| w) {
+            continue;
+        }
+        for y in ty * tile..((ty + 1) * tile).min(frame.height) {
+            let r = row(frame, y);
+            for (tx, (&w, sig)) in want.iter().zip(out.iter_mut()).enumerate() {
+                if w {
+                    let (x0, x1) = (tx * tile, ((tx + 1) * tile).min(frame.width));
+                    *sig = xxh3_64_with_seed(&r[x0 * c..x1 * c], *sig);
+                }
+            }
+        }
+    }
+    Ok(sigs)
 }
 
 /// 8-connected groups of the `marked` tiles (th x tw, row-major): per tile
@@ -199,16 +234,20 @@ mod tests {
         let fa = SourceFrame::from_slice(&a, w, h, None, PixelFormat::Bgra).unwrap();
         let fb = SourceFrame::from_slice(&b, w, h, None, PixelFormat::Bgra).unwrap();
         for parallel in [false, true] {
-            let r = change_pass(&fb, &fa, None, &[false; 4], 24, 4, parallel).unwrap();
+            let r = change_pass(&fb, &fa, None, &[false; 4], 24, 4, parallel, true).unwrap();
             assert_eq!(r.counts, vec![0, 1, 0, 0]);
             assert_eq!(r.tiles.fresh, vec![false, true, false, false]);
             assert_eq!(r.tiles.boxes[1], [4, 3, 5, 4]);
             let sig = (0..4).fold(0, |seed, y| xxh3_64_with_seed(&b[(y * w + 4) * 4..(y * w + 6) * 4], seed));
             assert_eq!(r.tiles.sigs[1], sig, "each row hashed seeded with the hash of the rows above");
             assert_eq!(r.tiles.sigs.iter().filter(|&&s| s != 0).count(), 1);
+            assert_eq!(tile_signatures(&fb, &[false, true, false, false], 4).unwrap(), vec![0, sig, 0, 0]);
+            let unhashed = change_pass(&fb, &fa, None, &[false; 4], 24, 4, parallel, false).unwrap();
+            assert_eq!((unhashed.tiles.fresh, unhashed.tiles.boxes), (r.tiles.fresh.clone(), r.tiles.boxes.clone()));
+            assert!(unhashed.tiles.sigs.iter().all(|&s| s == 0));
         }
         // Shadowed, the tile is compared with the shadow (equal here): not fresh.
-        let r = change_pass(&fb, &fa, Some(&fb), &[false, true, false, false], 24, 4, false).unwrap();
+        let r = change_pass(&fb, &fa, Some(&fb), &[false, true, false, false], 24, 4, false, true).unwrap();
         assert_eq!(r.counts[1], 1);
         assert!(r.tiles.fresh.iter().all(|f| !f), "shadowed tiles are compared with the shadow");
     }

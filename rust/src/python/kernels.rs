@@ -39,7 +39,7 @@ pub fn tile_changes<'py>(
 /// reference compared with it, and for the `shadowed` tiles compared with
 /// `shadow`, what they showed in the frame before).
 #[pyfunction]
-#[pyo3(signature = (frame, reference, shadow, shadowed, threshold, tile, *, parallel=true))]
+#[pyo3(signature = (frame, reference, shadow, shadowed, threshold, tile, *, parallel=true, signatures=true))]
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub fn change_pass<'py>(
     py: Python<'py>,
@@ -50,6 +50,7 @@ pub fn change_pass<'py>(
     threshold: u32,
     tile: usize,
     parallel: bool,
+    signatures: bool,
 ) -> PyResult<(
     Bound<'py, PyArray2<u32>>,
     Bound<'py, PyArray2<bool>>,
@@ -62,7 +63,7 @@ pub fn change_pass<'py>(
     let (rows, cols) = shadowed.as_array().dim();
     let marked: Vec<bool> = shadowed.as_array().iter().copied().collect();
     let fs = shadow.as_ref().map(|(f, _)| f);
-    let r = py.detach(|| crate::fresh::change_pass(&fa, &fr, fs, &marked, threshold, tile, parallel))?;
+    let r = py.detach(|| crate::fresh::change_pass(&fa, &fr, fs, &marked, threshold, tile, parallel, signatures))?;
     if r.counts.len() != rows * cols {
         return Err(RingError::FrameGeometry(format!("shadowed is {rows}x{cols}; the frame has {} tiles", r.counts.len())).into());
     }
@@ -73,6 +74,25 @@ pub fn change_pass<'py>(
         numpy::PyArray1::from_vec(py, boxes).reshape([rows, cols, 4])?,
         numpy::PyArray1::from_vec(py, r.tiles.sigs).reshape([rows, cols])?,
     ))
+}
+
+/// The signatures of the `wanted` tiles (a 2-D bool tile map) of `frame` as
+/// `change_pass` makes them: uint64 (rows, cols), 0 where not wanted.
+#[pyfunction]
+pub fn tile_signatures<'py>(
+    py: Python<'py>,
+    frame: &Bound<'py, PyAny>,
+    wanted: PyReadonlyArray2<'py, bool>,
+    tile: usize,
+) -> PyResult<Bound<'py, PyArray2<u64>>> {
+    let (fa, _pa) = source_of(py, frame, None, None, None, None)?;
+    let (rows, cols) = wanted.as_array().dim();
+    let marked: Vec<bool> = wanted.as_array().iter().copied().collect();
+    let sigs = py.detach(|| crate::fresh::tile_signatures(&fa, &marked, tile))?;
+    if sigs.len() != rows * cols {
+        return Err(RingError::FrameGeometry(format!("wanted is {rows}x{cols}; the frame has {} tiles", sigs.len())).into());
+    }
+    numpy::PyArray1::from_vec(py, sigs).reshape([rows, cols])
 }
 
 /// 8-connected groups of the marked tiles of a 2-D bool tile map: an int32

@@ -4,6 +4,7 @@ ring, the CLI as a subprocess. Every wait is for a condition, with a deadline.""
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import signal
 import stat
@@ -207,6 +208,69 @@ def test_bad_messages_on_the_bus_are_counted_not_fatal() -> None:
         assert p.stage_pids() == {n: s["pid"] for n, s in before.items()}, "nothing crashed"
         assert p.status()["forward"]["state"] == "running"
         p.cli("down")
+
+
+def test_records_queued_for_a_killed_stage_are_counted_once() -> None:
+    with pipeline() as p:
+        p.up()
+        wait_for("all stages running", lambda: all_running(p))
+        ring = jrc.SharedVisionMemory.attach(p.rt.ring_name, dir=p.rt.shm_base)
+        hop = protocol.HOP_INDEX["capture>dedup"]
+        dedup = p.stage_pids()["dedup"]
+        os.kill(dedup, signal.SIGSTOP)
+        try:
+            wait_for("a hand-off queued for the stopped dedup", lambda: ring.handoff_pending(hop) > 0, timeout=10)
+        finally:
+            os.kill(dedup, signal.SIGKILL)
+        wait_for(
+            "a new dedup rejecting the queued records as stale (the supervisor decided their frames)",
+            lambda: (s := all_running(p)) and s["dedup"]["pid"] != dedup and (s["dedup"]["rejected"] or {}).get("stale"),
+            timeout=15,
+        )
+        ring.close()
+        p.cli("down")
+        assert_balanced(p.final_counters())
+
+
+def test_hostile_records_in_a_hand_off_queue_are_counted_not_fatal() -> None:
+    # Producer and consumer of the hop are stopped while the test writes into
+    # its queue (one producer at a time); no hang check while they are.
+    config = FAST_CONFIG.replace("[supervisor]\n", "[supervisor]\nhang_after_s = 60.0\n")
+    with pipeline(config) as p:
+        p.up()
+        before = wait_for("all stages running", lambda: all_running(p))
+        ring = jrc.SharedVisionMemory.attach(p.rt.ring_name, dir=p.rt.shm_base)
+        hop = protocol.HOP_INDEX["capture>dedup"]
+        good = {f: 1 for f in jrc.FrameRef.FIELDS} | {"fmt": "BGRA", "stride": 2560, "w": 640, "h": 360}
+        foreign = jrc.FrameRef.from_dict(good)
+        no_such_slot = jrc.FrameRef.from_dict(good | {"ring_gen": ring.generation, "slot": 9999})
+        marker = b"\xc1 a record whose length word is then broken " + os.urandom(8).hex().encode()
+        for name in ("capture", "dedup"):
+            os.kill(before[name]["pid"], signal.SIGSTOP)
+        try:
+            for msg in (b"\x00garbage", marker, msgpack.packb({"v": [99, 0]}), protocol.encode_frame_ref(foreign),
+                        protocol.encode_frame_ref(no_such_slot), b""):
+                ring.handoff_push(hop, msg)
+            (path,) = p.shm.rglob("*.ring")
+            with open(path, "r+b") as fh, mmap.mmap(fh.fileno(), 0) as shared:
+                at = shared.find(marker)
+                assert at > 0
+                shared[at - 4:at] = (1 << 31).to_bytes(4, sys.byteorder)  # the record's length word
+        finally:
+            for name in ("capture", "dedup"):
+                os.kill(before[name]["pid"], signal.SIGCONT)
+
+        def rejected() -> dict[str, int] | None:
+            r = p.status()["dedup"]["rejected"] or {}
+            kinds = ("malformed", "corrupt_record", "foreign", "invalid")
+            return r if r.get("malformed", 0) >= 3 and all(r.get(k) for k in kinds) else None
+
+        r = wait_for("dedup counting every hostile record", rejected, timeout=15)
+        assert r["corrupt_record"] == 1 and r["foreign"] == 1 and r["invalid"] == 1, r
+        assert p.stage_pids() == {n: s["pid"] for n, s in before.items()}, "nothing crashed"
+        ring.close()
+        p.cli("down")
+        assert_balanced(p.final_counters())
 
 
 def test_bad_configs_stop_up_with_a_clear_error(tmp_path: Path) -> None:

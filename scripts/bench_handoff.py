@@ -4,12 +4,15 @@
 
 Mechanisms (the parent process is always the producer, a spawned child the consumer):
 
-  ring      jarvis_rust_core.SharedVisionMemory + ZeroMQ ipc PUSH/PULL carrying only the
-            FrameRef (pipeline.protocol.encode_frame_ref, as the stages send it): reserve(1920, 1080, "BGRA") -> fill
-            res.array -> commit(hold=True) -> hand_over(ref, "consumer") -> send; the consumer
-            recv -> decode_frame_ref -> accept -> read (zero-copy view) -> hash -> release.
-            Window: ring credits (credit_take(0, window) / credit_return(0)); a blocked producer
-            waits on a ZeroMQ ack socket that the consumer signals when it may be blocked.
+  ring      jarvis_rust_core.SharedVisionMemory and its hand-off queue, the stages' path: the
+            FrameRef message (pipeline.protocol.encode_frame_ref) goes through pipeline.handoff.send
+            (the hop's queue in the ring, an eventfd signalled when the consumer sleeps):
+            reserve(1920, 1080, "BGRA") -> fill res.array -> commit(hold=True) ->
+            hand_over(ref, "consumer") -> send; the consumer, waiting like a stage (handoff_arm, then
+            a zmq.Poller on the eventfd), handoff_pop -> decode_frame_ref -> accept -> read (zero-copy
+            view) -> hash -> release. Window: ring credits (credit_take(0, window) /
+            credit_return(0)); a blocked producer waits on a second wake-up object of the same
+            kind (pipeline.handoff) that the consumer signals when it may be blocked.
   mpqueue   multiprocessing.Queue of numpy frames (pickled by the feeder thread); the window is
             a multiprocessing.Semaphore the consumer releases after each frame.
   shm       multiprocessing.shared_memory.SharedMemory with `window` slots; slot indices over a
@@ -122,6 +125,24 @@ def _stamp(buf: Any, off: int, n: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+class InheritedFd:
+    """A descriptor given to the spawned consumer: pickled while the child is
+    being spawned, it is duplicated into the child like a Connection's."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from multiprocessing.reduction import DupFd
+
+        return (_detach_fd, (DupFd(self.fd),))
+
+
+def _detach_fd(dup: Any) -> int:
+    fd: int = dup.detach()
+    return fd
+
+
 def _verify(buf: Any, n: int) -> None:
     head = _U64.unpack_from(buf, 0)[0]
     tail = _U64.unpack_from(buf, FRAME_BYTES - 8)[0]
@@ -134,23 +155,31 @@ class RingConsumer:
         import jarvis_rust_core as jrc
         import zmq
 
+        from pipeline import handoff
         from pipeline.protocol import decode_frame_ref
 
-        self._decode = decode_frame_ref
+        self._decode, self._clear = decode_frame_ref, handoff.clear
         self.windows: bytes = p["windows"]
+        self.timeout_ms = int(p["timeout"] * 1000)
         self.mem = jrc.SharedVisionMemory.attach(p["ring_name"], holder="consumer")
-        self.zctx = zmq.Context()
-        self.data = self.zctx.socket(zmq.PULL)
-        self.ack = self.zctx.socket(zmq.PUSH)
-        for s in (self.data, self.ack):
-            s.setsockopt(zmq.LINGER, 0)
-        self.data.setsockopt(zmq.RCVTIMEO, int(p["timeout"] * 1000))
-        self.ack.setsockopt(zmq.SNDTIMEO, int(p["timeout"] * 1000))
-        self.data.connect(p["data_ep"])
-        self.ack.connect(p["ack_ep"])
+        self.wake_fd: int = p["wake"]  # an InheritedFd, unpickled
+        self.ack_fd: int = p["ack"]
+        self._ack = handoff.wake
+        self.poller = zmq.Poller()  # as a stage waits: its poller, with the wake-up descriptor in it
+        self.poller.register(self.wake_fd, zmq.POLLIN)
 
     def recv(self) -> tuple[Any, Any]:
-        ref, _ = self._decode(self.data.recv())
+        pop, arm = self.mem.handoff_pop, self.mem.handoff_arm
+        while True:
+            raw = pop(0)
+            if raw is not None:
+                break
+            if arm(0):
+                continue
+            if not self.poller.poll(self.timeout_ms):
+                raise BenchError("timed out waiting for a hand-off")
+            self._clear(self.wake_fd)
+        ref, _ = self._decode(raw)
         self.mem.accept(ref)
         return self.mem.read(ref), ref
 
@@ -161,13 +190,12 @@ class RingConsumer:
         out = self.mem.credit_return(0)
         m = n + out + 1
         if m < len(self.windows) and out == self.windows[m] - 1:
-            self.ack.send(b"")
+            self._ack(self.ack_fd)
 
     def close(self) -> None:
-        self.data.close()
-        self.ack.close()
-        self.zctx.term()
         self.mem.close()
+        os.close(self.wake_fd)
+        os.close(self.ack_fd)
 
 
 class MPQueueConsumer:
@@ -347,28 +375,24 @@ def consumer_main(mech: str, params: dict[str, Any], total: int, conn: Any) -> N
 class RingProducer:
     inplace = True
 
-    def __init__(self, tag: str, tmp: str, max_window: int, timeout: float) -> None:
-        import jarvis_rust_core as jrc
-        import zmq
+    def __init__(self, tag: str, max_window: int, timeout: float) -> None:
+        import select
 
+        import jarvis_rust_core as jrc
+
+        from pipeline import handoff
         from pipeline.protocol import encode_frame_ref
 
-        self._jrc, self._encode = jrc, encode_frame_ref
+        self._jrc, self._encode, self._send, self._clear = jrc, encode_frame_ref, handoff.send, handoff.clear
         self.timeout, self.watch = timeout, lambda: None
         self.name = f"bh{tag}"
         slots = max_window + 2
         self.mem: Any = None
         self.res: Any = None
-        self.zctx = zmq.Context()
-        self.data = self.zctx.socket(zmq.PUSH)
-        self.ack = self.zctx.socket(zmq.PULL)
-        for s in (self.data, self.ack):
-            s.setsockopt(zmq.LINGER, 0)
-        self.data.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
-        self.ack.setsockopt(zmq.RCVTIMEO, int(WAIT_SLICE_S * 1000))
-        self.data_ep, self.ack_ep = f"ipc://{tmp}/{tag}.data", f"ipc://{tmp}/{tag}.ack"
-        self.data.bind(self.data_ep)
-        self.ack.bind(self.ack_ep)
+        self.wake = handoff.Wake.create()
+        self.ack = handoff.Wake.create()
+        self.ack_poll = select.poll()
+        self.ack_poll.register(self.ack.read_fd, select.POLLIN)
         self.mem = jrc.SharedVisionMemory(
             size_mb=slots * FRAME_BYTES / 2**20 + 1,
             name=self.name,
@@ -379,16 +403,18 @@ class RingProducer:
         )
 
     def params(self) -> dict[str, Any]:
-        return {"ring_name": self.name, "data_ep": self.data_ep, "ack_ep": self.ack_ep}
+        return {
+            "ring_name": self.name,
+            "wake": InheritedFd(self.wake.read_fd),
+            "ack": InheritedFd(self.ack.write_fd),
+        }
 
     def _wait_ack(self) -> None:
-        import zmq
-
         def attempt() -> Any:
-            try:
-                return self.ack.recv()
-            except zmq.Again:
+            if not self.ack_poll.poll(WAIT_SLICE_S * 1000):
                 return None
+            self._clear(self.ack.read_fd)
+            return True
 
         _wait(attempt, self.watch, self.timeout, "ring: waiting for the consumer's ack")
 
@@ -417,12 +443,13 @@ class RingProducer:
         ref = self.res.commit(hold=True)
         self.res = None
         self.mem.hand_over(ref, "consumer")
-        self.data.send(self._encode(ref))
+        # Within the window the queue never fills: a refusal is a broken run.
+        if not self._send(self.mem, 0, self._encode(ref), self.wake.write_fd):
+            raise BenchError("ring: the hand-off queue was full")
 
     def close(self) -> None:
-        self.data.close()
         self.ack.close()
-        self.zctx.term()
+        self.wake.close()
         if self.res is not None:
             with contextlib.suppress(Exception):
                 self.res.abort()
@@ -615,7 +642,7 @@ class IoxProducer:
 
 def _make_producer(mech: str, tag: str, tmp: str, ctx: Any, args: argparse.Namespace) -> Any:
     if mech == "ring":
-        return RingProducer(tag, tmp, args.window, args.timeout)
+        return RingProducer(tag, args.window, args.timeout)
     if mech == "mpqueue":
         return MPQueueProducer(ctx, args.timeout)
     if mech == "shm":

@@ -3,17 +3,19 @@ credit-checked hand-off to the next stage, exact terminal accounting, stats,
 and the way a stage stops.
 
 A stage's life: the supervisor starts `python -m procs.<stage>` with the
-instance's runtime directory in the environment and one end of a private
-channel (pipeline.channel); the stage checks versions, reads its start
-handshake from the channel (the resolved configuration and the control state
-to apply before its first frame), attaches to the ring under its own holder
-name, binds its inbox and connects to the next stage's, then loops: wait
-(never busy-poll) for a message, the channel or its own timer; process;
-heartbeat to the supervisor; stats once per interval. Control state (pause,
-memory pressure) comes only over the channel: events on the public bus of the
-same names are for people and taps, never obeyed. SIGTERM means "finish what
-is in the inbox, then stop"; the supervisor's death (its channel closing, or
-PR_SET_PDEATHSIG on Linux) means "stop now".
+instance's runtime directory in the environment, one end of a private channel
+(pipeline.channel) and its ends of its hops' wake-up objects
+(pipeline.handoff); the stage checks versions, reads its start handshake from
+the channel (the resolved configuration and the control state to apply before
+its first frame), attaches to the ring under its own holder name, binds its
+inbox and connects to the next stage's, then loops: wait (never busy-poll)
+for a hand-off (its hop's queue in the ring, or its inbox when that queue was
+full), the channel or its own timer; process; heartbeat to the supervisor;
+stats once per interval. Control state (pause, memory pressure) comes only
+over the channel: events on the public bus of the same names are for people
+and taps, never obeyed. SIGTERM means "finish what is in the inbox, then
+stop"; the supervisor's death (its channel closing, or PR_SET_PDEATHSIG on
+Linux) means "stop now".
 """
 
 from __future__ import annotations
@@ -556,9 +558,10 @@ def main(stage_class: type[Stage]) -> None:
     # The configuration and control state come from the supervisor itself, never
     # from a file that could have been replaced since `up` checked it.
     channel = Channel.from_fd(int(os.environ[ENV_CHANNEL_FD]))
-    wakes = {}
-    for key, env, needed in (("wake_in", ENV_WAKE_IN_FD, stage_class.previous), ("wake_out", ENV_WAKE_OUT_FD, stage_class.next)):
-        if needed is None:
+    wakes: dict[str, int] = {}
+    for key, env, hop in (("wake_in", ENV_WAKE_IN_FD, stage_class.previous),
+                          ("wake_out", ENV_WAKE_OUT_FD, stage_class.next)):
+        if hop is None:
             continue
         try:
             fd = int(os.environ[env])

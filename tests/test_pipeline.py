@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -292,22 +294,27 @@ def test_bad_configs_stop_up_with_a_clear_error(tmp_path: Path) -> None:
         assert out.returncode == 78 and "no such configuration file" in out.stderr
 
 
-def test_unusable_runtime_dir_and_too_little_shared_memory(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pipeline(env={"JARVIS_RUNTIME_DIR": str(blocker / "run")}) as p:
-        out = p.cli("up", "-c", str(p.config_path), check=False)
-        assert out.returncode != 0 and "JARVIS_RUNTIME_DIR" in out.stderr, out.stderr
-    loose = tmp_path / "loose"
-    (loose / "default").mkdir(parents=True, mode=0o755)
-    (loose / "default").chmod(0o755)
-    with pipeline(env={"JARVIS_RUNTIME_DIR": str(loose)}) as p:
-        out = p.cli("up", "-c", str(p.config_path), check=False)
-        assert out.returncode != 0 and "mode 0700" in out.stderr, out.stderr
-    with pipeline(FAST_CONFIG + "[ring]\nslots = 1000\nmax_width = 16384\nmax_height = 16384\n") as p:
-        out = p.cli("up", "-c", str(p.config_path), check=False)
-        assert out.returncode == 78 and "MB are free" in out.stderr, out.stderr
-        assert p.supervisor_pid() is None and not p.jarvis_processes()
+def test_unusable_runtime_dir_and_too_little_shared_memory() -> None:
+    # Not tmp_path: under pytest-xdist its paths leave too little of the ipc socket path limit.
+    tmp_path = Path(tempfile.mkdtemp(prefix="jp-"))
+    try:
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        with pipeline(env={"JARVIS_RUNTIME_DIR": str(blocker / "run")}) as p:
+            out = p.cli("up", "-c", str(p.config_path), check=False)
+            assert out.returncode != 0 and "JARVIS_RUNTIME_DIR" in out.stderr, out.stderr
+        loose = tmp_path / "loose"
+        (loose / "default").mkdir(parents=True, mode=0o755)
+        (loose / "default").chmod(0o755)
+        with pipeline(env={"JARVIS_RUNTIME_DIR": str(loose)}) as p:
+            out = p.cli("up", "-c", str(p.config_path), check=False)
+            assert out.returncode != 0 and "mode 0700" in out.stderr, out.stderr
+        with pipeline(FAST_CONFIG + "[ring]\nslots = 1000\nmax_width = 16384\nmax_height = 16384\n") as p:
+            out = p.cli("up", "-c", str(p.config_path), check=False)
+            assert out.returncode == 78 and "MB are free" in out.stderr, out.stderr
+            assert p.supervisor_pid() is None and not p.jarvis_processes()
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_memory_governor_reacts_to_a_tiny_budget() -> None:

@@ -68,6 +68,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -107,6 +108,36 @@ def _wait(attempt: Any, watch: Any, timeout: float, what: str) -> Any:
         watch()
         if time.monotonic() > deadline:
             raise BenchError(f"timed out after {timeout:g}s {what}")
+
+
+class OthersMeter:
+    """The rest of the machine's busy CPU while a session ran (another user's work
+    disturbs the latencies): /proc/stat's busy time less this process's and its
+    reaped children's, in % of one core. None where /proc/stat is missing."""
+
+    @staticmethod
+    def _now() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as fh:
+                ticks = [int(x) for x in fh.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+        own = sum(
+            r.ru_utime + r.ru_stime
+            for r in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        )
+        return time.monotonic(), busy, own
+
+    def __init__(self) -> None:
+        self.start = self._now()
+
+    def percent(self) -> float | None:
+        end = self._now()
+        if self.start is None or end is None or end[0] <= self.start[0]:
+            return None
+        (t0, b0, o0), (t1, b1, o1) = self.start, end
+        return max(0.0, ((b1 - b0) - (o1 - o0)) / (t1 - t0) * 100)
 
 
 def _sigterm_to_exit(signum: int, _frame: Any) -> None:
@@ -960,6 +991,10 @@ def markdown(info: dict[str, Any], args: argparse.Namespace, summary: dict[str, 
         f"iceoryx2 {info['iceoryx2']}, xxhash {info['xxhash']}, "
         f"jarvis_rust_core {info['jarvis_rust_core']}",
         f"- command: `{info['command']}`",
+        "- others = the rest of the machine's busy CPU while each session ran, % of one core, by round: "
+        + "; ".join(
+            f"{mech} {', '.join(_fmt(x) for x in xs)}" for mech, xs in info.get("others_percent", {}).items()
+        ),
         f"- {args.rounds} rounds (mechanisms in rotating order, a fresh consumer process each), "
         f"medians over rounds; b2b {args.frames} frames/case ({BASELINE}: {args.baseline_frames}), "
         f"paced {args.paced_frames} frames/case at {args.fps:g} fps, warm-up {args.warmup}; "
@@ -1082,6 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = {"hot": alloc(args.hot_frames, 1), "cold": alloc(args.cold_frames, 2)}
     results: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in args.mechanisms}
+    others: dict[str, list[float | None]] = {m: [] for m in args.mechanisms}
     tmp = tempfile.mkdtemp(prefix="bench_handoff-")
     t_begin = time.monotonic()
     try:
@@ -1090,7 +1126,9 @@ def main(argv: list[str] | None = None) -> int:
             order = mechs[rnd % len(mechs):] + mechs[: rnd % len(mechs)]
             for mech in order:
                 t = time.monotonic()
+                meter = OthersMeter()
                 res = run_session(mech, rnd, sets, ctx, tmp, args)
+                others[mech].append(meter.percent())
                 for case, r in res.items():
                     results[mech].setdefault(case, []).append(r)
                 brief = " ".join(
@@ -1099,7 +1137,8 @@ def main(argv: list[str] | None = None) -> int:
                     if "paced" not in c
                 )
                 print(
-                    f"[round {rnd + 1}/{args.rounds}] {mech:9s} {time.monotonic() - t:5.1f}s {brief}",
+                    f"[round {rnd + 1}/{args.rounds}] {mech:9s} {time.monotonic() - t:5.1f}s "
+                    f"others {_fmt(others[mech][-1])}% {brief}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -1107,6 +1146,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = summarize(results, args)
     info["elapsed_s"] = round(time.monotonic() - t_begin, 1)
+    info["others_percent"] = others
     md = markdown(info, args, summary)
     print(md)
     if args.md:

@@ -38,6 +38,7 @@ impl Ring {
         // with it (its Release of `head`, our Acquire) and reads it only after
         // `publish`; the copy stays within the record's bytes.
         unsafe { std::ptr::copy_nonoverlapping(message.as_ptr(), rec.bytes.get() as *mut u8, message.len()) };
+        // Relaxed like the bytes: `publish`'s Release store of `tail` orders both.
         rec.len.store(message.len() as u32, Ordering::Relaxed);
         Ok(words.publish(pos))
     }
@@ -58,6 +59,7 @@ impl Ring {
             }
             Next::Record(pos) => {
                 let rec = &q.records[handoff::index(pos)];
+                // Relaxed: `next`'s Acquire load of `tail` ordered the record's writes before it.
                 let len = rec.len.load(Ordering::Relaxed) as usize;
                 let out = (len <= RECORD_BYTES).then(|| {
                     let mut v = vec![0u8; len];

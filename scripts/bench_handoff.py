@@ -964,7 +964,14 @@ def targets(summary: dict[str, Any], args: argparse.Namespace) -> list[str]:
         if r2 and ix and r2["fps"] and ix["fps"]:
             x = r2["fps"] / ix["fps"]
             verdict = "level" if abs(x - 1) <= 0.05 else ("ahead" if x > 1 else "BEHIND")
-            parts.append(f"{x:.2f}x iceoryx2's {ix['fps']:.0f} fps (target level: {verdict})")
+            parts.append(
+                f"{x:.2f}x iceoryx2's {ix['fps']:.0f} fps (target level: {verdict}; "
+                f">= 0.95x: {'met' if x >= 0.95 else 'MISSED'})"
+            )
+        paced = ring.get(f"{rt}/paced-w{args.window}")
+        if paced and args.fps == 10:
+            p99 = paced["handoff_p99_us"]
+            parts.append(f"paced hand-off p99 {p99:.0f} us (target <= 300 us: {'met' if p99 <= 300 else 'MISSED'})")
         if r1:
             p99 = r1["handoff_p99_us"]
             parts.append(

@@ -363,13 +363,17 @@ class Stage:
                 if fd in ready:
                     with contextlib.suppress(BlockingIOError):
                         os.read(fd, 4096)
-            if self.wake_in is not None and self.wake_in in ready:
-                handoff.clear(self.wake_in)
             if self.sub is not None and self.sub in ready:
                 self._drain_events()
             if self.hop_in is not None:
                 # Whatever woke the loop: a queued hand-off never waits for a wake-up of its own.
                 self._drain_inbox()
+            if self.wake_in is not None and self.wake_in in ready:
+                # After the frames, not before: on a just-woken process the read
+                # costs tens of microseconds that would delay the frame. A signal
+                # for a record queued meanwhile may go with it: the loop checks
+                # the queue when it arms, before it sleeps again.
+                handoff.clear(self.wake_in)
             now = time.monotonic()
             if not self.stopping:
                 wake = self.tick(now)

@@ -198,6 +198,7 @@ class RingConsumer:
         self._ack = handoff.wake
         self.poller = zmq.Poller()  # as a stage waits: its poller, with the wake-up descriptor in it
         self.poller.register(self.wake_fd, zmq.POLLIN)
+        self.signalled = False
 
     def recv(self) -> tuple[Any, Any]:
         pop, arm = self.mem.handoff_pop, self.mem.handoff_arm
@@ -205,11 +206,14 @@ class RingConsumer:
             raw = pop(0)
             if raw is not None:
                 break
+            if self.signalled:  # as a stage: cleared after the frame, before sleeping again
+                self._clear(self.wake_fd)
+                self.signalled = False
             if arm(0):
                 continue
             if not self.poller.poll(self.timeout_ms):
                 raise BenchError("timed out waiting for a hand-off")
-            self._clear(self.wake_fd)
+            self.signalled = True
         ref, _ = self._decode(raw)
         self.mem.accept(ref)
         return self.mem.read(ref), ref

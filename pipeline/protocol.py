@@ -3,7 +3,8 @@
 This module is the one place that defines them; every stage, tap and tool
 imports them from here.
 
-Hand-off message (stage to stage, over ZeroMQ): a msgpack map with
+Hand-off message (stage to stage, through the hop's queue in the ring, or
+over ZeroMQ when that is full): a msgpack map with
   v          [major, minor] protocol version
   ring_gen   generation of the ring the frame lives in
   slot, seq  where the frame is, and which frame it is
@@ -23,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
-from jarvis_rust_core import COUNTERS, FrameRef
+from jarvis_rust_core import COUNTERS, HANDOFF_RECORD_BYTES, FrameRef
 
 # 1.1: pixel_hash; drop reasons insignificant, send_failed, forward_stopped.
 # 1.2: drop reasons oversize, next_stage_down; capture.oversize, stage.hung.
 PROTOCOL_VERSION: tuple[int, int] = (1, 2)
 MAX_HANDOFF_BYTES = 512
+assert MAX_HANDOFF_BYTES <= HANDOFF_RECORD_BYTES, "a hand-off message must fit a record of the ring's hand-off queues"
 MAX_EVENT_BYTES = 64 * 1024
 
 #: Ring fields of a FrameRef, in wire order.

@@ -42,7 +42,7 @@ import setproctitle
 import zmq
 
 from pipeline import config as config_mod
-from pipeline import protocol, runtime, schemas
+from pipeline import handoff, protocol, runtime, schemas
 from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import STAGES, InstanceLock, Runtime
 from pipeline.schemas import PRESSURE_LEVELS, ControlState
@@ -54,7 +54,8 @@ log = logging.getLogger("jarvis.supervisor")
 START_ORDER = ("forward", "analysis", "dedup", "capture")
 #: Stop order (the design's shutdown order): sources first, then drain downstream.
 STOP_ORDER = STAGES
-HOP_INTO = {"dedup": "capture>dedup", "analysis": "dedup>analysis", "forward": "analysis>forward"}
+HOP_INTO = {hop.split(">")[1]: hop for hop in protocol.HOPS}
+HOP_OUT_OF = {hop.split(">")[0]: hop for hop in protocol.HOPS}
 #: A starting stage must send its first heartbeat within this (imports on a busy machine are slow).
 START_TIMEOUT_S = 60.0
 #: How long a stage may take to acknowledge a control state before status calls it a mismatch.
@@ -251,6 +252,9 @@ class Supervisor:
         self.next_sample = 0.0
         self.monitors: list[Any] = []
         self._wake_r = self._wake_w = -1
+        #: Per hop, the wake-up object of its hand-off queue; kept for the whole
+        #: run, so that restarted stages find the same one (pipeline.handoff).
+        self.hop_wakes: dict[str, handoff.Wake] = {}
 
     # ------------------------------------------------------------------ start
 
@@ -298,6 +302,8 @@ class Supervisor:
         os.set_blocking(self._wake_w, False)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
+        for hop in protocol.HOPS:
+            self.hop_wakes[hop] = handoff.Wake.create()
         for name in START_ORDER:
             self._spawn(self.stages[name])
         # The first sample after an interval: CPU % needs one, and taps that
@@ -369,6 +375,13 @@ class Supervisor:
         env[stage_mod.ENV_VERSIONS] = json.dumps(stage_mod.versions())
         channel, theirs = Channel.pair()
         env[stage_mod.ENV_CHANNEL_FD] = str(theirs.fileno())
+        fds = [theirs.fileno()]
+        if st.name in HOP_INTO:
+            fds.append(self.hop_wakes[HOP_INTO[st.name]].read_fd)
+            env[stage_mod.ENV_WAKE_IN_FD] = str(fds[-1])
+        if st.name in HOP_OUT_OF:
+            fds.append(self.hop_wakes[HOP_OUT_OF[st.name]].write_fd)
+            env[stage_mod.ENV_WAKE_OUT_FD] = str(fds[-1])
         try:
             out = runtime.open_private_log(self.rt.log_dir / f"{st.name}.out")
         except runtime.RuntimeDirError as exc:
@@ -382,7 +395,7 @@ class Supervisor:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                pass_fds=(theirs.fileno(),),
+                pass_fds=fds,
                 start_new_session=True,
                 cwd=str(Path(__file__).resolve().parents[1]),
             )
@@ -825,6 +838,9 @@ class Supervisor:
             if fd >= 0:
                 os.close(fd)
         self._wake_r = self._wake_w = -1
+        for wake in self.hop_wakes.values():
+            wake.close()
+        self.hop_wakes.clear()
         for st in self.stages.values():
             if st.channel is not None:
                 st.channel.close()

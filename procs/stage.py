@@ -3,17 +3,19 @@ credit-checked hand-off to the next stage, exact terminal accounting, stats,
 and the way a stage stops.
 
 A stage's life: the supervisor starts `python -m procs.<stage>` with the
-instance's runtime directory in the environment and one end of a private
-channel (pipeline.channel); the stage checks versions, reads its start
-handshake from the channel (the resolved configuration and the control state
-to apply before its first frame), attaches to the ring under its own holder
-name, binds its inbox and connects to the next stage's, then loops: wait
-(never busy-poll) for a message, the channel or its own timer; process;
-heartbeat to the supervisor; stats once per interval. Control state (pause,
-memory pressure) comes only over the channel: events on the public bus of the
-same names are for people and taps, never obeyed. SIGTERM means "finish what
-is in the inbox, then stop"; the supervisor's death (its channel closing, or
-PR_SET_PDEATHSIG on Linux) means "stop now".
+instance's runtime directory in the environment, one end of a private channel
+(pipeline.channel) and its ends of its hops' wake-up objects
+(pipeline.handoff); the stage checks versions, reads its start handshake from
+the channel (the resolved configuration and the control state to apply before
+its first frame), attaches to the ring under its own holder name, binds its
+inbox and connects to the next stage's, then loops: wait (never busy-poll)
+for a hand-off (its hop's queue in the ring, or its inbox when that queue was
+full), the channel or its own timer; process; heartbeat to the supervisor;
+stats once per interval. Control state (pause, memory pressure) comes only
+over the channel: events on the public bus of the same names are for people
+and taps, never obeyed. SIGTERM means "finish what is in the inbox, then
+stop"; the supervisor's death (its channel closing, or PR_SET_PDEATHSIG on
+Linux) means "stop now".
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import setproctitle
 import zmq
 
 from pipeline import config as config_mod
-from pipeline import protocol, runtime, schemas
+from pipeline import handoff, protocol, runtime, schemas
 from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import Runtime
 from pipeline.schemas import ControlState
@@ -56,6 +58,8 @@ HELLO_TIMEOUT_S = 30.0
 ENV_RUNTIME = "JARVIS_RUNTIME"  # pipeline.runtime.to_env
 ENV_VERSIONS = "JARVIS_EXPECT_VERSIONS"  # JSON: versions the supervisor runs with
 ENV_CHANNEL_FD = "JARVIS_CHANNEL_FD"  # this stage's end of its channel to the supervisor
+ENV_WAKE_IN_FD = "JARVIS_WAKE_IN_FD"  # the end it polls of its inbound hop's wake-up object (pipeline.handoff)
+ENV_WAKE_OUT_FD = "JARVIS_WAKE_OUT_FD"  # the end it signals of its outbound hop's
 
 
 def heartbeat_interval(cfg: config_mod.Config) -> float:
@@ -111,9 +115,12 @@ class Stage:
 
     def __init__(
         self, rt: Runtime, cfg: config_mod.Config, incarnation: int, channel: Channel | None,
-        state: ControlState | None = None,
+        state: ControlState | None = None, *, wake_in: int | None = None, wake_out: int | None = None,
     ) -> None:
         self.rt, self.cfg, self.incarnation = rt, cfg, incarnation
+        #: Wake-up descriptors of the hand-off queues (pipeline.handoff): polled
+        #: for the inbound hop, signalled for the outbound one.
+        self.wake_in, self.wake_out = wake_in, wake_out
         setproctitle.setproctitle(f"jarvis-pipeline: {rt.instance}: {self.name}")
         self.log = self._logger()
         self.stopping = False  # SIGTERM: drain the inbox, then stop
@@ -223,7 +230,7 @@ class Stage:
         stage, the frame is dropped (the writer never waits). With `keep`, a
         successful hand-off leaves this stage a (non-owning) hold on the frame,
         e.g. analysis keeping its reference frame."""
-        assert self.next is not None and self.outbox is not None and self.hop_out is not None
+        assert self.next is not None and self.hop_out is not None
         if not self.mem.credit_take(self.hop_out, self.cfg.hops.credit):
             self.finish(ref, "dropped", "backpressure")
             return False
@@ -233,10 +240,7 @@ class Stage:
             self.mem.credit_return(self.hop_out)
             self.finish(ref, "dropped", "next_stage_down")
             return False
-        try:
-            self.outbox.send(protocol.encode_frame_ref(ref.with_epoch(self.epoch), extra), zmq.NOBLOCK)
-        except zmq.Again:
-            # Within the credit the queue is never full: the next stage's inbox is not connected.
+        if not self._send(protocol.encode_frame_ref(ref.with_epoch(self.epoch), extra)):
             self.mem.credit_return(self.hop_out)
             try:
                 self.mem.withdraw(ref, self.next)
@@ -251,6 +255,21 @@ class Stage:
         if not keep:
             self.mem.release(ref)  # the kept hold; ownership went with the hand-over
         self.frames_out += 1
+        return True
+
+    def _send(self, message: bytes) -> bool:
+        """Tells the next stage about a hand-over: through the hop's queue in
+        the ring, waking the next stage if it sleeps; through its ZeroMQ inbox
+        when the queue is full (records of a dead predecessor of the next
+        stage that it has not rejected yet). False when neither takes it: the
+        next stage is not connected."""
+        assert self.hop_out is not None and self.outbox is not None and self.wake_out is not None
+        if handoff.send(self.mem, self.hop_out, message, self.wake_out):
+            return True
+        try:
+            self.outbox.send(message, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
         return True
 
     def receive(self, raw: bytes) -> tuple[jrc.FrameRef, dict[str, Any]] | None:
@@ -317,6 +336,8 @@ class Stage:
             poller.register(self.channel.fileno(), zmq.POLLIN)
         for fd in self.wake_fds:
             poller.register(fd, zmq.POLLIN)
+        if self.wake_in is not None:
+            poller.register(self.wake_in, zmq.POLLIN)
         self.log.info("started (pid %d, incarnation %d, epoch %d)", os.getpid(), self.incarnation, self.epoch)
         self._to_supervisor(msgspec.to_builtins(schemas.Applied(self.state)))  # what it applies, known from the start
         wake: float | None = None
@@ -326,6 +347,8 @@ class Stage:
                 break
             deadline = min(x for x in (self.next_stats, self.next_audit, self.next_heartbeat, wake) if x is not None)
             timeout_ms = 0 if self.stopping else max(0, int((deadline - now) * 1000) + 1)
+            if self.hop_in is not None and self.mem.handoff_arm(self.hop_in):
+                timeout_ms = 0  # hand-offs already wait: no sleep, no wake-up needed
             try:
                 ready = dict(poller.poll(timeout_ms))
             except zmq.ZMQError as exc:
@@ -342,8 +365,15 @@ class Stage:
                         os.read(fd, 4096)
             if self.sub is not None and self.sub in ready:
                 self._drain_events()
-            if self.inbox is not None and self.inbox in ready:
+            if self.hop_in is not None:
+                # Whatever woke the loop: a queued hand-off never waits for a wake-up of its own.
                 self._drain_inbox()
+            if self.wake_in is not None and self.wake_in in ready:
+                # After the frames, not before: on a just-woken process the read
+                # costs tens of microseconds that would delay the frame. A signal
+                # for a record queued meanwhile may go with it: the loop checks
+                # the queue when it arms, before it sleeps again.
+                handoff.clear(self.wake_in)
             now = time.monotonic()
             if not self.stopping:
                 wake = self.tick(now)
@@ -388,7 +418,9 @@ class Stage:
                 self._to_supervisor(msgspec.to_builtins(schemas.Applied(self.state)))
 
     def _inbox_pending(self) -> bool:
-        return self.inbox is not None and bool(self.inbox.poll(0, zmq.POLLIN))
+        if self.hop_in is None or self.inbox is None:
+            return False
+        return bool(self.mem.handoff_pending(self.hop_in)) or bool(self.inbox.poll(0, zmq.POLLIN))
 
     def _drain_events(self) -> None:
         assert self.sub is not None
@@ -410,9 +442,8 @@ class Stage:
         # Bounded in time, so stats, timers and control get their turn under overload.
         until = time.monotonic() + min(0.05, self.cfg.supervisor.stats_interval_s / 4)
         while time.monotonic() < until:
-            try:
-                raw = self.inbox.recv(zmq.NOBLOCK)
-            except zmq.Again:
+            raw = self._take()
+            if raw is None:
                 return
             got = self.receive(raw)
             if got is None:
@@ -423,6 +454,22 @@ class Stage:
             finally:
                 self.timings.add(time.perf_counter() - start)
                 self.done_with_inbound()
+
+    def _take(self) -> bytes | None:
+        """The next hand-off message: from the hop's queue, else the inbox."""
+        assert self.hop_in is not None and self.inbox is not None
+        while True:
+            try:
+                raw = self.mem.handoff_pop(self.hop_in)
+            except jrc.RingFormatError as exc:  # skipped; the next record is read as usual
+                self._reject("corrupt_record", f"dropped a corrupt hand-off record: {exc}")
+                continue
+            if raw is not None:
+                return raw
+            try:
+                return self.inbox.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                return None
 
     def _audit_transit(self) -> None:
         """Hand-overs to this stage whose message never came (the sender died
@@ -515,6 +562,19 @@ def main(stage_class: type[Stage]) -> None:
     # The configuration and control state come from the supervisor itself, never
     # from a file that could have been replaced since `up` checked it.
     channel = Channel.from_fd(int(os.environ[ENV_CHANNEL_FD]))
+    wakes: dict[str, int] = {}
+    for key, env, hop in (("wake_in", ENV_WAKE_IN_FD, stage_class.previous),
+                          ("wake_out", ENV_WAKE_OUT_FD, stage_class.next)):
+        if hop is None:
+            continue
+        try:
+            fd = int(os.environ[env])
+            os.fstat(fd)
+        except (KeyError, ValueError, OSError) as exc:
+            print(f"jarvis-pipeline {stage_class.name}: no usable hand-off wake-up descriptor in {env} "
+                  f"({exc!r}); stages are started by the supervisor (jarvis-pipeline up)", file=sys.stderr)
+            sys.exit(EXIT_REFUSED)
+        wakes[key] = fd
     try:
         hello = schemas.convert(channel.receive_one(HELLO_TIMEOUT_S), schemas.Hello)
         cfg = config_mod.from_json(hello.config)
@@ -522,7 +582,7 @@ def main(stage_class: type[Stage]) -> None:
         print(f"jarvis-pipeline {stage_class.name}: no usable start handshake from the supervisor: {exc}", file=sys.stderr)
         sys.exit(EXIT_REFUSED)
     try:
-        stage = stage_class(rt, cfg, hello.incarnation, channel, hello.state)
+        stage = stage_class(rt, cfg, hello.incarnation, channel, hello.state, **wakes)
     except runtime.RuntimeDirError as exc:  # e.g. its log is not a file of ours
         print(f"jarvis-pipeline {stage_class.name}: {exc}", file=sys.stderr)
         sys.exit(EXIT_REFUSED)

@@ -4,12 +4,15 @@
 
 Mechanisms (the parent process is always the producer, a spawned child the consumer):
 
-  ring      jarvis_rust_core.SharedVisionMemory + ZeroMQ ipc PUSH/PULL carrying only the
-            FrameRef (pipeline.protocol.encode_frame_ref, as the stages send it): reserve(1920, 1080, "BGRA") -> fill
-            res.array -> commit(hold=True) -> hand_over(ref, "consumer") -> send; the consumer
-            recv -> decode_frame_ref -> accept -> read (zero-copy view) -> hash -> release.
-            Window: ring credits (credit_take(0, window) / credit_return(0)); a blocked producer
-            waits on a ZeroMQ ack socket that the consumer signals when it may be blocked.
+  ring      jarvis_rust_core.SharedVisionMemory and its hand-off queue, the stages' path: the
+            FrameRef message (pipeline.protocol.encode_frame_ref) goes through pipeline.handoff.send
+            (the hop's queue in the ring, an eventfd signalled when the consumer sleeps):
+            reserve(1920, 1080, "BGRA") -> fill res.array -> commit(hold=True) ->
+            hand_over(ref, "consumer") -> send; the consumer, waiting like a stage (handoff_arm, then
+            a zmq.Poller on the eventfd), handoff_pop -> decode_frame_ref -> accept -> read (zero-copy
+            view) -> hash -> release. Window: ring credits (credit_take(0, window) /
+            credit_return(0)); a blocked producer waits on a second wake-up object of the same
+            kind (pipeline.handoff) that the consumer signals when it may be blocked.
   mpqueue   multiprocessing.Queue of numpy frames (pickled by the feeder thread); the window is
             a multiprocessing.Semaphore the consumer releases after each frame.
   shm       multiprocessing.shared_memory.SharedMemory with `window` slots; slot indices over a
@@ -65,6 +68,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import resource
 import shlex
 import shutil
 import signal
@@ -106,6 +110,36 @@ def _wait(attempt: Any, watch: Any, timeout: float, what: str) -> Any:
             raise BenchError(f"timed out after {timeout:g}s {what}")
 
 
+class OthersMeter:
+    """The rest of the machine's busy CPU while a session ran (another user's work
+    disturbs the latencies): /proc/stat's busy time less this process's and its
+    reaped children's, in % of one core. None where /proc/stat is missing."""
+
+    @staticmethod
+    def _now() -> tuple[float, float, float] | None:
+        try:
+            with open("/proc/stat") as fh:
+                ticks = [int(x) for x in fh.readline().split()[1:9]]
+        except (OSError, ValueError):
+            return None
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+        own = sum(
+            r.ru_utime + r.ru_stime
+            for r in (resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN))
+        )
+        return time.monotonic(), busy, own
+
+    def __init__(self) -> None:
+        self.start = self._now()
+
+    def percent(self) -> float | None:
+        end = self._now()
+        if self.start is None or end is None or end[0] <= self.start[0]:
+            return None
+        (t0, b0, o0), (t1, b1, o1) = self.start, end
+        return max(0.0, ((b1 - b0) - (o1 - o0)) / (t1 - t0) * 100)
+
+
 def _sigterm_to_exit(signum: int, _frame: Any) -> None:
     # Turn SIGTERM into SystemExit so that finally blocks (ring close, unlink) run.
     raise SystemExit(128 + signum)
@@ -122,6 +156,24 @@ def _stamp(buf: Any, off: int, n: int) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+class InheritedFd:
+    """A descriptor given to the spawned consumer: pickled while the child is
+    being spawned, it is duplicated into the child like a Connection's."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        from multiprocessing.reduction import DupFd
+
+        return (_detach_fd, (DupFd(self.fd),))
+
+
+def _detach_fd(dup: Any) -> int:
+    fd: int = dup.detach()
+    return fd
+
+
 def _verify(buf: Any, n: int) -> None:
     head = _U64.unpack_from(buf, 0)[0]
     tail = _U64.unpack_from(buf, FRAME_BYTES - 8)[0]
@@ -134,23 +186,35 @@ class RingConsumer:
         import jarvis_rust_core as jrc
         import zmq
 
+        from pipeline import handoff
         from pipeline.protocol import decode_frame_ref
 
-        self._decode = decode_frame_ref
+        self._decode, self._clear = decode_frame_ref, handoff.clear
         self.windows: bytes = p["windows"]
+        self.timeout_ms = int(p["timeout"] * 1000)
         self.mem = jrc.SharedVisionMemory.attach(p["ring_name"], holder="consumer")
-        self.zctx = zmq.Context()
-        self.data = self.zctx.socket(zmq.PULL)
-        self.ack = self.zctx.socket(zmq.PUSH)
-        for s in (self.data, self.ack):
-            s.setsockopt(zmq.LINGER, 0)
-        self.data.setsockopt(zmq.RCVTIMEO, int(p["timeout"] * 1000))
-        self.ack.setsockopt(zmq.SNDTIMEO, int(p["timeout"] * 1000))
-        self.data.connect(p["data_ep"])
-        self.ack.connect(p["ack_ep"])
+        self.wake_fd: int = p["wake"]  # an InheritedFd, unpickled
+        self.ack_fd: int = p["ack"]
+        self._ack = handoff.wake
+        self.poller = zmq.Poller()  # as a stage waits: its poller, with the wake-up descriptor in it
+        self.poller.register(self.wake_fd, zmq.POLLIN)
+        self.signalled = False
 
     def recv(self) -> tuple[Any, Any]:
-        ref, _ = self._decode(self.data.recv())
+        pop, arm = self.mem.handoff_pop, self.mem.handoff_arm
+        while True:
+            raw = pop(0)
+            if raw is not None:
+                break
+            if self.signalled:  # as a stage: cleared after the frame, before sleeping again
+                self._clear(self.wake_fd)
+                self.signalled = False
+            if arm(0):
+                continue
+            if not self.poller.poll(self.timeout_ms):
+                raise BenchError("timed out waiting for a hand-off")
+            self.signalled = True
+        ref, _ = self._decode(raw)
         self.mem.accept(ref)
         return self.mem.read(ref), ref
 
@@ -161,13 +225,12 @@ class RingConsumer:
         out = self.mem.credit_return(0)
         m = n + out + 1
         if m < len(self.windows) and out == self.windows[m] - 1:
-            self.ack.send(b"")
+            self._ack(self.ack_fd)
 
     def close(self) -> None:
-        self.data.close()
-        self.ack.close()
-        self.zctx.term()
         self.mem.close()
+        os.close(self.wake_fd)
+        os.close(self.ack_fd)
 
 
 class MPQueueConsumer:
@@ -347,28 +410,24 @@ def consumer_main(mech: str, params: dict[str, Any], total: int, conn: Any) -> N
 class RingProducer:
     inplace = True
 
-    def __init__(self, tag: str, tmp: str, max_window: int, timeout: float) -> None:
-        import jarvis_rust_core as jrc
-        import zmq
+    def __init__(self, tag: str, max_window: int, timeout: float) -> None:
+        import select
 
+        import jarvis_rust_core as jrc
+
+        from pipeline import handoff
         from pipeline.protocol import encode_frame_ref
 
-        self._jrc, self._encode = jrc, encode_frame_ref
+        self._jrc, self._encode, self._send, self._clear = jrc, encode_frame_ref, handoff.send, handoff.clear
         self.timeout, self.watch = timeout, lambda: None
         self.name = f"bh{tag}"
         slots = max_window + 2
         self.mem: Any = None
         self.res: Any = None
-        self.zctx = zmq.Context()
-        self.data = self.zctx.socket(zmq.PUSH)
-        self.ack = self.zctx.socket(zmq.PULL)
-        for s in (self.data, self.ack):
-            s.setsockopt(zmq.LINGER, 0)
-        self.data.setsockopt(zmq.SNDTIMEO, int(timeout * 1000))
-        self.ack.setsockopt(zmq.RCVTIMEO, int(WAIT_SLICE_S * 1000))
-        self.data_ep, self.ack_ep = f"ipc://{tmp}/{tag}.data", f"ipc://{tmp}/{tag}.ack"
-        self.data.bind(self.data_ep)
-        self.ack.bind(self.ack_ep)
+        self.wake = handoff.Wake.create()
+        self.ack = handoff.Wake.create()
+        self.ack_poll = select.poll()
+        self.ack_poll.register(self.ack.read_fd, select.POLLIN)
         self.mem = jrc.SharedVisionMemory(
             size_mb=slots * FRAME_BYTES / 2**20 + 1,
             name=self.name,
@@ -379,16 +438,18 @@ class RingProducer:
         )
 
     def params(self) -> dict[str, Any]:
-        return {"ring_name": self.name, "data_ep": self.data_ep, "ack_ep": self.ack_ep}
+        return {
+            "ring_name": self.name,
+            "wake": InheritedFd(self.wake.read_fd),
+            "ack": InheritedFd(self.ack.write_fd),
+        }
 
     def _wait_ack(self) -> None:
-        import zmq
-
         def attempt() -> Any:
-            try:
-                return self.ack.recv()
-            except zmq.Again:
+            if not self.ack_poll.poll(WAIT_SLICE_S * 1000):
                 return None
+            self._clear(self.ack.read_fd)
+            return True
 
         _wait(attempt, self.watch, self.timeout, "ring: waiting for the consumer's ack")
 
@@ -417,12 +478,13 @@ class RingProducer:
         ref = self.res.commit(hold=True)
         self.res = None
         self.mem.hand_over(ref, "consumer")
-        self.data.send(self._encode(ref))
+        # Within the window the queue never fills: a refusal is a broken run.
+        if not self._send(self.mem, 0, self._encode(ref), self.wake.write_fd):
+            raise BenchError("ring: the hand-off queue was full")
 
     def close(self) -> None:
-        self.data.close()
         self.ack.close()
-        self.zctx.term()
+        self.wake.close()
         if self.res is not None:
             with contextlib.suppress(Exception):
                 self.res.abort()
@@ -615,7 +677,7 @@ class IoxProducer:
 
 def _make_producer(mech: str, tag: str, tmp: str, ctx: Any, args: argparse.Namespace) -> Any:
     if mech == "ring":
-        return RingProducer(tag, tmp, args.window, args.timeout)
+        return RingProducer(tag, args.window, args.timeout)
     if mech == "mpqueue":
         return MPQueueProducer(ctx, args.timeout)
     if mech == "shm":
@@ -906,7 +968,14 @@ def targets(summary: dict[str, Any], args: argparse.Namespace) -> list[str]:
         if r2 and ix and r2["fps"] and ix["fps"]:
             x = r2["fps"] / ix["fps"]
             verdict = "level" if abs(x - 1) <= 0.05 else ("ahead" if x > 1 else "BEHIND")
-            parts.append(f"{x:.2f}x iceoryx2's {ix['fps']:.0f} fps (target level: {verdict})")
+            parts.append(
+                f"{x:.2f}x iceoryx2's {ix['fps']:.0f} fps (target level: {verdict}; "
+                f">= 0.95x: {'met' if x >= 0.95 else 'MISSED'})"
+            )
+        paced = ring.get(f"{rt}/paced-w{args.window}")
+        if paced and args.fps == 10:
+            p99 = paced["handoff_p99_us"]
+            parts.append(f"paced hand-off p99 {p99:.0f} us (target <= 300 us: {'met' if p99 <= 300 else 'MISSED'})")
         if r1:
             p99 = r1["handoff_p99_us"]
             parts.append(
@@ -933,6 +1002,10 @@ def markdown(info: dict[str, Any], args: argparse.Namespace, summary: dict[str, 
         f"iceoryx2 {info['iceoryx2']}, xxhash {info['xxhash']}, "
         f"jarvis_rust_core {info['jarvis_rust_core']}",
         f"- command: `{info['command']}`",
+        "- others = the rest of the machine's busy CPU while each session ran, % of one core, by round: "
+        + "; ".join(
+            f"{mech} {', '.join(_fmt(x) for x in xs)}" for mech, xs in info.get("others_percent", {}).items()
+        ),
         f"- {args.rounds} rounds (mechanisms in rotating order, a fresh consumer process each), "
         f"medians over rounds; b2b {args.frames} frames/case ({BASELINE}: {args.baseline_frames}), "
         f"paced {args.paced_frames} frames/case at {args.fps:g} fps, warm-up {args.warmup}; "
@@ -1055,6 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sets = {"hot": alloc(args.hot_frames, 1), "cold": alloc(args.cold_frames, 2)}
     results: dict[str, dict[str, list[dict[str, Any]]]] = {m: {} for m in args.mechanisms}
+    others: dict[str, list[float | None]] = {m: [] for m in args.mechanisms}
     tmp = tempfile.mkdtemp(prefix="bench_handoff-")
     t_begin = time.monotonic()
     try:
@@ -1063,7 +1137,9 @@ def main(argv: list[str] | None = None) -> int:
             order = mechs[rnd % len(mechs):] + mechs[: rnd % len(mechs)]
             for mech in order:
                 t = time.monotonic()
+                meter = OthersMeter()
                 res = run_session(mech, rnd, sets, ctx, tmp, args)
+                others[mech].append(meter.percent())
                 for case, r in res.items():
                     results[mech].setdefault(case, []).append(r)
                 brief = " ".join(
@@ -1072,7 +1148,8 @@ def main(argv: list[str] | None = None) -> int:
                     if "paced" not in c
                 )
                 print(
-                    f"[round {rnd + 1}/{args.rounds}] {mech:9s} {time.monotonic() - t:5.1f}s {brief}",
+                    f"[round {rnd + 1}/{args.rounds}] {mech:9s} {time.monotonic() - t:5.1f}s "
+                    f"others {_fmt(others[mech][-1])}% {brief}",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -1080,6 +1157,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tmp, ignore_errors=True)
     summary = summarize(results, args)
     info["elapsed_s"] = round(time.monotonic() - t_begin, 1)
+    info["others_percent"] = others
     md = markdown(info, args, summary)
     print(md)
     if args.md:

@@ -159,6 +159,33 @@ def die_mid_write(a: dict) -> None:
     sys.stdin.read()
 
 
+def handoff_receiver(a: dict) -> None:
+    """Receives a.n messages from hop a.hop's queue as a stage does: take what
+    is queued; when nothing is, arm, say "sleeping" and sleep on the wake-up
+    descriptor a.fd (at most a.sleep_s: a lost wake-up fails the test), then
+    clear it. Says each message."""
+    import select
+
+    from pipeline import handoff
+
+    mem = jrc.SharedVisionMemory.attach(a["ring"], holder=a["name"])
+    poll = select.poll()
+    poll.register(a["fd"], select.POLLIN)
+    got = 0
+    while got < a["n"]:
+        msg = mem.handoff_pop(a["hop"])
+        if msg is not None:
+            say(msg.decode())
+            got += 1
+        elif not mem.handoff_arm(a["hop"]):
+            say("sleeping")
+            if not poll.poll(a["sleep_s"] * 1000):
+                say("no wake-up")
+                sys.exit(1)
+            handoff.clear(a["fd"])
+    mem.close()
+
+
 def create_and_wait(a: dict) -> None:
     mem = jrc.SharedVisionMemory(name=a["ring"], slots=2, max_width=8, max_height=8, holder="capture")
     mem.write_frame(np.ones((8, 8, 4), np.uint8))
@@ -166,7 +193,7 @@ def create_and_wait(a: dict) -> None:
     sys.stdin.read()
 
 
-ROLES = {f.__name__: f for f in (writer, holder, copier, hold_everything, die_mid_write, create_and_wait)}
+ROLES = {f.__name__: f for f in (writer, holder, copier, hold_everything, die_mid_write, handoff_receiver, create_and_wait)}
 
 if __name__ == "__main__":
     ROLES[sys.argv[1]](json.loads(sys.argv[2]))

@@ -4,11 +4,14 @@ ring, the CLI as a subprocess. Every wait is for a condition, with a deadline.""
 from __future__ import annotations
 
 import json
+import mmap
 import os
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -209,6 +212,69 @@ def test_bad_messages_on_the_bus_are_counted_not_fatal() -> None:
         p.cli("down")
 
 
+def test_records_queued_for_a_killed_stage_are_counted_once() -> None:
+    with pipeline() as p:
+        p.up()
+        wait_for("all stages running", lambda: all_running(p))
+        ring = jrc.SharedVisionMemory.attach(p.rt.ring_name, dir=p.rt.shm_base)
+        hop = protocol.HOP_INDEX["capture>dedup"]
+        dedup = p.stage_pids()["dedup"]
+        os.kill(dedup, signal.SIGSTOP)
+        try:
+            wait_for("a hand-off queued for the stopped dedup", lambda: ring.handoff_pending(hop) > 0, timeout=10)
+        finally:
+            os.kill(dedup, signal.SIGKILL)
+        wait_for(
+            "a new dedup rejecting the queued records as stale (the supervisor decided their frames)",
+            lambda: (s := all_running(p)) and s["dedup"]["pid"] != dedup and (s["dedup"]["rejected"] or {}).get("stale"),
+            timeout=15,
+        )
+        ring.close()
+        p.cli("down")
+        assert_balanced(p.final_counters())
+
+
+def test_hostile_records_in_a_hand_off_queue_are_counted_not_fatal() -> None:
+    # Producer and consumer of the hop are stopped while the test writes into
+    # its queue (one producer at a time); no hang check while they are.
+    config = FAST_CONFIG.replace("[supervisor]\n", "[supervisor]\nhang_after_s = 60.0\n")
+    with pipeline(config) as p:
+        p.up()
+        before = wait_for("all stages running", lambda: all_running(p))
+        ring = jrc.SharedVisionMemory.attach(p.rt.ring_name, dir=p.rt.shm_base)
+        hop = protocol.HOP_INDEX["capture>dedup"]
+        good = {f: 1 for f in jrc.FrameRef.FIELDS} | {"fmt": "BGRA", "stride": 2560, "w": 640, "h": 360}
+        foreign = jrc.FrameRef.from_dict(good)
+        no_such_slot = jrc.FrameRef.from_dict(good | {"ring_gen": ring.generation, "slot": 9999})
+        marker = b"\xc1 a record whose length word is then broken " + os.urandom(8).hex().encode()
+        for name in ("capture", "dedup"):
+            os.kill(before[name]["pid"], signal.SIGSTOP)
+        try:
+            for msg in (b"\x00garbage", marker, msgpack.packb({"v": [99, 0]}), protocol.encode_frame_ref(foreign),
+                        protocol.encode_frame_ref(no_such_slot), b""):
+                ring.handoff_push(hop, msg)
+            (path,) = p.shm.rglob("*.ring")
+            with open(path, "r+b") as fh, mmap.mmap(fh.fileno(), 0) as shared:
+                at = shared.find(marker)
+                assert at > 0
+                shared[at - 4:at] = (1 << 31).to_bytes(4, sys.byteorder)  # the record's length word
+        finally:
+            for name in ("capture", "dedup"):
+                os.kill(before[name]["pid"], signal.SIGCONT)
+
+        def rejected() -> dict[str, int] | None:
+            r = p.status()["dedup"]["rejected"] or {}
+            kinds = ("malformed", "corrupt_record", "foreign", "invalid")
+            return r if r.get("malformed", 0) >= 3 and all(r.get(k) for k in kinds) else None
+
+        r = wait_for("dedup counting every hostile record", rejected, timeout=15)
+        assert r["corrupt_record"] == 1 and r["foreign"] == 1 and r["invalid"] == 1, r
+        assert p.stage_pids() == {n: s["pid"] for n, s in before.items()}, "nothing crashed"
+        ring.close()
+        p.cli("down")
+        assert_balanced(p.final_counters())
+
+
 def test_bad_configs_stop_up_with_a_clear_error(tmp_path: Path) -> None:
     cases = {
         "[capture]\nfpz = 2\n": "unknown key [capture] 'fpz'",
@@ -228,22 +294,27 @@ def test_bad_configs_stop_up_with_a_clear_error(tmp_path: Path) -> None:
         assert out.returncode == 78 and "no such configuration file" in out.stderr
 
 
-def test_unusable_runtime_dir_and_too_little_shared_memory(tmp_path: Path) -> None:
-    blocker = tmp_path / "file"
-    blocker.write_text("")
-    with pipeline(env={"JARVIS_RUNTIME_DIR": str(blocker / "run")}) as p:
-        out = p.cli("up", "-c", str(p.config_path), check=False)
-        assert out.returncode != 0 and "JARVIS_RUNTIME_DIR" in out.stderr, out.stderr
-    loose = tmp_path / "loose"
-    (loose / "default").mkdir(parents=True, mode=0o755)
-    (loose / "default").chmod(0o755)
-    with pipeline(env={"JARVIS_RUNTIME_DIR": str(loose)}) as p:
-        out = p.cli("up", "-c", str(p.config_path), check=False)
-        assert out.returncode != 0 and "mode 0700" in out.stderr, out.stderr
-    with pipeline(FAST_CONFIG + "[ring]\nslots = 1000\nmax_width = 16384\nmax_height = 16384\n") as p:
-        out = p.cli("up", "-c", str(p.config_path), check=False)
-        assert out.returncode == 78 and "MB are free" in out.stderr, out.stderr
-        assert p.supervisor_pid() is None and not p.jarvis_processes()
+def test_unusable_runtime_dir_and_too_little_shared_memory() -> None:
+    # Not tmp_path: under pytest-xdist its paths leave too little of the ipc socket path limit.
+    tmp_path = Path(tempfile.mkdtemp(prefix="jp-"))
+    try:
+        blocker = tmp_path / "file"
+        blocker.write_text("")
+        with pipeline(env={"JARVIS_RUNTIME_DIR": str(blocker / "run")}) as p:
+            out = p.cli("up", "-c", str(p.config_path), check=False)
+            assert out.returncode != 0 and "JARVIS_RUNTIME_DIR" in out.stderr, out.stderr
+        loose = tmp_path / "loose"
+        (loose / "default").mkdir(parents=True, mode=0o755)
+        (loose / "default").chmod(0o755)
+        with pipeline(env={"JARVIS_RUNTIME_DIR": str(loose)}) as p:
+            out = p.cli("up", "-c", str(p.config_path), check=False)
+            assert out.returncode != 0 and "mode 0700" in out.stderr, out.stderr
+        with pipeline(FAST_CONFIG + "[ring]\nslots = 1000\nmax_width = 16384\nmax_height = 16384\n") as p:
+            out = p.cli("up", "-c", str(p.config_path), check=False)
+            assert out.returncode == 78 and "MB are free" in out.stderr, out.stderr
+            assert p.supervisor_pid() is None and not p.jarvis_processes()
+    finally:
+        shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 def test_memory_governor_reacts_to_a_tiny_budget() -> None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 import collections
 import json
 import os
-import select
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,29 +22,40 @@ import pytest
 import zmq
 
 import jarvis_rust_core as jrc
-from pipeline import protocol
+from pipeline import handoff, protocol
 from procs import stage
 
 WORKER = str(Path(__file__).with_name("ring_worker.py"))
 
 
 class Worker:
-    def __init__(self, role: str, **args: object) -> None:
+    def __init__(self, role: str, pass_fds: tuple[int, ...] = (), **args: object) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, WORKER, role, json.dumps(args)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
+            pass_fds=pass_fds,
         )
+        # Read by a thread: a worker may say several lines at once, which one
+        # readline would buffer out of reach of a select on the pipe.
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(line.strip())
+        self.lines.put("")  # end of output
 
     def line(self, timeout: float = 60.0) -> str:
         """The worker's next status line; fails if none comes within `timeout`."""
-        assert self.proc.stdout is not None
-        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
-        assert ready, f"worker {self.proc.args[2]} said nothing for {timeout}s"
-        line = self.proc.stdout.readline()
+        try:
+            line = self.lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"worker {self.proc.args[2]} said nothing for {timeout}s") from None
         assert line, f"worker {self.proc.args[2]} exited with {self.proc.wait()}"
-        return line.strip()
+        return line
 
     def result(self, timeout: float = 120.0) -> dict:
         out = json.loads(self.line(timeout))
@@ -148,7 +160,8 @@ def test_frames_owned_by_a_dead_stage_come_back_undecided(shm_base: Path, worker
 
 class DyingNextStage:
     """The outbox of a stage whose next stage is killed (and reaped by the
-    supervisor) between the hand-over and the send: the send then fails."""
+    supervisor) between the hand-over and the send, when the hop's queue is
+    full too (records of a dead predecessor): the send then fails."""
 
     def __init__(self, victim: Worker, supervisor: jrc.SharedVisionMemory) -> None:
         self.victim, self.supervisor = victim, supervisor
@@ -167,6 +180,10 @@ def test_a_hand_over_reclaimed_before_its_send_failed_is_counted_once(shm_base: 
     bare = stage.Stage.__new__(stage.Stage)  # pass_on and finish need no process or sockets of their own
     bare.mem, bare.next, bare.hop_out, bare.epoch, bare.frames_out = mem, "forward", 2, mem.epoch, 0
     bare.outbox = DyingNextStage(victim, mem)
+    wake = handoff.Wake.create()
+    bare.wake_out = wake.write_fd
+    for _ in range(jrc.HANDOFF_RECORDS):
+        mem.handoff_push(2, b"a record nobody took")
     bare.cfg = SimpleNamespace(hops=SimpleNamespace(credit=4))
     bare.terminal, bare.drops = collections.Counter[str](), collections.Counter[str]()
     bare.publish = lambda topic, body: None
@@ -176,6 +193,69 @@ def test_a_hand_over_reclaimed_before_its_send_failed_is_counted_once(shm_base: 
     assert counters == {"dropped.stage_crashed": 1}, "decided once, by the reclaim"
     assert not bare.terminal and mem.owned() == [] and mem.credit_in_flight(2) == 0
     assert all(not s["holders"] for s in mem.slots()), "the kept hold was let go"
+    wake.close()
+    mem.close()
+
+
+WAKE_KINDS = [handoff.PipeWake] + ([handoff.EventFdWake] if hasattr(os, "eventfd") else [])
+
+
+@pytest.mark.parametrize("kind", WAKE_KINDS, ids=lambda k: k.kind)
+def test_hand_off_messages_wake_a_sleeping_receiver(
+        shm_base: Path, workers: list[Worker], kind: type[handoff.Wake]) -> None:
+    mem = jrc.SharedVisionMemory(name="wake", slots=2, max_width=8, max_height=8, holder="capture")
+    wake = kind()
+    batches = [1, 3, 2, 1, 4, 1, 2, 3, 1, 2]  # several records per wake-up too: the signals coalesce
+    receiver = Worker("handoff_receiver", pass_fds=(wake.read_fd,), ring="wake", name="dedup", hop=0,
+                      fd=wake.read_fd, n=sum(batches), sleep_s=60)
+    workers.append(receiver)
+    sent = 0
+    for batch in batches:
+        assert receiver.line() == "sleeping"
+        woken = [mem.handoff_push(0, f"m{sent + i}".encode()) for i in range(batch)]
+        assert woken == [True] + [False] * (batch - 1), "one wake-up per sleep, by the first record"
+        handoff.wake(wake.write_fd)
+        for i in range(batch):
+            assert receiver.line() == f"m{sent + i}"
+        sent += batch
+    assert sent > 2 * jrc.HANDOFF_RECORDS, "the queue's positions wrapped"
+    assert receiver.proc.wait(timeout=60) == 0
+    wake.close()
+    mem.close()
+
+
+def test_records_queued_for_a_killed_receiver_are_counted_once(shm_base: Path, workers: list[Worker]) -> None:
+    captured, crashed = protocol.COUNTER_INDEX["captured"], protocol.COUNTER_INDEX["dropped.stage_crashed"]
+    mem = jrc.SharedVisionMemory(name="dead", slots=4, max_width=8, max_height=8, holder="capture")
+    wake = handoff.Wake.create()
+    victim = Worker("hold_everything", ring="dead", name="dedup")  # attached, never takes a record
+    workers.append(victim)
+    assert victim.line() == "holding 0"
+    for i in range(3):
+        ref = mem.write_frame(np.full((8, 8, 4), i, np.uint8), hold=True, count=captured)
+        mem.hand_over(ref, "dedup")
+        assert handoff.send(mem, 0, protocol.encode_frame_ref(ref), wake.write_fd)
+    assert mem.handoff_pending(0) == 3
+    victim.kill9()
+    assert mem.reclaim("dedup", count=crashed) == (3, 3), "the supervisor decides the three frames"
+    successor = jrc.SharedVisionMemory.attach("dead", holder="dedup")
+    stale = 0
+    while (raw := successor.handoff_pop(0)) is not None:
+        ref, _ = protocol.decode_frame_ref(raw)
+        with pytest.raises(jrc.FrameExpired):
+            successor.accept(ref)  # what the stage rejects as stale: decided already
+        stale += 1
+    assert stale == 3
+    ref = mem.write_frame(np.full((8, 8, 4), 9, np.uint8), hold=True, count=captured)
+    mem.hand_over(ref, "dedup")
+    assert handoff.send(mem, 0, protocol.encode_frame_ref(ref), wake.write_fd)
+    got, _ = protocol.decode_frame_ref(successor.handoff_pop(0) or b"")
+    successor.accept(got)
+    assert successor.release(got, count=protocol.COUNTER_INDEX["forwarded"]), "the successor owns the new frame"
+    counters = {k: v for k, v in protocol.counter_snapshot(mem.counters()).items() if v}
+    assert counters == {"captured": 4, "dropped.stage_crashed": 3, "forwarded": 1}, "every frame decided once"
+    successor.close()
+    wake.close()
     mem.close()
 
 

@@ -12,6 +12,9 @@ pub enum RingError {
     /// No slot is free and the writer does not wait.
     #[error("{0}")]
     RingFull(String),
+    /// A hop's hand-off queue is full: its consumer is not taking records.
+    #[error("{0}")]
+    HandoffFull(String),
     /// The ring file is not one this build can use: foreign, stale, corrupt or
     /// of another layout version; or a ref that does not belong to this ring.
     #[error("{0}")]

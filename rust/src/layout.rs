@@ -1,13 +1,16 @@
 //! The byte layout of a ring file. Changing anything here changes
 //! `LAYOUT_VERSION`, so old rings are refused instead of misread.
 
+use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
+use crate::handoff::{RECORDS, RECORD_BYTES};
 use crate::slot::MAX_HOLDERS;
 
 pub const MAGIC: [u8; 8] = *b"JRVSRING";
-/// Bumped whenever `RingHeader`, `HolderEntry`, `SlotDesc` or the slot protocol change.
-pub const LAYOUT_VERSION: u32 = 1;
+/// Bumped whenever `RingHeader`, `HolderEntry`, `SlotDesc`, `HandoffQueue` or
+/// the slot or hand-off protocols change. 2: the hand-off queues.
+pub const LAYOUT_VERSION: u32 = 2;
 pub const PAGE: usize = 4096;
 /// Frame-state counters in the header; their meaning is the protocol module's.
 pub const COUNTERS: usize = 32;
@@ -63,7 +66,33 @@ pub struct RingHeader {
     pub counters: [AtomicU64; COUNTERS],
     pub credits: [AtomicU64; HOPS],
     pub holders: [HolderEntry; MAX_HOLDERS],
+    /// One hand-off queue per hop, indexed like `credits`.
+    pub handoff: [HandoffQueue; HOPS],
 }
+
+/// A hop's hand-off queue (the protocol is in `handoff.rs`). The producer's
+/// word and the consumer's words are on cache lines of their own.
+#[repr(C, align(64))]
+pub struct HandoffQueue {
+    pub tail: AtomicU64,
+    _pad0: [u64; 7],
+    pub head: AtomicU64,
+    pub armed: AtomicU64,
+    _pad1: [u64; 6],
+    pub records: [HandoffRecord; RECORDS],
+}
+
+#[repr(C, align(64))]
+pub struct HandoffRecord {
+    pub len: AtomicU32,
+    /// Written by the producer before it publishes the record, read by the
+    /// consumer after; the bytes are copied through raw pointers.
+    pub bytes: UnsafeCell<[u8; RECORD_BYTES]>,
+}
+
+// SAFETY: the record bytes are only accessed by the hand-off protocol, which
+// orders the producer's writes before the consumer's reads (handoff.rs).
+unsafe impl Sync for HandoffRecord {}
 
 /// Per-slot descriptor; two cache lines so neighbouring slots do not share one.
 #[repr(C, align(64))]

@@ -6,6 +6,7 @@
 
 pub mod sync;
 pub mod slot;
+pub mod handoff;
 
 #[cfg(not(loom))]
 pub mod bloom;

@@ -23,6 +23,7 @@ exceptions! {
     RingError(PyException): "Base class of every error raised by the frame ring.";
     FrameExpired(RingError): "The frame a FrameRef names is gone: overwritten, reclaimed or never published.";
     RingFull(RingError): "No slot is free; the writer does not wait, the frame was not written.";
+    HandoffFull(RingError): "A hop's hand-off queue is full: the message was not queued.";
     RingFormatError(RingError): "The ring file or a ref is not usable: foreign, stale, corrupt or of another layout.";
     RingBusy(RingError): "The ring already has a live writer, or a holder name is taken.";
     RingNotFound(RingError): "No ring of that name exists.";
@@ -41,6 +42,7 @@ impl From<E> for PyErr {
         match e {
             E::FrameExpired(_) => FrameExpired::new_err(msg),
             E::RingFull(_) => RingFull::new_err(msg),
+            E::HandoffFull(_) => HandoffFull::new_err(msg),
             E::Format(_) => RingFormatError::new_err(msg),
             E::Busy(_) => RingBusy::new_err(msg),
             E::NotFound(_) => RingNotFound::new_err(msg),

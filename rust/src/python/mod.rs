@@ -19,6 +19,8 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("MAX_HOLDERS", crate::slot::MAX_HOLDERS)?;
     m.add("COUNTERS", crate::layout::COUNTERS)?;
     m.add("HOPS", crate::layout::HOPS)?;
+    m.add("HANDOFF_RECORDS", crate::handoff::RECORDS)?;
+    m.add("HANDOFF_RECORD_BYTES", crate::handoff::RECORD_BYTES)?;
     errors::register(m)?;
     m.add_class::<frame_ref::FrameRef>()?;
     m.add_class::<ring::SharedVisionMemory>()?;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use numpy::npyffi::{self, npy_intp, NpyTypes, NPY_ARRAY_WRITEABLE, PY_ARRAY_API};
 use numpy::{Element, PyArrayDescrMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyType};
+use pyo3::types::{PyBytes, PyDict, PyList, PyType};
 
 use super::frame_ref::{shape_of, FrameRef};
 use super::frames::source_of;
@@ -493,6 +493,33 @@ impl SharedVisionMemory {
     /// Zeroes `hop`'s credits (after its receiver died); returns the old count.
     fn credit_reset(&self, hop: usize) -> PyResult<u64> {
         Ok(self.ring.credit_reset(hop)?)
+    }
+
+    // ------------------------------------------------------------ hand-off queues
+
+    /// Producer of `hop`: queues hand-off `message` for the hop's consumer.
+    /// True when the consumer is asleep: signal its wake-up object. Raises
+    /// `HandoffFull` when the queue is full (nothing was queued).
+    fn handoff_push(&self, hop: usize, message: &[u8]) -> PyResult<bool> {
+        Ok(self.ring.handoff_push(hop, message)?)
+    }
+
+    /// Consumer of `hop`: the next message, or None when the queue is empty.
+    /// Raises `RingFormatError` for a record that breaks the protocol (it is
+    /// skipped; the queue stays usable).
+    fn handoff_pop<'py>(&self, py: Python<'py>, hop: usize) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        Ok(self.ring.handoff_pop(hop)?.map(|v| PyBytes::new(py, &v)))
+    }
+
+    /// Consumer of `hop`, before it sleeps: asks for a wake-up on the next
+    /// message; returns how many are already waiting (then do not sleep).
+    fn handoff_arm(&self, hop: usize) -> PyResult<u64> {
+        Ok(self.ring.handoff_arm(hop)?)
+    }
+
+    /// Messages waiting in `hop`'s queue.
+    fn handoff_pending(&self, hop: usize) -> PyResult<u64> {
+        Ok(self.ring.handoff_pending(hop)?)
     }
 
     // ------------------------------------------------------------ lifetime

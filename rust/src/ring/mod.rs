@@ -57,6 +57,9 @@
 //! pixels are still in the CPU cache), then never-used ones, then frames that
 //! were published without a hold, oldest first.
 //!
+//! The header also carries one hand-off queue per hop, through which a stage
+//! tells the next one about the frames it handed over (see `handoff.rs`).
+//!
 //! The header also carries the pipeline's frame-state counters and per-hop
 //! in-flight credits. They protect no memory, and every update is a single RMW,
 //! so `Relaxed` is enough for exact totals.
@@ -80,6 +83,7 @@ pub use crate::layout::LAYOUT_VERSION;
 mod counters;
 mod frames;
 mod holders;
+mod queues;
 
 const MIB: f64 = 1024.0 * 1024.0;
 /// Upper bound on slots: scans of the slot table stay in a few cache lines' time.

@@ -161,9 +161,11 @@ class _Change:
             frame, previous, t = self._source
             x0, y0, x1, y1 = self.box
             diff = _differs(frame[y0:y1, x0:x1], previous(self.box))
-            inside = np.zeros_like(diff)
-            for y, x in self.tiles:
-                inside[max(y * t - y0, 0) : max((y + 1) * t - y0, 0), max(x * t - x0, 0) : max((x + 1) * t - x0, 0)] = True
+            # The change's own tiles, at pixel resolution, over its box.
+            ty0, tx0 = y0 // t, x0 // t
+            tiles = np.zeros(((y1 - 1) // t - ty0 + 1, (x1 - 1) // t - tx0 + 1), bool)
+            tiles[self.ys - ty0, self.xs - tx0] = True
+            inside = np.repeat(np.repeat(tiles, t, axis=0), t, axis=1)[y0 - ty0 * t : y1 - ty0 * t, x0 - tx0 * t : x1 - tx0 * t]
             self._mask = diff & inside
         return self._mask
 
@@ -655,6 +657,8 @@ def _colours(a: np.ndarray) -> np.ndarray:
 
 def _packed(a: np.ndarray) -> np.ndarray:
     """Each pixel's colour as one integer (flattened)."""
+    if a.ndim == 3 and a.shape[-1] == 4 and a.dtype == np.uint8 and a.strides[-1] == 1 and a.strides[-2] == 4:
+        return (a.view(np.uint32)[..., 0] & np.uint32(0xFFFFFF)).astype(np.uint64).reshape(-1)  # alpha left out
     c = _colours(a).astype(np.uint64)
     out: np.ndarray = c[..., 0].copy()
     for k in range(1, c.shape[-1]):
@@ -663,6 +667,9 @@ def _packed(a: np.ndarray) -> np.ndarray:
 
 
 def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.ndim == 3 and a.shape[-1] == 4 and a.dtype == np.uint8 and a.strides[-1] == b.strides[-1] == 1 \
+            and a.strides[-2] == b.strides[-2] == 4:
+        return np.asarray((a.view(np.uint32)[..., 0] ^ b.view(np.uint32)[..., 0]) & np.uint32(0xFFFFFF) != 0, bool)
     return np.asarray(np.any(_colours(a) != _colours(b), axis=-1), bool)
 
 

@@ -60,6 +60,16 @@ def blink(s: Screen, x: int, y: int, start: float, end: float, period: float = 0
     return kept
 
 
+def caret_gone_off() -> Screen:
+    """A block caret at (20, 40) that blinked for 5 s and is off now."""
+    s = Screen()
+    s.block(20, 40)
+    assert s.show(0.0)
+    blink(s, 20, 40, 0.5, 5.0)
+    assert s.frame[40, 20, 0] == WHITE
+    return s
+
+
 def test_a_caret_blinking_in_place_is_dropped_block_underline_and_ibeam() -> None:
     for w, h in ((CELL_W, CELL_H), (CELL_W, 2), (1, CELL_H)):
         s = Screen()
@@ -114,29 +124,19 @@ def test_typed_characters_spaces_and_deletes_are_kept_the_blinks_between_dropped
 
 
 def test_a_caret_moved_while_it_was_off_is_input() -> None:
-    s = Screen()
-    s.block(20, 40)
-    assert s.show(0.0)
-    blink(s, 20, 40, 0.5, 5.0)  # ends off
-    assert s.frame[40, 20, 0] == WHITE
+    s = caret_gone_off()
     s.block(26, 40)  # a space typed: the caret shows one cell on
     assert s.show(5.2)
 
 
 def test_a_dot_typed_is_no_caret_flip() -> None:
-    s = Screen()
-    s.block(20, 40)
-    assert s.show(0.0)
-    blink(s, 20, 40, 0.5, 5.0)  # ends off
+    s = caret_gone_off()
     s.block(21, 50, 2, 2)  # a full stop typed while the caret is off
     assert s.show(5.1)
 
 
 def test_the_caret_coming_back_on_after_keys_typed_while_it_was_off_is_a_blink() -> None:
-    s = Screen()
-    s.block(20, 40)
-    assert s.show(0.0)
-    blink(s, 20, 40, 0.5, 5.0)  # ends off
+    s = caret_gone_off()
     s.glyph(20, 40, seed=5)  # a key typed while the caret is off: no caret drawn
     assert s.show(5.1)
     s.block(26, 40)  # the caret comes back on right after it

@@ -261,8 +261,10 @@ class Stage:
         """Tells the next stage about a hand-over: through the hop's queue in
         the ring, waking the next stage if it sleeps; through its ZeroMQ inbox
         when the queue is full (records of a dead predecessor of the next
-        stage that it has not rejected yet). False when neither takes it: the
-        next stage is not connected."""
+        stage that it has not rejected yet; a frame sent that way may reach
+        the next stage before the records queued ahead of it, so hand-overs
+        keep their order except right after a restart). False when neither
+        takes it: the next stage is not connected."""
         assert self.hop_out is not None and self.outbox is not None and self.wake_out is not None
         if handoff.send(self.mem, self.hop_out, message, self.wake_out):
             return True

@@ -218,9 +218,9 @@ class ChangePolicy:
         self.nearby = np.full((rows, cols, HISTORY), -np.inf)
         self.animated_until = np.full((rows, cols), -np.inf)
         self.sampled_at = np.full((rows, cols), -np.inf)
-        self.step_px = np.zeros((rows, cols), np.int64)
+        self.step_px = np.zeros((rows, cols), np.int64)  # changed pixels of the last animation step a tile took part in
         self.frames_seen = np.zeros((rows, cols, SEEN), np.uint64)
-        self.animated_at = np.full((rows, cols), -np.inf)  # changed pixels of the last animation step a tile took part in
+        self.animated_at = np.full((rows, cols), -np.inf)
 
     @property
     def memory_bytes(self) -> int:

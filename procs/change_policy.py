@@ -188,7 +188,9 @@ class ChangePolicy:
     sigs_now: np.ndarray = field(init=False)  # during judge: the fresh tiles' signatures
     unsettled: np.ndarray | None = None  # after judge: the tiles to keep in `shadow` unless the frame is kept
     verdict: np.ndarray = field(init=False)  # per tile: 0 as the reference, 1 trivial change, 2 meaningful change
-    sigs: np.ndarray = field(init=False)  # per tile, its last HISTORY contents (newest last)
+    # Histories are (HISTORY, rows, cols), newest last: moving them on is a
+    # copy of whole planes, not a gather and scatter per tile.
+    sigs: np.ndarray = field(init=False)  # per tile, its last HISTORY contents
     times: np.ndarray = field(init=False)  # ... and when it changed to each
     changes: np.ndarray = field(init=False)  # per tile, times of its last HISTORY animation-relevant changes
     nearby: np.ndarray = field(init=False)  # ... of changes of it or a tile within animation_reach_tiles
@@ -212,10 +214,10 @@ class ChangePolicy:
         rows, cols = -(-h // self.tile), -(-w // self.tile)
         self.shadow = np.empty(self.shape, np.uint8)  # written tile by tile: untouched pages stay unallocated
         self.verdict = np.zeros((rows, cols), np.int8)
-        self.sigs = np.zeros((rows, cols, HISTORY), np.uint64)
-        self.times = np.full((rows, cols, HISTORY), -np.inf)
-        self.changes = np.full((rows, cols, HISTORY), -np.inf)
-        self.nearby = np.full((rows, cols, HISTORY), -np.inf)
+        self.sigs = np.zeros((HISTORY, rows, cols), np.uint64)
+        self.times = np.full((HISTORY, rows, cols), -np.inf)
+        self.changes = np.full((HISTORY, rows, cols), -np.inf)
+        self.nearby = np.full((HISTORY, rows, cols), -np.inf)
         self.animated_until = np.full((rows, cols), -np.inf)
         self.sampled_at = np.full((rows, cols), -np.inf)
         self.step_px = np.zeros((rows, cols), np.int64)  # changed pixels of the last animation step a tile took part in
@@ -279,7 +281,7 @@ class ChangePolicy:
         judged_now = fresh & changed_now
         self.verdict[judged_now & meaningful] = 2
         self.verdict[judged_now & ~meaningful] = np.maximum(self.verdict[judged_now & ~meaningful], 1)
-        self._remember(ys, xs, now, sigs[ys, xs], counted[ys, xs])
+        self._remember(fresh, now, sigs, counted)
         self.unsettled = fresh & changed_now
         self.frames += 1
         self.judged_at = now
@@ -307,9 +309,11 @@ class ChangePolicy:
         ys, xs = np.nonzero(labels >= 0)
         if not len(ys):
             return labels, []
-        order = np.argsort(labels[ys, xs], kind="stable")
-        ys, xs = ys[order], xs[order]
-        starts = np.flatnonzero(np.diff(labels[ys, xs], prepend=-1))
+        group = labels[ys, xs]
+        if group.any():  # more than one group (one, a window-sized change, needs no sorting)
+            order = np.argsort(group, kind="stable")
+            ys, xs, group = ys[order], xs[order], group[order]
+        starts = np.concatenate([[0], np.flatnonzero(group[1:] != group[:-1]) + 1])
         b = boxes[ys, xs]
         lo, hi = np.minimum.reduceat(b[:, :2], starts), np.maximum.reduceat(b[:, 2:], starts)
         ends = [*starts[1:].tolist(), len(ys)]
@@ -502,7 +506,7 @@ class ChangePolicy:
         stopped or changed state; None when it does not ride on any."""
         p = self.params
         ys, xs = c.ys, c.xs
-        before, after = self.sigs[ys, xs, -1], self.sigs_now[ys, xs]
+        before, after = self.sigs[-1, ys, xs], self.sigs_now[ys, xs]
         seen = self.frames_seen[ys, xs]
         # Going from one frame it showed animating to another: the animation again.
         again = (before[:, None] == seen).any(axis=1) & (after[:, None] == seen).any(axis=1) & (before != 0)
@@ -516,7 +520,7 @@ class ChangePolicy:
             return None
         elif not held.any() and self._appeared(c):
             return None  # something appearing on a blank place starts, it does not go on
-        times = self.nearby[ys[animated], xs[animated]]
+        times = self.nearby[:, ys[animated], xs[animated]].T
         known = times[0][np.isfinite(times[0])]  # the first animated tile's beat sets how long it holds
         hold = max(p.animated_hold_s, 3 * float(np.median(np.diff(known))) if len(known) > 1 else 0.0)
         # An animation stopping (its place blank again) or changing state (a
@@ -577,16 +581,16 @@ class ChangePolicy:
         p = self.params
         ys, xs = c.ys, c.xs
         recent = np.full((len(ys), 1), now)
-        own = self._beats(np.concatenate([self.changes[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1))
+        own = self._beats(np.concatenate([self.changes[HISTORY - p.animated_changes + 1 :, ys, xs].T, recent], axis=1))
         # A place that animated before (a spinner shown again, a page loading again) is known sooner.
         again = now - self.animated_at[ys, xs] <= p.relearn_s
         if again.any():
-            quick = self._beats(np.concatenate([self.changes[ys, xs, HISTORY - p.relearn_changes + 1 :], recent], axis=1))
+            quick = self._beats(np.concatenate([self.changes[HISTORY - p.relearn_changes + 1 :, ys, xs].T, recent], axis=1))
             own |= again & quick
         if _area(c.box) <= 2 * p.caret_max_width_px * p.caret_max_height_px:
             return own
         # Only quick succession spreads (a clock's beat does not make its neighbours animated).
-        around = self._beats(np.concatenate([self.nearby[ys, xs, HISTORY - p.animated_changes + 1 :], recent], axis=1),
+        around = self._beats(np.concatenate([self.nearby[HISTORY - p.animated_changes + 1 :, ys, xs].T, recent], axis=1),
                              steady=False)
         return np.asarray(own | around, bool)
 
@@ -608,7 +612,7 @@ class ChangePolicy:
     def _toggles(self, now: float, t: tuple[int, int]) -> bool:
         p = self.params
         sig = int(self.sigs_now[t])
-        last = int(self.sigs[t][-1])
+        last = int(self.sigs[-1][t])
         pair = frozenset((last, sig))
         known = self.pairs.setdefault(t, {})
         for k in [k for k, at in known.items() if now - at > p.toggle_s]:
@@ -616,38 +620,40 @@ class ChangePolicy:
         if pair in known:
             known[pair] = now
             return True
-        a0, b0, a1 = (int(s) for s in self.sigs[t][-3:])
-        if a0 == a1 == sig and b0 == last and now - float(self.times[t][-3]) <= p.flicker_s:
+        a0, b0, a1 = (int(s) for s in self.sigs[-3:, t[0], t[1]])
+        if a0 == a1 == sig and b0 == last and now - float(self.times[-3][t]) <= p.flicker_s:
             known[pair] = now  # A, B, A, B, now A
             return True
         return False
 
-    def _remember(self, ys: np.ndarray, xs: np.ndarray, now: float, sigs: np.ndarray, counted: np.ndarray) -> None:
-        """Tiles (ys, xs) now show new content (`sigs`): their histories move
-        on (the change times only for changes that count for rhythms)."""
-        if not len(ys):
+    def _remember(self, fresh: np.ndarray, now: float, sigs: np.ndarray, counted: np.ndarray) -> None:
+        """The `fresh` tiles now show new content (`sigs`): their histories
+        move on (the change times only where the change counts for rhythms)."""
+        if not fresh.any():
             return
-        self.sigs[ys, xs] = np.concatenate([self.sigs[ys, xs, 1:], sigs[:, None]], axis=1)
-        self.times[ys, xs] = np.concatenate([self.times[ys, xs, 1:], np.full((len(ys), 1), now)], axis=1)
-        cy, cx = ys[counted], xs[counted]
-        self.changes[cy, cx] = np.concatenate([self.changes[cy, cx, 1:], np.full((len(cy), 1), now)], axis=1)
+        _push(self.sigs, fresh, sigs)
+        _push(self.times, fresh, now)
+        counted = counted & fresh
+        _push(self.changes, counted, now)
         # Each change also counts for the tiles around it: something moving
         # about in a region (a ball in a video) keeps the whole region busy.
-        if not len(cy):
-            return
-        near = np.zeros(self.verdict.shape, bool)
-        near[cy, cx] = True
         r = self.params.animation_reach_tiles
-        wide = near.copy()  # grown along rows, then along columns: the square around each
+        wide = counted.copy()  # grown along rows, then along columns: the square around each
         for d in range(1, r + 1):
-            wide[:, d:] |= near[:, :-d]
-            wide[:, :-d] |= near[:, d:]
+            wide[:, d:] |= counted[:, :-d]
+            wide[:, :-d] |= counted[:, d:]
         grown = wide.copy()
         for d in range(1, r + 1):
             grown[d:] |= wide[:-d]
             grown[:-d] |= wide[d:]
-        ny, nx = np.nonzero(grown)
-        self.nearby[ny, nx] = np.concatenate([self.nearby[ny, nx, 1:], np.full((len(ny), 1), now)], axis=1)
+        _push(self.nearby, grown, now)
+
+
+def _push(history: np.ndarray, where: np.ndarray, new: np.ndarray | float) -> None:
+    """The tiles `where` is set of `history` (n, rows, cols; newest last)
+    forget their oldest entry and take `new` (a map, or one value for all)."""
+    np.copyto(history[:-1], history[1:], where=where)
+    np.copyto(history[-1], new, where=where)
 
 
 def _colours(a: np.ndarray) -> np.ndarray:

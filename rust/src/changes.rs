@@ -51,6 +51,56 @@ fn accumulate_row(a: &[u8], b: &[u8], format: PixelFormat, t: u32, t2: u32, acc:
     }
 }
 
+/// Each pixel's squared colour distance (saturating: see `accumulate_row`);
+/// `C` a constant so the loop vectorises.
+#[inline(always)]
+fn squares<const C: usize>(a: &[u8], b: &[u8], sq: &mut [u16]) {
+    for ((p, q), s) in a.chunks_exact(C).zip(b.chunks_exact(C)).zip(sq.iter_mut()) {
+        let d0 = u16::from(p[0].abs_diff(q[0]));
+        let d1 = u16::from(p[1].abs_diff(q[1]));
+        let d2 = u16::from(p[2].abs_diff(q[2]));
+        *s = (d0 * d0).saturating_add(d1 * d1).saturating_add(d2 * d2);
+    }
+}
+
+/// `accumulate_row`, and where a pixel's colour differs at all (below the
+/// threshold too), row `r` (of the band, counted from 1) goes into `last[x]`,
+/// and `!(r - 1)` into `first[x]` unless it holds an earlier row's (a larger
+/// value): both are maxima, which vectorise, and 0 stays "none" in both as
+/// long as a band has at most 65535 rows. Two simple loops (the
+/// squared distances into `sq`, then counts and rows from them) so each
+/// vectorises; `sq` is one row of u16 and stays in the L1 cache.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn accumulate_row_extents(a: &[u8], b: &[u8], format: PixelFormat, t: u32, t2: u32, r: u16, acc: &mut [u16],
+                          first: &mut [u16], last: &mut [u16], sq: &mut [u16]) {
+    let limit = match format {
+        PixelFormat::Bgra => {
+            squares::<4>(a, b, sq);
+            t2 as u16
+        }
+        PixelFormat::Rgb => {
+            squares::<3>(a, b, sq);
+            t2 as u16
+        }
+        PixelFormat::Gray => {
+            for ((&p, &q), s) in a.iter().zip(b).zip(sq.iter_mut()) {
+                *s = u16::from(p.abs_diff(q));
+            }
+            t as u16
+        }
+    };
+    let n = acc.len();
+    let (sq, first, last) = (&sq[..n], &mut first[..n], &mut last[..n]);
+    for x in 0..n {
+        let s = sq[x];
+        acc[x] += u16::from(s > limit);
+        let any = 0u16.wrapping_sub(u16::from(s != 0)); // all ones where it differs
+        last[x] = last[x].max(r & any);
+        first[x] = first[x].max(!(r - 1) & any);
+    }
+}
+
 /// Per-pixel counts of one band of rows `y0..y1` into `acc` (zeroed first).
 #[inline(always)]
 fn band_generic(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16]) {
@@ -67,6 +117,46 @@ fn band_generic(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, 
 #[target_feature(enable = "avx2")]
 unsafe fn band_avx2(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16]) {
     band_generic(a, b, y0, y1, t, acc)
+}
+
+/// `band_generic`, and per column the first and last row of the band where
+/// a pixel's colour differs at all (see `accumulate_row_extents`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn band_extents_generic(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16],
+                        first: &mut [u16], last: &mut [u16]) {
+    acc.fill(0);
+    first.fill(0);
+    last.fill(0);
+    let mut sq = vec![0u16; acc.len()];
+    for y in y0..y1 {
+        let (ra, rb) = (row(a, y), row(b, y));
+        if ra != rb {
+            accumulate_row_extents(ra, rb, a.format, t, t * t, (y - y0 + 1) as u16, acc, first, last, &mut sq);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn band_extents_avx2(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16],
+                            first: &mut [u16], last: &mut [u16]) {
+    band_extents_generic(a, b, y0, y1, t, acc, first, last)
+}
+
+/// `band` and, per column, the rows where its colour differs at all (see
+/// `band_extents_generic`); at most 65535 rows.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn band_extents(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16],
+                           first: &mut [u16], last: &mut [u16]) {
+    debug_assert!(y1 - y0 <= usize::from(u16::MAX));
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: the CPU has AVX2 (checked just above; the check is cached).
+        return unsafe { band_extents_avx2(a, b, y0, y1, t, acc, first, last) };
+    }
+    band_extents_generic(a, b, y0, y1, t, acc, first, last)
 }
 
 pub(crate) fn band(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16]) {

@@ -1,9 +1,10 @@
 //! The change model's per-tile pass (procs/change_policy.py): which tiles
 //! changed since the previous frame, where in each tile, and each changed
-//! tile's content signature, in one sweep over the candidate tiles. Rows of a
-//! tile that are byte-equal are skipped with one memcmp; only the rows that
-//! differ are looked at pixel by pixel (colour channels: alpha is ignored, as
-//! in `tile_changes`).
+//! tile's content signature. Against the reference it is one sweep over the
+//! two frames: the `tile_changes` test and, in the same per-pixel loop, the
+//! rows and columns where any colour differs (alpha is ignored), from which
+//! each tile's box follows. Tiles compared with the shadow are swept again,
+//! their byte-equal rows skipped with one memcmp.
 
 use rayon::prelude::*;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -25,6 +26,9 @@ pub struct FreshTiles {
     pub sigs: Vec<u64>,
 }
 
+/// One tile's result: fresh, box, signature (see `FreshTiles`).
+type Cell = (bool, [i32; 4], u64);
+
 /// First and last pixel of `a` and `b` (one tile row's bytes) whose colour
 /// differs, if any.
 fn differing_span(a: &[u8], b: &[u8], format: PixelFormat) -> Option<(usize, usize)> {
@@ -36,11 +40,11 @@ fn differing_span(a: &[u8], b: &[u8], format: PixelFormat) -> Option<(usize, usi
     Some((first, last))
 }
 
-/// One row of tiles (`ty`), scanned row by row of pixels so memory is read in
-/// order: each candidate tile's changed box, and (`hash`) its hash (kept only
-/// if it changed: a candidate is usually a changed tile).
+/// One row of tiles (`ty`) against `previous` (the shadow), scanned row by
+/// row of pixels so memory is read in order: each candidate tile's changed
+/// box, and (`hash`) its hash (kept only if it changed).
 fn band(frame: &SourceFrame, previous: &SourceFrame, tile: usize, ty: usize, wanted: &[bool], hash: bool,
-        out: &mut [(bool, [i32; 4], u64)]) {
+        out: &mut [Cell]) {
     let c = frame.format.channels();
     let (y0, y1) = (ty * tile, ((ty + 1) * tile).min(frame.height));
     let mut boxes = vec![(usize::MAX, usize::MAX, 0usize, 0usize); out.len()];
@@ -84,20 +88,49 @@ pub struct Pass {
     pub tiles: FreshTiles,
 }
 
-/// One row of tiles of `change_pass`: the reference's rows are read from
-/// memory once, for the counts; the exact comparisons and hashes then find
-/// the band's rows in the cache.
+/// Per-column scratch of one band: threshold counts, and the first and last
+/// row where the colour differs at all (`changes::band_extents`).
+#[derive(Clone)]
+struct Scratch {
+    acc: Vec<u16>,
+    first: Vec<u16>,
+    last: Vec<u16>,
+}
+
+/// One row of tiles of `change_pass`. Against the reference, one sweep gives
+/// both the counts and each tile's changed box (from the per-column extents);
+/// the shadowed tiles are then compared with the shadow, their rows found in
+/// the cache.
 #[allow(clippy::too_many_arguments)]
 fn pass_band(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&SourceFrame>, shadowed: &[bool],
-             threshold: u32, tile: usize, ty: usize, hash: bool, acc: &mut [u16], counts: &mut [u32],
-             out: &mut [(bool, [i32; 4], u64)]) {
+             threshold: u32, tile: usize, ty: usize, hash: bool, s: &mut Scratch, counts: &mut [u32],
+             out: &mut [Cell]) {
     let (y0, y1) = (ty * tile, ((ty + 1) * tile).min(frame.height));
-    crate::changes::band(frame, reference, y0, y1, threshold, acc);
-    for (n, cols) in counts.iter_mut().zip(acc.chunks(tile)) {
-        *n = cols.iter().map(|&c| u32::from(c)).sum();
+    crate::changes::band_extents(frame, reference, y0, y1, threshold, &mut s.acc, &mut s.first, &mut s.last);
+    for (tx, (n, cell)) in counts.iter_mut().zip(out.iter_mut()).enumerate() {
+        let cols = tx * tile..((tx + 1) * tile).min(frame.width);
+        *n = s.acc[cols.clone()].iter().map(|&c| u32::from(c)).sum();
+        if *n == 0 || shadowed[tx] {
+            continue;
+        }
+        // Some colour passed the threshold, so some column holds a row.
+        let last = &s.last[cols.clone()];
+        let x0 = last.iter().position(|&l| l != 0).unwrap_or(0);
+        let x1 = last.iter().rposition(|&l| l != 0).unwrap_or(0) + 1;
+        let top = usize::from(!s.first[cols.clone()].iter().max().copied().unwrap_or(u16::MAX));
+        let bottom = last.iter().max().copied().unwrap_or(1);
+        let x = cols.start;
+        *cell = (true, [(x + x0) as i32, (y0 + top) as i32, (x + x1) as i32,
+                        (y0 + usize::from(bottom)) as i32], 0);
     }
-    let against_reference: Vec<bool> = counts.iter().zip(shadowed).map(|(&n, &s)| n > 0 && !s).collect();
-    band(frame, reference, tile, ty, &against_reference, hash, out);
+    if hash {
+        let fresh: Vec<bool> = out.iter().map(|c| c.0).collect();
+        let mut sigs = vec![0u64; out.len()];
+        band_signatures(frame, tile, ty, &fresh, &mut sigs);
+        for (cell, sig) in out.iter_mut().zip(sigs) {
+            cell.2 = sig;
+        }
+    }
     if let Some(shadow) = shadow {
         if shadowed.iter().any(|&s| s) {
             let mut from_shadow = vec![(false, [0i32; 4], 0u64); out.len()];
@@ -138,14 +171,15 @@ pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<
     let mut counts = vec![0u32; th * tw];
     let mut out = vec![(false, [0i32; 4], 0u64); th * tw];
     let w = frame.width;
-    let one = |acc: &mut Vec<u16>, (ty, (n, cells)): (usize, (&mut [u32], &mut [(bool, [i32; 4], u64)]))| {
-        pass_band(frame, reference, shadow, &shadowed[ty * tw..(ty + 1) * tw], threshold, tile, ty, hash, acc, n, cells);
+    let one = |s: &mut Scratch, (ty, (n, cells)): (usize, (&mut [u32], &mut [Cell]))| {
+        pass_band(frame, reference, shadow, &shadowed[ty * tw..(ty + 1) * tw], threshold, tile, ty, hash, s, n, cells);
     };
+    let scratch = Scratch { acc: vec![0; w], first: vec![0; w], last: vec![0; w] };
     if parallel && frame.width * frame.height >= PARALLEL_PIXELS {
-        counts.par_chunks_mut(tw).zip(out.par_chunks_mut(tw)).enumerate().for_each_init(|| vec![0u16; w], one);
+        counts.par_chunks_mut(tw).zip(out.par_chunks_mut(tw)).enumerate().for_each_init(|| scratch.clone(), one);
     } else {
-        let mut acc = vec![0u16; w];
-        counts.chunks_mut(tw).zip(out.chunks_mut(tw)).enumerate().for_each(|job| one(&mut acc, job));
+        let mut s = scratch;
+        counts.chunks_mut(tw).zip(out.chunks_mut(tw)).enumerate().for_each(|job| one(&mut s, job));
     }
     Ok(Pass {
         counts,
@@ -155,6 +189,23 @@ pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<
             sigs: out.iter().map(|t| t.2).collect(),
         },
     })
+}
+
+/// The signatures of the `wanted` tiles of row `ty` of tiles into `out`.
+fn band_signatures(frame: &SourceFrame, tile: usize, ty: usize, wanted: &[bool], out: &mut [u64]) {
+    if !wanted.iter().any(|&w| w) {
+        return;
+    }
+    let c = frame.format.channels();
+    for y in ty * tile..((ty + 1) * tile).min(frame.height) {
+        let r = row(frame, y);
+        for (tx, (&w, sig)) in wanted.iter().zip(out.iter_mut()).enumerate() {
+            if w {
+                let (x0, x1) = (tx * tile, ((tx + 1) * tile).min(frame.width));
+                *sig = xxh3_64_with_seed(&r[x0 * c..x1 * c], *sig);
+            }
+        }
+    }
 }
 
 /// The signatures of the `wanted` tiles (th x tw, row-major) of `frame`, as
@@ -167,22 +218,9 @@ pub fn tile_signatures(frame: &SourceFrame, wanted: &[bool], tile: usize) -> Res
     if wanted.len() != th * tw {
         return Err(RingError::FrameGeometry(format!("{th}x{tw} tiles; wanted has {} entries", wanted.len())));
     }
-    let c = frame.format.channels();
     let mut sigs = vec![0u64; th * tw];
     for ty in 0..th {
-        let (want, out) = (&wanted[ty * tw..(ty + 1) * tw], &mut sigs[ty * tw..(ty + 1) * tw]);
-        if !want.iter().any(|&w| w) {
-            continue;
-        }
-        for y in ty * tile..((ty + 1) * tile).min(frame.height) {
-            let r = row(frame, y);
-            for (tx, (&w, sig)) in want.iter().zip(out.iter_mut()).enumerate() {
-                if w {
-                    let (x0, x1) = (tx * tile, ((tx + 1) * tile).min(frame.width));
-                    *sig = xxh3_64_with_seed(&r[x0 * c..x1 * c], *sig);
-                }
-            }
-        }
+        band_signatures(frame, tile, ty, &wanted[ty * tw..(ty + 1) * tw], &mut sigs[ty * tw..(ty + 1) * tw]);
     }
     Ok(sigs)
 }
@@ -230,7 +268,7 @@ mod tests {
         let a = vec![7u8; w * h * 4];
         let mut b = a.clone();
         b[(3 * w + 4) * 4 + 1] = 90; // pixel (4, 3): a colour byte, past the threshold
-        b[(1 * w + 1) * 4 + 3] = 0; // pixel (1, 1): alpha only, ignored
+        b[(w + 1) * 4 + 3] = 0; // pixel (1, 1): alpha only, ignored
         let fa = SourceFrame::from_slice(&a, w, h, None, PixelFormat::Bgra).unwrap();
         let fb = SourceFrame::from_slice(&b, w, h, None, PixelFormat::Bgra).unwrap();
         for parallel in [false, true] {

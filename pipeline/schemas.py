@@ -22,6 +22,7 @@ PRESSURE_LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
 StageName = Literal["capture", "dedup", "analysis", "forward"]
 
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
+Megabytes = Annotated[float, msgspec.Meta(ge=0, le=2**30)]  # finite: NaN and inf fail the bounds
 T = TypeVar("T")
 
 
@@ -127,7 +128,7 @@ class StageStats(msgspec.Struct):
     proc_ms: Timing = msgspec.field(default_factory=Timing)
     since_capture_ms: Timing = msgspec.field(default_factory=Timing)
     cpu_percent: float | None = None
-    uss_mb: float | None = None
+    private_mb: Megabytes | None = None  # pipeline.usage.private_mb
     applied: ControlState | None = None
     forward_state: str | None = None
 

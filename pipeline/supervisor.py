@@ -42,7 +42,7 @@ import setproctitle
 import zmq
 
 from pipeline import config as config_mod
-from pipeline import handoff, protocol, runtime, schemas
+from pipeline import handoff, protocol, runtime, schemas, usage
 from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import STAGES, InstanceLock, Runtime
 from pipeline.schemas import PRESSURE_LEVELS, ControlState
@@ -100,8 +100,7 @@ class StageProc:
     fps: float = 0.0
     fps_mark: tuple[float, int] = (0.0, 0)
     cpu_percent: float = 0.0
-    pss_mb: float = 0.0
-    uss_mb: float = 0.0
+    pss: tuple[float, float] = (-1e9, 0.0)  # (when read, MB): read for status, at most once a sample interval
     psproc: psutil.Process | None = None
 
     @property
@@ -416,7 +415,7 @@ class Supervisor:
         st.heartbeating = False
         st.applied = None
         st.commanded = False
-        st.psproc = None
+        st.psproc, st.pss = None, (-1e9, 0.0)
         st.stats, st.stats_at = None, 0.0
         st.fps, st.fps_mark = 0.0, (0.0, 0)
 
@@ -608,23 +607,19 @@ class Supervisor:
             self.pub.send_multipart(protocol.encode_event(topic, body), zmq.NOBLOCK)
 
     def _sample(self, now: float) -> None:
-        """CPU and memory of every process, and the memory governor."""
-        total_uss = 0.0
+        """CPU of every process, and the memory governor: what each stage last
+        reported it holds (pipeline.usage), the supervisor's own, the ring."""
+        total = 0.0
         for st in self.stages.values():
             if st.psproc is None:
                 continue
-            try:
+            with contextlib.suppress(psutil.Error):
                 st.cpu_percent = st.psproc.cpu_percent()
-                info = st.psproc.memory_full_info()
-                st.pss_mb = getattr(info, "pss", info.uss) / 2**20
-                st.uss_mb = info.uss / 2**20
-                total_uss += st.uss_mb
-            except psutil.Error:
-                continue
-        me = psutil.Process()
-        total_uss += me.memory_full_info().uss / 2**20
+            if st.stats is not None and st.stats.private_mb is not None:
+                total += st.stats.private_mb
+        total += usage.private_mb(psutil.Process())
         ring_mb = self.ring.total_bytes / 2**20 if self.ring is not None else 0.0
-        self.memory_mb = total_uss + ring_mb
+        self.memory_mb = total + ring_mb
         share = 100 * self.memory_mb / self.cfg.memory.budget_mb
         levels = self.cfg.memory.levels
         target = PRESSURE_LEVELS[sum(share >= x for x in levels)]
@@ -659,6 +654,16 @@ class Supervisor:
                     f"the supervisor's is paused={self.state.paused}, pressure={self.state.pressure}")
         return None
 
+    def _pss(self, st: StageProc, now: float) -> float:
+        """The stage's PSS, read again when older than a sample interval (it
+        walks the stage's page tables: see pipeline.usage)."""
+        if st.psproc is None:
+            return 0.0
+        if now - st.pss[0] >= self.cfg.supervisor.sample_interval_s:
+            with contextlib.suppress(psutil.Error):
+                st.pss = (now, usage.pss_mb(st.psproc))
+        return st.pss[1]
+
     def status(self) -> dict[str, Any]:
         now = time.monotonic()
         # Stats older than this are not current: their rate is not shown.
@@ -680,7 +685,7 @@ class Supervisor:
                     "restarts": st.restarts,
                     "incarnation": st.incarnation,
                     "cpu_percent": round(st.cpu_percent, 1),
-                    "pss_mb": round(st.pss_mb, 1),
+                    "pss_mb": round(self._pss(st, now), 1),
                     "frames_in": s.frames_in,
                     "frames_out": s.frames_out,
                     "drops": s.drops,

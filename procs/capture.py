@@ -96,11 +96,13 @@ class Capture(stage.Stage):
         except jrc.FrameGeometryError:
             self._oversize(m)
             return
+        digest = None
         try:
             if size is not None:
                 kernels.downscale(self._grab(m), res.array)
             elif not self.source.render_into(m, res.array):
-                np.copyto(res.array, self._grab(m))
+                # Hashed as it is copied: the pixels are read once.
+                digest = kernels.copy_hashed(self._grab(m), res.array)
         except sources.SourceEnded:
             res.abort()
             self.ended = True
@@ -121,9 +123,10 @@ class Capture(stage.Stage):
             if self.replay_origin is None:
                 self.replay_origin = (t_mono - recorded, t_wall - recorded)
             t_mono, t_wall = self.replay_origin[0] + recorded, self.replay_origin[1] + recorded
-        # Hashing here, straight after the write, reads the pixels from cache;
-        # dedup would read them again from memory (see BENCHMARKS.md, kernels).
-        digest = kernels.fingerprint(res.array)
+        # Hashing here, with or straight after the write, reads the pixels from
+        # cache; dedup would read them again from memory (BENCHMARKS.md, kernels).
+        if digest is None:
+            digest = kernels.fingerprint(res.array)
         ref = res.commit(hold=True, t_mono_ns=t_mono, t_wall_ns=t_wall, count=protocol.COUNTER_INDEX["captured"])
         self.frames_in += 1
         self.fps_window.append(now)

@@ -19,6 +19,7 @@ MAX_REGIONS = 16
 
 try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import frame_hash as fast_frame_hash
+    from jarvis_rust_core import copy_hashed as fast_copy_hashed
     from jarvis_rust_core import change_pass as fast_change_pass
     from jarvis_rust_core import tile_groups as fast_tile_groups
     from jarvis_rust_core import tile_signatures as fast_tile_signatures
@@ -26,7 +27,7 @@ try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import tile_changes as fast_tile_changes
 except ImportError as exc:  # an older or partial build of the core
     fast_frame_hash = fast_tile_changes = fast_regions = fast_tile_groups = fast_change_pass = None  # type: ignore[assignment]
-    fast_tile_signatures = None  # type: ignore[assignment]
+    fast_tile_signatures = fast_copy_hashed = None  # type: ignore[assignment]
     logging.getLogger("jarvis.kernels").warning(
         "the compiled vision kernels are not available (%s): running the numpy references, "
         "which are much slower; rebuild the core with scripts/setup", exc
@@ -258,6 +259,15 @@ def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: 
 def fingerprint(frame: np.ndarray) -> int:
     """Exact frame hash for dedup (compiled xxh3 when available)."""
     return fast_frame_hash(frame) if fast_frame_hash is not None else frame_hash(frame)
+
+
+def copy_hashed(src: np.ndarray, dst: np.ndarray) -> int:
+    """Copies `src` into `dst` (its shape; rows may be padded) and returns
+    `fingerprint(src)`; compiled, the pixels are read from memory once."""
+    if fast_copy_hashed is not None:
+        return fast_copy_hashed(src, dst)
+    np.copyto(dst, src)
+    return frame_hash(dst)
 
 
 def luma(frame: np.ndarray) -> np.ndarray:

@@ -42,7 +42,7 @@ import setproctitle
 import zmq
 
 from pipeline import config as config_mod
-from pipeline import handoff, protocol, runtime, schemas
+from pipeline import handoff, protocol, runtime, schemas, usage
 from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import Runtime
 from pipeline.schemas import ControlState
@@ -511,7 +511,7 @@ class Stage:
             try:
                 self.usage = {
                     "cpu_percent": round(self.proc.cpu_percent(), 1),
-                    "uss_mb": round(self.proc.memory_full_info().uss / 2**20, 1),
+                    "private_mb": round(usage.private_mb(self.proc), 1),
                 }
             except psutil.Error:
                 pass

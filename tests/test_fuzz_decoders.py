@@ -518,7 +518,7 @@ def test_check_event_raises_only_schema_error() -> None:
 STATE = {"paused": False, "pressure": "low", "version": 3}
 STATS = {"stage": "capture", "pid": 1234, "frames_in": 5, "frames_out": 4, "drops": {"backpressure": 1},
          "terminal": {"duplicate": 2}, "rejected": {}, "proc_ms": TIMING, "since_capture_ms": TIMING,
-         "cpu_percent": 1.5, "uss_mb": 30.0, "applied": STATE, "forward_state": "dry_run", "extra": [1]}
+         "cpu_percent": 1.5, "private_mb": 30.0, "applied": STATE, "forward_state": "dry_run", "extra": [1]}
 TO_STAGE: list[dict[str, Any]] = [
     {"t": "hello", "config": "{}", "state": STATE, "incarnation": 1},
     {"t": "state", "state": STATE},

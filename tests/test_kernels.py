@@ -244,3 +244,42 @@ def test_parallel_pipeline_matches_the_references(fs: tuple[np.ndarray, np.ndarr
     h, w = a.shape[:2]
     assert second["changed_ratio"] == tiles.sum() / (w * h)
     assert second["regions"] == kernels.tile_regions(tiles > 0, tile, w, h, max_regions)
+
+
+@pytest.mark.parametrize("channels", [4, 3, 1])
+def test_copy_hashed_copies_and_hashes_like_frame_hash(channels: int) -> None:
+    rng = np.random.default_rng(channels)
+    src = rng.integers(0, 256, (37, 53, channels), np.uint8)
+    src = src[..., 0] if channels == 1 else src
+    padded = np.full((37, 53 * channels + 13), 5, np.uint8)  # rows padded, like a ring slot
+    dst = padded[:, : 53 * channels].reshape(src.shape)
+    assert jrc.copy_hashed(src[::1], dst) == jrc.frame_hash(src)
+    assert (dst == src).all() and (padded[:, 53 * channels :] == 5).all()
+    strided_src = np.zeros((37, 60, channels), np.uint8)[:, :53]  # a padded source too
+    strided_src = strided_src[..., 0] if channels == 1 else strided_src
+    strided_src[...] = src
+    assert jrc.copy_hashed(strided_src, np.empty_like(src)) == jrc.frame_hash(src)
+
+
+def test_copy_hashed_refuses_what_it_cannot_write() -> None:
+    src = np.zeros((8, 8, 4), np.uint8)
+    with pytest.raises(jrc.FrameGeometryError, match="shape"):
+        jrc.copy_hashed(src, np.zeros((8, 9, 4), np.uint8))
+    with pytest.raises(jrc.FrameGeometryError, match="uint8"):
+        jrc.copy_hashed(src, np.zeros((8, 8, 4), np.float32))
+    with pytest.raises(jrc.FrameGeometryError, match="rows"):
+        jrc.copy_hashed(src, np.zeros((8, 8, 8), np.uint8)[..., ::2])
+    with pytest.raises(jrc.FrameGeometryError, match="rows"):
+        jrc.copy_hashed(src, np.zeros((8, 8, 4), np.uint8)[::-1])
+    readonly = np.zeros((8, 8, 4), np.uint8)
+    readonly.flags.writeable = False
+    with pytest.raises(jrc.FrameGeometryError, match="destination"):
+        jrc.copy_hashed(src, readonly)
+    with pytest.raises(jrc.FrameGeometryError, match="overlaps"):
+        jrc.copy_hashed(src, src)
+    rows = np.arange(9 * 8 * 4, dtype=np.uint8).reshape(9, 8, 4)
+    with pytest.raises(jrc.FrameGeometryError, match="overlaps"):
+        jrc.copy_hashed(rows[:8], rows[1:])  # one row further on
+    expected = jrc.frame_hash(rows[:4])
+    assert jrc.copy_hashed(rows[:4], rows[4:8]) == expected  # next to each other is fine
+

@@ -645,11 +645,14 @@ class SyntheticSource(Source):
         return view
 
     def render_into(self, monitor: Monitor, out: np.ndarray) -> bool:
+        if self.mix != "unique":
+            # The desktop's frame is its canvas: grab gives it without a copy and
+            # capture copies it into the slot as it would a screen's, hashing as it goes.
+            return False
         if out.shape != (monitor.height, monitor.width, 4):
             raise ValueError(f"render_into needs a ({monitor.height}, {monitor.width}, 4) view, not {out.shape}")
         np.copyto(out, self._next(monitor))
-        if self.mix == "unique":
-            self._stamp(monitor, out)
+        self._stamp(monitor, out)
         return True
 
     @property

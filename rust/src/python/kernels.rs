@@ -1,6 +1,6 @@
 //! Python face of the vision kernels (GIL released while they run).
 
-use numpy::{PyArray2, PyArrayMethods, PyReadonlyArray2};
+use numpy::{PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use super::frames::source_of;
@@ -11,6 +11,42 @@ use crate::error::RingError;
 pub fn frame_hash(py: Python<'_>, frame: &Bound<'_, PyAny>) -> PyResult<u64> {
     let (src, _pixels) = source_of(py, frame, None, None, None, None)?;
     Ok(py.detach(|| crate::kernels::frame_hash(&src)))
+}
+
+/// Copies `src` into `dst` (a writable uint8 array of its shape whose rows
+/// may be padded, as a ring slot's are) and returns `frame_hash(src)`,
+/// reading the pixels once.
+#[pyfunction]
+pub fn copy_hashed(py: Python<'_>, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let (s, _pixels) = source_of(py, src, None, None, None, None)?;
+    let arr = dst
+        .cast::<PyArrayDyn<u8>>()
+        .map_err(|_| RingError::FrameGeometry("the destination must be a uint8 numpy array".into()))?;
+    let c = s.format.channels();
+    let want: Vec<usize> = if c == 1 { vec![s.height, s.width] } else { vec![s.height, s.width, c] };
+    if arr.shape() != want.as_slice() {
+        return Err(RingError::FrameGeometry(format!("the destination has shape {:?}, the frame {want:?}", arr.shape())).into());
+    }
+    let mut out = arr.try_readwrite().map_err(|e| RingError::FrameGeometry(format!("the destination: {e}")))?;
+    let mut view = out.as_array_mut();
+    let strides = view.strides().to_vec();
+    let len = s.width * c;
+    // Pixels of a row contiguous, rows apart by at least a row (a dimension
+    // of size 1 may carry any stride).
+    let pixels_ok = (c == 1 || strides[2] == 1) && (s.width <= 1 || strides[1] == c as isize);
+    let rows_ok = s.height <= 1 || strides[0] >= len as isize;
+    if !pixels_ok || !rows_ok {
+        return Err(RingError::FrameGeometry(format!(
+            "the destination's rows must be contiguous pixels, a row or more apart (strides {strides:?})"
+        ))
+        .into());
+    }
+    let stride = if s.height <= 1 { len } else { strides[0] as usize };
+    let bytes = if s.height == 0 { 0 } else { stride * (s.height - 1) + len };
+    // SAFETY: the write borrow is exclusive, and per the shape and strides
+    // checked above the array's bytes span `bytes` from its first element.
+    let dst = unsafe { std::slice::from_raw_parts_mut(view.as_mut_ptr(), bytes) };
+    Ok(py.detach(|| crate::kernels::copy_hashed(&s, dst, stride))?)
 }
 
 /// Changed pixels per tile between two frames of one geometry: a uint32

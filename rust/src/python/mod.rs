@@ -33,6 +33,7 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<parallel::ParallelVisionPipeline>()?;
     m.add_class::<bloom::RotatingBloomFilter>()?;
     m.add_function(wrap_pyfunction!(kernels::frame_hash, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::copy_hashed, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_changes, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_groups, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::change_pass, m)?)?;

@@ -148,6 +148,12 @@ DARK_NAVY = Theme("dark navy", True, "#0a1230", "#0c1428", "#d8e4f8", "#101a34",
                   "Bear2", "#1a2850", "#e4ecff")
 LIGHT_MINT = Theme("light mint", False, "#9cc4b0", "#f4fbf6", "#18281e", "#e6f4ec", "#1a2a20", "#fafffb", "#a03060",
                    "Orang", "#f0fff4", "#183020")
+DARK_AMBER = Theme("dark amber", True, "#1e1408", "#181008", "#f0d8a8", "#221a10", "#f0dcb4", "#1a1208", "#e08020",
+                   "Syscrash", "#302010", "#f8e8c8")
+LIGHT_SKY = Theme("light sky", False, "#8fb0d8", "#f6f9ff", "#102030", "#eef4fc", "#14202c", "#ffffff", "#3050c0",
+                  "Clearlooks-Olive", "#e4eeff", "#0c1830")
+LIGHT_ROSE = Theme("light rose", False, "#d8b8c0", "#fff8f8", "#301820", "#fbeef0", "#341c24", "#ffffff", "#b03040",
+                   "Onyx-Citrus", "#fff0f2", "#3a1a22")
 
 LAYOUT_A = Layout(shell=(12, 30, 82, 25), editor=(12, 560, 760, 420), browser=(810, 30, 680, 520),
                   aclock=(1530, 30, 150), dclock=(1730, 30), video=(1550, 250),
@@ -177,6 +183,18 @@ LAYOUT_G = Layout(shell=(30, 40, 64, 18), editor=(30, 560, 720, 400), browser=(1
                   aclock=(1240, 620, 170), dclock=(1440, 640), video=(1560, 620),
                   transient=(820, 30, 1200, 520), pointer=(820, 560, 1200, 1060),
                   notify="bottom-right", notify_box=(1460, 900, 1920, 1080))
+LAYOUT_H = Layout(shell=(1160, 700, 90, 24), editor=(700, 330, 84, 22), browser=(20, 215, 640, 540),
+                  aclock=(1050, 30, 150), dclock=(1220, 50), video=(700, 30),
+                  transient=(1420, 20, 1910, 660), pointer=(20, 800, 1120, 1070),
+                  notify="top-left", notify_box=(0, 0, 440, 180))
+LAYOUT_J = Layout(shell=(980, 680, 100, 16), editor=(20, 570, 900, 470), browser=(20, 30, 640, 480),
+                  aclock=(1810, 700, 100), dclock=(1810, 850), video=(700, 40),
+                  transient=(1060, 20, 1900, 390), pointer=(700, 300, 960, 530),
+                  notify="right-center", notify_box=(1480, 430, 1920, 650))
+LAYOUT_I = Layout(shell=(1220, 30, 74, 20), editor=(20, 30, 700, 460), browser=(1240, 440, 660, 540),
+                  aclock=(760, 300, 160), dclock=(940, 320), video=(760, 30),
+                  transient=(20, 540, 720, 880), pointer=(760, 500, 1200, 880),
+                  notify="bottom-center", notify_box=(700, 900, 1220, 1080))
 
 SESSIONS = (
     Spec("h1-dark", "heldout", 101, DARK_SLATE, ("-fa", "DejaVu Sans Mono", "-fs", "11"), "mousepad", "DejaVu Sans", LAYOUT_A),
@@ -191,6 +209,14 @@ SESSIONS = (
     Spec("h5-mint", "heldout", 909, LIGHT_MINT, ("-fn", "12x24"), "mousepad", "URW Gothic", LAYOUT_G,
          weights=(("shell_command", 2.0), ("editor_typing", 2.5), ("dialog", 2.0), ("notification", 2.5),
                   ("idle", 1.5))),
+    # Recorded after the model had been scored once on h4-h5: held out for the model's next changes.
+    Spec("h6-amber", "heldout", 1111, DARK_AMBER, ("-fn", "8x13"), "vim", "URW Bookman", LAYOUT_H,
+         weights=(("editor_typing", 2.5), ("shell_command", 2.0), ("notification", 2.5), ("pointer_wander", 2.0))),
+    Spec("h7-sky", "heldout", 1313, LIGHT_SKY, ("-fn", "9x15bold"), "mousepad", "Nimbus Sans Narrow", LAYOUT_I,
+         weights=(("textarea_typing", 2.5), ("window_ops", 2.0), ("dialog", 2.5), ("shell_less", 1.5),
+                  ("idle", 1.5))),
+    Spec("h8-rose", "heldout", 1717, LIGHT_ROSE, ("-fa", "Liberation Mono:bold", "-fs", "9"), "mousepad", "C059",
+         LAYOUT_J, weights=(("window_ops", 5.0), ("pointer_wander", 2.0), ("notification", 2.0), ("idle", 2.0))),
     Spec("t1-light", "tuning", 303, LIGHT_GREY, ("-fa", "Liberation Mono", "-fs", "10"), "vim", "Liberation Sans", LAYOUT_C,
          weights=(("shell_command", 2.5), ("editor_typing", 2.0), ("dialog", 2.5), ("notification", 3.0),
                   ("pointer_wander", 2.5))),

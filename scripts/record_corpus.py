@@ -1257,7 +1257,10 @@ folder holds `session.mkv` (1920x1080, 4 fps, libx264rgb -qp 0: lossless) and
 - `heldout/`: recorded before the tuning it is held out from; never tune on it. h1-h3 were
   recorded with the tuning part and held out from the first model; once used to choose between two
   variants of it, they joined the tuning data. h4-navy and h5-mint were recorded and committed then,
-  before the model's next changes, and are the held-out part since.
+  before the model's next changes; scored once after them, they joined the tuning data too.
+  h6-amber, h7-sky and h8-rose were recorded and committed then, before the model's next
+  changes were scored on them, and are the held-out part since (clock ticks are rarely a frame's
+  first cause: 11 frames have that category, 628 a tick).
 - `tuning/`: for tuning the change-judgement model.
 
 How the labels are made and checked: the recorder logs every action it takes

@@ -122,6 +122,8 @@ class AnalysisConfig:
     caret_max_height_px: int = _f(48, "tallest caret", lo=1, hi=512)
     caret_min_px: int = _f(6, "a caret is at least this long (an underline's width, an I-beam's height): a "
                            "smaller flip is a dot typed", lo=1, hi=512)
+    caret_bar_px: int = _f(2, "thickest I-beam or underline caret: one this thin may cover the edge of a glyph, "
+                           "so what it covers need not be one colour", lo=0, hi=64)
     blink_memory_s: float = _f(10.0, "a caret flip where one was seen within this long is a blink in place",
                                lo=0.0, hi=3600.0)
     toggle_max_px: int = _f(4096, "a change flipping back and forth may be trivial only when its box covers "

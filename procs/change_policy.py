@@ -31,17 +31,29 @@ changes (8-neighbour tiles); each change, in this order, is
   Sprites are learned from a small change that reappears, same content,
   elsewhere in the same frame; one counts as the pointer once seen across
   more than `pointer_span_px` (a spinner's dot keeps to its place), and a
-  solid bar never does (a text caret moving);
+  solid bar or one no thicker than `caret_bar_px` never does (a text caret
+  moving);
+- trivial when it is a progress bar going on: a solid block that takes the
+  colour of the whole column on one side of it and leaves that of the other
+  (the bar growing into its track), on the rows where a bar grew within
+  `relearn_s`, in or beside the span it grew over (starting over too); the
+  first step at a place is the bar starting (meaningful), and the bar filling
+  or emptying at once is a jump from its steps (below);
 - trivial when it is a caret flip in place: the changed pixels fill a
   caret-sized rectangle (at least `caret_min_px` long: a dot typed is no
   caret) and swap colours one for one (a block, underline or
   I-beam switching on or off, or a block over a character inverting it, this
-  one once seen flipping twice), at a rectangle where a flip was seen within
+  one once seen flipping twice; an I-beam or underline no thicker than
+  `caret_bar_px` may cover the anti-aliased edge of a glyph: one side one
+  colour, not the one around it, the other mostly the colour around it),
+  at a rectangle where a flip was seen within
   `blink_memory_s` or inside the last meaningful change (the first blink of a
   caret that typing just drew), or a solid one right after what input last
   drew with no flip seen since (the caret coming back on after keys typed
   while it was off; had it been on, it would have been seen going off); a
-  flip anywhere else is the caret moving (a typed space): meaningful;
+  flip anywhere else is the caret moving (a typed space): meaningful, and so
+  are two flips of one size in a frame, one off and one on (a caret cannot
+  blink at two places at once: it moved, as to the next line);
 - meaningful when it is input at the caret: it touches where the caret was
   seen, or where such input just went and it moves on from there (typing is
   never taken for animation, however fast; a spinner beside a text field is
@@ -86,7 +98,7 @@ no memory), four histories of `HISTORY` entries, `SEEN` contents and a few
 numbers per tile (353 bytes: 0.72 MB at 1080p with 32-pixel tiles,
 `memory_bytes`), at most
 `MAX_SPRITES` pointer sprites of at most `pointer_max_px` squared pixels,
-`MAX_PLACES` caret and change rectangles, and the toggle pairs of each tile
+`MAX_PLACES` caret, change and progress-bar rectangles, and the toggle pairs of each tile
 seen within `toggle_s`. Learning is bounded too: a new clock, spinner or
 video is kept for its first `animated_changes` - 1 changes, then dropped
 (`relearn_changes` - 1 where something animated before); shown again at its
@@ -204,9 +216,11 @@ class ChangePolicy:
     flips: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
     meant: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
     typed: collections.deque[tuple[Box, float]] = field(default_factory=lambda: collections.deque(maxlen=MAX_PLACES))
+    bars: dict[tuple[int, int], tuple[int, int, float]] = field(default_factory=dict)  # rows -> span grown, when
     frames: int = 0
     judged_at: float = -np.inf  # the capture time of the frame judged last
     moved: dict[int, _Change] = field(default_factory=dict)  # during judge: see _moves
+    turned: dict[int, tuple[tuple[int, int], str]] = field(default_factory=dict)  # during judge: see _caret
 
     def __post_init__(self) -> None:
         self.tile = self.params.tile
@@ -277,7 +291,7 @@ class ChangePolicy:
         meaningful = np.zeros_like(fresh)
         counted = np.zeros_like(fresh)  # changes that count for animation rhythms
         meaningful[ys, xs] = np.array([c in MEANINGFUL for c in judged], bool)[group]
-        counted[ys, xs] = np.array([c not in ("pointer", "caret", "input") for c in judged], bool)[group]
+        counted[ys, xs] = np.array([c not in ("pointer", "caret", "input", "progress") for c in judged], bool)[group]
         judged_now = fresh & changed_now
         self.verdict[judged_now & meaningful] = 2
         self.verdict[judged_now & ~meaningful] = np.maximum(self.verdict[judged_now & ~meaningful], 1)
@@ -330,11 +344,14 @@ class ChangePolicy:
         for i in self._pointer(now, frame, [changes[i] for i in small]):
             causes_of[small[i]] = "pointer"
         self.moved = self._moves(frame, [c for i, c in enumerate(changes) if i not in causes_of])
+        self.turned = {}
         for i, c in enumerate(changes):
             if i in causes_of:
                 continue
             if _area(c.box) > p.large_change_px:
                 causes_of[i] = "meaningful"
+            elif self._progress(now, frame, c):
+                causes_of[i] = "progress"
             elif self._caret(now, frame, c):
                 causes_of[i] = "caret"
             elif self._at_caret(now, c):
@@ -345,6 +362,11 @@ class ChangePolicy:
                 causes_of[i] = "toggle"
             else:
                 causes_of[i] = "meaningful"
+        # A caret cannot blink off at one place and on at another at once: that is it moving (a newline).
+        flipped = [(i, d) for i, c in enumerate(changes) if causes_of[i] == "caret" and (d := self.turned.get(id(c)))]
+        for i, (size, way) in flipped:
+            if any(size == other and way != theirs for j, (other, theirs) in flipped if j != i):
+                causes_of[i] = "input"
         for i, c in enumerate(changes):
             cause = causes_of[i]
             causes[cause] += 1
@@ -426,14 +448,14 @@ class ChangePolicy:
 
     def _learn(self, gone: _Change, came: _Change, frame: np.ndarray, now: float) -> _Sprite:
         """The sprite that moved from `gone` to `came` (a known one, or a new
-        one remembered); a solid bar (one colour: a text caret moving) is
-        never the pointer."""
+        one remembered); a solid bar (one colour) or one no thicker than
+        `caret_bar_px` (a text caret moving) is never the pointer."""
         x0, y0, x1, y1 = came.box
         pixels = _colours(frame[y0:y1, x0:x1]).copy()
         gx, gy = gone.box[0], gone.box[1]
         sprite = _Sprite(pixels, came.mask.copy(), now, (min(gx, x0), min(gy, y0), max(gx, x0), max(gy, y0)))
-        if len(np.unique(_packed(pixels)[came.mask.reshape(-1)])) < 2:
-            sprite.seen = (x0, y0, x0, y0)  # never roams
+        if len(np.unique(_packed(pixels)[came.mask.reshape(-1)])) < 2 or min(x1 - x0, y1 - y0) <= self.params.caret_bar_px:
+            sprite.seen = (x0, y0, x0, y0)  # never roams (a bar as thin as an I-beam may be the text caret)
             return sprite
         for known in self.sprites:
             if known.mask.shape == sprite.mask.shape and np.array_equal(known.mask, sprite.mask) and np.array_equal(
@@ -446,6 +468,31 @@ class ChangePolicy:
             del self.sprites[min(range(len(self.sprites)), key=lambda k: self.sprites[k].used)]
         self.sprites.append(sprite)
         return sprite
+
+    # ------------------------------------------------------------------ progress
+
+    def _progress(self, now: float, frame: np.ndarray, c: _Change) -> bool:
+        """A bar growing by a solid block into its track (`_grows`) where a bar
+        grew on the same rows within `relearn_s`, in or right beside the span
+        it grew over: a progress bar going on, also starting over. The first
+        step at a place is the bar starting to move (meaningful)."""
+        p = self.params
+        x0, y0, x1, y1 = c.box
+        if not _fits(c.box, 2 * p.pointer_max_px) or not c.mask.all():
+            return False
+        before, after = np.unique(_packed(self.previous(c.box))), np.unique(_packed(frame[y0:y1, x0:x1]))
+        if len(before) != 1 or len(after) != 1 or not _grows(frame, c.box, int(before[0]), int(after[0])):
+            return False
+        bar = self.bars.pop((y0, y1), None)
+        # (an anti-aliased edge may leave a column between steps)
+        on = bar is not None and now - bar[2] <= p.relearn_s and x0 <= bar[1] + 1 and bar[0] <= x1 + 1
+        if bar is not None and on:
+            x0, x1 = min(x0, bar[0]), max(x1, bar[1])
+        if len(self.bars) >= MAX_PLACES:
+            del self.bars[min(self.bars, key=lambda k: self.bars[k][2])]
+        self.bars[(y0, y1)] = (x0, x1, now)
+        self.step_px[c.ys, c.xs] = c.pixels  # the bar filling or emptying at once is then a jump: it matters
+        return on
 
     # ------------------------------------------------------------------ caret
 
@@ -460,19 +507,38 @@ class ChangePolicy:
             return False  # a dot or a comma typed, no caret
         before, after = _packed(self.previous(c.box)), _packed(frame[y0:y1, x0:x1])
         pairs = np.unique(before << 32 | after)
-        if not len(np.unique(before)) == len(pairs) == len(np.unique(after)):
-            return False  # not a one-for-one swap of colours
-        # A solid bar or block switching (one colour to one colour) is a caret; a
-        # swap of two colours may also be a block moving one cell and back (a
-        # space typed and deleted): in place only once seen flipping twice.
-        solid = len(pairs) == 1
+        ring = self._ring(frame, c.box)
+        if len(np.unique(before)) == len(pairs) == len(np.unique(after)):
+            # A solid bar or block switching (one colour to one colour) is a caret; a
+            # swap of two colours may also be a block moving one cell and back (a
+            # space typed and deleted): in place only once seen flipping twice.
+            solid = len(pairs) == 1
+            if solid and _grows(frame, c.box, int(before[0]), int(after[0])):
+                return False  # a bar growing by a block (progress), not a caret
+        elif min(x1 - x0, y1 - y0) <= p.caret_bar_px and (_over_glyph(before, after, ring) or _over_glyph(after, before, ring)):
+            solid = True  # an I-beam over the edge of a glyph: what it covered is not one colour
+        else:
+            return False  # not a caret switching
         seen = sum(box == c.box and now - t <= p.blink_memory_s for box, t in self.flips)
         in_place = seen >= (1 if solid else 2)
         # A solid caret inside what input just drew is that input's caret.
         drawn = solid and any(_inside(c.box, box) and now - t <= p.blink_memory_s for box, t in self.meant)
         follows = solid and self._after_input(now, c.box)
         self.flips.append((c.box, now))
+        if solid:
+            # Which way it turned: off takes the colour around it, on leaves it.
+            gone = (len(ring) and (after == _common(ring)).all()) or _over_glyph(before, after, ring)
+            self.turned[id(c)] = ((x1 - x0, y1 - y0), "off" if gone else "on")
         return in_place or drawn or follows
+
+    def _ring(self, frame: np.ndarray, box: Box) -> np.ndarray:
+        """The colours of the pixels just around `box` in `frame`, packed."""
+        h, w = self.shape[:2]
+        x0, y0, x1, y1 = box
+        outer = frame[max(y0 - 1, 0) : min(y1 + 1, h), max(x0 - 1, 0) : min(x1 + 1, w)]
+        inside = np.ones(outer.shape[:2], bool)
+        inside[y0 - max(y0 - 1, 0) : y0 - max(y0 - 1, 0) + y1 - y0, x0 - max(x0 - 1, 0) : x0 - max(x0 - 1, 0) + x1 - x0] = False
+        return _packed(outer)[inside.reshape(-1)]
 
     def _after_input(self, now: float, box: Box) -> bool:
         """`box` lies right after what input last drew, with no flip since:
@@ -677,6 +743,35 @@ def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             and a.strides[-2] == b.strides[-2] == 4:
         return np.asarray((a.view(np.uint32)[..., 0] ^ b.view(np.uint32)[..., 0]) & np.uint32(0xFFFFFF) != 0, bool)
     return np.asarray(np.any(_colours(a) != _colours(b), axis=-1), bool)
+
+
+def _common(colours: np.ndarray) -> int:
+    values, counts = np.unique(colours, return_counts=True)
+    return int(values[np.argmax(counts)])
+
+
+def _over_glyph(caret: np.ndarray, under: np.ndarray, ring: np.ndarray) -> bool:
+    """`caret` (one side of a flip, packed colours) is one colour other than
+    the one most common around it, and `under` (the other side) mostly that
+    colour around: a caret over what it covers (the edge of a glyph beside
+    it), not a glyph typed on the background (that side is the colour
+    around)."""
+    if not len(ring) or len(np.unique(caret)) != 1:
+        return False
+    around = _common(ring)
+    return int(caret[0]) != around and 2 * int(np.count_nonzero(under == around)) > len(under)
+
+
+def _grows(frame: np.ndarray, box: Box, was: int, now: int) -> bool:
+    """The block `box` went from colour `was` to `now`, the colours of the
+    whole columns on either side of it: a bar growing into its track (a
+    progress bar), not a caret (beside a caret is a glyph's edge or the
+    background, on both sides)."""
+    x0, y0, x1, y1 = box
+    if x1 - x0 < 3 or x0 < 1 or x1 >= frame.shape[1]:
+        return False  # (an I-beam's neighbour may be a glyph's stem)
+    left, right = (_packed(frame[y0:y1, x : x + 1]) for x in (x0 - 1, x1))
+    return bool(((left == now).all() and (right == was).all()) or ((right == now).all() and (left == was).all()))
 
 
 def _area(box: Box) -> int:

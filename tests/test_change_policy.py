@@ -244,6 +244,63 @@ def test_a_progress_bar_completing_is_kept_its_steps_dropped() -> None:
     assert s.show(10.25)
 
 
+def test_a_bordered_progress_bar_starting_over_at_its_place_is_dropped_completing_kept() -> None:
+    s = Screen()
+    s.frame[99:111, 39:241, :3] = 90  # the bar's border, in the colour it fills with
+    s.frame[100:110, 40:240, :3] = 200  # the empty track
+    assert s.show(0.0)
+    t = 0.0
+    for run in range(2):
+        kept = []
+        for step in range(1, 40):
+            t += 0.25
+            s.frame[100:110, 40 : 40 + 5 * step, :3] = 90  # grows block by block
+            kept.append(s.show(t))
+        if run == 0:
+            assert kept[0] and not any(kept[1:]), f"the first step starts it, the others go on: {kept}"
+        else:
+            assert not any(kept), f"starting over where it grew is the bar going on: {kept}"
+        t += 0.25
+        s.frame[100:110, 40:240, :3] = (40, 180, 40)  # done: the whole bar turns green
+        assert s.show(t), f"run {run}: the bar completing was dropped"
+        t += 2.0
+        s.frame[100:110, 40:240, :3] = 200  # empty again
+        s.show(t)
+
+
+def test_an_ibeam_over_the_edge_of_a_glyph_blinks_and_moving_to_the_next_line_is_kept() -> None:
+    s = Screen()
+    x, y = 20, 40
+    s.glyph(x, y, seed=7)
+    s.frame[y + 2 : y + 5, x + CELL_W, :3] = GRAY  # the glyph's anti-aliased edge reaches the next column
+    s.block(x + CELL_W, y, 1, CELL_H)  # typed: the I-beam drawn over that column
+    assert s.show(0.0)
+    under = s.frame[y : y + CELL_H, x + CELL_W, :3].copy()
+    under[...] = WHITE
+    under[2:5] = GRAY  # what the I-beam covers: background and the glyph's edge
+    t, kept = 0.0, []
+    for i in range(12):
+        t += 0.5
+        s.frame[y : y + CELL_H, x + CELL_W, :3] = under if i % 2 == 0 else BLACK
+        kept.append(s.show(t))
+    assert not any(kept), f"the I-beam blinking over the glyph's edge is no input: {kept}"
+    # Down a few lines: in one frame the I-beam goes off here and on at that line's start.
+    s.frame[y : y + CELL_H, x + CELL_W, :3] = under
+    s.block(x, y + 60, 1, CELL_H)
+    assert s.show(t + 0.5), "the caret appearing on the next line is kept"
+    t += 0.5
+    for i in range(4):  # blinking there (on again at the end)
+        t += 0.5
+        s.block(x, y + 60, 1, CELL_H, colour=WHITE if i % 2 == 0 else BLACK)
+        assert not s.show(t)
+    # Up and down again between places it blinked at: off at one and on at the other at once.
+    for i in range(4):
+        t += 0.5
+        s.frame[y : y + CELL_H, x + CELL_W, :3] = BLACK if i % 2 == 0 else under
+        s.block(x, y + 60, 1, CELL_H, colour=WHITE if i % 2 == 0 else BLACK)
+        assert s.show(t), f"move {i}: a caret moving is kept, also between places it blinked at"
+
+
 def test_video_in_a_region_is_sampled_after_its_first_frames_and_stopping_is_not_hidden() -> None:
     s = Screen()
     rng = np.random.default_rng(4)

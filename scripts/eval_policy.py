@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import json
 import subprocess
 import sys
@@ -246,15 +247,19 @@ def main() -> None:
     parser.add_argument("sessions", type=Path, nargs="+", help="folders with session.mkv and labels.json (one table over all)")
     parser.add_argument("--only", nargs="*", default=(), help="methods to run (default: all)")
     parser.add_argument("--misses", metavar="METHOD", help="also list the frames METHOD keeps against its label or drops")
+    parser.add_argument("--jobs", type=int, default=1, help="sessions evaluated at once, each in its own process")
     args = parser.parse_args()
+    if args.jobs < 1:
+        parser.error("--jobs is at least 1")
     frames: list[dict[str, object]] = []
     kept: dict[str, list[bool]] = {}
-    for session in args.sessions:
-        session_frames, session_kept = evaluate(session, tuple(args.only))
-        frames += [{**e, "session": session.name} for e in session_frames]
-        for name, flags in session_kept.items():
-            kept.setdefault(name, []).extend(flags)
-        print(f"{session}: {len(session_frames)} frames", file=sys.stderr, flush=True)
+    with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
+        results = pool.map(evaluate, args.sessions, [tuple(args.only)] * len(args.sessions))
+        for session, (session_frames, session_kept) in zip(args.sessions, results):
+            frames += [{**e, "session": session.name} for e in session_frames]
+            for name, flags in session_kept.items():
+                kept.setdefault(name, []).extend(flags)
+            print(f"{session}: {len(session_frames)} frames", file=sys.stderr, flush=True)
     print(table(frames, kept))
     if args.misses in kept:
         for i, e in enumerate(frames):

@@ -161,18 +161,27 @@ class _Change:
     def __init__(self, ys: np.ndarray, xs: np.ndarray, box: Box, mask: np.ndarray | None = None,
                  source: tuple[np.ndarray, Callable[[Box], np.ndarray], int] | None = None) -> None:
         self.ys, self.xs, self.box, self._mask, self._source = ys, xs, box, mask, source
+        self._before: np.ndarray | None = None
 
     @property
     def tiles(self) -> list[tuple[int, int]]:
         return list(zip(self.ys.tolist(), self.xs.tolist()))
 
     @property
+    def before(self) -> np.ndarray:
+        """The previous frame's pixels in the box (read once)."""
+        if self._before is None:
+            assert self._source is not None
+            self._before = self._source[1](self.box)
+        return self._before
+
+    @property
     def mask(self) -> np.ndarray:
         if self._mask is None:
             assert self._source is not None
-            frame, previous, t = self._source
+            frame, _, t = self._source
             x0, y0, x1, y1 = self.box
-            diff = _differs(frame[y0:y1, x0:x1], previous(self.box))
+            diff = _differs(frame[y0:y1, x0:x1], self.before)
             # The change's own tiles, at pixel resolution, over its box.
             ty0, tx0 = y0 // t, x0 // t
             tiles = np.zeros(((y1 - 1) // t - ty0 + 1, (x1 - 1) // t - tx0 + 1), bool)
@@ -442,7 +451,7 @@ class ChangePolicy:
         if gone.mask.shape != came.mask.shape or gone.pixels < 8:
             return False
         (gx, gy, gx1, gy1), (cx, cy, cx1, cy1) = gone.box, came.box
-        before = _colours(self.previous(gone.box))[gone.mask]
+        before = _colours(gone.before)[gone.mask]
         after = _colours(frame[cy:cy1, cx:cx1])[gone.mask]
         return bool(np.mean(np.all(before == after, axis=-1)) >= self.params.pointer_match)
 
@@ -478,10 +487,7 @@ class ChangePolicy:
         step at a place is the bar starting to move (meaningful)."""
         p = self.params
         x0, y0, x1, y1 = c.box
-        if not _fits(c.box, 2 * p.pointer_max_px) or not c.mask.all():
-            return False
-        before, after = np.unique(_packed(self.previous(c.box))), np.unique(_packed(frame[y0:y1, x0:x1]))
-        if len(before) != 1 or len(after) != 1 or not _grows(frame, c.box, int(before[0]), int(after[0])):
+        if not _fits(c.box, 2 * p.pointer_max_px) or not _grows(frame, c) or not c.mask.all():
             return False
         bar = self.bars.pop((y0, y1), None)
         # (an anti-aliased edge may leave a column between steps)
@@ -505,7 +511,7 @@ class ChangePolicy:
             return False
         if max(x1 - x0, y1 - y0) < p.caret_min_px:
             return False  # a dot or a comma typed, no caret
-        before, after = _packed(self.previous(c.box)), _packed(frame[y0:y1, x0:x1])
+        before, after = _packed(c.before), _packed(frame[y0:y1, x0:x1])
         pairs = np.unique(before << 32 | after)
         ring = self._ring(frame, c.box)
         if len(np.unique(before)) == len(pairs) == len(np.unique(after)):
@@ -513,7 +519,7 @@ class ChangePolicy:
             # swap of two colours may also be a block moving one cell and back (a
             # space typed and deleted): in place only once seen flipping twice.
             solid = len(pairs) == 1
-            if solid and _grows(frame, c.box, int(before[0]), int(after[0])):
+            if solid and _grows(frame, c):
                 return False  # a bar growing by a block (progress), not a caret
         elif min(x1 - x0, y1 - y0) <= p.caret_bar_px and (_over_glyph(before, after, ring) or _over_glyph(after, before, ring)):
             solid = True  # an I-beam over the edge of a glyph: what it covered is not one colour
@@ -762,16 +768,23 @@ def _over_glyph(caret: np.ndarray, under: np.ndarray, ring: np.ndarray) -> bool:
     return int(caret[0]) != around and 2 * int(np.count_nonzero(under == around)) > len(under)
 
 
-def _grows(frame: np.ndarray, box: Box, was: int, now: int) -> bool:
-    """The block `box` went from colour `was` to `now`, the colours of the
+def _grows(frame: np.ndarray, c: _Change) -> bool:
+    """The block of `c` went from one colour to another, the colours of the
     whole columns on either side of it: a bar growing into its track (a
     progress bar), not a caret (beside a caret is a glyph's edge or the
-    background, on both sides)."""
-    x0, y0, x1, y1 = box
+    background, on both sides). Cheapest tests first: this runs on every
+    small change."""
+    x0, y0, x1, y1 = c.box
     if x1 - x0 < 3 or x0 < 1 or x1 >= frame.shape[1]:
         return False  # (an I-beam's neighbour may be a glyph's stem)
     left, right = (_packed(frame[y0:y1, x : x + 1]) for x in (x0 - 1, x1))
-    return bool(((left == now).all() and (right == was).all()) or ((right == now).all() and (left == was).all()))
+    if not ((left == left[0]).all() and (right == right[0]).all()) or left[0] == right[0]:
+        return False
+    now = _packed(frame[y0:y1, x0:x1])
+    if not (now == now[0]).all() or now[0] not in (left[0], right[0]):
+        return False
+    was = _packed(c.before)
+    return bool((was == was[0]).all() and was[0] == (right[0] if now[0] == left[0] else left[0]))
 
 
 def _area(box: Box) -> int:
@@ -835,7 +848,7 @@ def _blobs(c: _Change) -> list[_Change]:
     for k, (y0, y1, x0, x1) in enumerate(bounds):
         mask = labels[y0 : y1 + 1, x0 : x1 + 1] == k
         box = (c.box[0] + x0, c.box[1] + y0, c.box[0] + x1 + 1, c.box[1] + y1 + 1)
-        out.append(_Change(c.ys, c.xs, box, mask))
+        out.append(_Change(c.ys, c.xs, box, mask, c._source))
     return out
 
 

@@ -210,7 +210,9 @@ class Forward(stage.Stage):
 
                 client = ClaudeClient(key, f.base_url, f.timeout_s)
         self.mode = "live" if client is not None else "dry-run"
-        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        wake_r, wake_w = os.pipe()  # not os.pipe2: macOS has none; os.pipe's ends are close-on-exec already
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
         self.wake_fds.append(wake_r)
         self.sender = Sender(f, self.geometry, client, outbox, self.log, wake_w)
         self.sender.start()

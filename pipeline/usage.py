@@ -20,7 +20,7 @@ import psutil
 def private_mb(proc: psutil.Process) -> float:
     """The memory only `proc` holds, MB (see the module docstring)."""
     info = proc.memory_info()
-    return max(info.rss - getattr(info, "shared", 0), 0) / 2**20
+    return float(max(info.rss - getattr(info, "shared", 0), 0)) / 2**20
 
 
 def pss_mb(proc: psutil.Process) -> float:

@@ -108,6 +108,7 @@ place, only its first frame is kept while its contents are remembered.
 from __future__ import annotations
 
 import collections
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -174,6 +175,27 @@ class _Change:
             assert self._source is not None
             self._before = self._source[1](self.box)
         return self._before
+
+    @functools.cached_property
+    def grows(self) -> bool:
+        """Its block went from one colour to another, the colours of the
+        whole columns on either side of it: a bar growing into its track (a
+        progress bar), not a caret (beside a caret is a glyph's edge or the
+        background, on both sides). Cheapest tests first: asked of every
+        small change."""
+        assert self._source is not None
+        frame = self._source[0]
+        x0, y0, x1, y1 = self.box
+        if x1 - x0 < 3 or x0 < 1 or x1 >= frame.shape[1]:
+            return False  # (an I-beam's neighbour may be a glyph's stem)
+        left, right = (_packed(frame[y0:y1, x : x + 1]) for x in (x0 - 1, x1))
+        if not ((left == left[0]).all() and (right == right[0]).all()) or left[0] == right[0]:
+            return False
+        now = _packed(frame[y0:y1, x0:x1])
+        if not (now == now[0]).all() or now[0] not in (left[0], right[0]):
+            return False
+        was = _packed(self.before)
+        return bool((was == was[0]).all() and was[0] == (right[0] if now[0] == left[0] else left[0]))
 
     @property
     def mask(self) -> np.ndarray:
@@ -481,13 +503,13 @@ class ChangePolicy:
     # ------------------------------------------------------------------ progress
 
     def _progress(self, now: float, frame: np.ndarray, c: _Change) -> bool:
-        """A bar growing by a solid block into its track (`_grows`) where a bar
+        """A bar growing by a solid block into its track (`_Change.grows`) where a bar
         grew on the same rows within `relearn_s`, in or right beside the span
         it grew over: a progress bar going on, also starting over. The first
         step at a place is the bar starting to move (meaningful)."""
         p = self.params
         x0, y0, x1, y1 = c.box
-        if not _fits(c.box, 2 * p.pointer_max_px) or not _grows(frame, c) or not c.mask.all():
+        if not _fits(c.box, 2 * p.pointer_max_px) or not c.grows or not c.mask.all():
             return False
         bar = self.bars.pop((y0, y1), None)
         # (an anti-aliased edge may leave a column between steps)
@@ -513,15 +535,15 @@ class ChangePolicy:
             return False  # a dot or a comma typed, no caret
         before, after = _packed(c.before), _packed(frame[y0:y1, x0:x1])
         pairs = np.unique(before << 32 | after)
-        ring = self._ring(frame, c.box)
+        around = self._around(frame, c.box)
         if len(np.unique(before)) == len(pairs) == len(np.unique(after)):
             # A solid bar or block switching (one colour to one colour) is a caret; a
             # swap of two colours may also be a block moving one cell and back (a
             # space typed and deleted): in place only once seen flipping twice.
             solid = len(pairs) == 1
-            if solid and _grows(frame, c):
+            if solid and c.grows:
                 return False  # a bar growing by a block (progress), not a caret
-        elif min(x1 - x0, y1 - y0) <= p.caret_bar_px and (_over_glyph(before, after, ring) or _over_glyph(after, before, ring)):
+        elif min(x1 - x0, y1 - y0) <= p.caret_bar_px and (_over_glyph(before, after, around) or _over_glyph(after, before, around)):
             solid = True  # an I-beam over the edge of a glyph: what it covered is not one colour
         else:
             return False  # not a caret switching
@@ -533,18 +555,22 @@ class ChangePolicy:
         self.flips.append((c.box, now))
         if solid:
             # Which way it turned: off takes the colour around it, on leaves it.
-            gone = (len(ring) and (after == _common(ring)).all()) or _over_glyph(before, after, ring)
+            gone = bool((after == around).all()) or _over_glyph(before, after, around)
             self.turned[id(c)] = ((x1 - x0, y1 - y0), "off" if gone else "on")
         return in_place or drawn or follows
 
-    def _ring(self, frame: np.ndarray, box: Box) -> np.ndarray:
-        """The colours of the pixels just around `box` in `frame`, packed."""
+    def _around(self, frame: np.ndarray, box: Box) -> int:
+        """The colour most common among the pixels just around `box` in
+        `frame` (packed; -1 when the box fills the frame)."""
         h, w = self.shape[:2]
         x0, y0, x1, y1 = box
-        outer = frame[max(y0 - 1, 0) : min(y1 + 1, h), max(x0 - 1, 0) : min(x1 + 1, w)]
-        inside = np.ones(outer.shape[:2], bool)
-        inside[y0 - max(y0 - 1, 0) : y0 - max(y0 - 1, 0) + y1 - y0, x0 - max(x0 - 1, 0) : x0 - max(x0 - 1, 0) + x1 - x0] = False
-        return _packed(outer)[inside.reshape(-1)]
+        rows = [frame[y, max(x0 - 1, 0) : min(x1 + 1, w)] for y in (y0 - 1, y1) if 0 <= y < h]
+        cols = [frame[y0:y1, x] for x in (x0 - 1, x1) if 0 <= x < w]
+        ring = np.concatenate([_packed(a[None]) for a in rows + cols]) if rows or cols else np.zeros(0, np.int64)
+        if not len(ring):
+            return -1
+        values, counts = np.unique(ring, return_counts=True)
+        return int(values[np.argmax(counts)])
 
     def _after_input(self, now: float, box: Box) -> bool:
         """`box` lies right after what input last drew, with no flip since:
@@ -734,13 +760,14 @@ def _colours(a: np.ndarray) -> np.ndarray:
 
 
 def _packed(a: np.ndarray) -> np.ndarray:
-    """Each pixel's colour as one integer (flattened)."""
+    """Each pixel's colour as one integer (flattened), the same for any
+    strides: the first channel in the lowest byte."""
     if a.ndim == 3 and a.shape[-1] == 4 and a.dtype == np.uint8 and a.strides[-1] == 1 and a.strides[-2] == 4:
         return (a.view(np.uint32)[..., 0] & np.uint32(0xFFFFFF)).astype(np.uint64).reshape(-1)  # alpha left out
     c = _colours(a).astype(np.uint64)
     out: np.ndarray = c[..., 0].copy()
     for k in range(1, c.shape[-1]):
-        out = out << np.uint64(8) | c[..., k]
+        out |= c[..., k] << np.uint64(8 * k)  # first channel lowest, as the word read above
     return out.reshape(-1)
 
 
@@ -751,40 +778,15 @@ def _differs(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.asarray(np.any(_colours(a) != _colours(b), axis=-1), bool)
 
 
-def _common(colours: np.ndarray) -> int:
-    values, counts = np.unique(colours, return_counts=True)
-    return int(values[np.argmax(counts)])
-
-
-def _over_glyph(caret: np.ndarray, under: np.ndarray, ring: np.ndarray) -> bool:
+def _over_glyph(caret: np.ndarray, under: np.ndarray, around: int) -> bool:
     """`caret` (one side of a flip, packed colours) is one colour other than
     the one most common around it, and `under` (the other side) mostly that
     colour around: a caret over what it covers (the edge of a glyph beside
     it), not a glyph typed on the background (that side is the colour
     around)."""
-    if not len(ring) or len(np.unique(caret)) != 1:
+    if around < 0 or not (caret == caret[0]).all():
         return False
-    around = _common(ring)
     return int(caret[0]) != around and 2 * int(np.count_nonzero(under == around)) > len(under)
-
-
-def _grows(frame: np.ndarray, c: _Change) -> bool:
-    """The block of `c` went from one colour to another, the colours of the
-    whole columns on either side of it: a bar growing into its track (a
-    progress bar), not a caret (beside a caret is a glyph's edge or the
-    background, on both sides). Cheapest tests first: this runs on every
-    small change."""
-    x0, y0, x1, y1 = c.box
-    if x1 - x0 < 3 or x0 < 1 or x1 >= frame.shape[1]:
-        return False  # (an I-beam's neighbour may be a glyph's stem)
-    left, right = (_packed(frame[y0:y1, x : x + 1]) for x in (x0 - 1, x1))
-    if not ((left == left[0]).all() and (right == right[0]).all()) or left[0] == right[0]:
-        return False
-    now = _packed(frame[y0:y1, x0:x1])
-    if not (now == now[0]).all() or now[0] not in (left[0], right[0]):
-        return False
-    was = _packed(c.before)
-    return bool((was == was[0]).all() and was[0] == (right[0] if now[0] == left[0] else left[0]))
 
 
 def _area(box: Box) -> int:

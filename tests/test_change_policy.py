@@ -439,3 +439,12 @@ def test_invariants_under_random_changes(rects: list[tuple[int, int, int, int, i
         assert s.policy.memory_bytes <= bound
     s.frame[:, :, :3] = rng.integers(0, 256, (H, W, 3), np.uint8)  # far more than a window
     assert s.show(t + 0.25)
+
+
+def test_packed_colours_do_not_depend_on_the_strides() -> None:
+    from procs.change_policy import _packed
+
+    frame = np.random.default_rng(4).integers(0, 256, (9, 7, 4), np.uint8)
+    column = frame[:, 2]  # pixels a row apart: not the one-word read
+    assert (_packed(frame[:, 2:3]) == _packed(column[None])).all()
+    assert (_packed(frame[:, 2:3]) != _packed(frame[:, 2:3, ::-1][..., 1:])).any(), "the order of the channels counts"

@@ -124,15 +124,14 @@ unsafe fn band_avx2(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn band_extents_generic(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16],
-                        first: &mut [u16], last: &mut [u16]) {
+                        first: &mut [u16], last: &mut [u16], sq: &mut [u16]) {
     acc.fill(0);
     first.fill(0);
     last.fill(0);
-    let mut sq = vec![0u16; acc.len()];
     for y in y0..y1 {
         let (ra, rb) = (row(a, y), row(b, y));
         if ra != rb {
-            accumulate_row_extents(ra, rb, a.format, t, t * t, (y - y0 + 1) as u16, acc, first, last, &mut sq);
+            accumulate_row_extents(ra, rb, a.format, t, t * t, (y - y0 + 1) as u16, acc, first, last, sq);
         }
     }
 }
@@ -141,22 +140,22 @@ fn band_extents_generic(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, 
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn band_extents_avx2(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16],
-                            first: &mut [u16], last: &mut [u16]) {
-    band_extents_generic(a, b, y0, y1, t, acc, first, last)
+                            first: &mut [u16], last: &mut [u16], sq: &mut [u16]) {
+    band_extents_generic(a, b, y0, y1, t, acc, first, last, sq)
 }
 
 /// `band` and, per column, the rows where its colour differs at all (see
-/// `band_extents_generic`); at most 65535 rows.
+/// `band_extents_generic`); at most 65535 rows. `sq` is scratch, a row long.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn band_extents(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16],
-                           first: &mut [u16], last: &mut [u16]) {
+                           first: &mut [u16], last: &mut [u16], sq: &mut [u16]) {
     debug_assert!(y1 - y0 <= usize::from(u16::MAX));
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2 (checked just above; the check is cached).
-        return unsafe { band_extents_avx2(a, b, y0, y1, t, acc, first, last) };
+        return unsafe { band_extents_avx2(a, b, y0, y1, t, acc, first, last, sq) };
     }
-    band_extents_generic(a, b, y0, y1, t, acc, first, last)
+    band_extents_generic(a, b, y0, y1, t, acc, first, last, sq)
 }
 
 pub(crate) fn band(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u32, acc: &mut [u16]) {

@@ -95,6 +95,7 @@ struct Scratch {
     acc: Vec<u16>,
     first: Vec<u16>,
     last: Vec<u16>,
+    sq: Vec<u16>, // one row's squared colour distances
 }
 
 /// One row of tiles of `change_pass`. Against the reference, one sweep gives
@@ -106,7 +107,7 @@ fn pass_band(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&Sourc
              threshold: u32, tile: usize, ty: usize, hash: bool, s: &mut Scratch, counts: &mut [u32],
              out: &mut [Cell]) {
     let (y0, y1) = (ty * tile, ((ty + 1) * tile).min(frame.height));
-    crate::changes::band_extents(frame, reference, y0, y1, threshold, &mut s.acc, &mut s.first, &mut s.last);
+    crate::changes::band_extents(frame, reference, y0, y1, threshold, &mut s.acc, &mut s.first, &mut s.last, &mut s.sq);
     for (tx, (n, cell)) in counts.iter_mut().zip(out.iter_mut()).enumerate() {
         let cols = tx * tile..((tx + 1) * tile).min(frame.width);
         *n = s.acc[cols.clone()].iter().map(|&c| u32::from(c)).sum();
@@ -174,7 +175,7 @@ pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<
     let one = |s: &mut Scratch, (ty, (n, cells)): (usize, (&mut [u32], &mut [Cell]))| {
         pass_band(frame, reference, shadow, &shadowed[ty * tw..(ty + 1) * tw], threshold, tile, ty, hash, s, n, cells);
     };
-    let scratch = Scratch { acc: vec![0; w], first: vec![0; w], last: vec![0; w] };
+    let scratch = Scratch { acc: vec![0; w], first: vec![0; w], last: vec![0; w], sq: vec![0; w] };
     if parallel && frame.width * frame.height >= PARALLEL_PIXELS {
         counts.par_chunks_mut(tw).zip(out.par_chunks_mut(tw)).enumerate().for_each_init(|| scratch.clone(), one);
     } else {

@@ -154,6 +154,12 @@ LIGHT_SKY = Theme("light sky", False, "#8fb0d8", "#f6f9ff", "#102030", "#eef4fc"
                   "Clearlooks-Olive", "#e4eeff", "#0c1830")
 LIGHT_ROSE = Theme("light rose", False, "#d8b8c0", "#fff8f8", "#301820", "#fbeef0", "#341c24", "#ffffff", "#b03040",
                    "Onyx-Citrus", "#fff0f2", "#3a1a22")
+DARK_TEAL = Theme("dark teal", True, "#08181a", "#0a1c1e", "#c0e8e4", "#10262a", "#c8ecea", "#0c1e20", "#e06040",
+                  "Artwiz-boxed", "#163034", "#d8f4f0")
+LIGHT_SAND = Theme("light sand", False, "#c8b890", "#fffcf0", "#302810", "#f6efdc", "#2c2410", "#fffef8", "#6040b0",
+                   "Raleigh", "#fff8e0", "#28200c")
+DARK_GRAPHITE = Theme("dark graphite", True, "#202020", "#1a1a1a", "#e8e8e8", "#242424", "#e4e4e4", "#161616",
+                      "#60b040", "Breeze-ob", "#303030", "#f0f0f0")
 
 LAYOUT_A = Layout(shell=(12, 30, 82, 25), editor=(12, 560, 760, 420), browser=(810, 30, 680, 520),
                   aclock=(1530, 30, 150), dclock=(1730, 30), video=(1550, 250),
@@ -195,6 +201,18 @@ LAYOUT_I = Layout(shell=(1220, 30, 74, 20), editor=(20, 30, 700, 460), browser=(
                   aclock=(760, 300, 160), dclock=(940, 320), video=(760, 30),
                   transient=(20, 540, 720, 880), pointer=(760, 500, 1200, 880),
                   notify="bottom-center", notify_box=(700, 900, 1220, 1080))
+LAYOUT_K = Layout(shell=(40, 40, 78, 22), editor=(40, 520, 84, 22), browser=(1200, 500, 680, 540),
+                  aclock=(1720, 40, 160), dclock=(1500, 60), video=(880, 40),
+                  transient=(880, 320, 1160, 1060), pointer=(1220, 250, 1900, 470),
+                  notify="bottom-left", notify_box=(0, 930, 420, 1080))
+LAYOUT_L = Layout(shell=(1000, 40, 100, 18), editor=(1000, 470, 880, 400), browser=(40, 590, 620, 450),
+                  aclock=(40, 40, 140), dclock=(220, 60), video=(400, 40),
+                  transient=(20, 300, 960, 560), pointer=(700, 580, 980, 1060),
+                  notify="bottom-right", notify_box=(1460, 900, 1920, 1080))
+LAYOUT_M = Layout(shell=(520, 40, 64, 22), editor=(20, 560, 640, 480), browser=(1240, 40, 660, 520),
+                  aclock=(40, 40, 150), dclock=(220, 60), video=(40, 260),
+                  transient=(700, 580, 1400, 880), pointer=(1420, 620, 1900, 880),
+                  notify="bottom-center", notify_box=(700, 900, 1220, 1080))
 
 SESSIONS = (
     Spec("h1-dark", "heldout", 101, DARK_SLATE, ("-fa", "DejaVu Sans Mono", "-fs", "11"), "mousepad", "DejaVu Sans", LAYOUT_A),
@@ -217,6 +235,14 @@ SESSIONS = (
                   ("idle", 1.5))),
     Spec("h8-rose", "heldout", 1717, LIGHT_ROSE, ("-fa", "Liberation Mono:bold", "-fs", "9"), "mousepad", "C059",
          LAYOUT_J, weights=(("window_ops", 5.0), ("pointer_wander", 2.0), ("notification", 2.0), ("idle", 2.0))),
+    # Recorded after the model had been scored once on h6-h8: held out for the model's next changes.
+    Spec("h9-teal", "heldout", 2121, DARK_TEAL, ("-fa", "DejaVu Sans Mono:bold", "-fs", "10"), "vim", "P052", LAYOUT_K,
+         weights=(("editor_typing", 2.5), ("textarea_typing", 2.0), ("shell_less", 2.0), ("notification", 2.0))),
+    Spec("h10-sand", "heldout", 2323, LIGHT_SAND, ("-fn", "6x13"), "mousepad", "Nimbus Roman", LAYOUT_L,
+         weights=(("shell_command", 2.5), ("window_ops", 3.0), ("dialog", 2.5), ("pointer_wander", 2.5))),
+    Spec("h11-graphite", "heldout", 2525, DARK_GRAPHITE, ("-fa", "Nimbus Mono PS:bold", "-fs", "12"), "mousepad",
+         "Z003", LAYOUT_M, weights=(("textarea_typing", 2.5), ("notification", 2.5), ("idle", 2.0),
+                                    ("shell_less", 1.5))),
     Spec("t1-light", "tuning", 303, LIGHT_GREY, ("-fa", "Liberation Mono", "-fs", "10"), "vim", "Liberation Sans", LAYOUT_C,
          weights=(("shell_command", 2.5), ("editor_typing", 2.0), ("dialog", 2.5), ("notification", 3.0),
                   ("pointer_wander", 2.5))),
@@ -1259,8 +1285,9 @@ folder holds `session.mkv` (1920x1080, 4 fps, libx264rgb -qp 0: lossless) and
   variants of it, they joined the tuning data. h4-navy and h5-mint were recorded and committed then,
   before the model's next changes; scored once after them, they joined the tuning data too.
   h6-amber, h7-sky and h8-rose were recorded and committed then, before the model's next
-  changes were scored on them, and are the held-out part since (clock ticks are rarely a frame's
-  first cause: 11 frames have that category, 628 a tick).
+  changes; scored once after them, they joined the tuning data too. h9-teal, h10-sand and
+  h11-graphite were recorded and committed then, before the model's next changes were scored on
+  them, and are the held-out part since.
 - `tuning/`: for tuning the change-judgement model.
 
 How the labels are made and checked: the recorder logs every action it takes

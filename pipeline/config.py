@@ -126,6 +126,9 @@ class AnalysisConfig:
                            "so what it covers need not be one colour", lo=0, hi=64)
     blink_memory_s: float = _f(10.0, "a caret flip where one was seen within this long is a blink in place",
                                lo=0.0, hi=3600.0)
+    caret_first_blink_s: float = _f(1.0, "a caret that input drew blinks for the first time within this long "
+                                    "(toolkits keep it on or off 0.5-0.8 s); inside what input drew longer ago, "
+                                    "a caret turning on or off has moved", lo=0.0, hi=60.0)
     toggle_max_px: int = _f(4096, "a change flipping back and forth may be trivial only when its box covers "
                             "at most this many pixels (larger toggles are window switches)", lo=0, hi=10**9)
     toggle_s: float = _f(10.0, "a pair of contents seen flipping is remembered this long", lo=0.0, hi=3600.0)

@@ -47,8 +47,10 @@ changes (8-neighbour tiles); each change, in this order, is
   `caret_bar_px` may cover the anti-aliased edge of a glyph: one side one
   colour, not the one around it, the other mostly the colour around it),
   at a rectangle where a flip was seen within
-  `blink_memory_s` or inside the last meaningful change (the first blink of a
-  caret that typing just drew), or a solid one right after what input last
+  `blink_memory_s` or inside a meaningful change of the last
+  `caret_first_blink_s` (the first blink of a caret that typing just drew;
+  later, a caret turning on or off there has moved), or a solid one right
+  after what input last
   drew with no flip seen since (the caret coming back on after keys typed
   while it was off; had it been on, it would have been seen going off); a
   flip anywhere else is the caret moving (a typed space): meaningful, and so
@@ -57,7 +59,10 @@ changes (8-neighbour tiles); each change, in this order, is
 - meaningful when it is input at the caret: it touches where the caret was
   seen, or where such input just went and it moves on from there (typing is
   never taken for animation, however fast; a spinner beside a text field is
-  not carried along);
+  not carried along); or, where no caret was seen (an I-beam drawn with each
+  glyph), a glyph-sized change starting where the last small meaningful one
+  ended, on its rows, on a place that was blank: a line being written (not
+  on animated tiles: a spinner's next step);
 - trivial when it rides on animation: at least `ride_share` of its tiles are
   animated, i.e. changed `animated_changes` times in quick succession (gaps
   typically at most `fast_gap_s`, none over twice that: a spinner, a video)
@@ -121,6 +126,7 @@ HISTORY = 8  # signatures and change times kept per tile
 SEEN = 8  # contents remembered per tile from its animations
 MAX_SPRITES = 4
 MAX_PLACES = 16
+_DBG: list = []
 MEANINGFUL = ("meaningful", "sample", "input", "animation_end")  # causes that make a change meaningful
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels, x1 and y1 exclusive
@@ -371,6 +377,7 @@ class ChangePolicy:
         """The cause of each change."""
         p = self.params
         causes_of: dict[int, str] = {}
+        lines: set[int] = set()  # input judged by `_writes_line`
         small = [i for i, c in enumerate(changes) if _area(c.box) <= p.large_change_px]
         for i in self._pointer(now, frame, [changes[i] for i in small]):
             causes_of[small[i]] = "pointer"
@@ -387,6 +394,9 @@ class ChangePolicy:
                 causes_of[i] = "caret"
             elif self._at_caret(now, c):
                 causes_of[i] = "input"
+            elif self._writes_line(now, c):
+                causes_of[i] = "input"
+                lines.add(i)
             elif (animated := self._animated(now, frame, c)) is not None:
                 causes_of[i] = animated
             elif _area(c.box) <= p.toggle_max_px and all(self._toggles(now, t) for t in c.tiles):
@@ -403,7 +413,7 @@ class ChangePolicy:
             causes[cause] += 1
             if cause in MEANINGFUL:
                 self.meant.append((c.box, now))
-            if cause == "input" and _fits(c.box, 2 * p.caret_max_height_px):
+            if cause == "input" and i not in lines and _fits(c.box, 2 * p.caret_max_height_px):
                 self.typed.append((c.box, now))
         return [causes_of[i] for i in range(len(changes))]
 
@@ -550,13 +560,14 @@ class ChangePolicy:
         seen = sum(box == c.box and now - t <= p.blink_memory_s for box, t in self.flips)
         in_place = seen >= (1 if solid else 2)
         # A solid caret inside what input just drew is that input's caret.
-        drawn = solid and any(_inside(c.box, box) and now - t <= p.blink_memory_s for box, t in self.meant)
+        drawn = solid and any(_inside(c.box, box) and now - t <= p.caret_first_blink_s for box, t in self.meant)
         follows = solid and self._after_input(now, c.box)
         self.flips.append((c.box, now))
         if solid:
             # Which way it turned: off takes the colour around it, on leaves it.
             gone = bool((after == around).all()) or _over_glyph(before, after, around)
             self.turned[id(c)] = ((x1 - x0, y1 - y0), "off" if gone else "on")
+        _DBG.append((c.box, in_place, drawn, follows, self.turned.get(id(c)), [(b, round(now - t, 2)) for b, t in self.meant if _inside(c.box, b) and now - t <= p.blink_memory_s]))
         return in_place or drawn or follows
 
     def _around(self, frame: np.ndarray, box: Box) -> int:
@@ -595,6 +606,28 @@ class ChangePolicy:
             return True
         return any(now - t <= p.blink_memory_s and _touches(c.box, box, reach)
                    and _overlap(c.box, box) <= 0.75 * _area(c.box) for box, t in self.typed)
+
+    def _writes_line(self, now: float, c: _Change) -> bool:
+        """Where no caret was seen (an I-beam drawn with each glyph): a
+        glyph-sized change starting where the last small meaningful one
+        ended, on its rows, on a place that was blank (that change's caret
+        apart) is the line being written. Not on animated tiles (a spinner's
+        next step), and it leads nowhere further (`typed` keeps only input at
+        a caret seen)."""
+        p = self.params
+        x0, y0, x1, y1 = c.box
+        if x1 - x0 > p.caret_max_width_px or y1 - y0 > p.caret_max_height_px or id(c) in self.moved \
+                or (self.animated_until[c.ys, c.xs] >= now).any():
+            return False
+        near = p.caret_max_width_px // 4
+        for b, t in self.meant:
+            if now - t <= p.blink_memory_s and abs(x0 - b[2]) <= near and b[0] < x0 \
+                    and b[2] - b[0] <= p.caret_max_width_px and b[3] - b[1] <= p.caret_max_height_px \
+                    and 2 * (min(y1, b[3]) - max(y0, b[1])) >= min(y1 - y0, b[3] - b[1]):
+                fresh = _packed(c.before[:, max(0, b[2] - x0) :])  # (that change's caret apart)
+                if len(fresh) and (fresh == fresh[0]).all():
+                    return True
+        return False
 
     # ------------------------------------------------------------------ animation
 

@@ -145,6 +145,33 @@ def test_the_caret_coming_back_on_after_keys_typed_while_it_was_off_is_a_blink()
     assert not s.show(6.0)
 
 
+def test_a_caret_turning_on_inside_output_long_after_it_was_drawn_has_moved() -> None:
+    for after, kept in ((0.25, False), (3.0, True)):
+        s = Screen()
+        for x in (20, 26, 32, 62, 68):  # a line of output, a gap of blank cells in it
+            s.glyph(x, 40, seed=x)
+        assert s.show(1.0)
+        s.block(44, 40)  # a caret turning on in the gap
+        assert s.show(1.0 + after) == kept, f"{after} s after the output: its first blink, or the caret moved"
+
+
+def test_a_line_typed_where_no_caret_was_seen_is_kept_however_fast() -> None:
+    # An I-beam drawn with each glyph and never seen blinking; 32-pixel tiles
+    # hold eight 4-pixel cells, so each tile changes fast enough to look animated.
+    s = Screen(dataclasses.replace(PARAMS, tile=32))
+    rng = np.random.default_rng(7)
+    x, t = 20, 0.0
+    for i in range(24):
+        t += 0.25
+        s.frame[40 : 40 + CELL_H, x, :3] = WHITE  # the I-beam leaves...
+        glyph = rng.random((CELL_H, 3)) < 0.4
+        glyph[0, 0] = True
+        s.frame[40 : 40 + CELL_H, x : x + 3, :3][glyph] = BLACK  # ...a glyph takes its place...
+        s.frame[40 : 40 + CELL_H, x + 4, :3] = BLACK  # ...and it shows after it
+        assert s.show(t), f"glyph {i} at {t}s was dropped"
+        x += 4
+
+
 def test_clock_seconds_are_learned_analog_hand_and_digital_digits() -> None:
     s = Screen()
     cx, cy = 240, 60

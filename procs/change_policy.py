@@ -41,7 +41,8 @@ changes (8-neighbour tiles); each change, in this order, is
   or emptying at once is a jump from its steps (below);
 - trivial when it is a caret flip in place: the changed pixels fill a
   caret-sized rectangle (at least `caret_min_px` long: a dot typed is no
-  caret) and swap colours one for one (a block, underline or
+  caret; a block taller than wide, a character cell: a square is none) and
+  swap colours one for one (a block, underline or
   I-beam switching on or off, or a block over a character inverting it, this
   one once seen flipping twice; an I-beam or underline no thicker than
   `caret_bar_px` may cover the anti-aliased edge of a glyph: one side one
@@ -543,6 +544,8 @@ class ChangePolicy:
             return False
         if max(x1 - x0, y1 - y0) < p.caret_min_px:
             return False  # a dot or a comma typed, no caret
+        if min(x1 - x0, y1 - y0) > p.caret_bar_px and x1 - x0 >= y1 - y0:
+            return False  # a block caret is a character cell, taller than wide: a square is no caret
         before, after = _packed(c.before), _packed(frame[y0:y1, x0:x1])
         pairs = np.unique(before << 32 | after)
         around = self._around(frame, c.box)

@@ -172,6 +172,21 @@ def test_a_line_typed_where_no_caret_was_seen_is_kept_however_fast() -> None:
         x += 4
 
 
+def test_squares_taking_turns_in_an_animation_are_no_caret_moving() -> None:
+    # One solid square off and one on, the same size, in each frame: were a
+    # square a caret, each frame would be the caret moving (input, kept).
+    s = Screen()
+    places = (100, 148, 196)
+    s.block(places[0], 100, 12, 12)
+    assert s.show(0.0)
+    kept = []
+    for i in range(1, 48):
+        s.block(places[(i - 1) % 3], 100, 12, 12, WHITE)
+        s.block(places[i % 3], 100, 12, 12)
+        kept.append(s.show(i * 0.25))
+    assert not any(kept[12:]), kept
+
+
 def test_clock_seconds_are_learned_analog_hand_and_digital_digits() -> None:
     s = Screen()
     cx, cy = 240, 60

@@ -127,7 +127,6 @@ HISTORY = 8  # signatures and change times kept per tile
 SEEN = 8  # contents remembered per tile from its animations
 MAX_SPRITES = 4
 MAX_PLACES = 16
-_DBG: list = []
 MEANINGFUL = ("meaningful", "sample", "input", "animation_end")  # causes that make a change meaningful
 
 Box = tuple[int, int, int, int]  # (x0, y0, x1, y1) in pixels, x1 and y1 exclusive
@@ -570,7 +569,6 @@ class ChangePolicy:
             # Which way it turned: off takes the colour around it, on leaves it.
             gone = bool((after == around).all()) or _over_glyph(before, after, around)
             self.turned[id(c)] = ((x1 - x0, y1 - y0), "off" if gone else "on")
-        _DBG.append((c.box, in_place, drawn, follows, self.turned.get(id(c)), [(b, round(now - t, 2)) for b, t in self.meant if _inside(c.box, b) and now - t <= p.blink_memory_s]))
         return in_place or drawn or follows
 
     def _around(self, frame: np.ndarray, box: Box) -> int:

@@ -617,13 +617,12 @@ class ChangePolicy:
         a caret seen)."""
         p = self.params
         x0, y0, x1, y1 = c.box
-        if x1 - x0 > p.caret_max_width_px or y1 - y0 > p.caret_max_height_px or id(c) in self.moved \
-                or (self.animated_until[c.ys, c.xs] >= now).any():
+        glyph_sized = (p.caret_max_width_px, p.caret_max_height_px)
+        if not _within(c.box, glyph_sized) or id(c) in self.moved or (self.animated_until[c.ys, c.xs] >= now).any():
             return False
         near = p.caret_max_width_px // 4
         for b, t in self.meant:
-            if now - t <= p.blink_memory_s and abs(x0 - b[2]) <= near and b[0] < x0 \
-                    and b[2] - b[0] <= p.caret_max_width_px and b[3] - b[1] <= p.caret_max_height_px \
+            if now - t <= p.blink_memory_s and abs(x0 - b[2]) <= near and b[0] < x0 and _within(b, glyph_sized) \
                     and 2 * (min(y1, b[3]) - max(y0, b[1])) >= min(y1 - y0, b[3] - b[1]):
                 fresh = _packed(c.before[:, max(0, b[2] - x0) :])  # (that change's caret apart)
                 if len(fresh) and (fresh == fresh[0]).all():
@@ -828,7 +827,12 @@ def _area(box: Box) -> int:
 
 
 def _fits(box: Box, side: int) -> bool:
-    return box[2] - box[0] <= side and box[3] - box[1] <= side
+    return _within(box, (side, side))
+
+
+def _within(box: Box, size: tuple[int, int]) -> bool:
+    """The box is at most `size` (width, height)."""
+    return box[2] - box[0] <= size[0] and box[3] - box[1] <= size[1]
 
 
 def _touches(a: Box, b: Box, reach: tuple[int, int]) -> bool:

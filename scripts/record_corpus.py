@@ -160,6 +160,12 @@ LIGHT_SAND = Theme("light sand", False, "#c8b890", "#fffcf0", "#302810", "#f6efd
                    "Raleigh", "#fff8e0", "#28200c")
 DARK_GRAPHITE = Theme("dark graphite", True, "#202020", "#1a1a1a", "#e8e8e8", "#242424", "#e4e4e4", "#161616",
                       "#60b040", "Breeze-ob", "#303030", "#f0f0f0")
+LIGHT_LILAC = Theme("light lilac", False, "#b8b0d0", "#fbf9ff", "#201830", "#f1eef8", "#221a30", "#ffffff", "#a05010",
+                    "Clearlooks-3.4", "#f4f0ff", "#241c34")
+DARK_EMBER = Theme("dark ember", True, "#200c0a", "#1a0a08", "#f0c8b8", "#261210", "#f2ccbc", "#1c0b09", "#40a0e0",
+                   "Nightmare-02", "#341a16", "#f8dcd0")
+LIGHT_ICE = Theme("light ice", False, "#a0c0c8", "#f6fcfe", "#102028", "#e8f4f8", "#10242c", "#ffffff", "#c03080",
+                  "Emacs", "#eaf8fc", "#0c2028")
 
 LAYOUT_A = Layout(shell=(12, 30, 82, 25), editor=(12, 560, 760, 420), browser=(810, 30, 680, 520),
                   aclock=(1530, 30, 150), dclock=(1730, 30), video=(1550, 250),
@@ -213,6 +219,18 @@ LAYOUT_M = Layout(shell=(520, 40, 64, 22), editor=(20, 560, 640, 480), browser=(
                   aclock=(40, 40, 150), dclock=(220, 60), video=(40, 260),
                   transient=(700, 580, 1400, 880), pointer=(1420, 620, 1900, 880),
                   notify="bottom-center", notify_box=(700, 900, 1220, 1080))
+LAYOUT_N = Layout(shell=(40, 470, 96, 22), editor=(40, 40, 90, 28), browser=(1220, 40, 660, 540),
+                  aclock=(1720, 620, 150), dclock=(1720, 800), video=(1300, 620),
+                  transient=(760, 40, 1180, 560), pointer=(40, 820, 700, 1060),
+                  notify="bottom-right", notify_box=(1460, 900, 1920, 1080))
+LAYOUT_O = Layout(shell=(1080, 40, 96, 20), editor=(1080, 460, 780, 420), browser=(40, 40, 660, 520),
+                  aclock=(40, 640, 160), dclock=(220, 660), video=(420, 620),
+                  transient=(740, 40, 1040, 600), pointer=(760, 640, 1040, 1060),
+                  notify="bottom-left", notify_box=(0, 920, 420, 1080))
+LAYOUT_P = Layout(shell=(630, 40, 100, 30), editor=(630, 420, 600, 420), browser=(1260, 40, 640, 580),
+                  aclock=(1720, 680, 150), dclock=(1500, 690), video=(40, 40),
+                  transient=(40, 320, 590, 860), pointer=(40, 900, 1240, 1060),
+                  notify="bottom-right", notify_box=(1460, 900, 1920, 1080))
 
 SESSIONS = (
     Spec("h1-dark", "heldout", 101, DARK_SLATE, ("-fa", "DejaVu Sans Mono", "-fs", "11"), "mousepad", "DejaVu Sans", LAYOUT_A),
@@ -243,6 +261,14 @@ SESSIONS = (
     Spec("h11-graphite", "heldout", 2525, DARK_GRAPHITE, ("-fa", "Nimbus Mono PS:bold", "-fs", "12"), "mousepad",
          "Z003", LAYOUT_M, weights=(("textarea_typing", 2.5), ("notification", 2.5), ("idle", 2.0),
                                     ("shell_less", 1.5))),
+    # Recorded after the model had been scored once on h9-h11: held out for the model's next changes.
+    Spec("h12-lilac", "heldout", 2929, LIGHT_LILAC, ("-fn", "7x13"), "vim", "DejaVu Serif Condensed", LAYOUT_N,
+         weights=(("shell_less", 2.5), ("editor_typing", 2.0), ("window_ops", 2.0), ("idle", 1.5))),
+    Spec("h13-ember", "heldout", 3131, DARK_EMBER, ("-fa", "Liberation Mono:italic", "-fs", "10"), "mousepad",
+         "DejaVu Sans Light", LAYOUT_O, weights=(("textarea_typing", 2.5), ("dialog", 2.5), ("pointer_wander", 2.5),
+                                                  ("notification", 2.0))),
+    Spec("h14-ice", "heldout", 3737, LIGHT_ICE, ("-fn", "6x10"), "mousepad", "DejaVu Math TeX Gyre", LAYOUT_P,
+         weights=(("shell_command", 2.5), ("window_ops", 3.0), ("editor_typing", 2.0), ("notification", 2.5))),
     Spec("t1-light", "tuning", 303, LIGHT_GREY, ("-fa", "Liberation Mono", "-fs", "10"), "vim", "Liberation Sans", LAYOUT_C,
          weights=(("shell_command", 2.5), ("editor_typing", 2.0), ("dialog", 2.5), ("notification", 3.0),
                   ("pointer_wander", 2.5))),
@@ -1285,10 +1311,11 @@ folder holds `session.mkv` (1920x1080, 4 fps, libx264rgb -qp 0: lossless) and
   variants of it, they joined the tuning data. h4-navy and h5-mint were recorded and committed then,
   before the model's next changes; scored once after them, they joined the tuning data too.
   h6-amber, h7-sky and h8-rose were recorded and committed then, before the model's next
-  changes; scored once after them, they joined the tuning data too. h9-teal, h10-sand and
-  h11-graphite were recorded and committed then, before the model's next changes were scored on
-  them, and scored once (clock ticks are rarely a frame's first cause: 10 frames have that
-  category, 630 a tick).
+  changes; scored once after them, they joined the tuning data too. So did h9-teal, h10-sand
+  and h11-graphite, recorded and committed then and scored once after the model's next changes
+  (clock ticks are rarely a frame's first cause: 10 frames have that category, 630 a tick).
+  h12-lilac, h13-ember and h14-ice were recorded and committed then, before the model was
+  scored on them; they are held out now.
 - `tuning/`: for tuning the change-judgement model.
 
 How the labels are made and checked: the recorder logs every action it takes

@@ -64,7 +64,7 @@ class Wake:
     @staticmethod
     def create() -> Wake:
         """The best kind this system has."""
-        return EventFdWake() if hasattr(os, "eventfd") else PipeWake()
+        return EventFdWake() if sys.platform == "linux" else PipeWake()
 
     def close(self) -> None:
         for fd in {self.read_fd, self.write_fd}:
@@ -75,6 +75,8 @@ class EventFdWake(Wake):
     kind = "eventfd"
 
     def __init__(self) -> None:
+        if sys.platform != "linux":  # (a platform check mypy follows: eventfd is Linux's only)
+            raise OSError("eventfd is Linux's; elsewhere a hop wakes through a pipe")
         fd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         super().__init__(fd, fd)
 

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import psutil
 
@@ -46,8 +46,11 @@ period_s = 30.0
 """
 
 
-def wait_for(what: str, fn: Callable[[], T | None], timeout: float = 30.0, every: float = 0.05) -> T:
-    """Polls `fn` until it returns something truthy; fails naming `what`."""
+def wait_for(
+    what: str, fn: Callable[[], T | Literal[False] | None], timeout: float = 30.0, every: float = 0.05
+) -> T:
+    """Polls `fn` until it returns something truthy; fails naming `what`.
+    (`fn` is often a chain `condition and value`: False until the condition holds.)"""
     deadline = time.monotonic() + timeout
     while True:
         got = fn()
@@ -119,7 +122,8 @@ class Pipeline:
     def final_counters(self) -> dict[str, int]:
         log = (self.rt.log_dir / "supervisor.log").read_text()
         line = [x for x in log.splitlines() if "final counters" in x][-1]
-        return json.loads(line.split("final counters", 1)[1])
+        counters: dict[str, int] = json.loads(line.split("final counters", 1)[1])
+        return counters
 
     def jarvis_processes(self) -> list[psutil.Process]:
         """Every process of this test's instance still alive."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any, TypedDict
 
 import numpy as np
 import zmq
@@ -19,6 +20,17 @@ import jarvis_rust_core as jrc
 from pipeline import protocol
 
 CHANNELS = {"BGRA": 4, "RGB": 3, "GRAY": 1}
+
+#: A role's arguments: the JSON object the test passes (Worker(role, **args)).
+Args = dict[str, Any]
+
+
+class WriterCounts(TypedDict):
+    written: int
+    refused: int
+    backpressure: int
+    handed: list[int]  # per holder
+    offered: int
 
 
 def expected(seq: int, h: int, w: int, c: int) -> np.ndarray:
@@ -47,7 +59,7 @@ def random_geometry(rng: np.random.Generator, max_w: int, max_h: int) -> tuple[i
     return max(1, min(w, max_w)), max(1, min(h, max_h)), str(rng.choice(list(CHANNELS)))
 
 
-def writer(a: dict) -> None:
+def writer(a: Args) -> None:
     """Writes random frames for a.seconds, handing each to one of the holders
     (each hop has a credit of 2 frames in flight) and offering every frame to
     the copy reader, which takes no hold."""
@@ -62,7 +74,7 @@ def writer(a: dict) -> None:
     copier.setsockopt(zmq.SNDHWM, 4)
     copier.connect(a["copier"])
     rng = np.random.default_rng(a["seed"])
-    counts = {"written": 0, "refused": 0, "backpressure": 0, "handed": [0] * len(holders), "offered": 0}
+    counts: WriterCounts = {"written": 0, "refused": 0, "backpressure": 0, "handed": [0] * len(holders), "offered": 0}
     deadline = time.monotonic() + a["seconds"]
     turn = 0
     say("ready")
@@ -102,7 +114,7 @@ def writer(a: dict) -> None:
     ctx.destroy(linger=1000)
 
 
-def holder(a: dict) -> None:
+def holder(a: Args) -> None:
     mem = jrc.SharedVisionMemory.attach(a["ring"], holder=a["name"])
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
@@ -120,7 +132,7 @@ def holder(a: dict) -> None:
     mem.close()
 
 
-def copier(a: dict) -> None:
+def copier(a: Args) -> None:
     mem = jrc.SharedVisionMemory.attach(a["ring"])
     ctx = zmq.Context()
     sock = ctx.socket(zmq.PULL)
@@ -138,7 +150,7 @@ def copier(a: dict) -> None:
     say(counts)
 
 
-def hold_everything(a: dict) -> None:
+def hold_everything(a: Args) -> None:
     """Holds every published frame, then waits to be killed."""
     mem = jrc.SharedVisionMemory.attach(a["ring"], holder=a["name"])
     refs = mem.get_frame_pointers()
@@ -148,7 +160,7 @@ def hold_everything(a: dict) -> None:
     sys.stdin.read()
 
 
-def die_mid_write(a: dict) -> None:
+def die_mid_write(a: Args) -> None:
     """Writes a.frames frames, then leaves one half written and waits to be killed."""
     mem = jrc.SharedVisionMemory.attach(a["ring"], writer=True, holder="capture")
     for i in range(a["frames"]):
@@ -159,7 +171,7 @@ def die_mid_write(a: dict) -> None:
     sys.stdin.read()
 
 
-def handoff_receiver(a: dict) -> None:
+def handoff_receiver(a: Args) -> None:
     """Receives a.n messages from hop a.hop's queue as a stage does: take what
     is queued; when nothing is, arm, say "sleeping" and sleep on the wake-up
     descriptor a.fd (at most a.sleep_s: a lost wake-up fails the test), then
@@ -186,7 +198,7 @@ def handoff_receiver(a: dict) -> None:
     mem.close()
 
 
-def create_and_wait(a: dict) -> None:
+def create_and_wait(a: Args) -> None:
     mem = jrc.SharedVisionMemory(name=a["ring"], slots=2, max_width=8, max_height=8, holder="capture")
     mem.write_frame(np.ones((8, 8, 4), np.uint8))
     say(f"created {mem.generation}")

@@ -421,6 +421,7 @@ def test_more_pointer_shapes_than_remembered_replace_the_least_used() -> None:
             s.frame[at[1] : at[1] + sprite.shape[0], at[0] : at[0] + sprite.shape[1], :3] = sprite
             kept.append(s.show(t))
             t += 0.1
+        assert at is not None
         s.frame[at[1] : at[1] + sprite.shape[0], at[0] : at[0] + sprite.shape[1], :3] = WHITE
         s.show(t)
         t += 0.1

@@ -15,7 +15,9 @@ import pytest
 import jarvis_rust_core as jrc
 from pipeline import handoff
 
-KINDS = [handoff.PipeWake] + ([handoff.EventFdWake] if hasattr(os, "eventfd") else [])
+#: The kinds, each made without arguments (Wake itself takes its descriptors).
+WakeKind = type[handoff.PipeWake] | type[handoff.EventFdWake]
+KINDS: list[WakeKind] = [handoff.PipeWake] + ([handoff.EventFdWake] if hasattr(os, "eventfd") else [])
 
 
 def readable(fd: int) -> bool:
@@ -25,7 +27,7 @@ def readable(fd: int) -> bool:
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.kind)
-def test_wake_ups_coalesce_clear_and_tolerate_spurious_clears(kind: type[handoff.Wake]) -> None:
+def test_wake_ups_coalesce_clear_and_tolerate_spurious_clears(kind: WakeKind) -> None:
     wake = kind()
     try:
         assert not readable(wake.read_fd)

@@ -14,6 +14,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import jarvis_rust_core as jrc
 import msgpack
@@ -25,7 +26,7 @@ from pipeline_harness import FAST_CONFIG, Pipeline, alive, pipeline, wait_for
 STAGES = ("capture", "dedup", "analysis", "forward")
 
 
-def all_running(p: Pipeline) -> dict[str, dict] | None:
+def all_running(p: Pipeline) -> dict[str, dict[str, Any]] | None:
     st = p.status()
     return st if all(s["state"] == "running" for s in st.values()) else None
 
@@ -40,7 +41,7 @@ def test_up_flows_taps_reports_and_down_cleans() -> None:
     with pipeline() as p:
         p.up()
         with p.tap("frame.", "forward.", "stats.") as tap:
-            seen: dict[str, dict] = {}
+            seen: dict[str, dict[str, Any]] = {}
             for topic, body in tap:
                 seen.setdefault(topic, body)
                 if {"frame.captured", "frame.changed", "forward.dry_run", "stats.forward"} <= seen.keys():

@@ -133,6 +133,7 @@ def test_frame_buffer_snippet() -> None:
     assert len(frame_buffer) == 500 * 2**20 // shot.nbytes  # bounded, oldest evicted
     assert frame_buffer.used_bytes <= frame_buffer.capacity_bytes
     (ts, data), = frame_buffer.latest(1)
+    assert isinstance(data, bytes)  # a buffer without a ring keeps copies
     assert len(data) == shot.nbytes and ts <= int(time.time() * 1000)
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import gc
 import os
 import stat
+from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -20,7 +22,7 @@ def frame(h: int, w: int, c: int = 4, seed: int = 0) -> np.ndarray:
 
 
 @pytest.fixture
-def mem(shm_base: Path) -> jrc.SharedVisionMemory:
+def mem(shm_base: Path) -> Iterator[jrc.SharedVisionMemory]:
     m = jrc.SharedVisionMemory(name="t", slots=4, max_width=256, max_height=128, holder="me")
     yield m
     m.close()
@@ -28,7 +30,7 @@ def mem(shm_base: Path) -> jrc.SharedVisionMemory:
 
 @pytest.mark.parametrize("shape", [(1, 1, 4), (1, 1), (7, 13, 3), (128, 256, 4), (5, 250), (3, 17, 4)])
 def test_frames_round_trip_in_every_format(mem: jrc.SharedVisionMemory, shape: tuple[int, ...]) -> None:
-    f = frame(*shape[:2], shape[2] if len(shape) == 3 else 1)
+    f = frame(shape[0], shape[1], shape[2] if len(shape) == 3 else 1)
     ref = mem.write_frame(f)
     assert (ref.h, ref.w) == f.shape[:2] and ref.fmt == {4: "BGRA", 3: "RGB", 1: "GRAY"}[ref.channels]
     assert ref.stride % 64 == 0 and ref.stride >= ref.w * ref.channels
@@ -354,7 +356,7 @@ def test_frame_ring_buffer_copies_and_holds(mem: jrc.SharedVisionMemory) -> None
         buf.add_frame(bytes([t]) * 300, t * 10)
     assert len(buf) == 3 and buf.used_bytes == 900
     assert [t for t, _ in buf.latest(2)] == [30, 40]
-    assert [bytes(d)[0] for _, d in buf.between(25, 45)] == [3, 4]
+    assert [bytes(cast(bytes, d))[0] for _, d in buf.between(25, 45)] == [3, 4]  # no ring: copies
     with pytest.raises(jrc.RingConfigError, match="time order"):
         buf.add_frame(b"x", 5)
     held = jrc.FrameRingBuffer(1, ring=mem, max_frames=2)

@@ -13,15 +13,17 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any, cast
 
 import numpy as np
 import pytest
 import zmq
 
 import jarvis_rust_core as jrc
+from pipeline import config as config_mod
 from pipeline import handoff, protocol
 from procs import stage
 
@@ -30,6 +32,7 @@ WORKER = str(Path(__file__).with_name("ring_worker.py"))
 
 class Worker:
     def __init__(self, role: str, pass_fds: tuple[int, ...] = (), **args: object) -> None:
+        self.role = role
         self.proc = subprocess.Popen(
             [sys.executable, WORKER, role, json.dumps(args)],
             stdin=subprocess.PIPE,
@@ -53,12 +56,12 @@ class Worker:
         try:
             line = self.lines.get(timeout=timeout)
         except queue.Empty:
-            raise AssertionError(f"worker {self.proc.args[2]} said nothing for {timeout}s") from None
-        assert line, f"worker {self.proc.args[2]} exited with {self.proc.wait()}"
+            raise AssertionError(f"worker {self.role} said nothing for {timeout}s") from None
+        assert line, f"worker {self.role} exited with {self.proc.wait()}"
         return line
 
-    def result(self, timeout: float = 120.0) -> dict:
-        out = json.loads(self.line(timeout))
+    def result(self, timeout: float = 120.0) -> dict[str, Any]:
+        out: dict[str, Any] = json.loads(self.line(timeout))
         assert self.proc.wait(timeout=timeout) == 0
         return out
 
@@ -88,8 +91,8 @@ def test_one_writer_three_readers_never_see_a_torn_frame(
     for hop, name in enumerate(("h1", "h2")):
         workers.append(Worker("holder", ring="stress", name=name, endpoint=endpoints[name], hop=hop))
     workers.append(Worker("copier", ring="stress", endpoint=endpoints["copy"]))
-    for w in workers:
-        assert w.line() == "ready"
+    for worker in workers:
+        assert worker.line() == "ready"
     writer = Worker(
         "writer",
         ring="stress",
@@ -172,21 +175,30 @@ class DyingNextStage:
         raise zmq.Again()
 
 
+class BareAnalysis(stage.Stage):
+    """A stage that passes frames on to forward, without a process or
+    sockets of its own; its events go nowhere."""
+
+    next = "forward"
+
+    def publish(self, topic: str, body: Mapping[str, Any]) -> None:
+        pass
+
+
 def test_a_hand_over_reclaimed_before_its_send_failed_is_counted_once(shm_base: Path, workers: list[Worker]) -> None:
     mem = jrc.SharedVisionMemory(name="race", slots=2, max_width=8, max_height=8, holder="analysis")
     victim = Worker("hold_everything", ring="race", name="forward")
     workers.append(victim)
     assert victim.line() == "holding 0"
-    bare = stage.Stage.__new__(stage.Stage)  # pass_on and finish need no process or sockets of their own
-    bare.mem, bare.next, bare.hop_out, bare.epoch, bare.frames_out = mem, "forward", 2, mem.epoch, 0
-    bare.outbox = DyingNextStage(victim, mem)
+    bare = BareAnalysis.__new__(BareAnalysis)  # pass_on and finish need no process or sockets of their own
+    bare.mem, bare.hop_out, bare.epoch, bare.frames_out = mem, 2, mem.epoch, 0
+    bare.outbox = cast(zmq.Socket[bytes], DyingNextStage(victim, mem))
     wake = handoff.Wake.create()
     bare.wake_out = wake.write_fd
     for _ in range(jrc.HANDOFF_RECORDS):
         mem.handoff_push(2, b"a record nobody took")
-    bare.cfg = SimpleNamespace(hops=SimpleNamespace(credit=4))
+    bare.cfg = cast(config_mod.Config, SimpleNamespace(hops=SimpleNamespace(credit=4)))  # only what pass_on reads
     bare.terminal, bare.drops = collections.Counter[str](), collections.Counter[str]()
-    bare.publish = lambda topic, body: None
     ref = mem.write_frame(np.zeros((8, 8, 4), np.uint8), hold=True)
     assert bare.pass_on(ref, {}, keep=True) is False, "the frame did not go on"
     counters = {k: v for k, v in protocol.counter_snapshot(mem.counters()).items() if v}
@@ -197,12 +209,14 @@ def test_a_hand_over_reclaimed_before_its_send_failed_is_counted_once(shm_base: 
     mem.close()
 
 
-WAKE_KINDS = [handoff.PipeWake] + ([handoff.EventFdWake] if hasattr(os, "eventfd") else [])
+#: The kinds, each made without arguments (Wake itself takes its descriptors).
+WakeKind = type[handoff.PipeWake] | type[handoff.EventFdWake]
+WAKE_KINDS: list[WakeKind] = [handoff.PipeWake] + ([handoff.EventFdWake] if hasattr(os, "eventfd") else [])
 
 
 @pytest.mark.parametrize("kind", WAKE_KINDS, ids=lambda k: k.kind)
 def test_hand_off_messages_wake_a_sleeping_receiver(
-        shm_base: Path, workers: list[Worker], kind: type[handoff.Wake]) -> None:
+        shm_base: Path, workers: list[Worker], kind: WakeKind) -> None:
     mem = jrc.SharedVisionMemory(name="wake", slots=2, max_width=8, max_height=8, holder="capture")
     wake = kind()
     batches = [1, 3, 2, 1, 4, 1, 2, 3, 1, 2]  # several records per wake-up too: the signals coalesce

@@ -20,12 +20,13 @@ import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
 
 import jarvis_rust_core as jrc
+from pipeline import config as config_mod
 from pipeline import protocol
 from pipeline.tap import Tap
 from pipeline_harness import pipeline, wait_for
@@ -164,7 +165,7 @@ class BareCapture(Capture):
 
     def __init__(self, mem: jrc.SharedVisionMemory, source: Screen) -> None:  # no Stage.__init__: no sockets
         self.mem, self.source = mem, source
-        self.cfg = SimpleNamespace(capture=SimpleNamespace(rescan_s=10.0))
+        self.cfg = cast(config_mod.Config, SimpleNamespace(capture=SimpleNamespace(rescan_s=10.0)))  # only what capture reads
         self.log = logging.getLogger("test.capture")
         self.monitors: list[Monitor] = []
         self.downscaled: dict[Monitor, tuple[int, int]] = {}

@@ -75,8 +75,8 @@ def sticky_dir(path: Path) -> Path:
 
 def _become_other() -> None:
     os.setgroups([])
-    os.setresgid(OTHER, OTHER, OTHER)
-    os.setresuid(OTHER, OTHER, OTHER)
+    os.setgid(OTHER)  # as root: real, effective and saved ids alike (POSIX; setresuid is not on macOS)
+    os.setuid(OTHER)
 
 
 def _reaped(pid: int) -> tuple[int] | None:

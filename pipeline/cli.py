@@ -410,8 +410,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         checks.append(("instance", True, f"{rt.instance} is {'running (pid %d)' % running if running else 'not running'}"))
     except (RuntimeDirError, config_mod.ConfigError) as exc:
         checks.append(("runtime dir", False, str(exc)))
-    base = os.environ.get("JARVIS_SHM_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else "/tmp")
-    st = os.statvfs(base)
+    base = Path(jarvis_rust_core.default_ring_dir())
+    st = os.statvfs(next(p for p in (base, *base.parents) if p.exists()))  # (made at the first `up`)
     free_mb = st.f_bavail * st.f_frsize / 2**20
     need_mb = 12 * 1920 * 1080 * 4 / 2**20
     checks.append(("shared memory", free_mb >= need_mb, f"{free_mb:.0f} MB free in {base} (a 1080p pipeline needs ~{need_mb:.0f} MB)"))

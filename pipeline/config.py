@@ -86,6 +86,9 @@ class CaptureConfig:
     monitor: int = _f(0, "screen monitor to capture: 0 = all, 1.. = that monitor", lo=0, hi=16)
     region: list[int] = _f([], "[left, top, width, height] to capture, or [] for whole monitors")
     rescan_s: float = _f(10.0, "seconds between re-enumerations of the monitors", lo=0.5, hi=3600.0)
+    screen_pixels: str = _f("physical", "macOS Retina displays: physical (every pixel; 4x the bytes per frame of "
+                            "points at 2x, and as much more work in every stage) or points (half the resolution "
+                            "each way: small text blurs)", choices=("physical", "points"))
     synthetic: SyntheticConfig = _f(SyntheticConfig(), "the synthetic source")
     replay: ReplayConfig = _f(ReplayConfig(), "the replay source")
 

@@ -10,7 +10,7 @@ over ZeroMQ when that is full): a msgpack map with
   slot, seq  where the frame is, and which frame it is
   epoch      incarnation of the sending stage (refs from a dead one are dropped)
   monitor, w, h, stride, fmt   geometry (fmt: BGRA, RGB or GRAY)
-  t_mono_ns  capture time on CLOCK_MONOTONIC (latencies)
+  t_mono_ns  capture time on time.monotonic_ns's clock (CLOCK_MONOTONIC; macOS: CLOCK_UPTIME_RAW)
   t_wall_ns  capture time on the wall clock (people, journals)
 plus optional extra fields added by later stages. Receivers ignore keys they do
 not know (a new field is a minor version); a different major version is refused.

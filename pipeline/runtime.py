@@ -1,9 +1,12 @@
 """Where an instance keeps its files, and the lock that makes it one instance.
 
-Ring: $JARVIS_SHM_DIR/jarvis-<uid>/<instance>.ring, else under /dev/shm.
+Ring: $JARVIS_SHM_DIR/jarvis-<uid>/<instance>.ring, else under the core's
+  default (jarvis_rust_core.default_ring_dir: /dev/shm; macOS
+  ~/Library/Caches/jarvis-pipeline).
 
 Runtime directory (sockets, instance lock, resolved config, logs):
   $JARVIS_RUNTIME_DIR/<instance>, else $XDG_RUNTIME_DIR/jarvis/<instance>, else
+  (macOS) ~/Library/Caches/jarvis-pipeline/run/<instance>, else
   /tmp/jarvis-<uid>/<instance>; 0700 and owned by us, checked every time.
 Data directory (dry-run outbox, journal): $JARVIS_DATA_DIR/<instance>, else
   $XDG_STATE_HOME/jarvis-pipeline/<instance>, else ~/.local/state/jarvis-pipeline/<instance>.
@@ -25,6 +28,7 @@ import logging.handlers
 import os
 import re
 import stat
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,6 +188,10 @@ class Runtime:
             base = Path(env["JARVIS_RUNTIME_DIR"])
         elif env.get("XDG_RUNTIME_DIR"):
             base = Path(env["XDG_RUNTIME_DIR"]) / "jarvis"
+        elif sys.platform == "darwin":
+            # Not /tmp or $TMPDIR: macOS removes files there untouched for three days,
+            # the lock of an instance running all week among them.
+            base = Path(env.get("HOME") or Path.home()) / "Library" / "Caches" / "jarvis-pipeline" / "run"
         else:
             base = Path("/tmp") / f"jarvis-{os.geteuid()}"
         if env.get("JARVIS_DATA_DIR"):

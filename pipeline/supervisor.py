@@ -120,7 +120,9 @@ def resolve_source(cfg: config_mod.Config) -> tuple[config_mod.Config, list[Any]
         usable, why = sources.display_usable()
         kind = "screen" if usable else "synthetic"
         if not usable:
-            log.info("no usable display (%s): capturing the synthetic desktop", why)
+            # (on a Mac the reason is one to act on: the Screen Recording permission)
+            log.log(logging.WARNING if sys.platform == "darwin" else logging.INFO,
+                    "no usable display (%s): capturing the synthetic desktop", why)
     src = sources.open_source(
         kind,
         fps=c.fps,
@@ -128,6 +130,7 @@ def resolve_source(cfg: config_mod.Config) -> tuple[config_mod.Config, list[Any]
         region=c.region,
         synthetic=vars(c.synthetic),
         replay=vars(c.replay),
+        screen_pixels=c.screen_pixels,
     )
     try:
         monitors = src.monitors()

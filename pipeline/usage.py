@@ -24,6 +24,11 @@ def private_mb(proc: psutil.Process) -> float:
 
 
 def pss_mb(proc: psutil.Process) -> float:
-    """Proportional set size, MB (USS where the system has no PSS): costly."""
-    info = proc.memory_full_info()
+    """Proportional set size, MB: costly. USS where the system has no PSS,
+    and the resident set where only root may read either (macOS, for any
+    process but one's own)."""
+    try:
+        info = proc.memory_full_info()
+    except psutil.AccessDenied:
+        return float(proc.memory_info().rss) / 2**20
     return float(getattr(info, "pss", info.uss)) / 2**20

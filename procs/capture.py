@@ -38,7 +38,8 @@ class Capture(stage.Stage):
         super().__init__(*args, **kwargs)
         c = self.cfg.capture
         self.source = sources.open_source(
-            c.source, fps=c.fps, monitor=c.monitor, region=c.region, synthetic=vars(c.synthetic), replay=vars(c.replay)
+            c.source, fps=c.fps, monitor=c.monitor, region=c.region, synthetic=vars(c.synthetic), replay=vars(c.replay),
+            screen_pixels=c.screen_pixels,
         )
         self.monitors: list[sources.Monitor] = []
         # Monitors larger than the ring's slots, and the size their frames are

@@ -26,13 +26,16 @@ Box = tuple[int, int, int, int]  # x, y, width, height
 
 @dataclass(frozen=True)
 class Monitor:
-    """A rectangle to capture, in the source's global coordinates."""
+    """A rectangle to capture, in the source's global coordinates, in pixels."""
 
     index: int  # 1-based, as mss numbers monitors; synthetic and replay: 1..n
     left: int
     top: int
     width: int
     height: int
+    # Pixels per point of the display (macOS Retina: 2), where the system
+    # places monitors in points; 1 elsewhere.
+    scale: int = 1
 
 
 @dataclass(frozen=True)
@@ -130,12 +133,40 @@ def _select(all_monitors: list[Monitor], monitor: int, region: tuple[int, ...], 
                 raise SourceConfigError(msg)
             log.warning("%s; skipping that monitor", msg)
             continue
-        selected.append(Monitor(m.index, m.left + left, m.top + top, width, height))
+        selected.append(Monitor(m.index, m.left + left, m.top + top, width, height, m.scale))
     return selected
+
+
+SCREEN_RECORDING_HELP = (
+    "macOS has not allowed this program to record the screen (without it, frames show only the wallpaper "
+    "and the menu bar): open System Settings > Privacy & Security > Screen Recording, turn on the terminal "
+    "or app that runs jarvis-pipeline (add it with + if it is not listed), then quit and reopen it"
+)
+
+
+def screen_recording_allowed() -> bool | None:
+    """macOS: whether this process may record the screen (the Screen Recording
+    permission, asked without prompting); None where there is no such
+    permission or the system is too old to say (before macOS 10.15)."""
+    if sys.platform != "darwin":
+        return None
+    import ctypes
+    import ctypes.util
+
+    try:
+        graphics = ctypes.CDLL(ctypes.util.find_library("CoreGraphics")
+                               or "/System/Library/Frameworks/CoreGraphics.framework/CoreGraphics")
+        preflight = graphics.CGPreflightScreenCaptureAccess
+    except (OSError, AttributeError):
+        return None
+    preflight.argtypes, preflight.restype = [], ctypes.c_bool
+    return bool(preflight())
 
 
 def display_usable() -> tuple[bool, str]:
     """Whether the real screen can be captured here, and why (not)."""
+    if screen_recording_allowed() is False:
+        return False, SCREEN_RECORDING_HELP
     display = os.environ.get("DISPLAY", "")
     if sys.platform.startswith("linux") and not display:
         if os.environ.get("WAYLAND_DISPLAY"):
@@ -154,7 +185,7 @@ def display_usable() -> tuple[bool, str]:
 
 
 def open_source(source: str, *, fps: float, monitor: int, region: Sequence[int],
-                synthetic: Mapping[str, Any], replay: Mapping[str, Any]) -> Source:
+                synthetic: Mapping[str, Any], replay: Mapping[str, Any], screen_pixels: str = "physical") -> Source:
     """Opens the configured source; "auto" is the screen when a display is
     usable, else the synthetic desktop."""
     if source == "auto":
@@ -163,9 +194,11 @@ def open_source(source: str, *, fps: float, monitor: int, region: Sequence[int],
         log.info("capture source auto: %s (%s)", source, reason)
     # Each source is imported only when chosen: the screen source loads mss and X libraries.
     if source == "screen":
+        if screen_recording_allowed() is False:
+            raise SourceConfigError(SCREEN_RECORDING_HELP)
         from procs.sources.screen import ScreenSource
 
-        return ScreenSource(monitor=monitor, region=region)
+        return ScreenSource(monitor=monitor, region=region, pixels=screen_pixels)
     try:
         if source == "synthetic":
             from procs.sources.synthetic import SyntheticSource

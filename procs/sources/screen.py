@@ -2,10 +2,18 @@
 
 Monitors are mss's monitors[1:] (monitors[0] is their bounding box). An mss
 instance is not thread-safe, so each thread that grabs gets its own.
+
+macOS places monitors in points, and a Retina display has two pixels per
+point each way. mss grabs at one pixel per point unless told otherwise, which
+halves text; with `pixels = "physical"` (the default) every pixel is grabbed,
+at four times the bytes per frame, and each monitor's scale is measured when
+the monitors are enumerated. A grab of another size than its monitor's (the
+scale or the resolution changed) is a SourceError: capture enumerates again.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -19,10 +27,22 @@ from procs.sources.base import Monitor, Source, SourceError
 class ScreenSource(Source):
     kind = "screen"
 
-    def __init__(self, *, display: str | None = None, monitor: int = 0, region: Sequence[int] = ()) -> None:
-        """display: an X display name; None takes $DISPLAY (and is the only choice off Linux)."""
+    def __init__(self, *, display: str | None = None, monitor: int = 0, region: Sequence[int] = (),
+                 pixels: str = "physical") -> None:
+        """display: an X display name; None takes $DISPLAY (and is the only choice off Linux).
+        pixels: "physical" (every pixel of a Retina display) or "points" (one per point)."""
         super().__init__(monitor=monitor, region=region)
         self._display = display
+        self._physical = pixels == "physical"
+        if sys.platform == "darwin":
+            import mss.darwin
+
+            nominal = mss.darwin.kCGWindowImageNominalResolution
+            # (a module setting of mss: every instance in this process grabs alike)
+            if self._physical:
+                mss.darwin.IMAGE_OPTIONS &= ~nominal
+            else:
+                mss.darwin.IMAGE_OPTIONS |= nominal
         self._local = threading.local()
         self._lock = threading.Lock()
         self._instances: list[mss.MSS] = []
@@ -52,20 +72,37 @@ class ScreenSource(Source):
         sct = self._connect()
         try:
             found = sct.monitors[1:]
-        except ScreenShotError as exc:
+            scales = [self._scale(sct, m) for m in found]
+        except (ScreenShotError, AssertionError) as exc:
             raise SourceError(f"cannot enumerate the monitors: {exc}") from exc
-        return [Monitor(i, m["left"], m["top"], m["width"], m["height"]) for i, m in enumerate(found, 1)]
+        return [Monitor(i, m["left"] * k, m["top"] * k, m["width"] * k, m["height"] * k, k)
+                for i, (m, k) in enumerate(zip(found, scales), 1)]
+
+    def _scale(self, sct: mss.MSS, m: dict[str, int]) -> int:
+        """Pixels per point of monitor `m`: what a grab of a few points gives
+        (macOS with physical pixels; 1 wherever mss grabs in pixels)."""
+        if sys.platform != "darwin" or not self._physical:
+            return 1
+        side = 8
+        shot = sct.grab({"left": m["left"], "top": m["top"], "width": side, "height": side})
+        return max(1, shot.width // side)
 
     def grab(self, monitor: Monitor) -> np.ndarray:
         sct: mss.MSS | None = getattr(self._local, "sct", None)
         if sct is None:
             sct = self._connect()
+        k = monitor.scale  # mss takes points
         try:
-            shot = sct.grab({"left": monitor.left, "top": monitor.top, "width": monitor.width, "height": monitor.height})
+            shot = sct.grab({"left": monitor.left // k, "top": monitor.top // k, "width": monitor.width // k,
+                             "height": monitor.height // k})
         # mss asserts on the missing reply when the X connection is gone instead of raising its own error.
         except (ScreenShotError, AssertionError) as exc:
             raise SourceError(f"grabbing monitor {monitor.index} failed ({type(exc).__name__}: {exc}); "
                               f"the monitor or the display may be gone: re-enumerate the monitors") from exc
+        if (shot.width, shot.height) != (monitor.width, monitor.height):
+            raise SourceError(f"monitor {monitor.index} gave {shot.width}x{shot.height} pixels where "
+                              f"{monitor.width}x{monitor.height} were expected (its resolution or scale changed): "
+                              f"re-enumerate the monitors")
         # A view of the shot's own buffer: no copy on the way to the ring.
         return np.frombuffer(shot.raw, dtype=np.uint8).reshape(shot.height, shot.width, 4)
 

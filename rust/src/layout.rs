@@ -9,8 +9,14 @@ use crate::slot::MAX_HOLDERS;
 
 pub const MAGIC: [u8; 8] = *b"JRVSRING";
 /// Bumped whenever `RingHeader`, `HolderEntry`, `SlotDesc`, `HandoffQueue` or
-/// the slot or hand-off protocols change. 2: the hand-off queues.
-pub const LAYOUT_VERSION: u32 = 2;
+/// the slot or hand-off protocols change. 2: the hand-off queues. 3: cache
+/// lines of 128 bytes on aarch64.
+pub const LAYOUT_VERSION: u32 = 3;
+/// Bytes of a cache line, which words written by different processes never
+/// share: 128 on aarch64 (Apple silicon's lines; other Arm cores fetch lines
+/// in pairs), 64 elsewhere. The `repr(align)`s below say the same (an
+/// attribute takes no constant), checked at compile time.
+pub const CACHE_LINE: usize = if cfg!(target_arch = "aarch64") { 128 } else { 64 };
 pub const PAGE: usize = 4096;
 /// Frame-state counters in the header; their meaning is the protocol module's.
 pub const COUNTERS: usize = 32;
@@ -53,7 +59,9 @@ pub struct HolderEntry {
     pub name: [AtomicU64; NAME_BYTES / 8],
 }
 
-#[repr(C, align(64))]
+#[repr(C)]
+#[cfg_attr(target_arch = "aarch64", repr(align(128)))]
+#[cfg_attr(not(target_arch = "aarch64"), repr(align(64)))]
 pub struct RingHeader {
     pub geometry: Geometry,
     /// Sequence number of the last frame begun; only the writer increments it.
@@ -72,17 +80,21 @@ pub struct RingHeader {
 
 /// A hop's hand-off queue (the protocol is in `handoff.rs`). The producer's
 /// word and the consumer's words are on cache lines of their own.
-#[repr(C, align(64))]
+#[repr(C)]
+#[cfg_attr(target_arch = "aarch64", repr(align(128)))]
+#[cfg_attr(not(target_arch = "aarch64"), repr(align(64)))]
 pub struct HandoffQueue {
     pub tail: AtomicU64,
-    _pad0: [u64; 7],
+    _pad0: [u64; CACHE_LINE / 8 - 1],
     pub head: AtomicU64,
     pub armed: AtomicU64,
-    _pad1: [u64; 6],
+    _pad1: [u64; CACHE_LINE / 8 - 2],
     pub records: [HandoffRecord; RECORDS],
 }
 
-#[repr(C, align(64))]
+#[repr(C)]
+#[cfg_attr(target_arch = "aarch64", repr(align(128)))]
+#[cfg_attr(not(target_arch = "aarch64"), repr(align(64)))]
 pub struct HandoffRecord {
     pub len: AtomicU32,
     /// Written by the producer before it publishes the record, read by the
@@ -94,8 +106,11 @@ pub struct HandoffRecord {
 // orders the producer's writes before the consumer's reads (handoff.rs).
 unsafe impl Sync for HandoffRecord {}
 
-/// Per-slot descriptor; two cache lines so neighbouring slots do not share one.
-#[repr(C, align(64))]
+/// Per-slot descriptor: 128 bytes on lines of its own, so neighbouring slots
+/// share none (two lines of 64 bytes, or one of 128).
+#[repr(C)]
+#[cfg_attr(target_arch = "aarch64", repr(align(128)))]
+#[cfg_attr(not(target_arch = "aarch64"), repr(align(64)))]
 pub struct SlotDesc {
     pub seq: AtomicU64,
     pub holds: AtomicU64,
@@ -113,6 +128,12 @@ pub struct SlotDesc {
 }
 
 const _: () = assert!(std::mem::size_of::<SlotDesc>() == 128);
+const _: () = {
+    use std::mem::align_of;
+    assert!(align_of::<RingHeader>() == CACHE_LINE && align_of::<SlotDesc>() == CACHE_LINE);
+    assert!(align_of::<HandoffQueue>() == CACHE_LINE && align_of::<HandoffRecord>() == CACHE_LINE);
+    assert!(std::mem::offset_of!(HandoffQueue, head) == CACHE_LINE);
+};
 
 pub fn align_up(n: usize, to: usize) -> usize {
     n.div_ceil(to) * to
@@ -120,7 +141,7 @@ pub fn align_up(n: usize, to: usize) -> usize {
 
 /// Offset of the slot descriptor table.
 pub fn slot_table_offset() -> usize {
-    align_up(std::mem::size_of::<RingHeader>(), 64)
+    align_up(std::mem::size_of::<RingHeader>(), CACHE_LINE)
 }
 
 /// Offset of the first slot's pixels: page aligned after the descriptor table.

@@ -4,24 +4,32 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::{RingError, Result};
 
 /// Base directory for ring files: `$JARVIS_SHM_DIR`, else /dev/shm where it
-/// exists (Linux), else the temporary directory.
+/// exists (Linux: memory, never cleaned), else on macOS ~/Library/Caches
+/// (a file on disk, see `reserve`: macOS's shm_open objects cannot be linked
+/// into place, locked or listed, and $TMPDIR and /tmp lose files untouched
+/// for three days; Caches is the user's own, not cleaned while in use and left
+/// out of Time Machine backups), else the temporary directory.
 pub fn base_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("JARVIS_SHM_DIR") {
         return PathBuf::from(dir);
     }
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
+        return shm.to_path_buf();
     }
+    if cfg!(target_vendor = "apple") {
+        if let Some(home) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(home).join("Library").join("Caches").join("jarvis-pipeline");
+        }
+    }
+    std::env::temp_dir()
 }
 
 pub fn euid() -> u32 {
@@ -34,6 +42,10 @@ pub fn euid() -> u32 {
 /// write there could swap a ring file under us.
 pub fn private_dir(base: &Path) -> Result<PathBuf> {
     let dir = base.join(format!("jarvis-{}", euid()));
+    if cfg!(target_vendor = "apple") && !base.exists() {
+        // ~/Library/Caches/jarvis-pipeline: ours to create (0700 below it all the same).
+        let _ = std::fs::DirBuilder::new().recursive(true).mode(0o700).create(base);
+    }
     match std::fs::create_dir(&dir) {
         Ok(()) => {
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
@@ -151,16 +163,36 @@ pub fn unlock(file: &File) {
 /// Whether the lock file at `path` is held by a live process (without keeping
 /// it). A missing file means nobody holds it.
 pub fn is_locked(path: &Path) -> Result<bool> {
+    Ok(lock_state(path)?.unwrap_or(false))
+}
+
+/// Whether the lock file at `path` is held by a live process; None when there
+/// is no such file (who held it cannot be told from the file).
+pub fn lock_state(path: &Path) -> Result<Option<bool>> {
     let file = match open_existing(path) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(RingError::io(format!("cannot open lock file {}", path.display()), e)),
     };
     let got = try_lock(&file)?;
     if got {
         unlock(&file);
     }
-    Ok(!got)
+    Ok(Some(!got))
+}
+
+/// Whether process `pid` lives and, where its start time is known (`start`
+/// non-zero: Linux), is the one that started then (pids are reused).
+pub fn process_alive(pid: u32, start: u64) -> bool {
+    if pid == 0 || pid > i32::MAX as u32 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks that the process exists and may be signalled.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    if rc != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+        return false;
+    }
+    start == 0 || process_start_time(pid) == start
 }
 
 /// Free bytes on the filesystem holding `dir`.
@@ -179,6 +211,27 @@ pub fn free_bytes(dir: &Path) -> Result<u64> {
 /// Reserves `len` bytes for the file so that touching its pages can never fail
 /// later with SIGBUS. Ok(false) when the filesystem is out of space.
 pub fn reserve(file: &File, len: u64) -> Result<bool> {
+    #[cfg(target_vendor = "apple")]
+    {
+        // macOS has no posix_fallocate: F_PREALLOCATE allocates the blocks
+        // (all of them or none), then the file is sized over them.
+        let mut store = libc::fstore_t {
+            fst_flags: libc::F_ALLOCATEALL,
+            fst_posmode: libc::F_PEOFPOSMODE,
+            fst_offset: 0,
+            fst_length: len as libc::off_t,
+            fst_bytesalloc: 0,
+        };
+        // SAFETY: fcntl(F_PREALLOCATE) on a valid descriptor with a valid fstore_t.
+        if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_PREALLOCATE, &mut store) } == -1 {
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::ENOSPC) => return Ok(false),
+                Some(libc::ENOTSUP) | Some(libc::EINVAL) => {}
+                _ => return Err(RingError::io("fcntl(F_PREALLOCATE) failed", err)),
+            }
+        }
+    }
     #[cfg(target_os = "linux")]
     {
         // SAFETY: posix_fallocate on a valid descriptor.
@@ -206,10 +259,20 @@ pub fn process_start_time(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The clock of every stamp and age in the ring: the one Python's
+/// `time.monotonic_ns` reads, so that stamps taken on either side compare. On
+/// macOS that is mach_absolute_time, CLOCK_UPTIME_RAW, which stops while the
+/// Mac sleeps; CLOCK_MONOTONIC there counts sleep, and every frame in flight
+/// would look older by the nap on waking.
+#[cfg(target_vendor = "apple")]
+const RING_CLOCK: libc::clockid_t = libc::CLOCK_UPTIME_RAW;
+#[cfg(not(target_vendor = "apple"))]
+const RING_CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
+
 pub fn monotonic_ns() -> u64 {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into ts.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    unsafe { libc::clock_gettime(RING_CLOCK, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 

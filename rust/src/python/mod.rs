@@ -12,6 +12,14 @@ mod ring;
 mod frame_buffer;
 mod ready;
 
+/// The directory rings go under when no `dir` is given: `$JARVIS_SHM_DIR`,
+/// /dev/shm, ~/Library/Caches/jarvis-pipeline on macOS, else the temporary
+/// directory (one rule, the core's, for the stages and `doctor` alike).
+#[pyfunction]
+fn default_ring_dir() -> std::path::PathBuf {
+    crate::shm::base_dir()
+}
+
 #[pymodule]
 fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", crate::VERSION)?;
@@ -42,5 +50,6 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernels::block_features, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::regions, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::thumbnail, m)?)?;
+    m.add_function(wrap_pyfunction!(default_ring_dir, m)?)?;
     Ok(())
 }

@@ -19,7 +19,7 @@ impl Ring {
         let mut chosen = self.find_holder(name);
         let mut inherited = Reclaimed::default();
         if let Some(i) = chosen {
-            if shm::is_locked(&paths.holder_lock(i))? {
+            if paths.holder_alive(i, &header.holders[i])? {
                 return Err(RingError::Busy(format!(
                     "holder {name:?} is already attached to ring {:?} (pid {}); stop it or choose another name",
                     self.name,
@@ -34,7 +34,7 @@ impl Ring {
         if chosen.is_none() {
             // Reuse the entry of a dead holder, reclaiming its holds.
             for (i, e) in header.holders.iter().enumerate() {
-                if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
+                if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !paths.holder_alive(i, e)? {
                     inherited = self.clear_holder_bit(i, None, None);
                     chosen = Some(i);
                     break;
@@ -125,7 +125,7 @@ impl Ring {
         let index = self
             .find_holder(name)
             .ok_or_else(|| RingError::Hold(format!("no holder named {name:?} is registered on ring {:?}", self.name)))?;
-        if shm::is_locked(&paths.holder_lock(index))? {
+        if paths.holder_alive(index, &header.holders[index])? {
             return Err(RingError::Busy(format!(
                 "holder {name:?} (pid {}) is alive; stop it before reclaiming its holds",
                 header.holders[index].pid.load(Ordering::Relaxed)
@@ -144,7 +144,7 @@ impl Ring {
         let _registration = paths.lock_registration()?;
         let mut out = Vec::new();
         for (i, e) in self.header().holders.iter().enumerate() {
-            if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !shm::is_locked(&paths.holder_lock(i))? {
+            if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && !paths.holder_alive(i, e)? {
                 let n = self.clear_holder_bit(i, tally, None);
                 e.state.store(HOLDER_FREE, Ordering::Release);
                 out.push((entry_name(e), n));
@@ -166,7 +166,7 @@ impl Ring {
                 name: entry_name(e),
                 pid: e.pid.load(Ordering::Relaxed),
                 epoch: e.epoch.load(Ordering::Relaxed),
-                alive: shm::is_locked(&paths.holder_lock(i))?,
+                alive: paths.holder_alive(i, e)?,
                 holds: (0..self.slot_count()).filter(|&s| self.map.slot(s).holds.load(Ordering::Relaxed) & bit != 0).count(),
             });
         }
@@ -179,7 +179,7 @@ impl Ring {
         let paths = self.paths();
         for (i, e) in self.header().holders.iter().enumerate() {
             if e.state.load(Ordering::Acquire) == HOLDER_ATTACHED && e.epoch.load(Ordering::Relaxed) == epoch {
-                return shm::is_locked(&paths.holder_lock(i));
+                return paths.holder_alive(i, e);
             }
         }
         Ok(false)

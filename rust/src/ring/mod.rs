@@ -279,6 +279,16 @@ impl Paths<'_> {
     fn holder_lock(&self, index: usize) -> PathBuf {
         self.dir.join(format!("{}.h{:02}.lock", self.name, index))
     }
+    /// Whether the process of holder entry `index` lives: its lock file is
+    /// locked. A lock file gone (a cleaner removed it, or a person) is no
+    /// proof of death: then the entry's pid, and its start time where known,
+    /// decide, so a live holder's frames are never reclaimed under it.
+    fn holder_alive(&self, index: usize, entry: &HolderEntry) -> Result<bool> {
+        Ok(match shm::lock_state(&self.holder_lock(index))? {
+            Some(locked) => locked,
+            None => shm::process_alive(entry.pid.load(Ordering::Relaxed), entry.start_time.load(Ordering::Relaxed)),
+        })
+    }
     /// Serialises registration, reclaiming and stale-ring cleanup between
     /// processes; released when the returned file is dropped.
     fn lock_registration(&self) -> Result<File> {
@@ -333,9 +343,21 @@ fn map_file(file: &File, len: usize, populate: bool) -> Result<MmapRaw> {
     let mut opts = MmapOptions::new();
     opts.len(len);
     if populate {
-        opts.populate();
+        opts.populate(); // MAP_POPULATE: Linux only, a no-op elsewhere
     }
-    opts.map_raw(file).map_err(|e| RingError::io("cannot map the ring file", e))
+    let map = opts.map_raw(file).map_err(|e| RingError::io("cannot map the ring file", e))?;
+    #[cfg(not(target_os = "linux"))]
+    if populate {
+        // Touched once at creation, so no frame pays the first fault of its slot.
+        // Each page's first word is read and written back (the same value) by the
+        // creator, before the file is linked under its name: no one else sees it yet.
+        let base = map.as_mut_ptr();
+        for offset in (0..len).step_by(PAGE) {
+            // SAFETY: offset < len, inside the fresh mapping only this thread uses.
+            unsafe { base.add(offset).write_volatile(base.add(offset).read_volatile()) };
+        }
+    }
+    Ok(map)
 }
 
 impl Ring {
@@ -569,7 +591,7 @@ impl Ring {
             Ok(m) => {
                 let live: Vec<String> = (0..MAX_HOLDERS)
                     .filter(|&i| m.header().holders[i].state.load(Ordering::Acquire) == HOLDER_ATTACHED)
-                    .filter(|&i| shm::is_locked(&paths.holder_lock(i)).unwrap_or(true))
+                    .filter(|&i| paths.holder_alive(i, &m.header().holders[i]).unwrap_or(true))
                     .map(|i| entry_label(&m.header().holders[i]))
                     .collect();
                 if !live.is_empty() {

@@ -23,8 +23,10 @@ from pipeline.tap import Tap
 
 T = TypeVar("T")
 
+# The synthetic source named, not left to "auto": on a Mac auto would capture the real screen.
 FAST_CONFIG = """
 [capture]
+source = "synthetic"
 fps = 8.0
 [capture.synthetic]
 width = 640

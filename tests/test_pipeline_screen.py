@@ -41,7 +41,7 @@ CLOCK_BOX = (560, 60, 162, 162)
 QUIET_FRAMES = 8  # consecutive captures that must all be duplicates (2 s at 4 fps)
 DEADLINE_S = 60.0  # per wait; generous for a busy 2-core machine
 
-SCREEN_CONFIG = FAST_CONFIG.replace("[capture]\nfps = 8.0", '[capture]\nsource = "screen"\nfps = 4.0')
+SCREEN_CONFIG = FAST_CONFIG.replace('[capture]\nsource = "synthetic"\nfps = 8.0', '[capture]\nsource = "screen"\nfps = 4.0')
 assert 'source = "screen"' in SCREEN_CONFIG, "FAST_CONFIG's [capture] section changed"
 
 

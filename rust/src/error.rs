@@ -28,7 +28,8 @@ pub enum RingError {
     /// Not enough shared memory to create the ring.
     #[error(
         "the ring needs {needed_mb:.1} MB in {} but only {free_mb:.1} MB are free; \
-         free shared memory (remove stale rings, enlarge /dev/shm) or ask for a smaller ring",
+         free space there (remove stale rings; on Linux, enlarge /dev/shm), set JARVIS_SHM_DIR to a place \
+         with room, or ask for a smaller ring",
         path.display()
     )]
     InsufficientSharedMemory { needed_mb: f64, free_mb: f64, path: PathBuf },

@@ -17,7 +17,21 @@ pub const LAYOUT_VERSION: u32 = 3;
 /// in pairs), 64 elsewhere. The `repr(align)`s below say the same (an
 /// attribute takes no constant), checked at compile time.
 pub const CACHE_LINE: usize = if cfg!(target_arch = "aarch64") { 128 } else { 64 };
-pub const PAGE: usize = 4096;
+/// The system's page size (4 KB on x86-64 Linux, 16 KB on Apple silicon): the
+/// pixel area and every slot start on a page. A ring records its offsets, so
+/// a reader never recomputes them.
+pub fn page_size() -> usize {
+    static PAGE: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *PAGE.get_or_init(|| {
+        // SAFETY: sysconf has no preconditions.
+        let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        if n > 0 {
+            n as usize
+        } else {
+            4096
+        }
+    })
+}
 /// Frame-state counters in the header; their meaning is the protocol module's.
 pub const COUNTERS: usize = 32;
 /// Hops whose in-flight credits the header carries.
@@ -146,7 +160,7 @@ pub fn slot_table_offset() -> usize {
 
 /// Offset of the first slot's pixels: page aligned after the descriptor table.
 pub fn data_offset(slot_count: usize) -> usize {
-    align_up(slot_table_offset() + slot_count * std::mem::size_of::<SlotDesc>(), PAGE)
+    align_up(slot_table_offset() + slot_count * std::mem::size_of::<SlotDesc>(), page_size())
 }
 
 pub fn encode_name(name: &str) -> [u64; NAME_BYTES / 8] {
@@ -177,7 +191,7 @@ mod tests {
         for name in ["a", "capture", "a-name-of-exactly-thirty-one-ch"] {
             assert_eq!(decode_name(encode_name(name)), name);
         }
-        assert_eq!(data_offset(7) % PAGE, 0);
+        assert_eq!(data_offset(7) % page_size(), 0);
         assert!(data_offset(MAX_HOLDERS) >= slot_table_offset() + MAX_HOLDERS * std::mem::size_of::<SlotDesc>());
     }
 }

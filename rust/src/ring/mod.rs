@@ -74,7 +74,7 @@ use memmap2::{MmapOptions, MmapRaw};
 
 use crate::error::{RingError, Result};
 use crate::frame::{ring_stride, FrameMeta, PixelFormat, SourceFrame};
-use crate::layout::{self, HolderEntry, RingHeader, SlotDesc, COUNTERS, HOLDER_ATTACHED, HOLDER_FREE, HOPS, PAGE};
+use crate::layout::{self, HolderEntry, RingHeader, SlotDesc, COUNTERS, HOLDER_ATTACHED, HOLDER_FREE, HOPS};
 use crate::shm;
 use crate::slot::{self, free_key, SlotWords, EMPTY, MAX_HOLDERS, WRITER_BIT, WRITING};
 
@@ -311,7 +311,7 @@ fn plan_geometry(opts: &RingOptions) -> Result<(usize, usize)> {
             opts.max_width, opts.max_height
         )));
     }
-    let slot_bytes = layout::align_up(ring_stride(opts.max_width, opts.max_format) * opts.max_height, PAGE);
+    let slot_bytes = layout::align_up(ring_stride(opts.max_width, opts.max_format) * opts.max_height, layout::page_size());
     let slots = match opts.slots {
         Some(n) => n,
         None => {
@@ -352,7 +352,7 @@ fn map_file(file: &File, len: usize, populate: bool) -> Result<MmapRaw> {
         // Each page's first word is read and written back (the same value) by the
         // creator, before the file is linked under its name: no one else sees it yet.
         let base = map.as_mut_ptr();
-        for offset in (0..len).step_by(PAGE) {
+        for offset in (0..len).step_by(layout::page_size()) {
             // SAFETY: offset < len, inside the fresh mapping only this thread uses.
             unsafe { base.add(offset).write_volatile(base.add(offset).read_volatile()) };
         }
@@ -540,7 +540,7 @@ impl Ring {
         let slots = g.slot_count as usize;
         let consistent = (2..=MAX_SLOTS).contains(&slots)
             && g.data_offset as usize == layout::data_offset(slots)
-            && g.slot_bytes as usize % PAGE == 0
+            && g.slot_bytes as usize % layout::page_size() == 0
             && g.slot_bytes > 0
             && g.total_bytes as usize == len
             && g.data_offset as usize + slots * g.slot_bytes as usize == len;

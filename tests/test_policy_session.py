@@ -27,7 +27,7 @@ from pipeline.config import Config
 from pipeline_harness import pipeline
 
 SESSION = Path(__file__).resolve().parent / "data" / "session"
-HELD_OUT = Path(__file__).resolve().parent / "data" / "corpus" / "heldout" / "h10-sand"  # held out, scored once
+HELD_OUT = Path(__file__).resolve().parent / "data" / "corpus" / "heldout" / "h13-ember"  # held out, scored once
 AGREEMENT = 0.99  # frames judged as offline: a hand-off forward could not take changes the model's course
 # Its animations make analysis's frames dearer (about 5-15 ms each, up to 30 on a busy
 # machine): 1.5x the recorded pace leaves it 167 ms a frame, a 5x margin and more.

@@ -174,3 +174,16 @@ def test_a_grab_of_another_size_than_its_monitor_is_a_source_error(monkeypatch: 
         src.close()
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_region_on_a_retina_display_grows_to_whole_points() -> None:
+    """The system grabs in points: a region of a 2x display starting or ending
+    inside a point grows to whole points, so its grabs have its size (else
+    every grab would be a size mismatch and capture would re-enumerate for ever)."""
+    retina = base.Monitor(1, 0, 0, 3024, 1964, scale=2)
+    (m,) = base._select([retina], 0, (101, 51, 200, 99), strict=True, kind="screen")
+    assert (m.left, m.top, m.width, m.height, m.scale) == (100, 50, 202, 100, 2)
+    (m,) = base._select([retina], 0, (100, 50, 200, 100), strict=True, kind="screen")
+    assert (m.left, m.top, m.width, m.height) == (100, 50, 200, 100)  # whole points already: as asked
+    (m,) = base._select([base.Monitor(1, 0, 0, 640, 480)], 0, (101, 51, 200, 99), strict=True, kind="screen")
+    assert (m.left, m.top, m.width, m.height) == (101, 51, 200, 99)  # one pixel a point: as asked

@@ -133,7 +133,12 @@ def _select(all_monitors: list[Monitor], monitor: int, region: tuple[int, ...], 
                 raise SourceConfigError(msg)
             log.warning("%s; skipping that monitor", msg)
             continue
-        selected.append(Monitor(m.index, m.left + left, m.top + top, width, height, m.scale))
+        # On a display of k pixels per point (Retina) the region grows to whole
+        # points: the system grabs in points (at most k - 1 pixels more a side).
+        k = m.scale
+        x0, y0 = left // k * k, top // k * k
+        x1, y1 = min(-(-(left + width) // k) * k, m.width), min(-(-(top + height) // k) * k, m.height)
+        selected.append(Monitor(m.index, m.left + x0, m.top + y0, x1 - x0, y1 - y0, k))
     return selected
 
 

@@ -321,8 +321,10 @@ def test_other_users_ring_is_refused(shm_base: Path, ring_dir: Path) -> None:
 def test_too_little_shared_memory_is_a_clear_error(shm_base: Path) -> None:
     free_mb = os.statvfs(shm_base).f_bavail * os.statvfs(shm_base).f_frsize / 2**20
     slots = int(free_mb / 31.6) + 8  # 3840x2160 BGRA slots are 31.6 MiB
+    if slots > 1024:  # (a ring on a disk, as on a Mac, with more room than a ring can ask for)
+        pytest.skip(f"{free_mb:.0f} MB free in {shm_base}: more than a ring of 1024 4K slots needs")
     with pytest.raises(jrc.InsufficientSharedMemory, match=r"needs [\d.]+ MB in .* only [\d.]+ MB are free"):
-        jrc.SharedVisionMemory(name="huge", slots=min(slots, 1024))
+        jrc.SharedVisionMemory(name="huge", slots=slots)
     assert not list(shm_base.rglob("*.ring")) and not list(shm_base.rglob("*.tmp"))
 
 

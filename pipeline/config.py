@@ -176,8 +176,9 @@ class PriceConfig:
 
 DEFAULT_SYSTEM_PROMPT = (
     "You watch a person's screen and help them proactively. You get screenshots of what just changed, "
-    "oldest first. Say briefly what the person is doing and anything worth their attention (an error, "
-    "a warning, a question, something they may have missed). If nothing is worth saying, answer: nothing."
+    "oldest first. Answer with the report tool: what the person is doing, and each thing worth their "
+    "attention (an error, a warning, a question, something they may have missed), with attention_needed "
+    "true only when something needs them now. When nothing is worth saying, report no items."
 )
 
 

@@ -28,7 +28,9 @@ from jarvis_rust_core import COUNTERS, HANDOFF_RECORD_BYTES, FrameRef
 
 # 1.1: pixel_hash; drop reasons insignificant, send_failed, forward_stopped.
 # 1.2: drop reasons oversize, next_stage_down; capture.oversize, stage.hung.
-PROTOCOL_VERSION: tuple[int, int] = (1, 2)
+# 1.3: insight's attention_needed, summary and items (the report tool); forward's
+#      malformed_answers; each monitor's scale in capture.geometry_changed.
+PROTOCOL_VERSION: tuple[int, int] = (1, 3)
 MAX_HANDOFF_BYTES = 512
 assert MAX_HANDOFF_BYTES <= HANDOFF_RECORD_BYTES, "a hand-off message must fit a record of the ring's hand-off queues"
 MAX_EVENT_BYTES = 64 * 1024
@@ -232,8 +234,14 @@ TOPICS: tuple[Topic, ...] = (
            "connection, auth, unknown_model, spend_limit, bad_request, malformed, internal, key, outbox"), ("request_id", "the request"),
            ("attempt", "which try failed"), ("retry_in_s", "seconds until the next try, or null"),
            ("stopped", "true when forwarding stopped until the pipeline is restarted"))),
-    Topic("insight", "forward", "what Claude said about frames",
-          (("text", "the answer"), ("model", "the model that answered"), ("refs", "the frames"),
+    Topic("insight", "forward", "what Claude reported about frames (through the report tool; an answer "
+          "without a usable report is a forward.error of kind malformed instead)",
+          (("text", "the report for people: the summary, then one line per item (kind: text)"),
+           ("attention_needed", "true when something needs the person now: subscribe to these"),
+           ("summary", "what the person is doing, one sentence"),
+           ("items", "[{kind: error | warning | question | reminder | progress | other, text, image (1-based "
+            "screenshot number) or null, region ([x, y, w, h] in that screenshot) or null}]"),
+           ("model", "the model that answered"), ("refs", "the frames"),
            ("capture_times", "the frames' capture times (UTC, ISO 8601)"),
            ("usage", "{input_tokens, output_tokens, cache_creation_input_tokens, cache_read_input_tokens}"),
            ("cost_usd", "at forward.price"), ("tokens_estimate", "estimated image input tokens"),
@@ -261,12 +269,13 @@ TOPICS: tuple[Topic, ...] = (
            ("cpu_percent", "% of one core, sampled every supervisor.sample_interval_s"),
            ("private_mb", "memory only this stage holds, MB (pipeline/usage.py), sampled with the CPU"),
            ("applied", "the control state it applies: {paused, pressure, version}"),
-           ("forward_state", "forward only: what its sender is doing (dry_run, sending, failing: why)"))),
+           ("forward_state", "forward only: what its sender is doing (dry_run, sending, failing: why)"),
+           ("malformed_answers", "forward only: answers without a usable report (each also a forward.error)"))),
     Topic("memory.pressure", "supervisor", "the memory governor changed level",
           (("level", "low, medium, high or critical"), ("used_mb", "stages' private memory plus the ring"),
            ("budget_mb", "the configured budget"), ("actions", "what the stages do about it"))),
     Topic("capture.geometry_changed", "capture", "monitors appeared, vanished or changed size",
-          (("monitors", "[{index, left, top, width, height}, ...]"),)),
+          (("monitors", "[{index, left, top, width, height, scale}, ...] (scale: pixels per point)"),)),
     Topic("capture.oversize", "capture", "a monitor is larger than the ring's slots",
           (("monitor", "monitor index"), ("width", "its width"), ("height", "its height"),
            ("max_width", "the ring's largest frame width"), ("max_height", "the ring's largest frame height"),

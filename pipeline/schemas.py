@@ -237,11 +237,44 @@ class ForwardError(msgspec.Struct):
     retry_in_s: float | None = None
 
 
+ItemKind = Literal["error", "warning", "question", "reminder", "progress", "other"]
+Text = Annotated[str, msgspec.Meta(max_length=4000)]
+
+
+class ReportItem(msgspec.Struct, forbid_unknown_fields=True):
+    """One thing seen on the screen (the report tool's item, as Claude fills it in)."""
+
+    kind: Annotated[ItemKind, msgspec.Meta(description=(
+        "error: something failed; warning: something may go wrong; question: the screen asks the person "
+        "something; reminder: something the person may have forgotten; progress: a long task advanced or "
+        "finished; other: anything else worth saying"))]
+    text: Annotated[Text, msgspec.Meta(description="what it is, in one or two sentences")]
+    image: Annotated[int, msgspec.Meta(ge=1, description="the screenshot it is in, numbered from 1")] | None = None
+    region: Annotated[list[Annotated[int, msgspec.Meta(ge=0)]], msgspec.Meta(
+        min_length=4, max_length=4, description="where in that screenshot: [x, y, width, height] in its pixels")] \
+        | None = None
+
+
+class Report(msgspec.Struct, forbid_unknown_fields=True):
+    """What Claude answers about a batch of screenshots, through the `report`
+    tool (procs.claude_request): the only description of that tool's input."""
+
+    attention_needed: Annotated[bool, msgspec.Meta(
+        description="true when something on the screen needs the person now (an error, a question waiting "
+                    "for them, something about to go wrong); false otherwise")]
+    summary: Annotated[Text, msgspec.Meta(description="what the person is doing, in one sentence")]
+    items: Annotated[list[ReportItem], msgspec.Meta(
+        max_length=20, description="each thing worth the person's attention; empty when there is none")] = []
+
+
 class Insight(msgspec.Struct):
     text: str
     model: str
     refs: list[dict[str, Any]]
     usage: dict[str, int]
+    attention_needed: bool
+    summary: str
+    items: list[ReportItem]
 
 
 class StageEvent(msgspec.Struct):

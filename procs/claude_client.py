@@ -8,6 +8,7 @@ from typing import Any
 
 import anthropic
 
+from procs.claude_request import REPORT
 from procs.claude_retry import Failure, retry_after
 
 #: 429s that mean the money ran out, not a rate (newer SDKs name them).
@@ -20,10 +21,11 @@ _SPEND_LIMITS = tuple(
 
 @dataclass
 class Answer:
-    text: str
+    text: str  # any text blocks beside the tool call
     model: str
     usage: dict[str, int]
     stop_reason: str | None
+    report: Any  # the `report` tool's input as the API gave it (unchecked), or None without one
 
 
 def classify(exc: Exception) -> Failure:
@@ -82,7 +84,8 @@ class ClaudeClient:
             "cache_creation_input_tokens": u.cache_creation_input_tokens or 0,
             "cache_read_input_tokens": u.cache_read_input_tokens or 0,
         }
-        return Answer(text, msg.model, usage, msg.stop_reason)
+        report = next((block.input for block in msg.content if block.type == "tool_use" and block.name == REPORT), None)
+        return Answer(text, msg.model, usage, msg.stop_reason, report)
 
     def close(self) -> None:
         self.sdk.close()

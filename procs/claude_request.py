@@ -1,7 +1,12 @@
 """The Messages API request for a batch of frames, as live forwarding sends it
 and the dry-run outbox records it: the system prompt with `cache_control`,
 then one user turn with the images first (oldest frame first) and the text
-after them, as Anthropic's vision guide advises. No API key is ever part of it."""
+after them, as Anthropic's vision guide advises. No API key is ever part of it.
+
+The answer comes as structured data: the request defines one tool, `report`,
+whose input schema is pipeline.schemas.Report's, and forces it
+(`tool_choice`), so every answer says whether the person is needed, in a field
+a program can read instead of prose."""
 
 from __future__ import annotations
 
@@ -9,7 +14,40 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
+from pipeline import schemas
 from procs.forward_image import MAX_REQUEST_BYTES, Encoded, tokens
+
+REPORT = "report"
+
+
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """`node` of a JSON schema with every `$ref` into `defs` replaced by what
+    it names (the tool's schema stands alone, with no $defs), less the
+    structs' own descriptions (their docstrings, written for developers)."""
+    if isinstance(node, dict):
+        if "$ref" in node:
+            target = defs[node["$ref"].rsplit("/", 1)[-1]]
+            return _inline({k: v for k, v in target.items() if k != "description"}, defs)
+        return {k: _inline(v, defs) for k, v in node.items() if k != "title"}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
+def _report_tool() -> dict[str, Any]:
+    schema = msgspec.json.schema(schemas.Report)
+    return {
+        "name": REPORT,
+        "description": "Report what the screenshots show: whether the person is needed, what they are doing, "
+                       "and each thing worth their attention.",
+        "input_schema": _inline(schema, schema.get("$defs", {})),
+    }
+
+
+#: The tool every answer comes through.
+REPORT_TOOL = _report_tool()
 
 
 @dataclass
@@ -56,11 +94,18 @@ def build(f: Any, shots: list[Shot], *, inline_images: bool = True) -> dict[str,
         "model": f.model,
         "max_tokens": f.max_tokens,
         "system": [{"type": "text", "text": f.system_prompt, "cache_control": {"type": "ephemeral"}}],
+        "tools": [REPORT_TOOL],
+        "tool_choice": {"type": "tool", "name": REPORT},
         "messages": [{"role": "user", "content": content}],
     }
     if f.temperature >= 0:
         body["temperature"] = f.temperature
     return body
+
+
+def report_text(report: schemas.Report) -> str:
+    """The report for people: the summary, then one line per item."""
+    return "\n".join([report.summary, *(f"{item.kind}: {item.text}" for item in report.items)])
 
 
 def fit_request(shots: list[Shot]) -> list[Shot]:

@@ -35,12 +35,14 @@ from typing import TYPE_CHECKING, Any
 import jarvis_rust_core as jrc
 import numpy as np
 
-from pipeline import protocol
+import msgspec
+
+from pipeline import protocol, schemas
 from pipeline.schemas import ControlState
 from procs import stage
 from procs.claude_key import ApiKeyError, api_key
 from procs.claude_retry import FATAL, Failure, RetryPolicy
-from procs.claude_request import Shot, build, capture_time, fit_request, image_tokens
+from procs.claude_request import Shot, build, capture_time, fit_request, image_tokens, report_text
 from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
 from procs.forward_journal import Journal, cost_usd
 from procs.forward_outbox import Outbox
@@ -222,7 +224,7 @@ class Forward(stage.Stage):
         self.busy: Job | None = None
         self.retry: tuple[Job, float] | None = None
         self.stopped: str | None = None  # why forwarding stopped for good
-        self.requests = self.retries = 0
+        self.requests = self.retries = self.malformed = 0
         self.totals: collections.Counter[str] = collections.Counter()
         self.cost = 0.0
 
@@ -383,12 +385,30 @@ class Forward(stage.Stage):
         self.totals.update(a.usage)
         latency = round(out.latency_ms, 1)
         self.publish("forward.sent", {"refs": refs, "request_id": job.id, "attempts": job.attempt, "latency_ms": latency})
+        try:
+            if a.report is None:
+                raise schemas.SchemaError("no report tool call in the answer")
+            report = schemas.convert(a.report, schemas.Report)
+        except schemas.SchemaError as exc:
+            # Answered and paid for, but unusable: said, counted and journaled; asking
+            # again would cost as much and likely answer alike, so it is not retried.
+            self.malformed += 1
+            error = f"the answer has no usable report: {exc}"
+            self.log.warning("request %s: %s", job.id, error)
+            self.publish("forward.error", {"error": error, "kind": "malformed", "request_id": job.id,
+                                           "attempt": job.attempt, "retry_in_s": None, "stopped": False})
+            self._journal(out, "answered", error=error, response=a.text, report=_shown(a.report),
+                          stop_reason=a.stop_reason, usage=a.usage, cost_usd=cost, latency_ms=latency)
+            return
+        items, text = msgspec.to_builtins(report.items), report_text(report)
         self.publish("insight", {
-            "text": a.text[:MAX_EVENT_TEXT], "model": a.model, "refs": refs,
+            "text": text[:MAX_EVENT_TEXT], "attention_needed": report.attention_needed,
+            "summary": report.summary, "items": items, "model": a.model, "refs": refs,
             "capture_times": [capture_time(r) for r in refs], "usage": a.usage, "cost_usd": cost,
             "tokens_estimate": estimate, "latency_ms": latency, "request_id": job.id,
         })
-        self._journal(out, "answered", response=a.text, stop_reason=a.stop_reason, usage=a.usage, cost_usd=cost,
+        self._journal(out, "answered", attention_needed=report.attention_needed, summary=report.summary,
+                      items=items, response=text, stop_reason=a.stop_reason, usage=a.usage, cost_usd=cost,
                       latency_ms=latency)
 
     def _failed(self, out: Outcome, failure: Failure, now: float) -> None:
@@ -457,7 +477,18 @@ class Forward(stage.Stage):
             "encode_ms_p50": round(float(np.median(enc)), 2) if enc else None,
             "usage": dict(self.totals),
             "cost_usd": round(self.cost, 6),
+            "malformed_answers": self.malformed,
         }
+
+
+def _shown(raw: Any) -> Any:
+    """An unusable tool input as the journal can hold it (JSON data as it
+    came, anything else as text), at most MAX_EVENT_TEXT characters of it."""
+    try:
+        text = msgspec.json.encode(raw).decode()
+    except (TypeError, msgspec.EncodeError):
+        text = repr(raw)
+    return text[:MAX_EVENT_TEXT]
 
 
 if __name__ == "__main__":

@@ -3,6 +3,12 @@ records every request (arrival time, headers, JSON body) and answers each one
 as scripted (success, an error status with or without retry-after, a stall
 past the client's timeout, malformed JSON), then with success.
 
+Tools as the API takes them: a request whose tools lack a name or an object
+input_schema, or whose tool_choice names no tool it defines, gets the API's
+400 invalid_request_error; with a tool forced, the answer is that tool's call
+(`tool_use`, its input the scripted report: by default the answer's text as
+the summary, nothing needing attention), else text.
+
 Usage: `with FakeClaude() as api: ...` and point the SDK (or forward.base_url)
 at `api.url`. Input tokens in its answers are estimated the way the API
 documents for images (w*h/750, from the decoded image) plus text length / 4.
@@ -33,10 +39,27 @@ class Reply:
     malformed: bool = False
     error_type: str = ""
     usage: dict[str, int] = field(default_factory=dict)  # overrides of the usage it reports
+    report: Any = None  # the forced tool's input (None: made from `text`)
+    no_tool: bool = False  # answer with text even when a tool is forced (a model ignoring it)
 
 
 def ok(text: str = "The user is editing a document.", **usage: int) -> Reply:
     return Reply(text=text, usage=usage)
+
+
+def report(summary: str, *items: tuple[str, str], attention_needed: bool = True) -> Reply:
+    """An answer reporting `items` ((kind, text) pairs)."""
+    return Reply(text=summary, report={"attention_needed": attention_needed, "summary": summary,
+                                       "items": [{"kind": k, "text": t} for k, t in items]})
+
+
+def bad_report(raw: Any) -> Reply:
+    """A tool call whose input is `raw` as given (not a valid report)."""
+    return Reply(report=raw)
+
+
+def text_only(text: str = "Nothing to report.") -> Reply:
+    return Reply(text=text, no_tool=True)
 
 
 def error(status: int, error_type: str, retry_after: str | None = None) -> Reply:
@@ -77,6 +100,22 @@ def image_tokens(body: dict[str, Any]) -> int:
     return n
 
 
+def tool_error(body: dict[str, Any]) -> str | None:
+    """Why the API would refuse the request's tools, or None."""
+    tools = body.get("tools", [])
+    names = set()
+    for tool in tools:
+        schema = tool.get("input_schema") if isinstance(tool, dict) else None
+        if not isinstance(tool.get("name") if isinstance(tool, dict) else None, str) or \
+                not isinstance(schema, dict) or schema.get("type") != "object":
+            return f"tools: each needs a name and an input_schema of type object, not {tool!r}"
+        names.add(tool["name"])
+    choice = body.get("tool_choice")
+    if choice is not None and (choice.get("type") != "tool" or choice.get("name") not in names):
+        return f"tool_choice {choice!r} names no tool of this request"
+    return None
+
+
 class FakeClaude:
     def __init__(self, *script: Reply, held: bool = False) -> None:
         """`held`: answers wait until `release()` (a test subscribes to the
@@ -113,8 +152,11 @@ class FakeClaude:
                 elif reply.status != 200:
                     payload = {"type": "error", "error": {"type": reply.error_type, "message": f"fake {reply.error_type}"}}
                     self._send(reply.status, json.dumps(payload).encode(), reply.headers)
+                elif (refused := tool_error(body)) is not None:
+                    payload = {"type": "error", "error": {"type": "invalid_request_error", "message": refused}}
+                    self._send(400, json.dumps(payload).encode(), {})
                 else:
-                    answer = fake.message(body, reply.text)
+                    answer = fake.message(body, reply)
                     answer["usage"].update(reply.usage)
                     self._send(200, json.dumps(answer).encode(), reply.headers)
 
@@ -136,11 +178,19 @@ class FakeClaude:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @staticmethod
-    def message(body: dict[str, Any], text: str) -> dict[str, Any]:
+    def message(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        forced = (body.get("tool_choice") or {}).get("name")
+        if forced and not reply.no_tool:
+            given = reply.report if reply.report is not None else \
+                {"attention_needed": False, "summary": reply.text, "items": []}
+            content = [{"type": "tool_use", "id": "toolu_fake", "name": forced, "input": given}]
+            stop, out = "tool_use", json.dumps(given)
+        else:
+            content, stop, out = [{"type": "text", "text": reply.text}], "end_turn", reply.text
         return {
             "id": "msg_fake", "type": "message", "role": "assistant", "model": body.get("model", "?"),
-            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
-            "usage": {"input_tokens": image_tokens(body), "output_tokens": max(1, len(text) // 4),
+            "content": content, "stop_reason": stop, "stop_sequence": None,
+            "usage": {"input_tokens": image_tokens(body), "output_tokens": max(1, len(out) // 4),
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
         }
 

@@ -5,6 +5,7 @@ wire, what each kind of answer means, and the retry policy."""
 from __future__ import annotations
 
 import base64
+import json
 import socket
 import time
 
@@ -41,13 +42,19 @@ def test_request_body_on_the_wire() -> None:
         client = ClaudeClient(KEY, api.url, 10.0)
         answer = client.call(build(f, shots()))
         (req,) = api.snapshot()
-    assert answer.text == "hello" and answer.usage["input_tokens"] > 0
+    assert answer.report == {"attention_needed": False, "summary": "hello", "items": []}
+    assert answer.text == "" and answer.stop_reason == "tool_use" and answer.usage["input_tokens"] > 0
     assert req.path == "/v1/messages"
     assert KEY in (req.headers.get("x-api-key"), req.headers.get("authorization", "").removeprefix("Bearer "))
     assert KEY not in str(req.body), "the key travels in its header only"
     body = req.body
     assert body["model"] == f.model and body["max_tokens"] == f.max_tokens
     assert body["system"][0]["cache_control"] == {"type": "ephemeral"}
+    # One tool, forced: the answer is a report a program can read (its schema is pipeline.schemas.Report's).
+    assert [t["name"] for t in body["tools"]] == ["report"] and body["tool_choice"] == {"type": "tool", "name": "report"}
+    schema = body["tools"][0]["input_schema"]
+    assert schema["type"] == "object" and set(schema["required"]) == {"attention_needed", "summary"}
+    assert "$ref" not in json.dumps(schema) and "$defs" not in schema
     assert "temperature" not in body, "not sent unless configured: current models refuse it"
     content = body["messages"][0]["content"]
     assert [c["type"] for c in content] == ["image", "image", "image", "text"], "images first, then the text"
@@ -66,7 +73,7 @@ def test_request_body_on_the_wire() -> None:
 def test_configured_temperature_is_sent() -> None:
     f = config_mod.load(None, env={"JARVIS__FORWARD__TEMPERATURE": "0.3"}).forward
     with FakeClaude(ok("warm")) as api:
-        assert ClaudeClient(KEY, api.url, 10.0).call(build(f, shots(1))).text == "warm"
+        assert ClaudeClient(KEY, api.url, 10.0).call(build(f, shots(1))).report["summary"] == "warm"
         (req,) = api.snapshot()
     assert req.body["temperature"] == 0.3 and req.body["model"] == f.model
 
@@ -153,3 +160,15 @@ def test_image_data_is_base64_of_the_encoded_bytes() -> None:
     s = shots(1)[0]
     params = build(config_mod.load(None, env={}).forward, [s])
     assert base64.b64decode(params["messages"][0]["content"][0]["source"]["data"]) == s.image.data
+
+
+def test_the_fake_refuses_tools_as_the_api_does() -> None:
+    """The fake's tool check can fail: a tool_choice naming no tool of the
+    request is the API's 400, which forward takes for a bad request."""
+    f = config_mod.load(None, env={}).forward
+    body = build(f, shots(1))
+    body["tool_choice"] = {"type": "tool", "name": "describe"}
+    with FakeClaude() as api:
+        with pytest.raises(Failure) as exc:
+            ClaudeClient(KEY, api.url, 10.0).call(body)
+    assert exc.value.kind == "bad_request" and "names no tool" in exc.value.message

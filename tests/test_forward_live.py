@@ -17,8 +17,8 @@ import numpy as np
 import psutil
 from PIL import Image
 
-from fake_claude import FakeClaude, error, malformed, ok, stall
-from pipeline import protocol
+from fake_claude import FakeClaude, bad_report, error, malformed, ok, report, stall, text_only
+from pipeline import protocol, schemas
 from pipeline.tap import Tap
 from procs import forward_journal
 from pipeline_harness import FAST_CONFIG, Pipeline, pipeline, wait_for
@@ -179,6 +179,52 @@ def test_retries_failures_and_the_stop_on_a_refused_key() -> None:
         outcomes = [x["outcome"] for x in forward_journal.read(p.rt.data_dir / "journal.jsonl")]
         assert outcomes[:4] == ["answered", "answered", "failed", "failed"]
         no_secret_anywhere(p)
+
+
+def test_answers_are_reports_a_program_can_read() -> None:
+    """Claude answers through the forced report tool: each insight says
+    whether the person is needed and lists what it saw, by kind; an answer
+    without a usable report (a tool input off its schema, or text only) is a
+    forward.error of kind malformed, journaled with its cost, counted, and not
+    asked again."""
+    script = [
+        report("A build failed in the terminal", ("error", "make: *** [all] Error 2"),
+               ("question", "Overwrite notes.txt?")),
+        bad_report({"attention_needed": "yes", "summary": 3}),
+        text_only("I see a terminal."),
+        ok("Editing notes; nothing needs you."),
+    ]
+    with FakeClaude(*script, held=True) as api, pipeline(config(api.url), env={"ANTHROPIC_API_KEY": KEY}) as p:
+        p.up("--live")
+        errors, insights = [], []
+        with p.tap("forward.error", "insight", "stats.forward") as tap:
+            listening(tap, api)
+            for topic, body in tap:
+                schemas.check_event(topic, body)
+                if topic == "forward.error":
+                    errors.append(body)
+                elif topic == "insight":
+                    insights.append(body)
+                if len(insights) == 2:
+                    break
+        assert [(e["kind"], e["attempt"], e["retry_in_s"], e["stopped"]) for e in errors] == [("malformed", 1, None, False)] * 2
+        assert all("no usable report" in e["error"] for e in errors)
+        first, last = insights
+        assert first["attention_needed"] is True and first["summary"] == "A build failed in the terminal"
+        assert [(i["kind"], i["text"], i["region"]) for i in first["items"]] == [
+            ("error", "make: *** [all] Error 2", None), ("question", "Overwrite notes.txt?", None)]
+        assert first["text"] == "A build failed in the terminal\nerror: make: *** [all] Error 2\nquestion: Overwrite notes.txt?"
+        assert last["attention_needed"] is False and last["items"] == [] and last["text"] == "Editing notes; nothing needs you."
+        ids = [e["request_id"] for e in errors] + [i["request_id"] for i in insights]
+        assert len(set(ids)) == 4, "an answer without a report is not asked again"
+        p.cli("down")
+        journal = forward_journal.read(p.rt.data_dir / "journal.jsonl")
+        bad = [x for x in journal if "no usable report" in x.get("error", "")]
+        assert [x["outcome"] for x in bad] == ["answered", "answered"] and all(x["cost_usd"] > 0 for x in bad)
+        assert json.loads(bad[0]["report"]) == {"attention_needed": "yes", "summary": 3}
+        good = [x for x in journal if "summary" in x]
+        assert [x["attention_needed"] for x in good[:2]] == [True, False]
+        assert_balanced(p.final_counters())
 
 
 def test_unknown_model_stops_forwarding() -> None:

@@ -45,13 +45,15 @@ def _f(default: Any, doc: str, *, lo: float | None = None, hi: float | None = No
     """A key: its default (a list or a section is copied per instance), its
     documentation, and the bounds or choices it must respect."""
     meta = {"doc": doc, "lo": lo, "hi": hi, "choices": choices}
-    if isinstance(default, list) or dataclasses.is_dataclass(default):
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return field(default_factory=lambda: _copy(default), metadata=meta)
     return field(default=default, metadata=meta)
 
 
 def _copy(value: Any) -> Any:
-    return list(value) if isinstance(value, list) else dataclasses.replace(value)
+    if isinstance(value, (list, dict)):
+        return type(value)(value)
+    return dataclasses.replace(value)
 
 
 @dataclass(frozen=True)
@@ -176,9 +178,12 @@ class PriceConfig:
 
 DEFAULT_SYSTEM_PROMPT = (
     "You watch a person's screen and help them proactively. You get screenshots of what just changed, "
-    "oldest first. Answer with the report tool: what the person is doing, and each thing worth their "
-    "attention (an error, a warning, a question, something they may have missed), with attention_needed "
-    "true only when something needs them now. When nothing is worth saying, report no items."
+    "oldest first, after reference screenshots of the whole screen and your recent reports. Answer with the "
+    "report tool: what the person is doing, and each thing worth their attention (an error, a warning, a "
+    "question, something they may have missed), with attention_needed true only when something needs them "
+    "now. Do not report again what you reported already and has not changed; report it again only when it "
+    "changed or was resolved, with since set to when you first reported it. When nothing is new, report no "
+    "items."
 )
 
 
@@ -222,6 +227,21 @@ class ForwardConfig:
     outbox_max_mb: float = _f(256.0, "size cap of the dry-run outbox; oldest requests go first", lo=1.0,
                                 hi=TIB_MB)
     outbox_max_requests: int = _f(1000, "request cap of the dry-run outbox", lo=1)
+    context_refresh_s: float = _f(
+        300.0, "each request begins with a reference screenshot of every monitor, renewed at most this often "
+        "(byte-stable in between, so the requests' common prefix can be cached); 0 = no rolling context, each "
+        "request stands alone", lo=0.0, hi=86400.0)
+    context_tokens: int = _f(8000, "the reference screenshots plus the recent reports repeated in each request, "
+                             "tokens at most (the oldest reports leave first)", lo=0, hi=1_000_000)
+    cache_min_tokens: dict[str, int] = _f(
+        {"claude-opus-5": 512, "claude-sonnet-5": 1024, "claude-opus-4-8": 1024, "claude-opus-4-7": 2048,
+         "claude-opus-4-6": 4096, "claude-opus-4-5": 4096, "claude-sonnet-4-6": 2048, "claude-sonnet-4-5": 1024,
+         "claude-opus-4-1": 1024, "claude-opus-4": 1024, "claude-sonnet-4": 1024, "claude-haiku-4-5": 4096,
+         "claude-haiku-3": 2048, "*": 4096},
+        "the shortest prefix each model caches, tokens, by model name prefix (the longest that matches; \"*\" "
+        "for the rest): below it nothing is cached and the API says nothing, so forward reports it in its "
+        "status and journal. Anthropic's prompt-caching docs list the current figures; a table given here "
+        "replaces this one", lo=1, hi=1_000_000)
     price: PriceConfig = _f(PriceConfig(), "prices for the journal's cost figures")
 
 
@@ -277,6 +297,8 @@ class Config:
 def _type_name(t: Any) -> str:
     if t == list[list[int]]:
         return "a list of lists of integers"
+    if t == dict[str, int]:
+        return "a table of integers"
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
         t, "a list of integers" if t == list[int] else "a table"
     )
@@ -315,6 +337,7 @@ def _check(cls: type, name: str, value: Any, where: str, key: str) -> Any:
         or (t == list[int] and isinstance(value, list) and all(_is_int(v) for v in value))
         or (t == list[list[int]] and isinstance(value, list)
             and all(isinstance(r, list) and all(_is_int(v) for v in r) for r in value))
+        or (t == dict[str, int] and isinstance(value, dict) and all(_is_int(v) for v in value.values()))
     )
     if not ok:
         raise ConfigError(f"{where}: {key} must be {_type_name(t)}, not {_shown(value)}")
@@ -329,10 +352,13 @@ def _check(cls: type, name: str, value: Any, where: str, key: str) -> Any:
             raise ConfigError(f"{where}: {key} = {value!r} is not a finite number")
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ConfigError(f"{where}: {key} = {_shown(value)} is not one of {', '.join(map(repr, meta['choices']))}")
-    if meta["lo"] is not None and value < meta["lo"]:
-        raise ConfigError(f"{where}: {key} = {_shown(value)} is below the minimum {meta['lo']}")
-    if meta["hi"] is not None and value > meta["hi"]:
-        raise ConfigError(f"{where}: {key} = {_shown(value)} is above the maximum {meta['hi']}")
+    entries: list[tuple[str, Any]] = [(f"{key}.{_shown(k)}", v) for k, v in value.items()] \
+        if isinstance(value, dict) else [(key, value)]  # (a table: each of its values)
+    for shown, v in entries:
+        if meta["lo"] is not None and v < meta["lo"]:
+            raise ConfigError(f"{where}: {shown} = {_shown(v)} is below the minimum {meta['lo']}")
+        if meta["hi"] is not None and v > meta["hi"]:
+            raise ConfigError(f"{where}: {shown} = {_shown(v)} is above the maximum {meta['hi']}")
     return value
 
 
@@ -510,6 +536,8 @@ def _toml_value(v: Any) -> str:
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, list):
         return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_toml_value(k)} = {_toml_value(x)}" for k, x in v.items()) + " }"
     return repr(v)
 
 

@@ -253,6 +253,11 @@ class ReportItem(msgspec.Struct, forbid_unknown_fields=True):
     region: Annotated[list[Annotated[int, msgspec.Meta(ge=0)]], msgspec.Meta(
         min_length=4, max_length=4, description="where in that screenshot: [x, y, width, height] in its pixels")] \
         | None = None
+    since: Annotated[str, msgspec.Meta(max_length=64, description=(
+        "for something you reported before that changed or was resolved: the capture time shown with the "
+        "report that first had it; null for something new"))] | None = None
+    resolved: Annotated[bool, msgspec.Meta(description="true when something you reported before is gone or done")] \
+        = False
 
 
 class Report(msgspec.Struct, forbid_unknown_fields=True):

@@ -42,7 +42,9 @@ from pipeline.schemas import ControlState
 from procs import stage
 from procs.claude_key import ApiKeyError, api_key
 from procs.claude_retry import FATAL, Failure, RetryPolicy
-from procs.claude_request import Shot, build, capture_time, fit_request, image_tokens, report_text
+from procs.claude_request import (ReferenceShot, Shot, build, cache_minimum, capture_time, fit_request, image_tokens,
+                                   prefix_tokens, report_text)
+from procs.forward_context import Context, View
 from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
 from procs.forward_journal import Journal, cost_usd
 from procs.forward_outbox import Outbox
@@ -81,6 +83,9 @@ class Job:
     attempt: int = 0
     shots: list[Shot] | None = None
     params: dict[str, Any] | None = None
+    context: View | None = None  # what the request repeats before its frames
+    references: tuple[ReferenceShot, ...] = ()
+    prefix_tokens: int = 0  # up to its last cache breakpoint (estimated)
 
 
 @dataclass
@@ -163,7 +168,12 @@ class Sender(threading.Thread):
                 shots.append(Shot(fc.ref, fc.box, fc.keepalive, img))
             job.shots = fit_request(shots)
             leftover, job.frames = job.frames[len(job.shots):], job.frames[: len(job.shots)]
-            job.params = build(self.f, job.shots, inline_images=self.client is not None)
+            said = job.context.said if job.context is not None else ()
+            job.references = tuple(ReferenceShot(r.monitor, r.captured, r.width, r.height, r.image(self.geometry))
+                                   for r in (job.context.references if job.context is not None else ()))
+            job.params = build(self.f, job.shots, inline_images=self.client is not None, references=job.references,
+                               said=said)
+            job.prefix_tokens = prefix_tokens(self.f, job.references, said)
         assert job.params is not None
         if self.paused.is_set():  # paused while this request was being prepared
             return Outcome(job, failure=Failure("paused", "paused before sending"), leftover=leftover)
@@ -171,7 +181,8 @@ class Sender(threading.Thread):
             try:
                 frames = [{"seq": s.ref["seq"], "monitor": s.ref["monitor"], "box": s.box,
                            "image": s.file_name} for s in job.shots]
-                path = self.outbox.write(job.id, job.params, job.shots, {"created_wall_ns": time.time_ns(), "frames": frames})
+                path = self.outbox.write(job.id, job.params, [*job.references, *job.shots],
+                                         {"created_wall_ns": time.time_ns(), "frames": frames})
             except OSError as exc:  # the outbox left nothing behind; the reason is what status shows
                 return Outcome(job, failure=Failure("outbox", exc.strerror or str(exc)), leftover=leftover)
             return Outcome(job, path=path, leftover=leftover)
@@ -225,6 +236,9 @@ class Forward(stage.Stage):
         self.retry: tuple[Job, float] | None = None
         self.stopped: str | None = None  # why forwarding stopped for good
         self.requests = self.retries = self.malformed = 0
+        self.context = Context(f.context_refresh_s, f.context_tokens, self.geometry)
+        self.cache_min = cache_minimum(f.cache_min_tokens, f.model)
+        self.prefix_tokens = 0  # of the last request
         self.totals: collections.Counter[str] = collections.Counter()
         self.cost = 0.0
 
@@ -253,10 +267,17 @@ class Forward(stage.Stage):
             return
         regions = [list(map(int, r)) for r in extra.get("regions", [])]
         x, y, w, h = box = crop_box(ref.w, ref.h, regions, self.geometry)
-        pixels = np.asarray(self.mem.read(ref))[y : y + h, x : x + w].copy()  # the copy forward keeps
-        if self.mem.release(ref, count=PENDING):
+        frame = np.asarray(self.mem.read(ref))
+        pixels = frame[y : y + h, x : x + w].copy()  # the copy forward keeps
+        now = time.monotonic()
+        # The context's reference of this monitor, when it is due (masked like any image sent).
+        whole = frame.copy() if self.context.wants_reference(ref.monitor, now) else None
+        if self.mem.release(ref, count=PENDING):  # (a copy made before a failed release may be torn)
             apply_masks(pixels, ref.monitor, (x, y), f.masks)
             self.queue.append(FrameCopy(ref.to_dict(), regions, keepalive, box, pixels, tokens(*fit_size(w, h, self.geometry))))
+            if whole is not None:
+                apply_masks(whole, ref.monitor, (0, 0), f.masks)
+                self.context.set_reference(ref.monitor, capture_time(ref.to_dict()), whole, now)
 
     def apply_state(self, state: ControlState) -> None:
         super().apply_state(state)
@@ -305,7 +326,8 @@ class Forward(stage.Stage):
         if not frames:
             return wake
         self.requests += 1
-        self._submit(Job(f"{time.strftime('%Y%m%d-%H%M%S')}-{frames[0].ref['seq']:08d}", frames))
+        self._submit(Job(f"{time.strftime('%Y%m%d-%H%M%S')}-{frames[0].ref['seq']:08d}", frames,
+                         context=self.context.view()))
         return None
 
     def _submit(self, job: Job) -> None:
@@ -355,6 +377,10 @@ class Forward(stage.Stage):
                 for s in shots
             ],
             "tokens_estimate": image_tokens(shots),
+            # The context's share: whether the request's prefix is long enough for the model to cache it.
+            "references": [r.file_name for r in job.references],
+            "cache_prefix_tokens": job.prefix_tokens,
+            "cacheable": job.prefix_tokens >= self.cache_min,
             **fields,
         }
         if self.cfg.forward.journal_images:
@@ -372,6 +398,7 @@ class Forward(stage.Stage):
         images = [{"media_type": s.image.media_type, "width": s.image.width, "height": s.image.height,
                    "bytes": len(s.image.data)} for s in shots]
         estimate = image_tokens(shots)
+        self.prefix_tokens = job.prefix_tokens
         self._settle(job.frames, "forwarded")
         if out.answer is None:  # dry-run
             self.write_failures.succeeded("outbox")
@@ -401,6 +428,7 @@ class Forward(stage.Stage):
                           stop_reason=a.stop_reason, usage=a.usage, cost_usd=cost, latency_ms=latency)
             return
         items, text = msgspec.to_builtins(report.items), report_text(report)
+        self.context.add([capture_time(r) for r in refs], text)
         self.publish("insight", {
             "text": text[:MAX_EVENT_TEXT], "attention_needed": report.attention_needed,
             "summary": report.summary, "items": items, "model": a.model, "refs": refs,
@@ -462,6 +490,13 @@ class Forward(stage.Stage):
         self.sender.jobs.put(None)
         super().shutdown()
 
+    def _cache_note(self) -> str:
+        """Said in forward_state while live requests are too short for the model to cache them."""
+        if self.mode == "live" and self.prefix_tokens and self.prefix_tokens < self.cache_min:
+            return f" (prompt cache off: a prefix of ~{self.prefix_tokens} tokens, {self.cfg.forward.model} caches " \
+                   f"{self.cache_min} or more)"
+        return ""
+
     def extra_stats(self) -> dict[str, Any]:
         enc = list(self.sender.encode_ms)
         failing = self.write_failures.state()
@@ -472,12 +507,14 @@ class Forward(stage.Stage):
             "mode": self.mode,
             "paused": self.paused,
             "forward_state": (f"stopped: {self.stopped}" if self.stopped
-                              else f"failing: {failing}" if failing else self.mode),
+                              else f"failing: {failing}" if failing else self.mode + self._cache_note()),
             "write_failures": dict(self.write_failures.count),
             "encode_ms_p50": round(float(np.median(enc)), 2) if enc else None,
             "usage": dict(self.totals),
             "cost_usd": round(self.cost, 6),
             "malformed_answers": self.malformed,
+            "cache_prefix_tokens": self.prefix_tokens,
+            "cache_min_tokens": self.cache_min,
         }
 
 

@@ -3,8 +3,9 @@ where a person can inspect exactly what would leave the machine.
 
 <data dir>/outbox/<time>-<first seq>/request.json (the Messages API request
 as it would be sent, without any key, each image's data replaced by its file
-name) plus the images (frame-<seq>.jpg or .png, masked and downscaled as
-sent); directories 0700, files 0600; the oldest requests are removed beyond
+name) plus the images (frame-<seq>.jpg or .png, and the context's
+reference-<monitor>-<time> screenshots, masked and downscaled as sent);
+directories 0700, files 0600; the oldest requests are removed beyond
 forward.outbox_max_requests or forward.outbox_max_mb.
 
 A request folder is whole or absent: it is written under a name starting with
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.runtime import private_dir
-from procs.claude_request import Shot
+from procs.claude_request import ReferenceShot, Shot
 
 
 #: Names starting with this are work in progress (being written or removed), never requests.
@@ -38,7 +39,8 @@ class Outbox:
             if p.name.startswith(HIDDEN):  # left by a crash in the middle of a write or a removal
                 shutil.rmtree(p, ignore_errors=True)
 
-    def write(self, request_id: str, params: dict[str, Any], shots: list[Shot], meta: dict[str, Any]) -> Path:
+    def write(self, request_id: str, params: dict[str, Any], shots: list[ReferenceShot | Shot],
+              meta: dict[str, Any]) -> Path:
         """Writes one request folder, or raises OSError leaving nothing behind."""
         folder = self.root / request_id
         tmp = Path(tempfile.mkdtemp(prefix=f"{HIDDEN}{request_id}.", dir=self.root))  # 0700

@@ -235,7 +235,8 @@ def _typed(t: Any) -> st.SearchStrategy[Any]:
     are reached, not only the type check."""
     ints = st.integers() | st.integers(-2, 100)
     return {bool: st.booleans(), int: ints, float: st.floats(), str: TEXT | st.sampled_from(["replay", "live"]),
-            list[int]: st.lists(ints, max_size=5), list[list[int]]: st.lists(st.lists(ints, max_size=6), max_size=3)}[t]
+            list[int]: st.lists(ints, max_size=5), list[list[int]]: st.lists(st.lists(ints, max_size=6), max_size=3),
+            dict[str, int]: st.dictionaries(TEXT, ints, max_size=4)}[t]
 
 
 KEY_VALUES = st.one_of(
@@ -293,3 +294,14 @@ def test_fuzz_supervisor_json(items: list[tuple[tuple[str, ...], Any]]) -> None:
         assert str(exc).startswith("the supervisor's resolved configuration: "), exc
     else:
         assert _finite_everywhere(cfg)
+
+
+def test_a_table_of_integers_is_checked_value_by_value(tmp_path: Path) -> None:
+    """forward.cache_min_tokens: a table given replaces the default one, and
+    each of its values keeps to the key's bounds."""
+    cfg = _load_file(tmp_path, '[forward]\ncache_min_tokens = { "claude-x" = 2048, "*" = 1024 }\n')
+    assert cfg.forward.cache_min_tokens == {"claude-x": 2048, "*": 1024}
+    with pytest.raises(config.ConfigError, match=r"forward\.cache_min_tokens\.'claude-x' = 0 is below the minimum 1"):
+        _load_file(tmp_path, '[forward]\ncache_min_tokens = { "claude-x" = 0 }\n')
+    with pytest.raises(config.ConfigError, match="forward.cache_min_tokens must be a table of integers"):
+        _load_file(tmp_path, '[forward]\ncache_min_tokens = { "claude-x" = "many" }\n')

@@ -103,8 +103,11 @@ def test_live_insights_on_the_tap_masks_and_pause() -> None:
         checked = 0
         for req in api.wait_requests(2):
             assert req.body["system"][0]["cache_control"] == {"type": "ephemeral"}
-            text = req.body["messages"][0]["content"][-1]["text"]
-            for img, box in zip(req.decoded(), boxes_in(text), strict=True):
+            content = req.body["messages"][0]["content"]
+            # The context's reference screenshots (whole screens) come first: masked as well.
+            references = [c for c in content if c["type"] == "text" and c["text"].startswith("Monitor ")]
+            boxes = [[0, 0, 640, 360]] * len(references) + boxes_in(content[-1]["text"])
+            for img, box in zip(req.decoded(), boxes, strict=True):
                 checked += assert_masked(img, box)
         assert checked > 0, "no image sent covered the mask"
 
@@ -263,8 +266,13 @@ def test_a_key_without_the_live_switch_sends_nothing() -> None:
             request = json.loads((folder / "request.json").read_text())
             assert request["mode"] == "dry-run" and KEY not in json.dumps(request)
             content = request["request"]["messages"][0]["content"]
-            assert [c["type"] for c in content][-1] == "text" and content[0]["type"] == "image"
-            for frame, block in zip(request["frames"], content):
+            images = [c for c in content if c["type"] == "image"]
+            assert content[-1]["type"] == "text" and len(images) > len(request["frames"])
+            references = images[: len(images) - len(request["frames"])]
+            for block in references:  # the context's reference screenshots: whole screens, masked too
+                reference = Image.open(io.BytesIO((folder / block["source"]["data"]).read_bytes()))
+                checked += assert_masked(reference, [0, 0, 640, 360])
+            for frame, block in zip(request["frames"], images[len(references):], strict=True):
                 assert block["source"]["data"] == frame["image"]
                 img = Image.open(io.BytesIO((folder / frame["image"]).read_bytes()))
                 assert img.format == ("PNG" if frame["image"].endswith(".png") else "JPEG")

@@ -3,6 +3,14 @@ records every request (arrival time, headers, JSON body) and answers each one
 as scripted (success, an error status with or without retry-after, a stall
 past the client's timeout, malformed JSON), then with success.
 
+Prompt caching as the API does it: the blocks of a request (tools, system,
+then the messages' content) up to each cache breakpoint are a prefix; one
+written before (within 5 minutes of its last use) is read back for the
+longest such prefix ending at a breakpoint or up to 20 blocks before one, and
+the rest up to the last breakpoint is written, when that prefix reaches the
+fake's `cache_min_tokens`; usage reports cache_read_input_tokens,
+cache_creation_input_tokens and the remaining input_tokens accordingly.
+
 Tools as the API takes them: a request whose tools lack a name or an object
 input_schema, or whose tool_choice names no tool it defines, gets the API's
 400 invalid_request_error; with a tool forced, the answer is that tool's call
@@ -17,6 +25,7 @@ documents for images (w*h/750, from the decoded image) plus text length / 4.
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import math
@@ -88,16 +97,41 @@ class Recorded:
         return [Image.open(io.BytesIO(base64.b64decode(c["source"]["data"]))) for c in self.images()]
 
 
+def block_tokens(block: dict[str, Any]) -> int:
+    """A block's input tokens as the fake counts them: an image as the API
+    documents (w*h/750 of the decoded image), anything else at four
+    characters a token."""
+    if block.get("type") == "image":
+        img = Image.open(io.BytesIO(base64.b64decode(block["source"]["data"])))
+        return math.ceil(img.width * img.height / 750)
+    if block.get("type") == "text":
+        return len(block["text"]) // 4
+    return len(json.dumps(block)) // 4  # a tool definition
+
+
 def image_tokens(body: dict[str, Any]) -> int:
-    n = 0
-    for m in body.get("messages", []):
-        for c in m["content"]:
-            if c["type"] == "image":
-                img = Image.open(io.BytesIO(base64.b64decode(c["source"]["data"])))
-                n += math.ceil(img.width * img.height / 750)
-            elif c["type"] == "text":
-                n += len(c["text"]) // 4
-    return n
+    """The messages' tokens (what the fake counted before it knew of tools and caching)."""
+    return sum(block_tokens(c) for m in body.get("messages", []) for c in m["content"])
+
+
+CACHE_TTL_NS = 5 * 60 * 10**9
+LOOKBACK = 20  # blocks before a breakpoint the API also checks for a cached prefix
+
+
+def request_blocks(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's blocks in the order the API reads them for caching."""
+    return [*body.get("tools", []), *body.get("system", []),
+            *(c for m in body.get("messages", []) for c in m["content"])]
+
+
+def prefix_keys(blocks: list[dict[str, Any]]) -> list[str]:
+    """Per block, a digest of the request up to and including it (cache markers left out)."""
+    digest, keys = hashlib.sha256(), []
+    for block in blocks:
+        bare = {k: v for k, v in block.items() if k != "cache_control"}
+        digest.update(json.dumps(bare, sort_keys=True).encode())
+        keys.append(digest.copy().hexdigest())
+    return keys
 
 
 def tool_error(body: dict[str, Any]) -> str | None:
@@ -117,10 +151,12 @@ def tool_error(body: dict[str, Any]) -> str | None:
 
 
 class FakeClaude:
-    def __init__(self, *script: Reply, held: bool = False) -> None:
+    def __init__(self, *script: Reply, held: bool = False, cache_min_tokens: int = 1024) -> None:
         """`held`: answers wait until `release()` (a test subscribes to the
         events first, so none is published before it listens)."""
         self.script = list(script)
+        self.cache_min_tokens = cache_min_tokens
+        self.cache: dict[str, int] = {}  # prefix digest -> when last used (ns)
         self.gate = threading.Event()
         if not held:
             self.gate.set()
@@ -157,6 +193,8 @@ class FakeClaude:
                     self._send(400, json.dumps(payload).encode(), {})
                 else:
                     answer = fake.message(body, reply)
+                    with fake.lock:
+                        answer["usage"].update(fake.cached(body, arrival))
                     answer["usage"].update(reply.usage)
                     self._send(200, json.dumps(answer).encode(), reply.headers)
 
@@ -193,6 +231,27 @@ class FakeClaude:
             "usage": {"input_tokens": image_tokens(body), "output_tokens": max(1, len(out) // 4),
                       "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0},
         }
+
+    def cached(self, body: dict[str, Any], now_ns: int) -> dict[str, int]:
+        """The request's input tokens split as prompt caching splits them (see
+        the module docstring); called with the lock held."""
+        blocks = request_blocks(body)
+        counts = [block_tokens(b) for b in blocks]
+        total = sum(counts)
+        marks = [i for i, b in enumerate(blocks) if "cache_control" in b]
+        if not marks or sum(counts[: marks[-1] + 1]) < self.cache_min_tokens:
+            return {"input_tokens": total, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
+        keys = prefix_keys(blocks)
+        for key in [k for k, used in self.cache.items() if now_ns - used > CACHE_TTL_NS]:
+            del self.cache[key]
+        candidates = {j for i in marks for j in range(max(0, i - LOOKBACK), i + 1)}
+        hit = max((j for j in candidates if keys[j] in self.cache), default=-1)
+        read = sum(counts[: hit + 1])
+        written = sum(counts[hit + 1 : marks[-1] + 1])
+        for i in [*marks, hit] if hit >= 0 else marks:
+            self.cache[keys[i]] = now_ns
+        return {"input_tokens": total - read - written, "cache_read_input_tokens": read,
+                "cache_creation_input_tokens": written}
 
     def wait_requests(self, n: int, timeout: float = 30.0) -> list[Recorded]:
         """Blocks until at least `n` requests arrived; fails after `timeout`."""

@@ -10,12 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from fake_claude import FakeClaude
 from pipeline import config as config_mod
+from procs.claude_client import ClaudeClient
 from procs.claude_request import ReferenceShot, Shot, build, cache_minimum, prefix_tokens
 from procs.forward_context import Context, View
 from procs.forward_image import Geometry, encode
 
 F = config_mod.load(None, env={}).forward
+KEY = "sk-ant-test-context"
 G = Geometry.from_config(F)
 
 
@@ -115,3 +118,23 @@ def test_the_cache_minimum_is_the_longest_matching_model_prefix() -> None:
     assert cache_minimum(table, "claude-opus-4-1") == 1024
     assert cache_minimum(table, "claude-haiku-9") == 2048
     assert cache_minimum({}, "anything") == 4096
+
+
+def test_consecutive_requests_read_what_the_one_before_wrote() -> None:
+    """Through the real SDK against the fake API, which caches as the API
+    does: the first request writes its prefix, the next reads all of it, and
+    one after a new report reads the old prefix and writes only the report."""
+    context = Context(F.context_refresh_s, F.context_tokens, G)
+    context.set_reference(1, "2023-11-14T22:13:20.000Z", screen(0), now=0.0)
+    with FakeClaude() as api:
+        client = ClaudeClient(KEY, api.url, 10.0)
+        first, second = client.call(request(context, 1)), client.call(request(context, 2))
+        context.add(["2023-11-14T22:13:21.000Z"], "Editing a document")
+        third = client.call(request(context, 3))
+        alone = client.call(build(F, [shot(4)]))  # no context: the system prompt and the tool alone
+    written = first.usage["cache_creation_input_tokens"]
+    assert written >= cache_minimum(F.cache_min_tokens, F.model) and first.usage["cache_read_input_tokens"] == 0
+    assert second.usage["cache_read_input_tokens"] == written and second.usage["cache_creation_input_tokens"] == 0
+    assert third.usage["cache_read_input_tokens"] == written
+    assert 0 < third.usage["cache_creation_input_tokens"] < 100, "only the report's blocks are new"
+    assert alone.usage["cache_read_input_tokens"] == alone.usage["cache_creation_input_tokens"] == 0

@@ -230,6 +230,39 @@ def test_answers_are_reports_a_program_can_read() -> None:
         assert_balanced(p.final_counters())
 
 
+def test_requests_share_a_cached_prefix() -> None:
+    """At 1280x720 the context's reference makes each request's prefix longer
+    than the default model caches: after the first request, each one reads
+    from the cache what the one before wrote (the fake caches as the API
+    does), the journal says the requests are cacheable, and status has no
+    word about the cache being off; with a model caching only from 4096
+    tokens, status says it is off."""
+    with FakeClaude(held=True) as api:
+        text = config(api.url).replace("width = 640\nheight = 360", "width = 1280\nheight = 720")
+        assert "width = 1280" in text
+        with pipeline(text, env={"ANTHROPIC_API_KEY": KEY}) as p:
+            p.up("--live")
+            insights = []
+            with p.tap("insight", "stats.forward") as tap:
+                listening(tap, api)
+                for topic, body in tap:
+                    if topic == "insight":
+                        insights.append(body)
+                    if len(insights) == 3:
+                        break
+            assert insights[0]["usage"]["cache_creation_input_tokens"] > 0
+            assert all(i["usage"]["cache_read_input_tokens"] > 0 for i in insights[1:]), [i["usage"] for i in insights]
+            assert "cache off" not in p.cli("status").stdout
+            p.cli("down")
+            journal = [x for x in forward_journal.read(p.rt.data_dir / "journal.jsonl") if x["outcome"] == "answered"]
+            assert journal and all(x["cacheable"] and x["references"] for x in journal)
+    with FakeClaude() as api:
+        text = config(api.url).replace("[forward]\n", '[forward]\ncache_min_tokens = { "*" = 4096 }\n', 1)
+        with pipeline(text, env={"ANTHROPIC_API_KEY": KEY}) as p:
+            p.up("--live")
+            wait_for("status saying the prompt cache is off", lambda: "prompt cache off" in p.cli("status").stdout)
+
+
 def test_unknown_model_stops_forwarding() -> None:
     with FakeClaude(error(404, "not_found_error"), held=True) as api, \
             pipeline(config(api.url, model="claude-no-such-model"), env={"ANTHROPIC_API_KEY": KEY}) as p:

@@ -278,7 +278,8 @@ def _table(stages: list[dict[str, Any]]) -> str:
 def _forward_state(st: dict[str, Any]) -> str:
     """What forward reports about itself (dry-run, live, or why it stopped),
     else the configured mode (forward has not reported yet)."""
-    return str(st.get("forward_state") or st["forward_mode"])
+    cost = st.get("forward_cost_usd")
+    return str(st.get("forward_state") or st["forward_mode"]) + (f", ${cost:.4f} spent" if cost else "")
 
 
 def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:

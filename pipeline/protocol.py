@@ -321,7 +321,7 @@ def decode_event(frames: Sequence[bytes]) -> tuple[str, dict[str, Any]]:
 CONTROL_COMMANDS: dict[str, str] = {
     "ping": "liveness check; result: {pid, instance, versions}",
     "status": "result: {instance, pid, uptime_s, paused, control: {paused, pressure, version}, errors: [control "
-              "mismatches], rejected, source, forward_mode, forward_state, memory, counters, stages: [{name, state, pid, "
+              "mismatches], rejected, source, forward_mode, forward_state, forward_cost_usd, memory, counters, stages: [{name, state, pid, "
               "uptime_s, restarts, incarnation, heartbeat_age_s, applied, control_mismatch, cpu_percent, pss_mb, fps "
               "(null when not current), frames_in, frames_out, drops, terminal, rejected, p95_ms, latency_p95_ms}]}",
     "restart": "args: {stage}; drains and restarts one stage",

@@ -131,6 +131,7 @@ class StageStats(msgspec.Struct):
     private_mb: Megabytes | None = None  # pipeline.usage.private_mb
     applied: ControlState | None = None
     forward_state: str | None = None
+    cost_usd: Annotated[float, msgspec.Meta(ge=0, le=1e12)] | None = None  # forward only: spent since it started
 
 
 class Stats(msgspec.Struct, tag="stats", tag_field="t"):

@@ -715,6 +715,7 @@ class Supervisor:
             "source": self.cfg.capture.source,
             "forward_mode": self.cfg.forward.mode,
             "forward_state": forward.forward_state if forward is not None else None,
+            "forward_cost_usd": forward.cost_usd if forward is not None else None,
             "memory": {"level": self.state.pressure, "used_mb": round(self.memory_mb, 1),
                        "budget_mb": self.cfg.memory.budget_mb},
             "counters": counters,

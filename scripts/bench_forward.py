@@ -22,7 +22,17 @@
    bills a whole 1920x1080 frame as 1456x819 after its own resize: 1590
    tokens).
 
-Usage: .venv/bin/python scripts/bench_forward.py [--rounds 2] [--window 40] [--warm 8]
+3. The rolling context and prompt caching (`--context`): the same pipeline
+   at its defaults against the fake API, which caches prompt prefixes as the
+   API does (tests/fake_claude.py), with the rolling context
+   (forward.context_refresh_s at its default) and without it (0: each
+   request stands alone, as before the context), interleaved over rounds.
+   From forward's journal per window: input tokens per request split as the
+   API bills them (uncached, cache write, cache read; the fake's counts, an
+   estimate), the share of requests that read from the cache, and the cost
+   per hour of watching at forward.price.
+
+Usage: .venv/bin/python scripts/bench_forward.py [--rounds 2] [--window 40] [--warm 8] [--context]
 """
 
 from __future__ import annotations
@@ -46,6 +56,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from fake_claude import FakeClaude, image_tokens  # noqa: E402
 from pipeline import control  # noqa: E402
 from pipeline_harness import pipeline, wait_for  # noqa: E402
+from procs import forward_journal  # noqa: E402
 from procs.forward_image import Geometry, crop_box, encode, fit_size, tokens  # noqa: E402
 from procs.sources.png import encode_png  # noqa: E402
 from procs.sources.synthetic import SyntheticSource  # noqa: E402
@@ -160,6 +171,58 @@ def run_pipeline(name: str, warm: float, window: float) -> dict[str, Any]:
     }
 
 
+CONTEXT_CONFIGS = {"single message": {"context_refresh_s": 0.0}, "rolling context": {}}
+
+
+def run_context(name: str, warm: float, window: float) -> dict[str, Any]:
+    forward = {"base_url": "", **CONTEXT_CONFIGS[name]}
+    with FakeClaude() as api:
+        forward["base_url"] = api.url
+        text = "[forward]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in forward.items()) + "\n"
+        with pipeline(text, env={"ANTHROPIC_API_KEY": KEY}) as p:
+            p.up("--live")
+            wait_for("a first request", lambda: api.snapshot(), timeout=60)
+            time.sleep(warm)  # a benchmark window, not a test: the steady state after start-up
+            t0 = time.time_ns()
+            time.sleep(window)
+            t1 = time.time_ns()
+            p.cli("down")
+            entries = [x for x in forward_journal.read(p.rt.data_dir / "journal.jsonl")
+                       if x["outcome"] == "answered" and t0 <= x["time_ns"] < t1]
+    n = max(1, len(entries))
+
+    def mean(key: str) -> float:
+        return sum(x["usage"].get(key, 0) for x in entries) / n
+
+    return {
+        "config": name, "requests": len(entries),
+        "uncached": mean("input_tokens"), "cache_write": mean("cache_creation_input_tokens"),
+        "cache_read": mean("cache_read_input_tokens"), "output": mean("output_tokens"),
+        "hits": sum(x["usage"].get("cache_read_input_tokens", 0) > 0 for x in entries) / n,
+        "usd_per_hour": sum(x["cost_usd"] for x in entries) / ((t1 - t0) / 3600e9),
+    }
+
+
+def bench_context(rounds: int, warm: float, window: float) -> None:
+    results: dict[str, list[dict[str, Any]]] = {n: [] for n in CONTEXT_CONFIGS}
+    names = list(CONTEXT_CONFIGS)
+    for rnd in range(rounds):
+        for name in names[rnd % 2:] + names[: rnd % 2]:
+            res = run_context(name, warm, window)
+            results[name].append(res)
+            print(f"round {rnd + 1} {name}: {json.dumps(res)}", flush=True)
+    print("\n| requests | per minute | input tokens per request: uncached | cache write | cache read | all "
+          "| requests reading the cache | USD per hour at forward.price |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, runs in results.items():
+        def med(key: str) -> float:
+            return float(statistics.median(x[key] for x in runs))
+        total = med("uncached") + med("cache_write") + med("cache_read")
+        print(f"| {name} | {statistics.median(x['requests'] / (window / 60) for x in runs):.1f} | "
+              f"{med('uncached'):,.0f} | {med('cache_write'):,.0f} | {med('cache_read'):,.0f} | {total:,.0f} | "
+              f"{100 * med('hits'):.0f} % | {med('usd_per_hour'):.2f} |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=2)
@@ -168,7 +231,12 @@ def main() -> int:
     ap.add_argument("--encode-rounds", type=int, default=5)
     ap.add_argument("--encode-reps", type=int, default=4)
     ap.add_argument("--skip-pipeline", action="store_true")
+    ap.add_argument("--context", action="store_true", help="only section 3: the rolling context and caching")
     args = ap.parse_args()
+    if args.context:
+        print(f"# bench_forward --context {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", flush=True)
+        bench_context(args.rounds, args.warm, args.window)
+        return 0
 
     print(f"# bench_forward {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", flush=True)
     rows = bench_encode(args.encode_rounds, args.encode_reps)

@@ -253,6 +253,8 @@ def test_requests_share_a_cached_prefix() -> None:
             assert insights[0]["usage"]["cache_creation_input_tokens"] > 0
             assert all(i["usage"]["cache_read_input_tokens"] > 0 for i in insights[1:]), [i["usage"] for i in insights]
             assert "cache off" not in p.cli("status").stdout
+            # What was spent, priced per token kind, reaches status with forward's next stats.
+            wait_for("status showing what was spent", lambda: re.search(r"\$0\.\d{4} spent", p.cli("status").stdout))
             p.cli("down")
             journal = [x for x in forward_journal.read(p.rt.data_dir / "journal.jsonl") if x["outcome"] == "answered"]
             assert journal and all(x["cacheable"] and x["references"] for x in journal)

@@ -55,6 +55,8 @@ def test_request_body_on_the_wire() -> None:
     schema = body["tools"][0]["input_schema"]
     assert schema["type"] == "object" and set(schema["required"]) == {"attention_needed", "summary"}
     assert "$ref" not in json.dumps(schema) and "$defs" not in schema
+    item = schema["properties"]["items"]["items"]["properties"]
+    assert {"kind", "text", "image", "region", "since", "resolved"} <= set(item), "what persists is marked, not repeated"
     assert "temperature" not in body, "not sent unless configured: current models refuse it"
     content = body["messages"][0]["content"]
     assert [c["type"] for c in content] == ["image", "image", "image", "text"], "images first, then the text"

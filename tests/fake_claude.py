@@ -11,9 +11,10 @@ the rest up to the last breakpoint is written, when that prefix reaches the
 fake's `cache_min_tokens`; usage reports cache_read_input_tokens,
 cache_creation_input_tokens and the remaining input_tokens accordingly.
 
-Tools as the API takes them: a request whose tools lack a name or an object
-input_schema, or whose tool_choice names no tool it defines, gets the API's
-400 invalid_request_error; with a tool forced, the answer is that tool's call
+Tools and breakpoints as the API takes them: a request with more than four
+cache breakpoints, tools lacking a name or an object input_schema, or a
+tool_choice naming no tool it defines gets the API's 400
+invalid_request_error; with a tool forced, the answer is that tool's call
 (`tool_use`, its input the scripted report: by default the answer's text as
 the summary, nothing needing attention), else text.
 
@@ -134,8 +135,14 @@ def prefix_keys(blocks: list[dict[str, Any]]) -> list[str]:
     return keys
 
 
-def tool_error(body: dict[str, Any]) -> str | None:
-    """Why the API would refuse the request's tools, or None."""
+MAX_BREAKPOINTS = 4
+
+
+def request_error(body: dict[str, Any]) -> str | None:
+    """Why the API would refuse the request's tools or cache breakpoints, or None."""
+    marks = sum("cache_control" in block for block in request_blocks(body))
+    if marks > MAX_BREAKPOINTS:
+        return f"A maximum of {MAX_BREAKPOINTS} blocks with cache_control may be provided. Found {marks}."
     tools = body.get("tools", [])
     names = set()
     for tool in tools:
@@ -188,7 +195,7 @@ class FakeClaude:
                 elif reply.status != 200:
                     payload = {"type": "error", "error": {"type": reply.error_type, "message": f"fake {reply.error_type}"}}
                     self._send(reply.status, json.dumps(payload).encode(), reply.headers)
-                elif (refused := tool_error(body)) is not None:
+                elif (refused := request_error(body)) is not None:
                     payload = {"type": "error", "error": {"type": "invalid_request_error", "message": refused}}
                     self._send(400, json.dumps(payload).encode(), {})
                 else:

@@ -164,9 +164,10 @@ def test_image_data_is_base64_of_the_encoded_bytes() -> None:
     assert base64.b64decode(params["messages"][0]["content"][0]["source"]["data"]) == s.image.data
 
 
-def test_the_fake_refuses_tools_as_the_api_does() -> None:
-    """The fake's tool check can fail: a tool_choice naming no tool of the
-    request is the API's 400, which forward takes for a bad request."""
+def test_the_fake_refuses_tools_and_breakpoints_as_the_api_does() -> None:
+    """The fake's checks can fail: a tool_choice naming no tool of the
+    request, or more than four cache breakpoints, is the API's 400, which
+    forward takes for a bad request."""
     f = config_mod.load(None, env={}).forward
     body = build(f, shots(1))
     body["tool_choice"] = {"type": "tool", "name": "describe"}
@@ -174,3 +175,9 @@ def test_the_fake_refuses_tools_as_the_api_does() -> None:
         with pytest.raises(Failure) as exc:
             ClaudeClient(KEY, api.url, 10.0).call(body)
     assert exc.value.kind == "bad_request" and "names no tool" in exc.value.message
+    body = build(f, shots())  # three images and the text: with the system prompt's, five breakpoints
+    for block in body["messages"][0]["content"]:
+        block["cache_control"] = {"type": "ephemeral"}
+    with FakeClaude() as api:
+        with pytest.raises(Failure, match="A maximum of 4 blocks with cache_control"):
+            ClaudeClient(KEY, api.url, 10.0).call(body)

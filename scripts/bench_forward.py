@@ -22,9 +22,10 @@
    bills a whole 1920x1080 frame as 1456x819 after its own resize: 1590
    tokens).
 
-3. The rolling context and prompt caching (`--context`): the same pipeline
-   at its defaults against the fake API, which caches prompt prefixes as the
-   API does (tests/fake_claude.py), with the rolling context
+3. The rolling context and prompt caching (`--context`): the pipeline at its
+   defaults replaying the recorded session tests/data/session (1920x1080, its
+   recorded times, looped) against the fake API, which caches prompt
+   prefixes as the API does (tests/fake_claude.py), with the rolling context
    (forward.context_refresh_s at its default) and without it (0: each
    request stands alone, as before the context), interleaved over rounds.
    From forward's journal per window: input tokens per request split as the
@@ -174,11 +175,22 @@ def run_pipeline(name: str, warm: float, window: float) -> dict[str, Any]:
 CONTEXT_CONFIGS = {"single message": {"context_refresh_s": 0.0}, "rolling context": {}}
 
 
+SESSION = ROOT / "tests" / "data" / "session"
+REPLAY = f"""[capture]
+source = "replay"
+fps = 4.0
+[capture.replay]
+path = "{SESSION / 'session.mkv'}"
+times = "{SESSION / 'labels.json'}"
+loop = true
+"""
+
+
 def run_context(name: str, warm: float, window: float) -> dict[str, Any]:
     forward = {"base_url": "", **CONTEXT_CONFIGS[name]}
     with FakeClaude() as api:
         forward["base_url"] = api.url
-        text = "[forward]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in forward.items()) + "\n"
+        text = REPLAY + "[forward]\n" + "\n".join(f"{k} = {json.dumps(v)}" for k, v in forward.items()) + "\n"
         with pipeline(text, env={"ANTHROPIC_API_KEY": KEY}) as p:
             p.up("--live")
             wait_for("a first request", lambda: api.snapshot(), timeout=60)

@@ -402,6 +402,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     checks.append(("display", usable, why + ("" if usable else "; the synthetic desktop will be captured")))
     checks.append(("gpu", True, "not used: analysis runs on the CPU in this release"))
     checks.append(_doctor_key())
+    checks.append(_doctor_endpoint())
     try:
         cfg = config_mod.load(None)
         rt = _runtime(args, cfg)
@@ -434,6 +435,16 @@ def _doctor_key() -> tuple[str, bool, str]:
         return ("api key", False, "no ANTHROPIC_API_KEY and no forward.api_key_file: dry-run only")
     where = "ANTHROPIC_API_KEY" if os.environ.get("ANTHROPIC_API_KEY") else cfg.forward.api_key_file
     return ("api key", True, f"found in {where} (live forwarding also needs --live or forward.mode = \"live\")")
+
+
+def _doctor_endpoint() -> tuple[str, bool, str]:
+    from procs.claude_key import ApiKeyError, endpoint
+
+    try:
+        url, where = endpoint(os.environ, config_mod.load(None).forward.base_url)
+    except (ApiKeyError, config_mod.ConfigError) as exc:
+        return ("api endpoint", False, str(exc))
+    return ("api endpoint", True, f"{url} (from {where})")
 
 
 if __name__ == "__main__":

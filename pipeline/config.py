@@ -206,7 +206,8 @@ class ForwardConfig:
     max_tokens: int = _f(1024, "answer length cap in tokens (thinking included)", lo=1, hi=128000)
     temperature: float = _f(-1.0, "sampling temperature 0..1, sent only when set (>= 0): current models refuse "
                             "it, older ones accept it", lo=-1.0, hi=1.0)
-    base_url: str = _f("https://api.anthropic.com", "the Messages API's base URL")
+    base_url: str = _f("", "the Messages API's base URL; empty: ANTHROPIC_BASE_URL when set (as the SDK "
+                       "reads it: gateways and proxies are set so), else https://api.anthropic.com")
     api_key_file: str = _f("", "file holding the API key (mode 0600) when ANTHROPIC_API_KEY is not set")
     timeout_s: float = _f(60.0, "give up on an answer after this long (then retried)", lo=0.5, hi=600.0)
     max_retries: int = _f(3, "retries of a failed request (429, 529, 5xx, timeouts)", lo=0, hi=10)
@@ -447,7 +448,7 @@ def _validate_forward(f: ForwardConfig, where: str) -> None:
                               f"not {_shown(field_text)}")
     if f.backoff_max_s < f.backoff_s:
         raise ConfigError(f"{where}: forward.backoff_max_s is below backoff_s")
-    if not f.base_url.startswith(("https://", "http://")):
+    if f.base_url and not f.base_url.startswith(("https://", "http://")):
         raise ConfigError(f"{where}: forward.base_url must be an http(s) URL")
 
 

@@ -231,7 +231,7 @@ TOPICS: tuple[Topic, ...] = (
     Topic("forward.error", "forward", "a try failed (retry_in_s set: it is tried again), a request failed, "
           "or forwarding stopped",
           (("error", "what went wrong (never the key)"), ("kind", "rate_limited, overloaded, server, timeout, "
-           "connection, auth, unknown_model, spend_limit, bad_request, malformed, internal, key, outbox"), ("request_id", "the request"),
+           "connection, conflict, auth, unknown_model, spend_limit, bad_request, malformed, internal, key, outbox"), ("request_id", "the request"),
            ("attempt", "which try failed"), ("retry_in_s", "seconds until the next try, or null"),
            ("stopped", "true when forwarding stopped until the pipeline is restarted"))),
     Topic("insight", "forward", "what Claude reported about frames (through the report tool; an answer "

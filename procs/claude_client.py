@@ -9,7 +9,7 @@ from typing import Any
 import anthropic
 
 from procs.claude_request import REPORT
-from procs.claude_retry import Failure, retry_after
+from procs.claude_retry import Failure, retry_after, should_retry
 
 #: 429s that mean the money ran out, not a rate (newer SDKs name them).
 _SPEND_LIMITS = tuple(
@@ -35,22 +35,33 @@ def classify(exc: Exception) -> Failure:
     if isinstance(exc, anthropic.APIConnectionError):
         return Failure("connection", f"cannot reach the API: {exc}")
     if isinstance(exc, anthropic.APIStatusError):
-        status, wait = exc.status_code, retry_after(exc.response.headers)
-        message = _error_message(exc)
-        if isinstance(exc, (anthropic.AuthenticationError, anthropic.PermissionDeniedError)):
-            return Failure("auth", f"the API refused the key ({status}): {message}", status)
-        if isinstance(exc, anthropic.NotFoundError):
-            return Failure("unknown_model", f"unknown model or endpoint ({status}): {message}", status)
-        if _SPEND_LIMITS and isinstance(exc, _SPEND_LIMITS):
-            return Failure("spend_limit", f"the spend limit is reached ({status}): {message}", status)
-        if isinstance(exc, anthropic.RateLimitError):
-            return Failure("rate_limited", message, status, wait)
-        if status == 529:
-            return Failure("overloaded", message, status, wait)
-        if status >= 500:
-            return Failure("server", f"server error {status}: {message}", status, wait)
-        return Failure("bad_request", f"request refused ({status}): {message}", status)
+        failure = _status_failure(exc)
+        failure.should_retry = should_retry(exc.response.headers)
+        return failure
     return Failure("malformed", f"unusable answer: {type(exc).__name__}: {exc}")
+
+
+def _status_failure(exc: anthropic.APIStatusError) -> Failure:
+    """What an error status means, before the API's x-should-retry."""
+    status, wait = exc.status_code, retry_after(exc.response.headers)
+    message = _error_message(exc)
+    if isinstance(exc, (anthropic.AuthenticationError, anthropic.PermissionDeniedError)):
+        return Failure("auth", f"the API refused the key ({status}): {message}", status)
+    if isinstance(exc, anthropic.NotFoundError):
+        return Failure("unknown_model", f"unknown model or endpoint ({status}): {message}", status)
+    if _SPEND_LIMITS and isinstance(exc, _SPEND_LIMITS):
+        return Failure("spend_limit", f"the spend limit is reached ({status}): {message}", status)
+    if isinstance(exc, anthropic.RateLimitError):
+        return Failure("rate_limited", message, status, wait)
+    if status == 529:
+        return Failure("overloaded", message, status, wait)
+    if status >= 500:
+        return Failure("server", f"server error {status}: {message}", status, wait)
+    if status == 408:
+        return Failure("timeout", f"the server timed out the request ({status}): {message}", status, wait)
+    if status == 409:
+        return Failure("conflict", f"conflict ({status}): {message}", status, wait)
+    return Failure("bad_request", f"request refused ({status}): {message}", status)
 
 
 def _error_message(exc: anthropic.APIStatusError) -> str:

@@ -40,7 +40,7 @@ import msgspec
 from pipeline import protocol, schemas
 from pipeline.schemas import ControlState
 from procs import stage
-from procs.claude_key import ApiKeyError, api_key
+from procs.claude_key import ApiKeyError, api_key, endpoint
 from procs.claude_retry import FATAL, Failure, RetryPolicy
 from procs.claude_request import (ReferenceShot, Shot, build, cache_minimum, capture_time, fit_request, image_tokens,
                                    prefix_tokens, report_text)
@@ -212,16 +212,19 @@ class Forward(stage.Stage):
         if f.mode == "live":
             try:
                 key = api_key(os.environ, f.api_key_file)
+                url, url_from = endpoint(os.environ, f.base_url)
             except ApiKeyError as exc:
                 key = None
-                self._notice("key", str(exc))
-            if key is None:
-                self._notice("key", "forward.mode is live but there is no API key (ANTHROPIC_API_KEY or "
-                             "forward.api_key_file): dry-run")
+                self._notice("key", f"{exc}: dry-run")
             else:
-                from procs.claude_client import ClaudeClient
+                if key is None:
+                    self._notice("key", "forward.mode is live but there is no API key (ANTHROPIC_API_KEY or "
+                                 "forward.api_key_file): dry-run")
+                else:
+                    from procs.claude_client import ClaudeClient
 
-                client = ClaudeClient(key, f.base_url, f.timeout_s)
+                    self.log.info("sending to %s (from %s)", url, url_from)
+                    client = ClaudeClient(key, url, f.timeout_s)
         self.mode = "live" if client is not None else "dry-run"
         wake_r, wake_w = os.pipe()  # not os.pipe2: macOS has none; os.pipe's ends are close-on-exec already
         os.set_blocking(wake_r, False)

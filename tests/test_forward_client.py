@@ -5,6 +5,7 @@ wire, what each kind of answer means, and the retry policy."""
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import socket
 import time
@@ -12,10 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from fake_claude import FakeClaude, error, malformed, ok, stall
+from fake_claude import FakeClaude, Reply, error, malformed, ok, stall
 from pipeline import config as config_mod
 from procs.claude_client import ClaudeClient
-from procs.claude_retry import Failure, RetryPolicy
+from procs.claude_retry import Failure, RetryPolicy, retry_after
 from procs.claude_request import Shot, build, fit_request
 from procs.forward_image import MAX_IMAGE_B64_BYTES, MAX_REQUEST_BYTES, Encoded, Geometry, encode
 from text_images import text_image
@@ -118,6 +119,9 @@ def call(reply: object, timeout: float = 10.0) -> Failure:
         (error(401, "authentication_error"), "auth", 401, None),
         (error(404, "not_found_error"), "unknown_model", 404, None),
         (error(400, "invalid_request_error"), "bad_request", 400, None),
+        (error(408, "timeout_error"), "timeout", 408, None),
+        (error(409, "conflict_error"), "conflict", 409, None),
+        (error(503, "api_error", "Wed, 21 Oct 2015 07:28:00 GMT"), "server", 503, 0.0),  # an HTTP date long past
         (malformed(), "malformed", None, None),
     ],
 )
@@ -144,8 +148,37 @@ def test_nothing_listening() -> None:
     assert exc.value.kind == "connection"
 
 
+def test_the_api_decides_whether_to_retry_when_it_says_so() -> None:
+    """x-should-retry, as the SDK reads it: true makes a refusal worth another
+    try, false a server error not worth one."""
+    refused = call(Reply(status=400, error_type="invalid_request_error", headers={"x-should-retry": "true"}))
+    assert refused.kind == "bad_request" and refused.should_retry is True
+    final = call(Reply(status=500, error_type="api_error", headers={"x-should-retry": "false"}))
+    assert final.kind == "server" and final.should_retry is False
+    p = RetryPolicy(max_retries=3, backoff_s=0.5, backoff_max_s=4.0, jitter=lambda: 0.0)
+    assert p.delay(refused, 1) == 0.5 and p.delay(final, 1) is None
+    assert call(error(500, "api_error")).should_retry is None
+
+
+def test_retry_after_as_an_http_date() -> None:
+    now = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+    assert retry_after({"retry-after": "Thu, 01 Jan 2026 12:00:07 GMT"}, now) == 7.0
+    assert retry_after({"retry-after": "Thu, 01 Jan 2026 11:00:00 GMT"}, now) == 0.0
+    assert retry_after({"retry-after": "soon"}, now) is None
+    assert retry_after({"retry-after-ms": "1500", "retry-after": "9"}, now) == 1.5
+
+
+def test_backoff_has_jitter() -> None:
+    """Less up to a quarter at random, as the SDK's: clients failing together spread out."""
+    server = Failure("server", "boom")
+    waits = {RetryPolicy(3, 0.5, 4.0).delay(server, 2) for _ in range(50)}
+    assert len(waits) > 1 and all(0.75 <= w <= 1.0 for w in waits if w is not None)
+    assert RetryPolicy(3, 0.5, 4.0, jitter=lambda: 0.999).delay(Failure("rate_limited", "", 429, 3.0), 1) == 3.0, \
+        "a retry-after is waited as given"
+
+
 def test_retry_policy() -> None:
-    p = RetryPolicy(max_retries=3, backoff_s=0.5, backoff_max_s=4.0)
+    p = RetryPolicy(max_retries=3, backoff_s=0.5, backoff_max_s=4.0, jitter=lambda: 0.0)
     server = Failure("server", "boom")
     assert [p.delay(server, a) for a in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, None]
     assert p.delay(Failure("timeout", ""), 1) == 0.5
@@ -154,7 +187,7 @@ def test_retry_policy() -> None:
     assert p.delay(Failure("overloaded", "", 529, None), 2) == 1.0
     for kind in ("auth", "unknown_model", "bad_request", "malformed", "spend_limit"):
         assert p.delay(Failure(kind, ""), 1) is None
-    capped = RetryPolicy(max_retries=10, backoff_s=1.0, backoff_max_s=4.0)
+    capped = RetryPolicy(max_retries=10, backoff_s=1.0, backoff_max_s=4.0, jitter=lambda: 0.0)
     assert capped.delay(server, 8) == 4.0
 
 

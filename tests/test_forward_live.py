@@ -160,14 +160,17 @@ def test_retries_failures_and_the_stop_on_a_refused_key() -> None:
                     stopped_drops += 1
                 if stopped_drops >= 3:  # frames still arrive after the stop, and are dropped
                     break
-        assert [(e["kind"], e["attempt"], e["retry_in_s"], e["stopped"]) for e in errors] == [
-            ("rate_limited", 1, 0.2, False),  # retry-after honoured
-            ("overloaded", 2, 0.1, False),  # backoff 0.05 x 2
-            ("server", 3, 0.2, False),
-            ("timeout", 1, 0.05, False),
-            ("malformed", 1, None, False),  # given up: its frames are send_failed
-            ("auth", 1, None, True),
+        assert [(e["kind"], e["attempt"], e["stopped"]) for e in errors] == [
+            ("rate_limited", 1, False), ("overloaded", 2, False), ("server", 3, False), ("timeout", 1, False),
+            ("malformed", 1, False),  # given up: its frames are send_failed
+            ("auth", 1, True),
         ]
+        waits = [e["retry_in_s"] for e in errors]
+        assert waits[0] == 0.2, "retry-after is honoured as given"
+        # The backoff (0.05 s doubling per try) less up to a quarter at random, as the SDK's.
+        for wait, backoff in zip(waits[1:4], (0.1, 0.2, 0.05), strict=True):
+            assert 0.75 * backoff <= wait <= backoff, waits
+        assert waits[4:] == [None, None]
         assert [i["text"] for i in insights] == ["first", "second"]
         assert len(api.snapshot()) == len(script), "nothing is sent after the key was refused"
         st = p.status()["forward"]
@@ -263,6 +266,17 @@ def test_requests_share_a_cached_prefix() -> None:
         with pipeline(text, env={"ANTHROPIC_API_KEY": KEY}) as p:
             p.up("--live")
             wait_for("status saying the prompt cache is off", lambda: "prompt cache off" in p.cli("status").stdout)
+
+
+def test_anthropic_base_url_is_honoured_as_the_sdk_honours_it() -> None:
+    """With forward.base_url unset, requests go where ANTHROPIC_BASE_URL points
+    (a gateway, a proxy), and doctor says which endpoint and why."""
+    with FakeClaude() as api, pipeline(config(""), env={"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": api.url}) as p:
+        assert f"ok  api endpoint   {api.url} (from ANTHROPIC_BASE_URL)" in p.cli("doctor", check=False).stdout
+        p.up("--live")
+        api.wait_requests(1, timeout=60)
+        p.env["ANTHROPIC_BASE_URL"] = "ftp://elsewhere"
+        assert "NO  api endpoint   ANTHROPIC_BASE_URL must be an http(s) URL" in p.cli("doctor", check=False).stdout
 
 
 def test_unknown_model_stops_forwarding() -> None:

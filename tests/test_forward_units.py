@@ -439,3 +439,14 @@ def test_forward_config(tmp_path: Path) -> None:
             load(tmp_path, f"[forward]\n{bad}\n")
     env = config_mod.load(None, env={"JARVIS__FORWARD__PRICE__INPUT_PER_MTOK": "1.5"})
     assert env.forward.price.input_per_mtok == 1.5
+
+
+def test_the_endpoint_follows_the_sdks_precedence() -> None:
+    from procs.claude_key import ApiKeyError, endpoint
+
+    assert endpoint({}, "") == ("https://api.anthropic.com", "the default")
+    assert endpoint({"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}, "") == ("http://127.0.0.1:9", "ANTHROPIC_BASE_URL")
+    assert endpoint({"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}, "https://gw.example") == \
+        ("https://gw.example", "forward.base_url")
+    with pytest.raises(ApiKeyError, match="ANTHROPIC_BASE_URL must be an http"):
+        endpoint({"ANTHROPIC_BASE_URL": "gw.example:443"}, "")

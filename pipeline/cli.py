@@ -2,7 +2,13 @@
 
 Verbs follow docker compose: up (foreground with a live status; -d detaches),
 down, status, restart STAGE, logs [STAGE] [-f], tap [TOPIC ...], pause, resume,
-doctor; demo runs the two-process ring demo.
+doctor; demo runs the two-process ring demo. -i/--instance goes before or
+after the verb.
+
+Exit status: 0 done; 1 a check failed (status: a stage failed, hung or not
+applying the control state; doctor: the pipeline could not run as
+configured); 2 usage; 3 already running; 4 not running; 78 the configuration
+or the environment refused (a bad config file, key or directory).
 """
 
 from __future__ import annotations
@@ -29,12 +35,36 @@ from pipeline.runtime import STAGES, PrivateLogHandler, Runtime, RuntimeDirError
 EXIT_USAGE, EXIT_CONFIG, EXIT_RUNNING, EXIT_NOT_RUNNING = 2, 78, 3, 4
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    from pipeline import protocol
+
+    try:
+        package = metadata.version("jarvis-pipeline")
+    except metadata.PackageNotFoundError:  # run from a checkout without installing
+        package = "(not installed)"
+    major, minor = protocol.PROTOCOL_VERSION
+    return (f"jarvis-pipeline {package} (core jarvis-rust-core {jarvis_rust_core.__version__}, "
+            f"ring layout {jarvis_rust_core.LAYOUT_VERSION}, protocol {major}.{minor})")
+
+
+INSTANCE_HELP = "instance name (default: instance.name of the config)"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jarvis-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--version", action="version", version=f"jarvis-pipeline (core {jarvis_rust_core.__version__})")
-    p.add_argument("-i", "--instance", default=None, help="instance name (default: instance.name of the config)")
-    v = p.add_subparsers(dest="verb", required=True)
-    up = v.add_parser("up", help="start the pipeline")
+    p.add_argument("--version", action="version", version=_version())
+    p.add_argument("-i", "--instance", default=None, help=INSTANCE_HELP)
+    # Also after the verb; there, unless given, it leaves the one before the verb alone.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("-i", "--instance", default=argparse.SUPPRESS, help=INSTANCE_HELP)
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def verb(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".", parents=[after])
+
+    up = verb("up", "start the pipeline")
     up.add_argument("-c", "--config", help="a TOML configuration file (see configs/default.toml)")
     up.add_argument("-d", "--detach", action="store_true", help="run in the background")
     up.add_argument("--live", action="store_true",
@@ -42,22 +72,23 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--paused", action="store_true",
                     help="start paused: nothing leaves the machine until `resume` (a pause also survives restarts)")
     up.add_argument("--supervise", action="store_true", help=argparse.SUPPRESS)  # the detached supervisor itself
-    v.add_parser("down", help="stop the pipeline and remove its files")
-    st = v.add_parser("status", help="state of each stage")
+    verb("down", "stop the pipeline and remove its files")
+    st = verb("status", "state of each stage")
     st.add_argument("--json", action="store_true", help="machine-readable output")
-    rs = v.add_parser("restart", help="drain and restart one stage")
-    rs.add_argument("stage", choices=STAGES)
-    lg = v.add_parser("logs", help="show stage logs")
-    lg.add_argument("stage", nargs="?", choices=(*STAGES, "supervisor"))
+    rs = verb("restart", "drain and restart one stage")
+    rs.add_argument("stage", choices=STAGES, help="the stage to restart")
+    lg = verb("logs", "show stage logs")
+    lg.add_argument("stage", nargs="?", choices=(*STAGES, "supervisor"), help="only this one's log (default: all)")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     lg.add_argument("-n", "--lines", type=int, default=40, help="lines per log to show first (default 40)")
-    tp = v.add_parser("tap", help="print events as JSON lines")
+    tp = verb("tap", "print events as JSON lines")
     tp.add_argument("topics", nargs="*", help="topic prefixes, e.g. frame. insight (default: all)")
     tp.add_argument("--count", type=int, default=0, help="stop after this many events")
-    v.add_parser("pause", help="stop everything leaving the machine")
-    v.add_parser("resume", help="let forwarding go on")
-    v.add_parser("doctor", help="check what the pipeline needs")
-    demo = v.add_parser("demo", help="hand frames between two processes through the ring")
+    verb("pause", "stop everything leaving the machine")
+    verb("resume", "let forwarding go on")
+    dr = verb("doctor", "check what the pipeline needs")
+    dr.add_argument("-c", "--config", help="check with this TOML configuration file (default: the defaults)")
+    demo = verb("demo", "hand frames between two processes through the ring")
     demo.add_argument("--seconds", type=float, default=5.0, help="how long to run (default 5)")
     demo.add_argument("--fps", type=float, default=30.0, help="frames per second to write (default 30)")
     return p
@@ -284,15 +315,19 @@ def _forward_state(st: dict[str, Any]) -> str:
 
 def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     st = control.request(rt, "status")
+    problems = [*st["errors"], *(f"{s['name']} has failed: it is not restarted again" for s in st["stages"]
+                                 if s["state"] == "failed"),
+                *(f"{s['name']} is hung (no heartbeat for {s['heartbeat_age_s']} s): it is being replaced"
+                  for s in st["stages"] if s.get("hung"))]
     if args.json:
-        print(json.dumps(st["stages"], indent=1))
-        return 0
+        print(json.dumps(st, indent=1))  # the control reply's result, as its schema defines it
+        return 1 if problems else 0
     print(f"instance {st['instance']} (pid {st['pid']}, up {st['uptime_s']:.0f}s), source {st['source']}, "
           f"forward {_forward_state(st)}{', PAUSED' if st['paused'] else ''}, memory {st['memory']['level']}")
     print(_table(st["stages"]))
-    for error in st["errors"]:
-        print(f"ERROR: {error}")
-    return 1 if st["errors"] else 0
+    for problem in problems:
+        print(f"ERROR: {problem}")
+    return 1 if problems else 0
 
 
 def cmd_down(rt: Runtime) -> int:
@@ -387,6 +422,9 @@ def cmd_tap(rt: Runtime, args: argparse.Namespace) -> int:
                     break
         except KeyboardInterrupt:
             pass
+        except BrokenPipeError:  # the reader went away (`tap | head`): a quiet end, as cat's
+            # Python would complain again when it flushes stdout at exit: point it at nothing.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 
@@ -394,42 +432,60 @@ def cmd_tap(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
+    """Each thing the pipeline needs, ok or NO with what to do; exits 1 only
+    when the pipeline could not run as configured (a missing key is no
+    failure: it runs dry)."""
     from procs.sources.base import display_usable
 
     checks: list[tuple[str, bool, str]] = []
+    hard = {"core", "config", "runtime dir", "shared memory"}
     checks.append(("core", True, f"jarvis_rust_core {jarvis_rust_core.__version__}, ring layout {jarvis_rust_core.LAYOUT_VERSION}"))
-    usable, why = display_usable()
-    checks.append(("display", usable, why + ("" if usable else "; the synthetic desktop will be captured")))
-    checks.append(("gpu", True, "not used: analysis runs on the CPU in this release"))
-    checks.append(_doctor_key())
-    checks.append(_doctor_endpoint())
+    cfg: config_mod.Config | None
     try:
-        cfg = config_mod.load(None)
-        rt = _runtime(args, cfg)
-        rt.prepare()
-        checks.append(("runtime dir", True, str(rt.dir)))
-        running = rt.owner_pid()
-        checks.append(("instance", True, f"{rt.instance} is {'running (pid %d)' % running if running else 'not running'}"))
-    except (RuntimeDirError, config_mod.ConfigError) as exc:
-        checks.append(("runtime dir", False, str(exc)))
+        cfg = config_mod.load(args.config)
+        checks.append(("config", True, args.config or "the defaults and the environment"))
+    except config_mod.ConfigError as exc:
+        cfg = None
+        checks.append(("config", False, str(exc)))
+    usable, why = display_usable()
+    if cfg is not None and cfg.capture.source == "screen":
+        hard.add("display")  # nothing to fall back to
+        checks.append(("display", usable, why))
+    else:
+        checks.append(("display", usable, why + ("" if usable else "; the synthetic desktop will be captured")))
+    checks.append(("gpu", True, "not used: analysis runs on the CPU in this release"))
+    if cfg is not None:
+        checks.append(_doctor_key(cfg))
+        checks.append(_doctor_endpoint(cfg))
+        try:
+            rt = _runtime(args, cfg)
+            rt.prepare()
+            checks.append(("runtime dir", True, str(rt.dir)))
+            running = rt.owner_pid()
+            checks.append(("instance", True, f"{rt.instance} is {'running (pid %d)' % running if running else 'not running'}"))
+        except RuntimeDirError as exc:
+            checks.append(("runtime dir", False, str(exc)))
     base = Path(jarvis_rust_core.default_ring_dir())
-    st = os.statvfs(next(p for p in (base, *base.parents) if p.exists()))  # (made at the first `up`)
-    free_mb = st.f_bavail * st.f_frsize / 2**20
-    need_mb = 12 * 1920 * 1080 * 4 / 2**20
-    checks.append(("shared memory", free_mb >= need_mb, f"{free_mb:.0f} MB free in {base} (a 1080p pipeline needs ~{need_mb:.0f} MB)"))
+    try:
+        st = os.statvfs(next(p for p in (base, *base.parents) if p.exists()))  # (made at the first `up`)
+    except (OSError, StopIteration) as exc:
+        checks.append(("shared memory", False, f"cannot read the free space of {base}: {exc}"))
+    else:
+        free_mb = st.f_bavail * st.f_frsize / 2**20
+        need_mb = 12 * 1920 * 1080 * 4 / 2**20
+        checks.append(("shared memory", free_mb >= need_mb,
+                       f"{free_mb:.0f} MB free in {base} (a 1080p pipeline needs ~{need_mb:.0f} MB)"))
     for name, ok, detail in checks:
         print(f"{'ok ' if ok else 'NO '} {name:14s} {detail}")
-    hard = {"core", "runtime dir", "shared memory"}
     return 0 if all(ok for name, ok, _ in checks if name in hard) else 1
 
 
-def _doctor_key() -> tuple[str, bool, str]:
+def _doctor_key(cfg: config_mod.Config) -> tuple[str, bool, str]:
     from procs.claude_key import ApiKeyError, api_key
 
     try:
-        cfg = config_mod.load(None)
         key = api_key(os.environ, cfg.forward.api_key_file)
-    except (ApiKeyError, config_mod.ConfigError) as exc:
+    except ApiKeyError as exc:
         return ("api key", False, str(exc))
     if key is None:
         return ("api key", False, "no ANTHROPIC_API_KEY and no forward.api_key_file: dry-run only")
@@ -437,12 +493,12 @@ def _doctor_key() -> tuple[str, bool, str]:
     return ("api key", True, f"found in {where} (live forwarding also needs --live or forward.mode = \"live\")")
 
 
-def _doctor_endpoint() -> tuple[str, bool, str]:
+def _doctor_endpoint(cfg: config_mod.Config) -> tuple[str, bool, str]:
     from procs.claude_key import ApiKeyError, endpoint
 
     try:
-        url, where = endpoint(os.environ, config_mod.load(None).forward.base_url)
-    except (ApiKeyError, config_mod.ConfigError) as exc:
+        url, where = endpoint(os.environ, cfg.forward.base_url)
+    except ApiKeyError as exc:
         return ("api endpoint", False, str(exc))
     return ("api endpoint", True, f"{url} (from {where})")
 

@@ -698,6 +698,9 @@ class Supervisor:
                     "fps": round(st.fps, 2) if current else None,
                     "latency_p95_ms": s.since_capture_ms.p95,
                     "heartbeat_age_s": round(now - st.last_heard, 2) if st.pid and st.heartbeating else None,
+                    # Silent past the limit: about to be killed and replaced.
+                    "hung": bool(st.pid and st.heartbeating
+                                 and now - st.last_heard > self.cfg.supervisor.hang_after_s),
                     "applied": msgspec.to_builtins(st.applied) if st.applied is not None else None,
                     "control_mismatch": mismatch,
                 }

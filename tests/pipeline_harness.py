@@ -102,7 +102,8 @@ class Pipeline:
         self.cli("up", "-d", "-c", str(self.config_path), *extra)
 
     def status(self) -> dict[str, dict[str, Any]]:
-        return {s["name"]: s for s in json.loads(self.cli("status", "--json").stdout)}
+        out = self.cli("status", "--json", check=False)  # (exits 1 while a stage is failed or hung)
+        return {s["name"]: s for s in json.loads(out.stdout)["stages"]}
 
     def supervisor_pid(self) -> int | None:
         try:

@@ -3,6 +3,7 @@ ring, the CLI as a subprocess. Every wait is for a condition, with a deadline.""
 
 from __future__ import annotations
 
+import argparse
 import json
 import mmap
 import os
@@ -137,6 +138,8 @@ def test_a_stage_that_crashes_on_start_fails_alone(tmp_path: Path) -> None:
         st = wait_for("the other stages running",
                       lambda: (s := p.status()) and all(s[n]["state"] == "running" for n in ("capture", "dedup", "analysis")) and s)
         assert st["forward"]["state"] == "failed"
+        status = p.cli("status", check=False)
+        assert status.returncode == 1 and "ERROR: forward has failed" in status.stdout, status.stdout
         p.cli("down")
         assert_balanced(p.final_counters())
 
@@ -344,11 +347,56 @@ def test_memory_governor_reacts_to_a_tiny_budget() -> None:
         assert_balanced(p.final_counters())
 
 
-def test_doctor_explains_the_machine() -> None:
+def test_doctor_explains_the_machine(tmp_path: Path) -> None:
+    """It never crashes, says what to do, and exits 1 only when the pipeline
+    could not run as configured (a missing key is no failure: it runs dry)."""
     with pipeline() as p:
         out = p.cli("doctor", check=False)
         assert "display" in out.stdout and "synthetic desktop" in out.stdout and "shared memory" in out.stdout
-        assert "ANTHROPIC_API_KEY" in out.stdout
+        assert "ANTHROPIC_API_KEY" in out.stdout and out.returncode == 0, out
+        bad = tmp_path / "bad.toml"
+        bad.write_text("[capture]\nfps = 'fast'\n")
+        out = p.cli("doctor", "-c", str(bad), check=False)
+        assert out.returncode == 1 and "NO  config" in out.stdout and "capture.fps must be a number" in out.stdout
+        screen = tmp_path / "screen.toml"
+        screen.write_text('[capture]\nsource = "screen"\n')
+        out = p.cli("doctor", "-c", str(screen), check=False)  # no display here: nothing to capture
+        assert out.returncode == 1 and "NO  display" in out.stdout, out.stdout
+        for shm in ("", "/nonexistent/jarvis"):
+            p.env["JARVIS_SHM_DIR"] = shm
+            out = p.cli("doctor", check=False)
+            assert "Traceback" not in out.stderr and "shared memory" in out.stdout, out
+
+
+def test_the_cli_follows_the_conventions_people_know() -> None:
+    from pipeline import cli
+
+    with pipeline() as p:
+        version = p.cli("--version").stdout
+        assert version.startswith("jarvis-pipeline 0.1.0 (core jarvis-rust-core ") and \
+            f"protocol {protocol.PROTOCOL_VERSION[0]}.{protocol.PROTOCOL_VERSION[1]}" in version
+        assert subprocess.run([sys.executable, "-m", "pipeline", "--help"], env=p.env, capture_output=True,
+                              text=True).stdout.startswith("usage: jarvis-pipeline")
+        for argv in (["status", "-i", "elsewhere"], ["-i", "elsewhere", "status"]):  # before or after the verb
+            out = p.cli(*argv, check=False)
+            assert out.returncode == 4 and "'elsewhere' is not running" in out.stderr, (argv, out)
+        parser = cli._parser()
+        verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        for name, sub in verbs.choices.items():
+            assert sub.description, name
+            unexplained = [a.dest for a in sub._actions if not a.help and a.dest != "help"]
+            assert unexplained == [], (name, unexplained)
+        p.up()
+        status = json.loads(p.cli("status", "--json").stdout)  # the control reply's result, whole
+        assert {"instance", "counters", "memory", "paused", "stages"} <= set(status)
+        # A reader that goes away (`tap | head -1`) ends tap quietly.
+        tap = subprocess.Popen([sys.executable, "-m", "pipeline", "tap", "frame."], env=p.env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert tap.stdout is not None and tap.stdout.readline().startswith('{"topic": "frame.')
+        tap.stdout.close()
+        assert tap.wait(timeout=60) == 0
+        assert tap.stderr is not None and tap.stderr.read() == ""
+        p.cli("down")
 
 
 def test_foreground_up_stops_cleanly_on_ctrl_c() -> None:

@@ -182,7 +182,7 @@ def test_bad_messages_on_every_socket_are_counted_not_fatal() -> None:
         assert p.stage_pids() | {"supervisor": p.supervisor_pid()} == pids, "a message killed a process"
         assert all(x["restarts"] == 0 for x in st.values())
         # Steering events from anyone but the supervisor are not obeyed.
-        status = json.loads(p.cli("status", "--json").stdout)
+        status = json.loads(p.cli("status", "--json").stdout)["stages"]
         assert all(s["applied"] == {"paused": False, "pressure": "low", "version": 0} for s in status), status
         assert "PAUSED" not in p.cli("status").stdout
         assert psutil.Process(pids["dedup"]).memory_full_info().uss < dedup_uss + (32 << 20), "a huge message was buffered"

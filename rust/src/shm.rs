@@ -17,8 +17,8 @@ use crate::error::{RingError, Result};
 /// for three days; Caches is the user's own, not cleaned while in use and left
 /// out of Time Machine backups), else the temporary directory.
 pub fn base_dir() -> PathBuf {
-    if let Some(dir) = std::env::var_os("JARVIS_SHM_DIR") {
-        return PathBuf::from(dir);
+    if let Some(dir) = std::env::var_os("JARVIS_SHM_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(dir); // (set but empty is unset, not the working directory)
     }
     let shm = Path::new("/dev/shm");
     if shm.is_dir() {

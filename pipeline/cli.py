@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jarvis_rust_core
 import psutil
 
+import jarvis_rust_core
 from pipeline import config as config_mod
 from pipeline import control
 from pipeline.runtime import STAGES, PrivateLogHandler, Runtime, RuntimeDirError, open_private_log
@@ -303,7 +303,7 @@ def _table(stages: list[dict[str, Any]]) -> str:
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
 def _forward_state(st: dict[str, Any]) -> str:
@@ -439,7 +439,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     checks: list[tuple[str, bool, str]] = []
     hard = {"core", "config", "runtime dir", "shared memory"}
-    checks.append(("core", True, f"jarvis_rust_core {jarvis_rust_core.__version__}, ring layout {jarvis_rust_core.LAYOUT_VERSION}"))
+    checks.append(
+        ("core", True, f"jarvis_rust_core {jarvis_rust_core.__version__}, ring layout {jarvis_rust_core.LAYOUT_VERSION}")
+    )
     cfg: config_mod.Config | None
     try:
         cfg = config_mod.load(args.config)
@@ -462,7 +464,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             rt.prepare()
             checks.append(("runtime dir", True, str(rt.dir)))
             running = rt.owner_pid()
-            checks.append(("instance", True, f"{rt.instance} is {'running (pid %d)' % running if running else 'not running'}"))
+            checks.append(("instance", True, f"{rt.instance} is {f'running (pid {running})' if running else 'not running'}"))
         except RuntimeDirError as exc:
             checks.append(("runtime dir", False, str(exc)))
     base = Path(jarvis_rust_core.default_ring_dir())

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import msgpack
+
 from jarvis_rust_core import COUNTERS, HANDOFF_RECORD_BYTES, FrameRef
 
 # 1.1: pixel_hash; drop reasons insignificant, send_failed, forward_stopped.
@@ -126,8 +127,10 @@ class TerminalState:
 
 TERMINAL_STATES: tuple[TerminalState, ...] = (
     TerminalState("duplicate", "dedup", "frame.duplicate", "pixels identical to a recently seen frame (hash, confirmed exactly)"),
-    TerminalState("unchanged", "analysis", "frame.unchanged", "changed, but below the change threshold against the last forwarded frame"),
-    TerminalState("forwarded", "forward", "forward.sent", "its request was answered (live; forward.dry_run: written to the outbox)"),
+    TerminalState("unchanged", "analysis", "frame.unchanged", "changed, but below the change threshold against the "
+        "last forwarded frame"),
+    TerminalState("forwarded", "forward", "forward.sent", "its request was answered (live; forward.dry_run: written to "
+        "the outbox)"),
     TerminalState("dropped", "whoever drops it", "frame.dropped", "dropped for one of DROP_REASONS"),
 )
 
@@ -148,7 +151,8 @@ DROP_REASONS: tuple[DropReason, ...] = (
     DropReason("batch_overflow", "forward", "the batch queue was full"),
     DropReason("insignificant", "forward", "changed less than forward.min_changed_ratio"),
     DropReason("send_failed", "forward", "its request failed for good (retries spent, or an answer that cannot be used)"),
-    DropReason("forward_stopped", "forward", "forwarding stopped: the API refused the key, does not know the model, or the spend limit is reached"),
+    DropReason("forward_stopped", "forward", "forwarding stopped: the API refused the key, does not know the model, or "
+        "the spend limit is reached"),
     DropReason("stage_crashed", "supervisor or receiver", "held by, or sent by, a stage incarnation that died"),
     DropReason("expired", "any stage", "the frame was gone from the ring when a stage came to use it"),
     DropReason("shutdown", "supervisor", "still in the pipeline when it stopped"),
@@ -213,7 +217,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("frame.captured", "capture", "a frame was written into the ring",
           (_REF, _STAGE, ("label", "replays of labelled sessions: the frame's recorded label (optional)"),
            ("scaled_from", "[width, height] of a screen larger than the ring's slots, downscaled to fit (optional)"))),
-    Topic("frame.duplicate", "dedup", "terminal: identical to a recently seen frame", (_REF, _STAGE, ("of_seq", "seq of the frame it repeats"))),
+    Topic("frame.duplicate", "dedup", "terminal: identical to a recently seen "
+        "frame", (_REF, _STAGE, ("of_seq", "seq of the frame it repeats"))),
     Topic("frame.unchanged", "analysis", "terminal: no meaningful change against the reference frame",
           (_REF, _STAGE, ("changed_ratio", "fraction of pixels changed"), ("why", "what was seen: trivial tiles, nothing"))),
     Topic("frame.changed", "analysis", "a meaningful change; the frame goes on to forward",
@@ -231,7 +236,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("forward.error", "forward", "a try failed (retry_in_s set: it is tried again), a request failed, "
           "or forwarding stopped",
           (("error", "what went wrong (never the key)"), ("kind", "rate_limited, overloaded, server, timeout, "
-           "connection, conflict, auth, unknown_model, spend_limit, bad_request, malformed, internal, key, outbox"), ("request_id", "the request"),
+           "connection, conflict, auth, unknown_model, spend_limit, bad_request, malformed, internal, key, "
+               "outbox"), ("request_id", "the request"),
            ("attempt", "which try failed"), ("retry_in_s", "seconds until the next try, or null"),
            ("stopped", "true when forwarding stopped until the pipeline is restarted"))),
     Topic("insight", "forward", "what Claude reported about frames (through the report tool; an answer "
@@ -321,7 +327,8 @@ def decode_event(frames: Sequence[bytes]) -> tuple[str, dict[str, Any]]:
 CONTROL_COMMANDS: dict[str, str] = {
     "ping": "liveness check; result: {pid, instance, versions}",
     "status": "result: {instance, pid, uptime_s, paused, control: {paused, pressure, version}, errors: [control "
-              "mismatches], rejected, source, forward_mode, forward_state, forward_cost_usd, memory, counters, stages: [{name, state, pid, "
+              "mismatches], rejected, source, forward_mode, forward_state, forward_cost_usd, memory, counters, stages: "
+                  "[{name, state, pid, "
               "uptime_s, restarts, incarnation, heartbeat_age_s, applied, control_mismatch, cpu_percent, pss_mb, fps "
               "(null when not current), frames_in, frames_out, drops, terminal, rejected, p95_ms, latency_p95_ms}]}",
     "restart": "args: {stage}; drains and restarts one stage",
@@ -352,6 +359,7 @@ def events_markdown() -> str:
     out += [f"| `{s.name}` | {s.decided_by} | `{s.topic}` | {s.meaning} |" for s in TERMINAL_STATES]
     out += ["", "| drop reason | decided by | meaning |", "|---|---|---|"]
     out += [f"| `{r.name}` | {r.decided_by} | {r.meaning} |" for r in DROP_REASONS]
-    out += ["", "## Control commands", "", "Requests `{cmd, ...args}` on `control.sock` (REQ/REP), replies `{ok, result | error}`.", ""]
+    out += ["", "## Control commands", "", "Requests `{cmd, ...args}` on `control.sock` (REQ/REP), replies `{ok, "
+        "result | error}`.", ""]
     out += [f"- `{name}`: {doc}" for name, doc in CONTROL_COMMANDS.items()]
     return "\n".join(out) + "\n"

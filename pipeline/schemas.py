@@ -11,7 +11,7 @@ no message may take a process down.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar, Union
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 
@@ -92,7 +92,7 @@ class SetState(msgspec.Struct, tag="state", tag_field="t"):
     state: ControlState
 
 
-ToStage = Union[Hello, SetState]
+ToStage = Hello | SetState
 
 
 # stage -> supervisor
@@ -138,7 +138,7 @@ class Stats(msgspec.Struct, tag="stats", tag_field="t"):
     stats: StageStats
 
 
-FromStage = Union[Heartbeat, Applied, Stats]
+FromStage = Heartbeat | Applied | Stats
 
 
 def to_stage(obj: Any) -> Hello | SetState:

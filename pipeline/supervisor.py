@@ -20,8 +20,8 @@ the supervisor itself.
 from __future__ import annotations
 
 import collections
-import errno
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -35,12 +35,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import jarvis_rust_core as jrc
 import msgspec
 import psutil
 import setproctitle
 import zmq
 
+import jarvis_rust_core as jrc
 from pipeline import config as config_mod
 from pipeline import handoff, protocol, runtime, schemas, usage
 from pipeline.channel import Channel, ChannelClosed
@@ -498,7 +498,9 @@ class Supervisor:
                     self._spawn(st)
                 continue
             self.publish("stage.crashed", {"stage": st.name, "pid": pid, "exit": code, "reclaimed": undecided})
-            log.warning("%s (pid %d) exited with %s; %d holds reclaimed, %d frames undecided", st.name, pid, code, released, undecided)
+            log.warning(
+                "%s (pid %d) exited with %s; %d holds reclaimed, %d frames undecided", st.name, pid, code, released, undecided
+            )
             if self.stop_requested:
                 st.state = "stopped"
                 continue

@@ -15,10 +15,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import jarvis_rust_core as jrc
 import numpy as np
 import zmq
 
+import jarvis_rust_core as jrc
 from pipeline import protocol, schemas
 from pipeline.runtime import Runtime
 

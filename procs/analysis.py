@@ -10,8 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import jarvis_rust_core as jrc
-import numpy as np
-
 from procs import kernels, stage
 from procs.change_policy import ChangePolicy
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import jarvis_rust_core as jrc
 import numpy as np
 
+import jarvis_rust_core as jrc
 from pipeline import protocol
 from procs import kernels, stage
 from procs.sources import base as sources

@@ -172,7 +172,7 @@ class _Change:
 
     @property
     def tiles(self) -> list[tuple[int, int]]:
-        return list(zip(self.ys.tolist(), self.xs.tolist()))
+        return list(zip(self.ys.tolist(), self.xs.tolist(), strict=False))
 
     @property
     def before(self) -> np.ndarray:
@@ -295,7 +295,7 @@ class ChangePolicy:
             self.verdict[self.unsettled] = 0
         else:
             t = self.tile
-            for y, x in zip(*np.nonzero(self.unsettled)):
+            for y, x in zip(*np.nonzero(self.unsettled), strict=False):
                 self.shadow[y * t : (y + 1) * t, x * t : (x + 1) * t] = frame[y * t : (y + 1) * t, x * t : (x + 1) * t]
         self.unsettled = None
 
@@ -370,7 +370,7 @@ class ChangePolicy:
         ends = [*starts[1:].tolist(), len(ys)]
         return labels, [_Change(ys[s:e], xs[s:e], (int(x0), int(y0), int(x1), int(y1)),
                                 source=(frame, self.previous, self.tile))
-                        for s, e, (x0, y0), (x1, y1) in zip(starts.tolist(), ends, lo, hi)]
+                        for s, e, (x0, y0), (x1, y1) in zip(starts.tolist(), ends, lo, hi, strict=False)]
 
     def _judge_changes(self, now: float, frame: np.ndarray, changes: list[_Change],
                        causes: collections.Counter[str]) -> list[str]:
@@ -482,7 +482,7 @@ class ChangePolicy:
         place in this one (same size, same content)."""
         if gone.mask.shape != came.mask.shape or gone.pixels < 8:
             return False
-        (gx, gy, gx1, gy1), (cx, cy, cx1, cy1) = gone.box, came.box
+        cx, cy, cx1, cy1 = came.box
         before = _colours(gone.before)[gone.mask]
         after = _colours(frame[cy:cy1, cx:cx1])[gone.mask]
         return bool(np.mean(np.all(before == after, axis=-1)) >= self.params.pointer_match)
@@ -555,7 +555,9 @@ class ChangePolicy:
             solid = len(pairs) == 1
             if solid and c.grows:
                 return False  # a bar growing by a block (progress), not a caret
-        elif min(x1 - x0, y1 - y0) <= p.caret_bar_px and (_over_glyph(before, after, around) or _over_glyph(after, before, around)):
+        elif min(x1 - x0, y1 - y0) <= p.caret_bar_px and (
+            _over_glyph(before, after, around) or _over_glyph(after, before, around)
+        ):
             solid = True  # an I-beam over the edge of a glyph: what it covered is not one colour
         else:
             return False  # not a caret switching
@@ -883,7 +885,7 @@ def _blobs(c: _Change) -> list[_Change]:
     ys, xs = ys[order], xs[order]
     starts = np.flatnonzero(np.diff(labels[ys, xs], prepend=-1))
     bounds = zip(np.minimum.reduceat(ys, starts).tolist(), np.maximum.reduceat(ys, starts).tolist(),
-                 np.minimum.reduceat(xs, starts).tolist(), np.maximum.reduceat(xs, starts).tolist())
+                 np.minimum.reduceat(xs, starts).tolist(), np.maximum.reduceat(xs, starts).tolist(), strict=False)
     out = []
     for k, (y0, y1, x0, x1) in enumerate(bounds):
         mask = labels[y0 : y1 + 1, x0 : x1 + 1] == k

@@ -94,16 +94,18 @@ class ReferenceShot:
 
 
 def capture_time(ref: dict[str, Any]) -> str:
-    t = datetime.datetime.fromtimestamp(int(ref["t_wall_ns"]) / 1e9, tz=datetime.timezone.utc)
+    t = datetime.datetime.fromtimestamp(int(ref["t_wall_ns"]) / 1e9, tz=datetime.UTC)
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def prompt_text(template: str, shots: list[Shot]) -> str:
     times = [capture_time(s.ref) for s in shots]
     lines = [template.format(count=len(shots), times=", ".join(times))]
-    for i, (s, t) in enumerate(zip(shots, times), 1):
+    for i, (s, t) in enumerate(zip(shots, times, strict=False), 1):
         x, y, w, h = s.box
-        part = "whole screen" if (w, h) == (s.ref["w"], s.ref["h"]) else f"region x={x} y={y} {w}x{h} of {s.ref['w']}x{s.ref['h']}"
+        part = (
+            "whole screen" if (w, h) == (s.ref["w"], s.ref["h"]) else f"region x={x} y={y} {w}x{h} of {s.ref['w']}x{s.ref['h']}"
+        )
         lines.append(f"Image {i}: monitor {s.ref['monitor']}, captured {t}, {part}"
                      + (" (periodic refresh, no change seen)" if s.keepalive else ""))
     return "\n".join(lines)

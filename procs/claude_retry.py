@@ -50,7 +50,7 @@ def retry_after(headers: Mapping[str, str], now: datetime.datetime | None = None
                 continue
             if when.tzinfo is None:
                 continue
-            return max(0.0, (when - (now or datetime.datetime.now(datetime.timezone.utc))).total_seconds())
+            return max(0.0, (when - (now or datetime.datetime.now(datetime.UTC))).total_seconds())
     return None
 
 

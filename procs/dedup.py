@@ -20,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 import jarvis_rust_core as jrc
-
 from pipeline import protocol
 from procs import kernels, stage
 

@@ -32,18 +32,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jarvis_rust_core as jrc
+import msgspec
 import numpy as np
 
-import msgspec
-
+import jarvis_rust_core as jrc
 from pipeline import protocol, schemas
 from pipeline.schemas import ControlState
 from procs import stage
 from procs.claude_key import ApiKeyError, api_key, endpoint
+from procs.claude_request import (
+    ReferenceShot,
+    Shot,
+    build,
+    cache_minimum,
+    capture_time,
+    fit_request,
+    image_tokens,
+    prefix_tokens,
+    report_text,
+)
 from procs.claude_retry import FATAL, Failure, RetryPolicy
-from procs.claude_request import (ReferenceShot, Shot, build, cache_minimum, capture_time, fit_request, image_tokens,
-                                   prefix_tokens, report_text)
 from procs.forward_context import Context, View
 from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
 from procs.forward_journal import Journal, cost_usd

@@ -26,7 +26,6 @@ from typing import Any
 from pipeline.runtime import private_dir
 from procs.claude_request import ReferenceShot, Shot
 
-
 #: Names starting with this are work in progress (being written or removed), never requests.
 HIDDEN = "."
 

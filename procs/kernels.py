@@ -10,21 +10,21 @@ dr^2 + dg^2 + db^2 > t^2 (colour; alpha ignored) or |d| > t (gray).
 from __future__ import annotations
 
 import hashlib
-import math
 import logging
+import math
 
 import numpy as np
 
 MAX_REGIONS = 16
 
 try:  # the compiled kernels; without them the stages run these references
-    from jarvis_rust_core import frame_hash as fast_frame_hash
-    from jarvis_rust_core import copy_hashed as fast_copy_hashed
     from jarvis_rust_core import change_pass as fast_change_pass
-    from jarvis_rust_core import tile_groups as fast_tile_groups
-    from jarvis_rust_core import tile_signatures as fast_tile_signatures
+    from jarvis_rust_core import copy_hashed as fast_copy_hashed
+    from jarvis_rust_core import frame_hash as fast_frame_hash
     from jarvis_rust_core import regions as fast_regions
     from jarvis_rust_core import tile_changes as fast_tile_changes
+    from jarvis_rust_core import tile_groups as fast_tile_groups
+    from jarvis_rust_core import tile_signatures as fast_tile_signatures
 except ImportError as exc:  # an older or partial build of the core
     fast_frame_hash = fast_tile_changes = fast_regions = fast_tile_groups = fast_change_pass = None  # type: ignore[assignment]
     fast_tile_signatures = fast_copy_hashed = None  # type: ignore[assignment]
@@ -98,7 +98,7 @@ def tile_freshness(frame: np.ndarray, previous: np.ndarray, candidates: np.ndarr
     boxes[..., 2], boxes[..., 3] = tx + last_x + 1, ty + last_y + 1
     boxes[~fresh] = 0
     sigs = np.zeros((rows, cols), np.uint64)
-    for y, x in zip(*np.nonzero(fresh)):
+    for y, x in zip(*np.nonzero(fresh), strict=False):
         sigs[y, x] = frame_hash(frame[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile])
     return fresh, boxes, sigs
 
@@ -125,7 +125,7 @@ def tile_labels(marked: np.ndarray) -> np.ndarray:
     labels = np.full(marked.shape, -1, np.int32)
     rows, cols = marked.shape
     group = 0
-    for start in zip(*np.nonzero(marked)):
+    for start in zip(*np.nonzero(marked), strict=False):
         if labels[start] >= 0:
             continue
         labels[start] = group
@@ -150,7 +150,7 @@ def tile_regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regi
         return []
     seen = np.zeros_like(tiles, dtype=bool)
     boxes = []
-    for y0, x0 in zip(ys.tolist(), xs.tolist()):
+    for y0, x0 in zip(ys.tolist(), xs.tolist(), strict=False):
         if seen[y0, x0]:
             continue
         stack, box = [(y0, x0)], [x0, y0, x0, y0]
@@ -235,7 +235,7 @@ def tile_signatures(frame: np.ndarray, wanted: np.ndarray, tile: int) -> np.ndar
     if fast_tile_signatures is not None:
         return fast_tile_signatures(frame, np.asarray(wanted, dtype=bool), tile)
     sigs = np.zeros(wanted.shape, np.uint64)
-    for y, x in zip(*np.nonzero(wanted)):
+    for y, x in zip(*np.nonzero(wanted), strict=False):
         sigs[y, x] = frame_hash(frame[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile])
     return sigs
 
@@ -274,7 +274,9 @@ def luma(frame: np.ndarray) -> np.ndarray:
     """Integer luma (77 R + 150 G + 29 B) >> 8 of each pixel, (H, W) uint8."""
     if frame.ndim == 2:
         return frame
-    r, g, b = (frame[..., 2], frame[..., 1], frame[..., 0]) if frame.shape[2] == 4 else (frame[..., 0], frame[..., 1], frame[..., 2])
+    r, g, b = (
+        (frame[..., 2], frame[..., 1], frame[..., 0]) if frame.shape[2] == 4 else (frame[..., 0], frame[..., 1], frame[..., 2])
+    )
     return ((77 * r.astype(np.uint32) + 150 * g.astype(np.uint32) + 29 * b.astype(np.uint32)) >> 8).astype(np.uint8)
 
 
@@ -327,7 +329,9 @@ def downscale(src: np.ndarray, out: np.ndarray) -> None:
     larger than the ring's slots (tens of ms for 2560x1440 into 1920x1080)."""
     (sh, sw), (h, w) = src.shape[:2], out.shape[:2]
     if src.ndim != 3 or src.shape[2:] != out.shape[2:] or not (0 < h <= sh and 0 < w <= sw):
-        raise ValueError(f"downscale shrinks (H, W, C) into (h, w, C) with 0 < h <= H, 0 < w <= W, not {src.shape} into {out.shape}")
+        raise ValueError(
+            f"downscale shrinks (H, W, C) into (h, w, C) with 0 < h <= H, 0 < w <= W, not {src.shape} into {out.shape}"
+        )
     ys, ny = _boxes(sh, h)
     xs, nx = _boxes(sw, w)
     # Sums of up to 257 values of 255 fit in 16 bits, and float32 divides integers

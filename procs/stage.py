@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import errno
 import ctypes
+import errno
 import json
 import logging
 import logging.handlers
@@ -34,13 +34,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import jarvis_rust_core as jrc
 import msgspec
 import numpy as np
 import psutil
 import setproctitle
 import zmq
 
+import jarvis_rust_core as jrc
 from pipeline import config as config_mod
 from pipeline import handoff, protocol, runtime, schemas, usage
 from pipeline.channel import Channel, ChannelClosed

@@ -33,8 +33,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import numpy as np  # noqa: E402
-
 import policy_before  # noqa: E402
+
 from pipeline.config import AnalysisConfig  # noqa: E402
 from procs import kernels  # noqa: E402
 from procs.change_policy import ChangePolicy  # noqa: E402
@@ -93,7 +93,7 @@ def run_before(case: str, n: int, seed: int) -> list[float]:
         counts = kernels.changed_tiles(f, reference, a.threshold, t)
         ys, xs = np.nonzero(counts)
         changed = {}
-        for y, x, c in zip(ys.tolist(), xs.tolist(), counts[ys, xs].tolist()):
+        for y, x, c in zip(ys.tolist(), xs.tolist(), counts[ys, xs].tolist(), strict=False):
             rows, cols = slice(y * t, (y + 1) * t), slice(x * t, (x + 1) * t)
             changed[(y, x)] = policy_before.TileChange(kernels.tile_signature(f, y, x, t),
                                                        kernels.tile_signature(reference, y, x, t),

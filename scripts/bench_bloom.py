@@ -25,9 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import jarvis_rust_core as jrc
 import pybloom_live  # type: ignore[import-untyped]
 import rbloom
+
+import jarvis_rust_core as jrc
 
 P = 0.01
 
@@ -93,8 +94,10 @@ def main() -> int:
         for case, (items, probes) in cases.items():
             for name in names[r % len(names):] + names[: r % len(names)]:
                 results.setdefault((case, name), []).append(run(filters(n, baseline)[name], items, probes))
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    print(f"# Bloom filters: {cpu}, {os.cpu_count()} cores, {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor()
+    )
+    print(f"# Bloom filters: {cpu}, {os.cpu_count()} cores, {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
     print(f"command: {' '.join(['scripts/bench_bloom.py', *sys.argv[1:]])}; {n} items, p = {P}, {args.rounds} rounds\n")
     print("| items | filter | add / s | `in` / s | measured FP rate | add vs rbloom | `in` vs rbloom |")
     print("|---|---|---|---|---|---|---|")
@@ -106,7 +109,10 @@ def main() -> int:
             add = statistics.median(r[0] for r in rs)
             look = statistics.median(r[1] for r in rs)
             fp = statistics.median(r[2] for r in rs)
-            print(f"| {case} | {name} | {add / 1e6:.2f} M | {look / 1e6:.2f} M | {fp:.2%} | {add / base:.2f}x | {look / base_in:.2f}x |")
+            print(
+                f"| {case} | {name} | {add / 1e6:.2f} M | {look / 1e6:.2f} M | {fp:.2%} | {add / base:.2f}x | "
+                    f"{look / base_in:.2f}x |"
+            )
     return 0
 
 

@@ -55,8 +55,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_claude import FakeClaude, image_tokens  # noqa: E402
-from pipeline import control  # noqa: E402
 from pipeline_harness import pipeline, wait_for  # noqa: E402
+
+from pipeline import control  # noqa: E402
 from procs import forward_journal  # noqa: E402
 from procs.forward_image import Geometry, crop_box, encode, fit_size, tokens  # noqa: E402
 from procs.sources.png import encode_png  # noqa: E402
@@ -133,7 +134,7 @@ _CAPTURED = re.compile(r"captured (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z")
 def capture_ns(text: str) -> list[int]:
     out = []
     for stamp in _CAPTURED.findall(text):
-        t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.timezone.utc)
+        t = datetime.datetime.fromisoformat(stamp).replace(tzinfo=datetime.UTC)
         out.append(int(t.timestamp() * 1000) * 1_000_000)
     return out
 
@@ -227,7 +228,7 @@ def bench_context(rounds: int, warm: float, window: float) -> None:
           "| requests reading the cache | USD per hour at forward.price |")
     print("|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
-        def med(key: str) -> float:
+        def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
             return float(statistics.median(x[key] for x in runs))
         total = med("uncached") + med("cache_write") + med("cache_read")
         print(f"| {name} | {statistics.median(x['requests'] / (window / 60) for x in runs):.1f} | "
@@ -246,11 +247,11 @@ def main() -> int:
     ap.add_argument("--context", action="store_true", help="only section 3: the rolling context and caching")
     args = ap.parse_args()
     if args.context:
-        print(f"# bench_forward --context {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", flush=True)
+        print(f"# bench_forward --context {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
         bench_context(args.rounds, args.warm, args.window)
         return 0
 
-    print(f"# bench_forward {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC", flush=True)
+    print(f"# bench_forward {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
     rows = bench_encode(args.encode_rounds, args.encode_reps)
     base = {r["frame"]: r["ms"] for r in rows if r["format"] == "previous dry-run PNG"}
     print("\n| frame | part | format | sent as | bytes | encode ms (median) | vs previous dry-run PNG |")
@@ -272,7 +273,7 @@ def main() -> int:
           "| input tokens/min | every captured frame whole, tokens/min | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
-        def med(key: str) -> float:
+        def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
             return float(statistics.median(x[key] for x in runs))
         rpm = statistics.median(x["requests"] / (args.window / 60) for x in runs)
         fpr = statistics.median(x["frames"] / max(1, x["requests"]) for x in runs)

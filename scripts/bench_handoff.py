@@ -183,9 +183,9 @@ def _verify(buf: Any, n: int) -> None:
 
 class RingConsumer:
     def __init__(self, p: dict[str, Any]) -> None:
-        import jarvis_rust_core as jrc
         import zmq
 
+        import jarvis_rust_core as jrc
         from pipeline import handoff
         from pipeline.protocol import decode_frame_ref
 
@@ -414,7 +414,6 @@ class RingProducer:
         import select
 
         import jarvis_rust_core as jrc
-
         from pipeline import handoff
         from pipeline.protocol import encode_frame_ref
 
@@ -891,7 +890,7 @@ def machine_info(args: argparse.Namespace) -> dict[str, Any]:
     except ImportError:
         libzmq = None
     return {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "cpu": cpu,
         "l3": l3,
         "cores": os.cpu_count(),

@@ -221,7 +221,9 @@ def bench(width: int, height: int, args: argparse.Namespace) -> list[str]:
         "numpy reference": (lambda: regions_numpy, slow, 2),
     }
 
-    def on(fs: list[np.ndarray], make: Callable[[], Callable[[np.ndarray, np.ndarray], object]]) -> Callable[[], Callable[[np.ndarray, int], object]]:
+    def on(
+        fs: list[np.ndarray], make: Callable[[], Callable[[np.ndarray, np.ndarray], object]]
+    ) -> Callable[[], Callable[[np.ndarray, int], object]]:
         return lambda: pairwise(make(), fs)
 
     regions = {k: (on(frames, make), step, reps) for k, (make, step, reps) in runs.items()}
@@ -307,7 +309,12 @@ def single(args: argparse.Namespace) -> None:
                 for _ in range(reps):
                     fn()
                 times.setdefault((name, which), []).append((time.perf_counter() - t0) / reps)
-    lines = ["### Single kernel calls, 1920x1080 BGRA, hot", "", "| kernel | Rust ms | numpy reference ms | ratio |", "|---|---|---|---|"]
+    lines = [
+        "### Single kernel calls, 1920x1080 BGRA, hot",
+        "",
+        "| kernel | Rust ms | numpy reference ms | ratio |",
+        "|---|---|---|---|",
+    ]
     for name in cases:
         rust, ref = statistics.median(times[(name, 0)]), statistics.median(times[(name, 1)])
         lines.append(f"| {name} | {rust * 1e3:.3f} | {ref * 1e3:.1f} | {ref / rust:.0f}x |")
@@ -322,8 +329,10 @@ def main() -> int:
     ap.add_argument("--sections", default="frames,kernels,integration",
                     help="any of frames (dedup and regions per size), kernels (single calls), integration")
     args = ap.parse_args()
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor())
-    print(f"# Kernels: {cpu}, {os.cpu_count()} cores, {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}")
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor()
+    )
+    print(f"# Kernels: {cpu}, {os.cpu_count()} cores, {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
     print(f"command: {' '.join(['scripts/bench_kernels.py', *sys.argv[1:]])}; {args.rounds} rounds; "
           f"OpenCV {cv2.__version__} (cv2.getNumThreads() = {CV_DEFAULT_THREADS}), imagehash {imagehash.__version__}, "
           f"numpy {np.__version__}\n", flush=True)

@@ -133,7 +133,7 @@ def machine_info(argv: list[str]) -> dict[str, Any]:
     import jarvis_rust_core as jrc
 
     return {
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "cpu": cpu,
         "cores": os.cpu_count(),
         "cores_usable": len(os.sched_getaffinity(0)),
@@ -257,8 +257,8 @@ def run_pipeline(case: str, fps: float, window: float, warm: float, *, quiet: bo
     cfg.write_text(config_toml(spec["mix"], fps, spec["forward"]))
     cli = [str(tree / ".venv" / "bin" / "python") if tree else sys.executable, "-m", "pipeline.cli"]
     cwd = tree or REPO
-    result: dict[str, Any] = {"tree": "previous" if tree else "this", "case": case, "mix": spec["mix"], "forward": spec["forward"] or "configured (batch 5, 2 s)",
-                              "fps": fps, "window_s": window}
+    result: dict[str, Any] = {"tree": "previous" if tree else "this", "case": case, "mix": spec["mix"],
+                              "forward": spec["forward"] or "configured (batch 5, 2 s)", "fps": fps, "window_s": window}
     tap: StatsTap | None = None
     pids: dict[str, int] = {}
     sup_pid: int | None = None
@@ -548,16 +548,19 @@ def markdown(out: dict[str, Any]) -> str:
          f"load average at start {m['loadavg_at_start']}",
          f"- date: {m['date']}; Python {m['python']}, numpy {m['numpy']}, jarvis_rust_core {m['core']}",
          f"- command: `{m['command']}`",
-         f"- frames: synthetic {WIDTH}x{HEIGHT} BGRA, seed {SEED}; window {out['window_s']:g} s after {out['warm_s']:g} s warm-up "
+         f"- frames: synthetic {WIDTH}x{HEIGHT} BGRA, seed {SEED}; window {out['window_s']:g} s after "
+             f"{out['warm_s']:g} s warm-up "
          f"per run; CPU in % of one core", ""]
     L += ["## Runs", "",
-          "| case | fps | captured/s | sustained | window drops | p95 proc ms cap/dedup/ana/fwd | cpu % sup/cap/dedup/ana/fwd = total | others % | limit |",
+          "| case | fps | captured/s | sustained | window drops | p95 proc ms cap/dedup/ana/fwd | cpu % "
+              "sup/cap/dedup/ana/fwd = total | others % | limit |",
           "|---|---|---|---|---|---|---|---|---|"]
     for r in out["runs"]:
         p95 = "/".join(fmt((r["stages"][n].get("proc_ms") or {}).get("p95")) for n in STAGES)
         cpu = "/".join(fmt(r["cpu_percent"].get(n)) for n in ("supervisor", *STAGES))
         drops = ", ".join(f"{k} {v}" for k, v in r["window_drops"].items()) or "-"
-        L.append(f"| {r['case']}{' (previous)' if r.get('tree') == 'previous' else ''} | {r['fps']:g} | {r['captured_fps']:.1f} | {'yes' if r['sustained'] else 'no'} | {drops} | "
+        L.append(f"| {r['case']}{' (previous)' if r.get('tree') == 'previous' else ''} | {r['fps']:g} | "
+            f"{r['captured_fps']:.1f} | {'yes' if r['sustained'] else 'no'} | {drops} | "
                  f"{p95} | {cpu} = {r['cpu_total']:.0f} | {r['cpu_others']:.0f} | {r['limit']} |")
     L += ["", "## Highest sustained capture rate (captured within 10 % of fps x s; no drops but forward's pacing "
           "decisions, rate_limited / batch_overflow)", "",
@@ -572,7 +575,8 @@ def markdown(out: dict[str, Any]) -> str:
         h = lat["hops"]
         cells = " | ".join(f"{fmt(h[k]['p50'])} / {fmt(h[k]['p99'])}"
                            for k in ("capture>dedup", "dedup>analysis", "analysis>forward", "capture>forward"))
-        L.append(f"| {lat['case']} | {lat['fps']:g}{' (max)' if lat['is_max'] else ''} | {'yes' if lat['sustained'] else 'no'} | {cells} |")
+        L.append(f"| {lat['case']} | {lat['fps']:g}{' (max)' if lat['is_max'] else ''} | "
+            f"{'yes' if lat['sustained'] else 'no'} | {cells} |")
     c = out["cpu_10fps"]
     L += ["", "## CPU and memory at 10 fps, desktop mix, vs the plan's single-process loop", "",
           f"Medians over {len(c['pipeline'])} interleaved round(s) of {out['cpu_window_s']:g} s.", "",
@@ -620,7 +624,8 @@ def main() -> int:
     ap.add_argument("--window", type=float, help="seconds measured per run (default 8; quick 3)")
     ap.add_argument("--warm", type=float, help="seconds after `up` before the window (default 2; quick 1)")
     ap.add_argument("--rounds", type=int, help="interleaved rounds of the 10 fps CPU comparison (default 3; quick 1)")
-    ap.add_argument("--cases", default=",".join(CASES), help=f"rate-search cases, comma-separated (default all: {', '.join(CASES)})")
+    ap.add_argument("--cases", default=",".join(CASES), help=f"rate-search cases, comma-separated (default all: "
+        f"{', '.join(CASES)})")
     ap.add_argument("--budget", type=float, default=540.0, help="stop starting new search runs after this many seconds")
     ap.add_argument("--previous", type=Path, metavar="TREE",
                     help="another checkout (e.g. `git worktree add TREE COMMIT`, then TREE/scripts/setup) whose pipeline "
@@ -674,7 +679,8 @@ def main() -> int:
                 base_max[mix].append(b)
                 print(f"  plan's loop  {mix:8s} back to back: {b['fps']:.1f} frames/s ({b['ms_per_frame']:.1f} ms/frame)",
                       flush=True)
-        ratios = [p["cpu_total"] / b["cpu_percent"] for p, b in zip(pipe_rounds, base_rounds) if b["cpu_percent"] > 0]
+        ratios = [p["cpu_total"] / b["cpu_percent"] for p, b in zip(pipe_rounds, base_rounds, strict=False)
+                  if b["cpu_percent"] > 0]
         out["cpu_10fps"] = {
             "pipeline": [{k: r[k] for k in ("cpu_total", "cpu_percent", "cpu_others", "pss_total_mb", "pss_mb")}
                          for r in pipe_rounds],

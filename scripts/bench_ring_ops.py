@@ -135,7 +135,7 @@ def main() -> int:
             "numpy": np.__version__,
             "core": jrc.__version__,
         },
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
         "cold_working_set_frames": len(cold_src),
         "write_us": {f"{m} {c}": v for (m, c), v in med.items()},

@@ -157,7 +157,7 @@ class Before(Ours):
         ys, xs = np.nonzero(counts)
         tile = a.tile
         changed = {}
-        for y, x, n in zip(ys.tolist(), xs.tolist(), counts[ys, xs].tolist()):
+        for y, x, n in zip(ys.tolist(), xs.tolist(), counts[ys, xs].tolist(), strict=False):
             rows, cols = slice(y * tile, (y + 1) * tile), slice(x * tile, (x + 1) * tile)
             changed[(y, x)] = policy_before.TileChange(
                 kernels.tile_signature(frame, y, x, tile), kernels.tile_signature(self.reference, y, x, tile),
@@ -203,7 +203,7 @@ def evaluate(session: Path, only: tuple[str, ...] = ()) -> tuple[list[dict[str, 
     frames = meta["frames"]
     chosen = {k: v for k, v in methods(Config()).items() if not only or k in only}
     kept: dict[str, list[bool]] = {name: [] for name in chosen}
-    for entry, frame in zip(frames, decode(session / meta["video"], meta["width"], meta["height"])):
+    for entry, frame in zip(frames, decode(session / meta["video"], meta["width"], meta["height"]), strict=False):
         for name, keep in chosen.items():
             kept[name].append(keep(frame, float(entry["t"])))
     if any(len(v) != len(frames) for v in kept.values()):
@@ -255,7 +255,7 @@ def main() -> None:
     kept: dict[str, list[bool]] = {}
     with concurrent.futures.ProcessPoolExecutor(args.jobs) as pool:
         results = pool.map(evaluate, args.sessions, [tuple(args.only)] * len(args.sessions))
-        for session, (session_frames, session_kept) in zip(args.sessions, results):
+        for session, (session_frames, session_kept) in zip(args.sessions, results, strict=False):
             frames += [{**e, "session": session.name} for e in session_frames]
             for name, flags in session_kept.items():
                 kept.setdefault(name, []).extend(flags)

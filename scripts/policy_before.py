@@ -80,7 +80,9 @@ class _TileMemory:
     sig: int  # the content it showed last
     pixels: np.ndarray
     since: float = 0.0  # when it started to show it
-    history: collections.deque[tuple[int, float]] = field(default_factory=lambda: collections.deque(maxlen=3))  # contents before, since
+    history: collections.deque[tuple[int, float]] = field(
+        default_factory=lambda: collections.deque(maxlen=3)
+    )  # contents before, since
     pairs: dict[frozenset[int], float] = field(default_factory=dict)  # toggle pairs, last flipped at
     changes: collections.deque[float] = field(default_factory=collections.deque)  # times of changes to new content
     judged_at: int = -1  # the last judged frame in which it differed from the reference
@@ -193,7 +195,7 @@ class ChangePolicy:
         times = list(memory.changes)
         if len(times) <= p.volatile_changes or times[-1] != now:
             return False
-        gaps = [b - a for a, b in zip(times, times[1:])]
+        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
         *before, latest = gaps
         period = statistics.median(before)
 

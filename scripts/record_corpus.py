@@ -345,7 +345,8 @@ html,body{{margin:0;background:{bg};color:{fg};font:14px "{font}";overflow:hidde
  animation:r 1s steps(8) infinite}}
 @keyframes r{{to{{transform:rotate(360deg)}}}}
 #gif{{position:absolute;left:{gif[0]}px;top:{gif[1]}px;width:{gif[2]}px;height:{gif[3]}px;visibility:hidden}}
-#prog{{position:absolute;left:{pr[0]}px;top:{pr[1]}px;width:{pr[2]}px;height:14px;box-sizing:border-box;border:1px solid {accent}}}
+#prog{{position:absolute;left:{pr[0]}px;top:{pr[1]}px;width:{pr[2]}px;height:14px;box-sizing:border-box;
+border:1px solid {accent}}}
 #bar{{height:100%;width:0;background:{accent}}}
 #bar.done{{background:#10a010}}
 #done{{position:absolute;left:{pr[0]}px;top:{done_top}px;color:#10a010;font:bold 14px "{font}";visibility:hidden}}
@@ -753,7 +754,7 @@ class Script:
                 self.move_pointer(at)
                 self.d.xdo("click", button)
             old = self.pointer
-            yield Act("scroll", do, lambda: self.frame_of(widget) + [pointer_box(old), pointer_box(at)])
+            yield Act("scroll", do, lambda old=old: self.frame_of(widget) + [pointer_box(old), pointer_box(at)])
             yield from self.pause()
 
     def wheel_shell(self) -> Iterator[Step]:
@@ -825,7 +826,7 @@ class Script:
                 def do_move(new: Rect = new, win: Win = win) -> None:
                     self.d.xdo("windowmove", "--sync", win.wid, str(new[0]), str(new[1]))
                     win.client = self.d.geometry(win.wid).client
-                yield Act("window_move", do_move, lambda: [pad(old), pad(new)])
+                yield Act("window_move", do_move, lambda old=old, new=new: [pad(old), pad(new)])
             else:
                 w = max(80, min(zone[2] - old[0] - 10, old[2] - old[0] + rng.choice((-60, -40, 40, 60))))
                 h = max(60, min(zone[3] - old[1] - 10, old[3] - old[1] + rng.choice((-40, -30, 30, 40))))
@@ -834,7 +835,7 @@ class Script:
                 def do_size(new: Rect = new, win: Win = win) -> None:
                     self.d.xdo("windowsize", "--sync", win.wid, str(new[2] - new[0]), str(new[3] - new[1]))
                     win.client = self.d.geometry(win.wid).client
-                yield Act("window_resize", do_size, lambda: [pad(old), pad(new)])
+                yield Act("window_resize", do_size, lambda old=old, new=new: [pad(old), pad(new)])
         yield from self.pause()
 
         def do_close() -> None:
@@ -1139,7 +1140,7 @@ class Labeller:
             return "none", "idle", []
         causes: list[str] = []
         rem = diff.copy()
-        for name, (r, kind) in self.regions.items():
+        for r, kind in self.regions.values():
             x0, y0, x1, y1 = r
             if not diff[y0:y1, x0:x1].any():
                 continue
@@ -1375,8 +1376,10 @@ def summary(out: Path) -> None:
         lines.append("| session | seed | frames | seconds | MB | theme | terminal font | editor | page font |")
         lines.append("|---|---:|---:|---:|---:|---|---|---|---|")
         for s in part:
-            lines.append(f"| {s['name']} | {s['seed']} | {s['frames']} | {s['seconds']} | {int(s['bytes']) / 1e6:.2f} "
-                         f"| {s['theme']} (openbox {s['openbox_theme']}) | {s['terminal_font']} | {s['editor']} | {s['page_font']} |")
+            lines.append(
+                f"| {s['name']} | {s['seed']} | {s['frames']} | {s['seconds']} | {int(s['bytes']) / 1e6:.2f} "
+                f"| {s['theme']} (openbox {s['openbox_theme']}) | {s['terminal_font']} | {s['editor']} | {s['page_font']} |"
+            )
         lines.append("")
         lines.append("| label: category | " + " | ".join(str(s["name"]) for s in part) + " | all |")
         lines.append("|---|" + "---:|" * (len(part) + 1))

@@ -50,8 +50,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from procs.sources.screen import ScreenSource  # noqa: E402
 from xvfb import start_xvfb  # noqa: E402
+
+from procs.sources.screen import ScreenSource  # noqa: E402
 
 W, H = 1920, 1080
 FPS = 4.0

@@ -32,7 +32,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
 from eval_policy import decode  # the session's frames, one at a time (scripts/ is on the path)
 
 CELL = (6, 13)  # the session's xterm "fixed" font: a character cell in pixels (w, h)
@@ -49,7 +48,7 @@ def caret_cells(frame: np.ndarray) -> list[tuple[int, int]]:
     w, h = CELL
     sums = s[h:, w:] - s[:-h, w:] - s[h:, :-w] + s[:-h, :-w]
     ys, xs = np.nonzero(sums == w * h)
-    return [(x0 + int(x), y0 + int(y)) for x, y in zip(xs, ys)]
+    return [(x0 + int(x), y0 + int(y)) for x, y in zip(xs, ys, strict=False)]
 
 
 def blank(frame: np.ndarray, x: int, y: int) -> bool:
@@ -63,7 +62,7 @@ def relabel(session: Path) -> dict[str, int]:
     last_on: tuple[int, int] | None = None
     previous: np.ndarray | None = None
     stats: Counter[str] = Counter()
-    for entry, frame in zip(frames, decode(session / meta["video"], meta["width"], meta["height"])):
+    for entry, frame in zip(frames, decode(session / meta["video"], meta["width"], meta["height"]), strict=False):
         cells = caret_cells(frame)
         on = cells[0] if len(cells) == 1 else None
         if entry["label"] == "meaningful" and entry["category"] == "typed_char" and on is not None \

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from pipeline_harness import pipeline
 
 SOURCE = Path(__file__).resolve().parent.parent / "examples" / "c" / "tap.c"

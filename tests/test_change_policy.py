@@ -6,6 +6,7 @@ with a meaningful change becomes the reference."""
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st

@@ -12,14 +12,14 @@ import time
 
 import numpy as np
 import pytest
-
 from fake_claude import FakeClaude, Reply, error, malformed, ok, stall
+from text_images import text_image
+
 from pipeline import config as config_mod
 from procs.claude_client import ClaudeClient
-from procs.claude_retry import Failure, RetryPolicy, retry_after
 from procs.claude_request import Shot, build, fit_request
+from procs.claude_retry import Failure, RetryPolicy, retry_after
 from procs.forward_image import MAX_IMAGE_B64_BYTES, MAX_REQUEST_BYTES, Encoded, Geometry, encode
-from text_images import text_image
 
 KEY = "sk-test-not-a-real-key-1234"
 
@@ -62,7 +62,7 @@ def test_request_body_on_the_wire() -> None:
     content = body["messages"][0]["content"]
     assert [c["type"] for c in content] == ["image", "image", "image", "text"], "images first, then the text"
     assert [c["source"]["media_type"] for c in content[:3]] == ["image/jpeg", "image/jpeg", "image/png"]
-    for c, img in zip(content[:3], req.decoded()):
+    for c, img in zip(content[:3], req.decoded(), strict=False):
         assert len(c["source"]["data"]) <= MAX_IMAGE_B64_BYTES
         assert img.format == {"image/jpeg": "JPEG", "image/png": "PNG"}[c["source"]["media_type"]]
         assert img.width <= 1568 and img.height <= 1568 and img.width * img.height <= 1456 * 819
@@ -161,7 +161,7 @@ def test_the_api_decides_whether_to_retry_when_it_says_so() -> None:
 
 
 def test_retry_after_as_an_http_date() -> None:
-    now = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.timezone.utc)
+    now = datetime.datetime(2026, 1, 1, 12, 0, 0, tzinfo=datetime.UTC)
     assert retry_after({"retry-after": "Thu, 01 Jan 2026 12:00:07 GMT"}, now) == 7.0
     assert retry_after({"retry-after": "Thu, 01 Jan 2026 11:00:00 GMT"}, now) == 0.0
     assert retry_after({"retry-after": "soon"}, now) is None

@@ -9,8 +9,8 @@ import json
 from typing import Any
 
 import numpy as np
-
 from fake_claude import FakeClaude
+
 from pipeline import config as config_mod
 from procs.claude_client import ClaudeClient
 from procs.claude_request import ReferenceShot, Shot, build, cache_minimum, prefix_tokens

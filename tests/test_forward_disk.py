@@ -20,10 +20,10 @@ from typing import Any
 
 import pytest
 from PIL import Image
-
 from pipeline_harness import FAST_CONFIG, Pipeline, pipeline, wait_for
-from procs import forward_journal
 from test_forward_live import assert_balanced
+
+from procs import forward_journal
 
 DISK = "3m"
 #: Room left beside the filler file: a few requests, then the disk is full.

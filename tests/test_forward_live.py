@@ -15,13 +15,13 @@ from typing import Any
 
 import numpy as np
 import psutil
-from PIL import Image
-
 from fake_claude import FakeClaude, bad_report, error, malformed, ok, report, stall, text_only
+from PIL import Image
+from pipeline_harness import FAST_CONFIG, Pipeline, pipeline, wait_for
+
 from pipeline import protocol, schemas
 from pipeline.tap import Tap
 from procs import forward_journal
-from pipeline_harness import FAST_CONFIG, Pipeline, pipeline, wait_for
 
 KEY = "sk-ant-test-0123456789-never-logged"
 MASK = [0, 0, 0, 320, 180]  # the top-left quarter of the 640x360 synthetic desktop

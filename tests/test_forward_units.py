@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
+from text_images import text_image
 
 from pipeline import config as config_mod
 from procs import forward_journal
@@ -30,7 +31,6 @@ from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_siz
 from procs.forward_journal import Journal, cost_usd
 from procs.forward_outbox import Outbox
 from procs.forward_pacing import Batcher, Pacer, TokenBucket
-from text_images import text_image
 
 G = Geometry()
 

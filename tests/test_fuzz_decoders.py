@@ -82,7 +82,7 @@ def values(packable: bool = True, keys: list[str] | None = None, max_leaves: int
     return _values(packable, tuple(keys or FIELDS), max_leaves)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _values(packable: bool, keys: tuple[str, ...], max_leaves: int) -> st.SearchStrategy[Any]:
     key = st.one_of(st.sampled_from(keys), st.text(max_size=6), st.binary(max_size=4))
     return st.recursive(
@@ -103,7 +103,7 @@ def _same(a: Any, b: Any) -> bool:
         if isinstance(x, list):
             if len(x) != len(y):
                 return False
-            stack += zip(x, y)
+            stack += zip(x, y, strict=False)
         elif isinstance(x, dict):
             if list(x) != list(y):  # keys are str or bytes
                 return False
@@ -241,7 +241,9 @@ _versions = st.one_of(
 
 _nearly = st.one_of(
     st.booleans(),
-    st.sampled_from([0, -1, 1.0, 0.0, U32 + 1, U64, -(2**63), "1", b"1", "BGRA", "bgra", "YUV", b"BGRA", None, [1], [MAJOR, MINOR]]),
+    st.sampled_from(
+        [0, -1, 1.0, 0.0, U32 + 1, U64, -(2**63), "1", b"1", "BGRA", "bgra", "YUV", b"BGRA", None, [1], [MAJOR, MINOR]]
+    ),
     _scalars(True),
 )
 
@@ -710,7 +712,7 @@ def split_streams(draw: st.DrawFn) -> tuple[bytes, list[bytes], bool]:
     stream = b"".join(draw(st.lists(_piece, max_size=8)))
     cuts = sorted(draw(st.lists(st.integers(0, len(stream)), max_size=6)))
     bounds = [0, *cuts, len(stream)]
-    chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [stream[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
     return stream, chunks, draw(st.booleans())
 
 
@@ -742,7 +744,7 @@ def _check_channel_stream(x: tuple[bytes, list[bytes], bool]) -> str:
     finally:
         b.close()
         chan.close()
-    assert len(got) <= len(expected) and all(_same(g, e) for g, e in zip(got, expected)), (got, expected)
+    assert len(got) <= len(expected) and all(_same(g, e) for g, e in zip(got, expected, strict=False)), (got, expected)
     if ending == "oversize":
         # refused as soon as the length is read, not waited for
         assert "over the" in str(closed) and (closed_early or not read_between), closed
@@ -774,7 +776,7 @@ def test_channel_reassembles_messages_split_anywhere(messages: list[Any], data: 
     b.setblocking(False)
     got: list[Any] = []
     try:
-        for lo, hi in zip(bounds, bounds[1:]):
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
             _write(b, chan, stream[lo:hi], got)
             got += chan.receive()
     finally:
@@ -782,7 +784,7 @@ def test_channel_reassembles_messages_split_anywhere(messages: list[Any], data: 
         chan.close()
     expected = [msgpack.unpackb(_pack(m), raw=False) for m in messages]
     assert len(got) == len(messages)
-    assert all(_same(g, e) for g, e in zip(got, expected)), (got, expected)
+    assert all(_same(g, e) for g, e in zip(got, expected, strict=False)), (got, expected)
 
 
 def test_channel_size_limit_is_exact() -> None:

@@ -78,14 +78,14 @@ def test_change_pass_matches_the_reference_exactly(fs: tuple[np.ndarray, np.ndar
     got = jrc.change_pass(a, b, shadow, shadowed, t, tile, parallel=parallel)
     assert (got[0] == counts).all() and (got[1] == fresh).all() and (got[2] == boxes).all()
     assert not got[3][~fresh].any()
-    for y, x in zip(*np.nonzero(fresh)):
+    for y, x in zip(*np.nonzero(fresh), strict=False):
         sig = 0
         for r in a[y * tile : (y + 1) * tile, x * tile : (x + 1) * tile]:
             sig = xxhash.xxh3_64_intdigest(np.ascontiguousarray(r).tobytes(), seed=sig)
         assert got[3][y, x] == sig
     # Unhashed, the same pass; the signatures asked for afterwards, the same.
     bare = jrc.change_pass(a, b, shadow, shadowed, t, tile, parallel=parallel, signatures=False)
-    assert all((x == y).all() for x, y in zip(bare[:3], got[:3])) and not bare[3].any()
+    assert all((x == y).all() for x, y in zip(bare[:3], got[:3], strict=False)) and not bare[3].any()
     wanted = fresh & (rng.random(fresh.shape) < 0.5)
     assert (jrc.tile_signatures(a, wanted, tile) == np.where(wanted, got[3], 0)).all()
 
@@ -238,7 +238,9 @@ def test_block_sums_of_very_tall_blocks_do_not_overflow() -> None:
 @settings(max_examples=200, deadline=None)
 def test_parallel_pipeline_matches_the_references(fs: tuple[np.ndarray, np.ndarray], t: int, tile: int, max_regions: int) -> None:
     a, b = fs
-    (first, second) = jrc.ParallelVisionPipeline(2, threshold=t, tile=tile, grid=4, max_regions=max_regions).process_frames_parallel([a, b])
+    (first, second) = jrc.ParallelVisionPipeline(
+        2, threshold=t, tile=tile, grid=4, max_regions=max_regions
+    ).process_frames_parallel([a, b])
     assert first["changed_ratio"] is None and np.array_equal(first["features"], kernels.block_features(a, 4))
     tiles = kernels.tile_counts(kernels.changed_mask(a, b, t), tile)
     h, w = a.shape[:2]

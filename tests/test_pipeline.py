@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import jarvis_rust_core as jrc
 import msgpack
 import zmq
-
-from pipeline import control, protocol
 from pipeline_harness import FAST_CONFIG, Pipeline, alive, pipeline, wait_for
+
+import jarvis_rust_core as jrc
+from pipeline import control, protocol
 
 STAGES = ("capture", "dedup", "analysis", "forward")
 
@@ -95,7 +95,7 @@ def test_kill9_of_each_stage_under_load() -> None:
                 start = time.monotonic()
                 st = wait_for(
                     f"{name} back",
-                    lambda: (s := all_running(p)) and s[name]["pid"] != before[name] and s,
+                    lambda: (s := all_running(p)) and s[name]["pid"] != before[name] and s,  # noqa: B023 - waited for here
                     timeout=10,
                 )
                 restart_s.append(time.monotonic() - start)
@@ -103,7 +103,8 @@ def test_kill9_of_each_stage_under_load() -> None:
                 assert others == {n: before[n] for n in others}, "the other stages kept running"
                 # Frames flow again through the restarted stage.
                 counts = p.status()[name]["frames_in"]
-                wait_for(f"{name} processing again", lambda: p.status()[name]["frames_in"] > counts, timeout=10)
+                wait_for(f"{name} processing again", lambda: p.status()[name]["frames_in"] > counts,  # noqa: B023
+                         timeout=10)
         print(f"restart after kill -9: median {sorted(restart_s)[len(restart_s) // 2]:.2f}s, max {max(restart_s):.2f}s")
         assert max(restart_s) < 3.0, restart_s
         p.cli("down")
@@ -135,8 +136,10 @@ def test_a_stage_that_crashes_on_start_fails_alone(tmp_path: Path) -> None:
         # `up -d` says which stage failed and why, and exits non-zero; the rest runs on.
         assert out.returncode == 1, out
         assert "forward failed" in out.stderr and "outbox" in out.stderr and "keep running" in out.stderr, out.stderr
-        st = wait_for("the other stages running",
-                      lambda: (s := p.status()) and all(s[n]["state"] == "running" for n in ("capture", "dedup", "analysis")) and s)
+        st = wait_for(
+            "the other stages running",
+            lambda: (s := p.status()) and all(s[n]["state"] == "running" for n in ("capture", "dedup", "analysis")) and s,
+        )
         assert st["forward"]["state"] == "failed"
         status = p.cli("status", check=False)
         assert status.returncode == 1 and "ERROR: forward has failed" in status.stdout, status.stdout

@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 import zmq
+from pipeline_harness import FAST_CONFIG, alive, pipeline
+from xvfb import start_xvfb
 
 from pipeline import control, protocol
 from pipeline.tap import Tap
-from xvfb import start_xvfb
-from pipeline_harness import FAST_CONFIG, alive, pipeline
 
 SCREEN_W, SCREEN_H = 800, 480
 TILE = 32  # analysis.tile: changed regions are whole tiles

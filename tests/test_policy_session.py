@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 import zmq
+from pipeline_harness import pipeline
 
 from pipeline.config import Config
-from pipeline_harness import pipeline
 
 SESSION = Path(__file__).resolve().parent / "data" / "session"
 HELD_OUT = Path(__file__).resolve().parent / "data" / "corpus" / "heldout" / "h13-ember"  # held out, scored once
@@ -159,7 +159,7 @@ def offline(session: Path) -> list[bool]:
     meta = labels(session)
     ours = eval_policy.Ours(Config())
     return [ours.keep(frame, float(e["t"])) for e, frame in
-            zip(meta["frames"], eval_policy.decode(session / meta["video"], meta["width"], meta["height"]))]
+            zip(meta["frames"], eval_policy.decode(session / meta["video"], meta["width"], meta["height"]), strict=False)]
 
 
 def test_a_held_out_session_end_to_end_is_judged_as_offline() -> None:

@@ -18,13 +18,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+from xvfb import start_xvfb
 
 import jarvis_rust_core as jrc
 from pipeline import usage
 from pipeline.runtime import Runtime
 from procs.sources import base
 from procs.sources.screen import ScreenSource
-from xvfb import start_xvfb
 
 ROOT = Path(__file__).resolve().parent.parent
 

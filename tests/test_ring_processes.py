@@ -139,7 +139,7 @@ def test_kill9_of_a_holder_gives_its_slots_back(shm_base: Path, workers: list[Wo
     (entry,) = [h for h in mem.holders() if h["name"] == "victim"]
     assert entry["alive"] is False and entry["holds"] == 3
     assert mem.reclaim_dead() == {"victim": (3, 0)}, "3 holds, none of them owned"
-    for i in range(3):
+    for _ in range(3):
         mem.write_frame(np.zeros((8, 8, 4), np.uint8), hold=True)
     assert [h["name"] for h in mem.holders()] == ["capture"]
     mem.close()

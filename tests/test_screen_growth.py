@@ -24,17 +24,17 @@ from typing import Any, cast
 
 import numpy as np
 import pytest
+from pipeline_harness import pipeline, wait_for
+from test_pipeline_screen import SCREEN_CONFIG, Frames, need, stop
+from xvfb import start_xvfb_on
 
 import jarvis_rust_core as jrc
 from pipeline import config as config_mod
 from pipeline import protocol
 from pipeline.tap import Tap
-from pipeline_harness import pipeline, wait_for
 from procs import kernels, stage
 from procs.capture import Capture, fit_within
 from procs.sources import Monitor, Source
-from test_pipeline_screen import SCREEN_CONFIG, Frames, need, stop
-from xvfb import start_xvfb_on
 
 # ---------------------------------------------------------------- the downscale
 
@@ -225,7 +225,7 @@ def test_capture_downscales_a_grown_screen_after_counting_the_frame_it_could_not
     assert cap.topics("capture.oversize") == [{"monitor": 1, "width": 128, "height": 72, "max_width": 64,
                                                "max_height": 36, "action": "downscaled to 64x36"}]
     assert counters()["dropped.oversize"] == 1 and cap.drops["oversize"] == 1
-    for ref, extra, pixels in cap.passed[1:]:
+    for ref, extra, _ in cap.passed[1:]:
         assert (ref.w, ref.h) == (64, 36) and extra[protocol.SCALED_FROM_KEY] == [128, 72] and protocol.PIXEL_HASH_KEY in extra
     assert len(cap.passed) == 3
     *_, (ref, extra, pixels) = cap.passed

@@ -5,7 +5,6 @@ them under dash with the Linux-only tools out of reach."""
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
 import time

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from xvfb import start_xvfb
 
 from procs import kernels
@@ -82,7 +81,7 @@ def test_synthetic_is_deterministic_per_seed_frame_and_monitor() -> None:
     first, second = two.monitors()
     (m,) = a.monitors()
     seed_differs = monitors_differ = False
-    for (fa, la), (fb, lb), (fo, _) in zip(frames(a, m, 300), frames(b, m, 300), frames(other_seed, m, 300)):
+    for (fa, la), (fb, lb), (fo, _) in zip(frames(a, m, 300), frames(b, m, 300), frames(other_seed, m, 300), strict=False):
         # Interleaving another monitor's frames must not change monitor 1's: each desktop is independent.
         f2 = two.grab(second).copy()
         f1 = two.grab(first)
@@ -133,7 +132,7 @@ def test_synthetic_labels_match_the_pixels_and_the_script_covers_every_activity(
     runs = [len(run) for run in "".join("t" if w.startswith("typed") else " " for w in whats).split()]
     assert min(runs) >= 3 and max(runs) <= 30, f"typing comes in runs of 3-30 characters, one per frame: {runs}"
     switches = [w.split()[2:5:2] for w in whats if w.startswith("switched")]
-    assert any(a == b[::-1] for a, b in zip(switches, switches[1:])), f"no A/B/A switch in {switches}"
+    assert any(a == b[::-1] for a, b in zip(switches, switches[1:], strict=False)), f"no A/B/A switch in {switches}"
     assert longest_quiet >= 5 * fps, "an idle stretch of at least 5 virtual seconds"
     print(f"typed character: {min(typed_px)}..{max(typed_px)} px changed, median {int(np.median(typed_px))}")
     assert typed_px and 50 <= min(typed_px) and max(typed_px) <= 400
@@ -298,7 +297,7 @@ def distinct_frames(n: int, height: int = 48, width: int = 64) -> list[np.ndarra
 
 def test_replay_a_folder_in_name_order_then_end_or_loop(tmp_path: Path) -> None:
     images = distinct_frames(4)
-    for name, image in zip(("b.png", "a.png", "d.PNG", "c.png"), images):
+    for name, image in zip(("b.png", "a.png", "d.PNG", "c.png"), images, strict=False):
         write_png(tmp_path / name, image)
     (tmp_path / "notes.txt").write_text("not an image")
     in_order = [images[1], images[0], images[3], images[2]]
@@ -533,7 +532,7 @@ def test_screen_capture_sees_a_real_program_draw_and_tick(xserver: XServer) -> N
 
         wait_for("xclock to appear on monitor 2", changed)
         wait_for("xclock's second hand to move", changed)
-        for before, after in zip(frames, frames[1:]):
+        for before, after in zip(frames, frames[1:], strict=False):
             ys, xs = np.nonzero(changed_pixels(before, after))
             bounds = (xs.min(), xs.max(), ys.min(), ys.max())
             assert xs.min() >= 55 and xs.max() <= 265 and ys.min() >= 95 and ys.max() <= 305, bounds

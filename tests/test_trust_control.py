@@ -13,14 +13,14 @@ import stat
 import time
 from typing import Any
 
-import jarvis_rust_core as jrc
 import msgpack
 import psutil
 import zmq
-
 from fake_claude import FakeClaude
-from pipeline import control, protocol
 from pipeline_harness import FAST_CONFIG, Pipeline, alive, pipeline, wait_for
+
+import jarvis_rust_core as jrc
+from pipeline import control, protocol
 
 STAGES = ("capture", "dedup", "analysis", "forward")
 KEY = "sk-ant-test-trust-0123456789"
@@ -208,7 +208,7 @@ def test_a_stopped_stage_is_replaced_and_its_frames_accounted() -> None:
                     if topic == "stage.restarted" and body["stage"] == name:
                         break
             assert events[0][0] == "stage.hung" and events[0][1]["pid"] == before and events[0][1]["silent_s"] >= 2.0
-            wait_for(f"{name} running again", lambda: (s := running(p)) and s[name]["pid"] != before)
+            wait_for(f"{name} running again", lambda: (s := running(p)) and s[name]["pid"] != before)  # noqa: B023 - waited for here
             took[name] = time.monotonic() - stopped
             assert not alive(before)
         print("stopped to running again, s: " + ", ".join(f"{k} {v:.1f}" for k, v in took.items()))

@@ -29,7 +29,6 @@ from typing import Any
 import msgpack
 import pytest
 import zmq
-
 from pipeline_harness import Pipeline, alive, pipeline, wait_for
 
 STAGES = ("capture", "dedup", "analysis", "forward")

@@ -28,3 +28,11 @@ def test_mypy_finds_no_errors(platform: str, request: pytest.FixtureRequest,
         capture_output=True, text=True, cwd=ROOT, timeout=600,
     )
     assert result.returncode == 0, f"mypy --platform {platform}:\n{result.stdout}{result.stderr}"
+
+
+def test_ruff_finds_nothing() -> None:
+    """The lint rules of pyproject.toml ([tool.ruff]: pycodestyle, pyflakes,
+    isort, bugbear, pyupgrade) over the code, its tests and its scripts."""
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "pipeline", "procs", "tests", "scripts"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, f"ruff:\n{result.stdout}{result.stderr}"

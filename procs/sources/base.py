@@ -103,7 +103,7 @@ class Source(abc.ABC):
         None: the frame is captured now."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook: most sources hold nothing to release
         """Releases what the source holds (connections, decoder processes)."""
 
     def _check_selection(self) -> None:

@@ -39,7 +39,7 @@ class _Frames(abc.ABC):
     def count(self) -> int:
         """How many frames one pass holds."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a hook: a folder of images holds nothing to release
         """Releases decoder resources."""
 
 
@@ -177,7 +177,9 @@ class ReplaySource(Source):
             raise SourceConfigError("replay.path is empty: set it to a folder of PNG images or a video file")
         where = Path(path)
         if not where.exists():
-            raise SourceConfigError(f"replay path {where} does not exist: set replay.path to a folder of PNG images or a video file")
+            raise SourceConfigError(
+                f"replay path {where} does not exist: set replay.path to a folder of PNG images or a video file"
+            )
         self._frames: _Frames = _PngFolder(where, loop) if where.is_dir() else _Video(where, loop)
         self._times = _read_times(Path(times), self._frames.count()) if times else None
         self._grabbed = 0
@@ -225,6 +227,6 @@ def _read_times(path: Path, frames: int) -> list[int]:
                                 f'{{"frames": [{{"t": seconds}}, ...]}}, one entry per frame') from exc
     if len(seconds) != frames:
         raise SourceConfigError(f"{path} lists {len(seconds)} capture times but the replay holds {frames} frames")
-    if any(b < a for a, b in zip(seconds, seconds[1:])):
+    if any(b < a for a, b in zip(seconds, seconds[1:], strict=False)):
         raise SourceConfigError(f"the capture times in {path} go backwards")
     return [round((t - seconds[0]) * 1e9) for t in seconds]

@@ -76,7 +76,7 @@ class ScreenSource(Source):
         except (ScreenShotError, AssertionError) as exc:
             raise SourceError(f"cannot enumerate the monitors: {exc}") from exc
         return [Monitor(i, m["left"] * k, m["top"] * k, m["width"] * k, m["height"] * k, k)
-                for i, (m, k) in enumerate(zip(found, scales), 1)]
+                for i, (m, k) in enumerate(zip(found, scales, strict=False), 1)]
 
     def _scale(self, sct: mss.MSS, m: dict[str, int]) -> int:
         """Pixels per point of monitor `m`: what a grab of a few points gives

@@ -45,6 +45,7 @@ import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,22 @@ def run_pipeline(name: str, warm: float, window: float) -> dict[str, Any]:
     }
 
 
+def interleaved(names: list[str], run: Callable[[str], dict[str, Any]], rounds: int) -> dict[str, list[dict[str, Any]]]:
+    """Each configuration `rounds` times, their order rotating each round
+    (a slow minute of the machine does not fall on one of them only)."""
+    results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    for rnd in range(rounds):
+        for name in names[rnd % 2:] + names[: rnd % 2]:
+            res = run(name)
+            results[name].append(res)
+            print(f"round {rnd + 1} {name}: {json.dumps(res)}", flush=True)
+    return results
+
+
+def median_of(runs: list[dict[str, Any]], key: str) -> float:
+    return float(statistics.median(x[key] for x in runs))
+
+
 CONTEXT_CONFIGS = {"single message": {"context_refresh_s": 0.0}, "rolling context": {}}
 
 
@@ -217,19 +234,13 @@ def run_context(name: str, warm: float, window: float) -> dict[str, Any]:
 
 
 def bench_context(rounds: int, warm: float, window: float) -> None:
-    results: dict[str, list[dict[str, Any]]] = {n: [] for n in CONTEXT_CONFIGS}
-    names = list(CONTEXT_CONFIGS)
-    for rnd in range(rounds):
-        for name in names[rnd % 2:] + names[: rnd % 2]:
-            res = run_context(name, warm, window)
-            results[name].append(res)
-            print(f"round {rnd + 1} {name}: {json.dumps(res)}", flush=True)
+    results = interleaved(list(CONTEXT_CONFIGS), lambda name: run_context(name, warm, window), rounds)
     print("\n| requests | per minute | input tokens per request: uncached | cache write | cache read | all "
           "| requests reading the cache | USD per hour at forward.price |")
     print("|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
-            return float(statistics.median(x[key] for x in runs))
+            return median_of(runs, key)
         total = med("uncached") + med("cache_write") + med("cache_read")
         print(f"| {name} | {statistics.median(x['requests'] / (window / 60) for x in runs):.1f} | "
               f"{med('uncached'):,.0f} | {med('cache_write'):,.0f} | {med('cache_read'):,.0f} | {total:,.0f} | "
@@ -262,19 +273,13 @@ def main() -> int:
     if args.skip_pipeline:
         return 0
 
-    results: dict[str, list[dict[str, Any]]] = {n: [] for n in CONFIGS}
-    names = list(CONFIGS)
-    for rnd in range(args.rounds):
-        for name in names[rnd % 2:] + names[: rnd % 2]:
-            res = run_pipeline(name, args.warm, args.window)
-            results[name].append(res)
-            print(f"round {rnd + 1} {name}: {json.dumps(res)}", flush=True)
+    results = interleaved(list(CONFIGS), lambda name: run_pipeline(name, args.warm, args.window), args.rounds)
     print("\n| config | requests/min | frames/request | capture to wire p50 | p99 | input tokens per forwarded frame "
           "| input tokens/min | every captured frame whole, tokens/min | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
-            return float(statistics.median(x[key] for x in runs))
+            return median_of(runs, key)
         rpm = statistics.median(x["requests"] / (args.window / 60) for x in runs)
         fpr = statistics.median(x["frames"] / max(1, x["requests"]) for x in runs)
         print(f"| {name} | {rpm:.1f} | {fpr:.2f} | {med('p50'):.0f} ms | {med('p99'):.0f} ms | "

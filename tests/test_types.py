@@ -21,7 +21,7 @@ def test_mypy_finds_no_errors(platform: str, request: pytest.FixtureRequest,
     # A cache per platform (the platform is part of mypy's cache key: one shared
     # cache would be rebuilt at every switch), kept across runs in pytest's cache
     # when it has one: a warm check takes seconds, a cold one a good deal longer.
-    cache = request.config.cache
+    cache = getattr(request.config, "cache", None)  # (absent under -p no:cacheprovider)
     cache_dir = cache.mkdir(f"mypy-{platform}") if cache is not None else tmp_path_factory.mktemp(f"mypy-{platform}")
     result = subprocess.run(
         [sys.executable, "-m", "mypy", "--platform", platform, "--cache-dir", str(cache_dir), "pipeline", "procs", "tests"],

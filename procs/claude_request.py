@@ -156,11 +156,9 @@ def prefix_tokens(f: Any, references: tuple[ReferenceShot, ...], said: tuple[Sai
     """A request's tokens up to its last cache breakpoint, estimated (the
     tool's schema and the texts at four characters a token, images as the API
     counts them): the most a request can read from the cache."""
-    if not references:
-        chars = len(json.dumps(REPORT_TOOL)) + len(f.system_prompt)
-        return chars // 4  # the system prompt's breakpoint
-    chars = len(json.dumps(REPORT_TOOL)) + len(f.system_prompt) + 80 * len(references) \
-        + sum(len(w.text) + 80 for w in said)
+    chars = len(json.dumps(REPORT_TOOL)) + len(f.system_prompt)  # up to the system prompt's breakpoint
+    if references:  # (reports are repeated only after references)
+        chars += 80 * len(references) + sum(len(w.text) + 80 for w in said)
     return chars // 4 + sum(tokens(r.image.width, r.image.height) for r in references)
 
 

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import re
 import statistics
@@ -239,8 +240,7 @@ def bench_context(rounds: int, warm: float, window: float) -> None:
           "| requests reading the cache | USD per hour at forward.price |")
     print("|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
-        def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
-            return median_of(runs, key)
+        med = functools.partial(median_of, runs)
         total = med("uncached") + med("cache_write") + med("cache_read")
         print(f"| {name} | {statistics.median(x['requests'] / (window / 60) for x in runs):.1f} | "
               f"{med('uncached'):,.0f} | {med('cache_write'):,.0f} | {med('cache_read'):,.0f} | {total:,.0f} | "
@@ -278,8 +278,7 @@ def main() -> int:
           "| input tokens/min | every captured frame whole, tokens/min | ratio |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
-        def med(key: str, runs: list[dict[str, Any]] = runs) -> float:
-            return median_of(runs, key)
+        med = functools.partial(median_of, runs)
         rpm = statistics.median(x["requests"] / (args.window / 60) for x in runs)
         fpr = statistics.median(x["frames"] / max(1, x["requests"]) for x in runs)
         print(f"| {name} | {rpm:.1f} | {fpr:.2f} | {med('p50'):.0f} ms | {med('p99'):.0f} ms | "

@@ -313,7 +313,7 @@ class ChangePolicy:
         changed_now = counts > 0
         self.verdict[~changed_now] = 0
         causes: collections.Counter[str] = collections.Counter()
-        labels, changes = self._changes(frame, fresh, boxes)
+        ys, xs, sizes, changes = self._changes(frame, fresh, boxes)
         # Contents matter only where a change is not window-sized (hashing a
         # whole frame's tiles would cost more than the rest of the pass): 0 elsewhere.
         hashed = np.zeros_like(fresh)
@@ -323,12 +323,10 @@ class ChangePolicy:
         sigs = kernels.tile_signatures(frame, hashed, self.tile) if hashed.any() else np.zeros(fresh.shape, np.uint64)
         self.sigs_now = sigs
         judged = self._judge_changes(now, frame, changes, causes)
-        ys, xs = np.nonzero(fresh)
-        group = labels[ys, xs]
         meaningful = np.zeros_like(fresh)
         counted = np.zeros_like(fresh)  # changes that count for animation rhythms
-        meaningful[ys, xs] = np.array([c in MEANINGFUL for c in judged], bool)[group]
-        counted[ys, xs] = np.array([c not in ("pointer", "caret", "input", "progress") for c in judged], bool)[group]
+        meaningful[ys, xs] = np.repeat(np.array([c in MEANINGFUL for c in judged], bool), sizes)
+        counted[ys, xs] = np.repeat(np.array([c not in ("pointer", "caret", "input", "progress") for c in judged], bool), sizes)
         judged_now = fresh & changed_now
         self.verdict[judged_now & meaningful] = 2
         self.verdict[judged_now & ~meaningful] = np.maximum(self.verdict[judged_now & ~meaningful], 1)
@@ -353,24 +351,15 @@ class ChangePolicy:
 
     # ------------------------------------------------------------------ changes
 
-    def _changes(self, frame: np.ndarray, fresh: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, list[_Change]]:
-        """Fresh tiles grouped into connected changes (8-neighbour tiles): each
-        tile's group number (-1: not fresh), and the changes in that order."""
-        labels = kernels.tile_groups(fresh)
-        ys, xs = np.nonzero(labels >= 0)
-        if not len(ys):
-            return labels, []
-        group = labels[ys, xs]
-        if group.any():  # more than one group (one, a window-sized change, needs no sorting)
-            order = np.argsort(group, kind="stable")
-            ys, xs, group = ys[order], xs[order], group[order]
-        starts = np.concatenate([[0], np.flatnonzero(group[1:] != group[:-1]) + 1])
-        b = boxes[ys, xs]
-        lo, hi = np.minimum.reduceat(b[:, :2], starts), np.maximum.reduceat(b[:, 2:], starts)
-        ends = [*starts[1:].tolist(), len(ys)]
-        return labels, [_Change(ys[s:e], xs[s:e], (int(x0), int(y0), int(x1), int(y1)),
-                                source=(frame, self.previous, self.tile))
-                        for s, e, (x0, y0), (x1, y1) in zip(starts.tolist(), ends, lo, hi, strict=False)]
+    def _changes(self, frame: np.ndarray, fresh: np.ndarray,
+                 boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[_Change]]:
+        """Fresh tiles grouped into connected changes (8-neighbour tiles): the
+        tiles change after change, how many each change has, and the changes."""
+        _, ys, xs, starts, union = kernels.change_groups(fresh, boxes)
+        ends = starts[1:].tolist()
+        changes = [_Change(ys[s:e], xs[s:e], (x0, y0, x1, y1), source=(frame, self.previous, self.tile))
+                   for s, e, (x0, y0, x1, y1) in zip(starts[:-1].tolist(), ends, union.tolist(), strict=True)]
+        return ys, xs, np.diff(starts), changes
 
     def _judge_changes(self, now: float, frame: np.ndarray, changes: list[_Change],
                        causes: collections.Counter[str]) -> list[str]:
@@ -785,6 +774,10 @@ class ChangePolicy:
 def _push(history: np.ndarray, where: np.ndarray, new: np.ndarray | float) -> None:
     """The tiles `where` is set of `history` (n, rows, cols; newest last)
     forget their oldest entry and take `new` (a map, or one value for all)."""
+    if where.all():  # a window-sized change: whole planes move on
+        history[:-1] = history[1:]
+        history[-1] = new
+        return
     np.copyto(history[:-1], history[1:], where=where)
     np.copyto(history[-1], new, where=where)
 

@@ -18,6 +18,7 @@ import numpy as np
 MAX_REGIONS = 16
 
 try:  # the compiled kernels; without them the stages run these references
+    from jarvis_rust_core import change_groups as fast_change_groups
     from jarvis_rust_core import change_pass as fast_change_pass
     from jarvis_rust_core import copy_hashed as fast_copy_hashed
     from jarvis_rust_core import frame_hash as fast_frame_hash
@@ -27,7 +28,7 @@ try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import tile_signatures as fast_tile_signatures
 except ImportError as exc:  # an older or partial build of the core
     fast_frame_hash = fast_tile_changes = fast_regions = fast_tile_groups = fast_change_pass = None  # type: ignore[assignment]
-    fast_tile_signatures = fast_copy_hashed = None  # type: ignore[assignment]
+    fast_tile_signatures = fast_copy_hashed = fast_change_groups = None  # type: ignore[assignment]
     logging.getLogger("jarvis.kernels").warning(
         "the compiled vision kernels are not available (%s): running the numpy references, "
         "which are much slower; rebuild the core with scripts/setup", exc
@@ -141,6 +142,24 @@ def tile_labels(marked: np.ndarray) -> np.ndarray:
     return labels
 
 
+def tile_change_groups(marked: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                                        np.ndarray]:
+    """The marked tiles in `tile_labels`' groups (reference): labels; the
+    tiles' rows and columns group after group, row-major within each; where
+    each group starts (and the end); each group's union of its tiles' boxes
+    (`boxes`: rows, cols, 4 as x0, y0, x1, y1)."""
+    labels = tile_labels(marked)
+    ys, xs = np.nonzero(labels >= 0)
+    group = labels[ys, xs]
+    order = np.argsort(group, kind="stable")
+    ys, xs, group = ys[order], xs[order], group[order]
+    starts = np.searchsorted(group, np.arange(int(labels.max(initial=-1)) + 2)).astype(np.intp)
+    b = boxes[ys, xs].reshape(-1, 4)
+    union = np.array([[*b[s:e, :2].min(axis=0), *b[s:e, 2:].max(axis=0)] for s, e in zip(starts[:-1], starts[1:], strict=False)],
+                     np.int32).reshape(-1, 4)
+    return labels, ys.astype(np.intp), xs.astype(np.intp), starts, union
+
+
 def tile_regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:
     """Changed tiles (a boolean tile map) as merged bounding boxes [x, y, w, h]
     in pixels: 8-connected groups of tiles, then boxes that overlap or touch
@@ -246,6 +265,15 @@ def tile_groups(marked: np.ndarray) -> np.ndarray:
     if fast_tile_groups is not None:
         return fast_tile_groups(np.asarray(marked, dtype=bool))
     return tile_labels(marked)
+
+
+def change_groups(marked: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                                                   np.ndarray]:
+    """The marked tiles grouped, with each group's box (the compiled kernel
+    when available, else `tile_change_groups`)."""
+    if fast_change_groups is not None:
+        return fast_change_groups(np.asarray(marked, dtype=bool), np.asarray(boxes, dtype=np.int32))
+    return tile_change_groups(marked, boxes)
 
 
 def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: int = MAX_REGIONS) -> list[list[int]]:

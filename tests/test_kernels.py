@@ -164,6 +164,30 @@ def test_tile_groups_match_the_reference_exactly(m: tuple[np.ndarray, int, int, 
     assert (jrc.tile_groups(tiles) == kernels.tile_labels(tiles)).all()
 
 
+@given(tile_maps(), st.integers(0, 2**32 - 1))
+@settings(max_examples=300, deadline=None)
+def test_change_groups_match_the_reference_exactly(m: tuple[np.ndarray, int, int, int], seed: int) -> None:
+    """Each group's tiles row-major, the groups in label order, and each
+    group's box the union of its tiles' boxes."""
+    tiles = m[0]
+    boxes = np.random.default_rng(seed).integers(-5, 5000, (*tiles.shape, 4), dtype=np.int32)
+    got, expected = jrc.change_groups(tiles, boxes), kernels.tile_change_groups(tiles, boxes)
+    pairs: list[tuple[np.ndarray, np.ndarray]] = list(zip(got, expected, strict=True))
+    for mine, theirs in pairs:
+        assert mine.dtype == theirs.dtype and mine.shape == theirs.shape and (mine == theirs).all()
+    labels, ys, xs, starts, union = got
+    assert starts[0] == 0 and starts[-1] == tiles.sum() and len(union) == len(starts) - 1
+    for g, (s, e) in enumerate(zip(starts[:-1], starts[1:], strict=True)):
+        assert (labels[ys[s:e], xs[s:e]] == g).all() and e > s
+        own = boxes[ys[s:e], xs[s:e]]
+        assert union[g].tolist() == [*own[:, :2].min(axis=0), *own[:, 2:].max(axis=0)]
+
+
+def test_change_groups_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(jrc.FrameGeometryError, match="boxes"):
+        jrc.change_groups(np.zeros((2, 3), bool), np.zeros((2, 2, 4), np.int32))
+
+
 def test_regions_of_many_scattered_changes_match_the_reference() -> None:
     # ~100 isolated boxes of uneven sizes: many merges, many ties in cost
     rng = np.random.default_rng(9)

@@ -228,35 +228,101 @@ pub fn tile_signatures(frame: &SourceFrame, wanted: &[bool], tile: usize) -> Res
 
 /// 8-connected groups of the `marked` tiles (th x tw, row-major): per tile
 /// its group's number, or -1; groups are numbered in row-major order of their
-/// first tile.
+/// first tile. Runs of marked tiles along each row are joined (union-find)
+/// with the runs of the row above that they touch, corners included; a
+/// window-sized change is a few dozen runs, where a flood fill would visit
+/// every tile's nine neighbours.
 pub fn tile_groups(marked: &[bool], th: usize, tw: usize) -> Result<Vec<i32>> {
     if marked.len() != th * tw {
         return Err(RingError::FrameGeometry(format!("a {th}x{tw} tile map has {} entries, not {}", th * tw, marked.len())));
     }
-    let mut labels = vec![-1i32; th * tw];
-    let mut stack = Vec::new();
-    let mut next = 0;
-    for start in 0..th * tw {
-        if !marked[start] || labels[start] >= 0 {
-            continue;
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]]; // path halving
+            i = parent[i];
         }
-        labels[start] = next;
-        stack.push(start);
-        while let Some(i) = stack.pop() {
-            let (x, y) = (i % tw, i / tw);
-            for ny in y.saturating_sub(1)..=(y + 1).min(th - 1) {
-                for nx in x.saturating_sub(1)..=(x + 1).min(tw - 1) {
-                    let j = ny * tw + nx;
-                    if marked[j] && labels[j] < 0 {
-                        labels[j] = next;
-                        stack.push(j);
-                    }
+        i
+    }
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new(); // (row, first, end), row-major
+    let mut parent: Vec<usize> = Vec::new();
+    let mut above = 0..0; // the runs of the row above
+    for y in 0..th {
+        let row = &marked[y * tw..(y + 1) * tw];
+        let first = runs.len();
+        let mut x = 0;
+        while x < tw {
+            if !row[x] {
+                x += 1;
+                continue;
+            }
+            let x0 = x;
+            while x < tw && row[x] {
+                x += 1;
+            }
+            let id = runs.len();
+            runs.push((y, x0, x));
+            parent.push(id);
+            for j in above.clone() {
+                let (_, a0, a1) = runs[j];
+                if a0 <= x && x0 <= a1 {
+                    // [a0, a1) and [x0, x) overlap or meet at a corner.
+                    let (ra, rb) = (root(&mut parent, j), root(&mut parent, id));
+                    parent[ra.max(rb)] = ra.min(rb);
                 }
             }
         }
-        next += 1;
+        above = first..runs.len();
+    }
+    let mut labels = vec![-1i32; th * tw];
+    let mut number = vec![-1i32; runs.len()];
+    let mut next = 0;
+    for (id, &(y, x0, x1)) in runs.iter().enumerate() {
+        let r = root(&mut parent, id);
+        if number[r] < 0 {
+            number[r] = next;
+            next += 1;
+        }
+        labels[y * tw + x0..y * tw + x1].fill(number[r]);
     }
     Ok(labels)
+}
+
+/// The marked tiles in `tile_groups`' groups: the tiles (row-major
+/// indices) group after group, each group's in row-major order, group `g`
+/// at `starts[g]..starts[g + 1]`; and each group's box, the union of its
+/// tiles' `boxes` (x0, y0, x1, y1).
+pub struct Groups {
+    pub labels: Vec<i32>,
+    pub tiles: Vec<usize>,
+    pub starts: Vec<usize>,
+    pub boxes: Vec<[i32; 4]>,
+}
+
+/// See `Groups`: a counting sort of the tiles by group, one sweep.
+pub fn change_groups(marked: &[bool], boxes: &[[i32; 4]], th: usize, tw: usize) -> Result<Groups> {
+    let labels = tile_groups(marked, th, tw)?;
+    if boxes.len() != labels.len() {
+        return Err(RingError::FrameGeometry(format!("a {th}x{tw} tile map has {} boxes", boxes.len())));
+    }
+    let n = labels.iter().max().map_or(0, |&m| (m + 1) as usize);
+    let mut starts = vec![0usize; n + 1];
+    for &l in labels.iter().filter(|&&l| l >= 0) {
+        starts[l as usize + 1] += 1;
+    }
+    for g in 0..n {
+        starts[g + 1] += starts[g];
+    }
+    let mut next = starts.clone();
+    let mut tiles = vec![0usize; starts[n]];
+    let mut union = vec![[i32::MAX, i32::MAX, i32::MIN, i32::MIN]; n];
+    for (i, (&l, b)) in labels.iter().zip(boxes).enumerate().filter(|(_, (&l, _))| l >= 0) {
+        let g = l as usize;
+        tiles[next[g]] = i;
+        next[g] += 1;
+        let u = &mut union[g];
+        *u = [u[0].min(b[0]), u[1].min(b[1]), u[2].max(b[2]), u[3].max(b[3])];
+    }
+    Ok(Groups { labels, tiles, starts, boxes: union })
 }
 
 #[cfg(test)]

@@ -49,6 +49,16 @@ pub fn copy_hashed(py: Python<'_>, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny
     Ok(py.detach(|| crate::kernels::copy_hashed(&s, dst, stride))?)
 }
 
+/// The elements of an array in row-major order: one copy when it is
+/// contiguous (walking a view element by element costs tens of
+/// microseconds for a tile map).
+fn row_major<T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(a: &numpy::PyReadonlyArray<'_, T, D>) -> Vec<T> {
+    match a.as_slice() {
+        Ok(s) => s.to_vec(),
+        Err(_) => a.as_array().iter().copied().collect(),
+    }
+}
+
 /// Changed pixels per tile between two frames of one geometry: a uint32
 /// (tile rows, tile columns) array. A pixel changed when dr^2+dg^2+db^2 > t^2
 /// (alpha ignored), or |d| > t for gray frames. `parallel=False` keeps the
@@ -97,7 +107,7 @@ pub fn change_pass<'py>(
     let (fr, _pr) = source_of(py, reference, None, None, None, None)?;
     let shadow = shadow.map(|s| source_of(py, s, None, None, None, None)).transpose()?;
     let (rows, cols) = shadowed.as_array().dim();
-    let marked: Vec<bool> = shadowed.as_array().iter().copied().collect();
+    let marked = row_major(&shadowed);
     let fs = shadow.as_ref().map(|(f, _)| f);
     let r = py.detach(|| crate::fresh::change_pass(&fa, &fr, fs, &marked, threshold, tile, parallel, signatures))?;
     if r.counts.len() != rows * cols {
@@ -123,7 +133,7 @@ pub fn tile_signatures<'py>(
 ) -> PyResult<Bound<'py, PyArray2<u64>>> {
     let (fa, _pa) = source_of(py, frame, None, None, None, None)?;
     let (rows, cols) = wanted.as_array().dim();
-    let marked: Vec<bool> = wanted.as_array().iter().copied().collect();
+    let marked = row_major(&wanted);
     let sigs = py.detach(|| crate::fresh::tile_signatures(&fa, &marked, tile))?;
     if sigs.len() != rows * cols {
         return Err(RingError::FrameGeometry(format!("wanted is {rows}x{cols}; the frame has {} tiles", sigs.len())).into());
@@ -137,9 +147,47 @@ pub fn tile_signatures<'py>(
 #[pyfunction]
 pub fn tile_groups<'py>(py: Python<'py>, marked: PyReadonlyArray2<'py, bool>) -> PyResult<Bound<'py, PyArray2<i32>>> {
     let (rows, cols) = marked.as_array().dim();
-    let cells: Vec<bool> = marked.as_array().iter().copied().collect();
+    let cells = row_major(&marked);
     let labels = crate::fresh::tile_groups(&cells, rows, cols)?;
     numpy::PyArray1::from_vec(py, labels).reshape([rows, cols])
+}
+
+/// The marked tiles of a 2-D bool tile map in `tile_groups`' groups, with
+/// their boxes (`boxes`: int32 (rows, cols, 4), x0, y0, x1, y1 per tile):
+/// (labels int32 (rows, cols) as `tile_groups` gives them; ys, xs intp: the
+/// marked tiles group after group, row-major within each; starts intp: group
+/// g is ys[starts[g]:starts[g + 1]]; boxes int32 (groups, 4): each group's
+/// union of its tiles' boxes).
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+pub fn change_groups<'py>(
+    py: Python<'py>,
+    marked: PyReadonlyArray2<'py, bool>,
+    boxes: numpy::PyReadonlyArray3<'py, i32>,
+) -> PyResult<(
+    Bound<'py, PyArray2<i32>>,
+    Bound<'py, numpy::PyArray1<isize>>,
+    Bound<'py, numpy::PyArray1<isize>>,
+    Bound<'py, numpy::PyArray1<isize>>,
+    Bound<'py, PyArray2<i32>>,
+)> {
+    let (rows, cols) = marked.as_array().dim();
+    if boxes.as_array().dim() != (rows, cols, 4) {
+        return Err(RingError::FrameGeometry(format!("boxes is {:?}; the tile map is {rows}x{cols}", boxes.as_array().dim())).into());
+    }
+    let cells = row_major(&marked);
+    let flat = row_major(&boxes);
+    let per_tile: Vec<[i32; 4]> = flat.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]).collect();
+    let g = crate::fresh::change_groups(&cells, &per_tile, rows, cols)?;
+    let n = g.boxes.len();
+    let union: Vec<i32> = g.boxes.iter().flatten().copied().collect();
+    Ok((
+        numpy::PyArray1::from_vec(py, g.labels).reshape([rows, cols])?,
+        numpy::PyArray1::from_vec(py, g.tiles.iter().map(|&t| (t / cols) as isize).collect()),
+        numpy::PyArray1::from_vec(py, g.tiles.iter().map(|&t| (t % cols) as isize).collect()),
+        numpy::PyArray1::from_vec(py, g.starts.iter().map(|&s| s as isize).collect()),
+        numpy::PyArray1::from_vec(py, union).reshape([n, 4])?,
+    ))
 }
 
 /// Histogram of the luma (77 R + 150 G + 29 B) >> 8 of every pixel: 256 counts.
@@ -177,7 +225,7 @@ pub fn regions(
     let (changed, shape) = if let Ok(a) = tiles.extract::<PyReadonlyArray2<'_, u32>>() {
         (a.as_array().iter().map(|&c| c > 0).collect::<Vec<bool>>(), a.as_array().dim())
     } else if let Ok(a) = tiles.extract::<PyReadonlyArray2<'_, bool>>() {
-        (a.as_array().iter().copied().collect(), a.as_array().dim())
+        (row_major(&a), a.as_array().dim())
     } else {
         return Err(RingError::FrameGeometry("tiles is a 2-D uint32 or bool array".into()).into());
     };

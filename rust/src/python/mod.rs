@@ -44,6 +44,7 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernels::copy_hashed, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_changes, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_groups, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::change_groups, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::change_pass, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_signatures, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::luma_histogram, m)?)?;

@@ -29,8 +29,8 @@ import psutil
 
 import jarvis_rust_core
 from pipeline import config as config_mod
-from pipeline import control
-from pipeline.runtime import STAGES, PrivateLogHandler, Runtime, RuntimeDirError, open_private_log
+from pipeline import control, stages
+from pipeline.runtime import PrivateLogHandler, Runtime, RuntimeDirError, open_private_log
 
 EXIT_USAGE, EXIT_CONFIG, EXIT_RUNNING, EXIT_NOT_RUNNING = 2, 78, 3, 4
 
@@ -52,7 +52,7 @@ def _version() -> str:
 INSTANCE_HELP = "instance name (default: instance.name of the config)"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(topology: stages.Topology) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="jarvis-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=_version())
     p.add_argument("-i", "--instance", default=None, help=INSTANCE_HELP)
@@ -76,9 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     st = verb("status", "state of each stage")
     st.add_argument("--json", action="store_true", help="machine-readable output")
     rs = verb("restart", "drain and restart one stage")
-    rs.add_argument("stage", choices=STAGES, help="the stage to restart")
+    rs.add_argument("stage", choices=topology.names, help="the stage to restart")
     lg = verb("logs", "show stage logs")
-    lg.add_argument("stage", nargs="?", choices=(*STAGES, "supervisor"), help="only this one's log (default: all)")
+    lg.add_argument("stage", nargs="?", choices=(*topology.names, "supervisor"), help="only this one's log (default: all)")
     lg.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
     lg.add_argument("-n", "--lines", type=int, default=40, help="lines per log to show first (default 40)")
     tp = verb("tap", "print events as JSON lines")
@@ -99,11 +99,13 @@ def _runtime(args: argparse.Namespace, cfg: config_mod.Config | None = None) -> 
     return Runtime.locate(args.instance or (cfg or config_mod.load(None)).instance.name)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str] | None = None, topology: stages.Topology = stages.PIPELINE) -> int:
+    """The command line; `topology` is the stage table `up` runs (tests run
+    pipelines of other tables through it)."""
+    args = _parser(topology).parse_args(argv)
     try:
         if args.verb == "up":
-            return cmd_up(args)
+            return cmd_up(args, topology)
         if args.verb == "demo":
             from pipeline import demo
 
@@ -155,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------------- up
 
 
-def cmd_up(args: argparse.Namespace) -> int:
+def cmd_up(args: argparse.Namespace, topology: stages.Topology = stages.PIPELINE) -> int:
     from pipeline import supervisor as sup
 
     cfg = config_mod.load(args.config)
@@ -175,12 +177,15 @@ def cmd_up(args: argparse.Namespace) -> int:
                   "running dry-run", file=sys.stderr)
             args.live = False
     if args.detach:
+        if topology is not stages.PIPELINE:
+            print("jarvis-pipeline: a pipeline of another stage table runs in the foreground (no -d)", file=sys.stderr)
+            return EXIT_USAGE
         return _detach(rt, args)
     rt.prepare()
     handler = PrivateLogHandler(rt.log_dir / "supervisor.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
-    s = sup.Supervisor(cfg, rt, live=args.live, paused=args.paused)
+    s = sup.Supervisor(cfg, rt, live=args.live, paused=args.paused, topology=topology)
     try:
         s.start()
     except sup.AlreadyRunning as exc:
@@ -381,7 +386,7 @@ def _running(proc: psutil.Process | None) -> bool:
 
 def cmd_logs(rt: Runtime, args: argparse.Namespace) -> int:
     rt.check()
-    names = [args.stage] if args.stage else ["supervisor", *STAGES]
+    names = [args.stage] if args.stage else ["supervisor", *stages.PIPELINE.names]
     paths = [p for n in names for p in (rt.log_dir / f"{n}.log", rt.log_dir / f"{n}.out") if p.exists()]
     if not paths:
         print(f"jarvis-pipeline: no logs yet in {rt.log_dir}", file=sys.stderr)
@@ -474,9 +479,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         checks.append(("shared memory", False, f"cannot read the free space of {base}: {exc}"))
     else:
         free_mb = st.f_bavail * st.f_frsize / 2**20
-        need_mb = 12 * 1920 * 1080 * 4 / 2**20
+        c = cfg or config_mod.Config()
+        slots = c.ring.slots or stages.PIPELINE.min_ring_slots(c.hops.credit, 1, c.supervisor.tap_holds)
+        width, height = (c.ring.max_width, c.ring.max_height) if c.ring.max_width else (1920, 1080)
+        need_mb = slots * width * height * 4 / 2**20
         checks.append(("shared memory", free_mb >= need_mb,
-                       f"{free_mb:.0f} MB free in {base} (a 1080p pipeline needs ~{need_mb:.0f} MB)"))
+                       f"{free_mb:.0f} MB free in {base} (a {width}x{height} pipeline of one monitor, {slots} slots, "
+                       f"needs ~{need_mb:.0f} MB)"))
     for name, ok, detail in checks:
         print(f"{'ok ' if ok else 'NO '} {name:14s} {detail}")
     return 0 if all(ok for name, ok, _ in checks if name in hard) else 1

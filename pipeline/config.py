@@ -553,15 +553,3 @@ def to_json(cfg: Config) -> str:
 def from_json(text: str) -> Config:
     cfg: Config = _build(Config, json.loads(text), "the supervisor's resolved configuration", "")
     return cfg
-
-
-#: The ring sizing formula, as `up` prints it when a configuration is below it.
-SIZING_FORMULA = "slots >= 3 hops x hops.credit + monitors (reference frames) + supervisor.tap_holds + 2"
-
-
-def min_ring_slots(cfg: Config, monitors: int) -> int:
-    """Slots the pipeline can run in without a stage ever waiting on the ring:
-    every frame in flight on a hop, each monitor's reference frame held by
-    analysis, the frames taps may hold, the frame capture is writing and one
-    spare. Forward copies what it keeps and holds nothing."""
-    return 3 * cfg.hops.credit + monitors + cfg.supervisor.tap_holds + 2

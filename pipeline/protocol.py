@@ -189,11 +189,6 @@ def terminal_total(snapshot: Mapping[str, int]) -> int:
     return sum(v for k, v in snapshot.items() if k != "captured" and k not in PENDING_COUNTERS)
 
 
-#: Hops between stages whose in-flight credits live in the ring header.
-HOPS: tuple[str, ...] = ("capture>dedup", "dedup>analysis", "analysis>forward")
-HOP_INDEX: dict[str, int] = {name: i for i, name in enumerate(HOPS)}
-
-
 # --------------------------------------------------------------------------
 # Events: one endpoint (the supervisor's proxy), ZeroMQ multipart messages
 # [topic, msgpack body]. Topics end in a dot-free word; subscribe to whole

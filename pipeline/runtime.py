@@ -32,8 +32,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import stages
+
 MAX_SOCKET_PATH = 100
-STAGES = ("capture", "dedup", "analysis", "forward")
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,24}$")
 
 
@@ -201,7 +202,7 @@ class Runtime:
             data = state / "jarvis-pipeline"
         shm = Path(env["JARVIS_SHM_DIR"]) if env.get("JARVIS_SHM_DIR") else None
         rt = cls(instance, base / instance, data / instance, shm, base, data)
-        longest = rt.socket("analysis")
+        longest = max((rt.socket(name) for name in stages.PIPELINE.sockets), key=lambda p: len(str(p)))
         if len(str(longest)) > MAX_SOCKET_PATH:
             raise RuntimeDirError(
                 f"socket paths under {rt.dir} would be {len(str(longest))} bytes, over the {MAX_SOCKET_PATH}-byte "

@@ -19,7 +19,8 @@ from pipeline import protocol
 
 PressureLevel = Literal["low", "medium", "high", "critical"]
 PRESSURE_LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
-StageName = Literal["capture", "dedup", "analysis", "forward"]
+#: A stage of the table (pipeline.stages; whether it is one of the running pipeline is checked where it matters).
+StageName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,23}$")]
 
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Megabytes = Annotated[float, msgspec.Meta(ge=0, le=2**30)]  # finite: NaN and inf fail the bounds
@@ -80,12 +81,23 @@ class PauseFile(msgspec.Struct):
 # The channel (pipeline.channel): supervisor -> stage
 
 
+class Place(msgspec.Struct):
+    """A stage's place in the pipeline (pipeline.stages.Place)."""
+
+    previous: StageName | None
+    next: StageName | None
+    hop_in: NonNegInt | None
+    hop_out: NonNegInt | None
+
+
 class Hello(msgspec.Struct, tag="hello", tag_field="t"):
     """The start handshake: everything a stage needs before its first frame."""
 
     config: str  # the resolved configuration, pipeline.config.to_json
     state: ControlState
     incarnation: int
+    stage: StageName  # the stage the process is to be
+    place: Place
 
 
 class SetState(msgspec.Struct, tag="state", tag_field="t"):

@@ -42,26 +42,17 @@ import zmq
 
 import jarvis_rust_core as jrc
 from pipeline import config as config_mod
-from pipeline import handoff, protocol, runtime, schemas, usage
+from pipeline import handoff, protocol, runtime, schemas, stages, usage
 from pipeline.channel import Channel, ChannelClosed
-from pipeline.runtime import STAGES, InstanceLock, Runtime
+from pipeline.runtime import InstanceLock, Runtime
 from pipeline.schemas import PRESSURE_LEVELS, ControlState
-from procs import stage as stage_mod
 
 log = logging.getLogger("jarvis.supervisor")
 
-#: Start order: each stage's next stage is attached before it starts sending.
-START_ORDER = ("forward", "analysis", "dedup", "capture")
-#: Stop order (the design's shutdown order): sources first, then drain downstream.
-STOP_ORDER = STAGES
-HOP_INTO = {hop.split(">")[1]: hop for hop in protocol.HOPS}
-HOP_OUT_OF = {hop.split(">")[0]: hop for hop in protocol.HOPS}
 #: A starting stage must send its first heartbeat within this (imports on a busy machine are slow).
 START_TIMEOUT_S = 60.0
 #: How long a stage may take to acknowledge a control state before status calls it a mismatch.
 STATE_ACK_GRACE_S = 2.0
-#: Environment only the forward stage gets: the key that lets it send.
-FORWARD_ONLY_ENV = ("ANTHROPIC_API_KEY",)
 PRESSURE_ACTIONS = {
     "low": [],
     "medium": [],
@@ -114,29 +105,18 @@ def resolve_source(cfg: config_mod.Config) -> tuple[config_mod.Config, list[Any]
     can be sized before any stage starts."""
     from procs.sources import base as sources
 
-    c = cfg.capture
-    kind = c.source
-    if kind == "auto":
-        usable, why = sources.display_usable()
-        kind = "screen" if usable else "synthetic"
-        if not usable:
-            # (on a Mac the reason is one to act on: the Screen Recording permission)
-            log.log(logging.WARNING if sys.platform == "darwin" else logging.INFO,
-                    "no usable display (%s): capturing the synthetic desktop", why)
-    src = sources.open_source(
-        kind,
-        fps=c.fps,
-        monitor=c.monitor,
-        region=c.region,
-        synthetic=vars(c.synthetic),
-        replay=vars(c.replay),
-        screen_pixels=c.screen_pixels,
-    )
+    kind, why = sources.resolve(cfg.capture.source)
+    if cfg.capture.source == "auto" and kind != "screen":
+        # (on a Mac the reason is one to act on: the Screen Recording permission)
+        log.log(logging.WARNING if sys.platform == "darwin" else logging.INFO,
+                "no usable display (%s): capturing the synthetic desktop", why)
+    resolved = replace(cfg, capture=replace(cfg.capture, source=kind))
+    src = sources.open_source(resolved.capture)
     try:
         monitors = src.monitors()
     finally:
         src.close()
-    return replace(cfg, capture=replace(c, source=kind)), monitors
+    return resolved, monitors
 
 
 def stop_leftover_stages(rt: Runtime, grace_s: float) -> int:
@@ -234,11 +214,12 @@ def save_paused(rt: Runtime, paused: bool) -> None:
 
 
 class Supervisor:
-    def __init__(self, cfg: config_mod.Config, rt: Runtime, *, live: bool = False, paused: bool = False) -> None:
-        self.cfg, self.rt = cfg, rt
+    def __init__(self, cfg: config_mod.Config, rt: Runtime, *, live: bool = False, paused: bool = False,
+                 topology: stages.Topology = stages.PIPELINE) -> None:
+        self.cfg, self.rt, self.topology = cfg, rt, topology
         if live:
             self.cfg = replace(cfg, forward=replace(cfg.forward, mode="live"))
-        self.stages = {name: StageProc(name) for name in STAGES}
+        self.stages = {name: StageProc(name) for name in topology.names}
         self.lock = InstanceLock(rt)
         self.stop_requested = False
         self.start_paused = paused
@@ -282,7 +263,7 @@ class Supervisor:
         if self.state.paused:
             log.warning("starting paused: nothing leaves the machine until `jarvis-pipeline resume`")
         stop_leftover_stages(self.rt, self.cfg.supervisor.stop_grace_s)
-        for name in STAGES:  # a log that cannot be used is refused now, not found out by a crashing stage
+        for name in self.topology.names:  # a log that cannot be used is refused now, not found out by a crashing stage
             for path in (self.rt.log_path(name), self.rt.log_dir / f"{name}.out"):
                 try:
                     os.close(runtime.open_private_log(path))
@@ -304,9 +285,9 @@ class Supervisor:
         os.set_blocking(self._wake_w, False)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)
-        for hop in protocol.HOPS:
+        for hop in self.topology.hops:
             self.hop_wakes[hop] = handoff.Wake.create()
-        for name in START_ORDER:
+        for name in self.topology.start_order:  # each stage's next one listens before it sends
             self._spawn(self.stages[name])
         # The first sample after an interval: CPU % needs one, and taps that
         # connected while `up` was starting are subscribed by then.
@@ -314,11 +295,11 @@ class Supervisor:
 
     def _create_ring(self) -> None:
         cfg = self.cfg
-        need = config_mod.min_ring_slots(cfg, len(self.monitors))
+        need = self.topology.min_ring_slots(cfg.hops.credit, len(self.monitors), cfg.supervisor.tap_holds)
         if cfg.ring.slots and cfg.ring.slots < need:
             raise StartError(
                 f"ring.slots = {cfg.ring.slots} is below the minimum {need} for {len(self.monitors)} monitor(s): "
-                f"{config_mod.SIZING_FORMULA}"
+                f"{self.topology.sizing_formula}"
             )
         width = max(m.width for m in self.monitors)
         height = max(m.height for m in self.monitors)
@@ -372,18 +353,19 @@ class Supervisor:
 
     def _spawn(self, st: StageProc) -> None:
         st.incarnation += 1
-        env = {k: v for k, v in os.environ.items() if st.name == "forward" or k not in FORWARD_ONLY_ENV}
-        env[stage_mod.ENV_RUNTIME] = runtime.to_env(self.rt)
-        env[stage_mod.ENV_VERSIONS] = json.dumps(stage_mod.versions())
+        env = self.topology.env_for(st.name, dict(os.environ))
+        env[stages.ENV_RUNTIME] = runtime.to_env(self.rt)
+        env[stages.ENV_VERSIONS] = json.dumps(stages.versions())
         channel, theirs = Channel.pair()
-        env[stage_mod.ENV_CHANNEL_FD] = str(theirs.fileno())
+        env[stages.ENV_CHANNEL_FD] = str(theirs.fileno())
         fds = [theirs.fileno()]
-        if st.name in HOP_INTO:
-            fds.append(self.hop_wakes[HOP_INTO[st.name]].read_fd)
-            env[stage_mod.ENV_WAKE_IN_FD] = str(fds[-1])
-        if st.name in HOP_OUT_OF:
-            fds.append(self.hop_wakes[HOP_OUT_OF[st.name]].write_fd)
-            env[stage_mod.ENV_WAKE_OUT_FD] = str(fds[-1])
+        place = self.topology.place(st.name)
+        if place.hop_in is not None:
+            fds.append(self.hop_wakes[self.topology.hops[place.hop_in]].read_fd)
+            env[stages.ENV_WAKE_IN_FD] = str(fds[-1])
+        if place.hop_out is not None:
+            fds.append(self.hop_wakes[self.topology.hops[place.hop_out]].write_fd)
+            env[stages.ENV_WAKE_OUT_FD] = str(fds[-1])
         try:
             out = runtime.open_private_log(self.rt.log_dir / f"{st.name}.out")
         except runtime.RuntimeDirError as exc:
@@ -392,7 +374,7 @@ class Supervisor:
             out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         try:
             st.popen = subprocess.Popen(
-                [sys.executable, "-m", f"procs.{st.name}"],
+                [sys.executable, "-m", self.topology.spec(st.name).module],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -412,7 +394,7 @@ class Supervisor:
         st.channel = channel
         # Queued in the socket before the stage reads it: the stage has its
         # configuration and control state before it handles any frame.
-        self._send(st, schemas.Hello(self._config_json, self.state, st.incarnation))
+        self._send(st, schemas.Hello(self._config_json, self.state, st.incarnation, st.name, schemas.Place(**vars(place))))
         st.state = "starting"
         st.started_at = st.last_heard = time.monotonic()
         st.heartbeating = False
@@ -481,8 +463,9 @@ class Supervisor:
             if self.ring is not None:
                 with contextlib.suppress(jrc.HoldError):  # it never registered
                     released, frames = self.ring.reclaim_frames(st.name, count=protocol.COUNTER_INDEX[undecided_key])
-                if st.name in HOP_INTO:
-                    self.ring.credit_reset(protocol.HOP_INDEX[HOP_INTO[st.name]])
+                hop_in = self.topology.place(st.name).hop_in
+                if hop_in is not None:
+                    self.ring.credit_reset(hop_in)
             undecided = len(frames)
             for ref in frames:
                 self.publish("frame.dropped", {"ref": ref.to_dict(), "stage": "supervisor",
@@ -673,15 +656,15 @@ class Supervisor:
         now = time.monotonic()
         # Stats older than this are not current: their rate is not shown.
         stale_after = 3 * self.cfg.supervisor.stats_interval_s + 1.0
-        stages, errors = [], []
-        for name in STAGES:
+        rows, errors = [], []
+        for name in self.topology.names:
             st = self.stages[name]
-            s = st.stats or schemas.StageStats(stage=name, pid=0)  # type: ignore[arg-type]
+            s = st.stats or schemas.StageStats(stage=name, pid=0)
             mismatch = self._mismatch(st, now)
             if mismatch:
                 errors.append(mismatch)
             current = st.stats is not None and now - st.stats_at <= stale_after
-            stages.append(
+            rows.append(
                 {
                     "name": name,
                     "state": st.state,
@@ -708,7 +691,7 @@ class Supervisor:
                 }
             )
         counters = protocol.counter_snapshot(self.ring.counters()) if self.ring is not None else {}
-        forward = self.stages["forward"].stats
+        forward = self.stages["forward"].stats if "forward" in self.stages else None
         return {
             "instance": self.rt.instance,
             "pid": os.getpid(),
@@ -724,7 +707,7 @@ class Supervisor:
             "memory": {"level": self.state.pressure, "used_mb": round(self.memory_mb, 1),
                        "budget_mb": self.cfg.memory.budget_mb},
             "counters": counters,
-            "stages": stages,
+            "stages": rows,
         }
 
     def _handle_control(self) -> None:
@@ -736,7 +719,7 @@ class Supervisor:
                 raise ValueError(f"not a control request: {exc}") from None
             cmd = req.cmd
             if cmd == "ping":
-                result: Any = {"pid": os.getpid(), "instance": self.rt.instance, "versions": stage_mod.versions()}
+                result: Any = {"pid": os.getpid(), "instance": self.rt.instance, "versions": stages.versions()}
             elif cmd == "status":
                 result = self.status()
             elif cmd in ("pause", "resume"):
@@ -746,7 +729,7 @@ class Supervisor:
             elif cmd == "restart":
                 st = self.stages.get(str(req.stage))
                 if st is None:
-                    raise ValueError(f"no stage {req.stage!r}; stages: {', '.join(STAGES)}")
+                    raise ValueError(f"no stage {req.stage!r}; stages: {', '.join(self.topology.names)}")
                 if st.pid is None:
                     st.crash_times.clear()
                     self._spawn(st)
@@ -826,7 +809,7 @@ class Supervisor:
         self.stop_requested = True
         try:
             deadline = time.monotonic() + self.cfg.supervisor.drain_s
-            for name in STOP_ORDER:
+            for name in self.topology.stop_order:
                 st = self.stages[name]
                 self.stop_stage(st, max(deadline, time.monotonic() + self.cfg.supervisor.stop_grace_s))
             if self.ring is not None:

@@ -22,10 +22,6 @@ class MonitorState:
 
 
 class Analysis(stage.Stage):
-    name = "analysis"
-    previous = "dedup"
-    next = "forward"
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.monitors: dict[int, MonitorState] = {}

@@ -30,17 +30,12 @@ def fit_within(width: int, height: int, max_width: int, max_height: int) -> tupl
 
 
 class Capture(stage.Stage):
-    name = "capture"
-    next = "dedup"
     is_writer = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         c = self.cfg.capture
-        self.source = sources.open_source(
-            c.source, fps=c.fps, monitor=c.monitor, region=c.region, synthetic=vars(c.synthetic), replay=vars(c.replay),
-            screen_pixels=c.screen_pixels,
-        )
+        self.source = sources.open_source(c)
         self.monitors: list[sources.Monitor] = []
         # Monitors larger than the ring's slots, and the size their frames are
         # downscaled to; a monitor that changes size is a new key, so a screen

@@ -87,10 +87,6 @@ class RecentFrames:
 
 
 class Dedup(stage.Stage):
-    name = "dedup"
-    previous = "capture"
-    next = "analysis"
-
     subscriptions = ("frame.changed",)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -203,9 +203,6 @@ class Sender(threading.Thread):
 
 
 class Forward(stage.Stage):
-    name = "forward"
-    previous = "analysis"
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         f = self.cfg.forward

@@ -42,38 +42,23 @@ import zmq
 
 import jarvis_rust_core as jrc
 from pipeline import config as config_mod
-from pipeline import handoff, protocol, runtime, schemas, usage
+from pipeline import handoff, protocol, runtime, schemas, stages, usage
 from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import Runtime
 from pipeline.schemas import ControlState
 
-#: Exit status of a stage that refuses to run: another release, no usable handshake, unusable files.
-EXIT_REFUSED = 78
 #: How often a stage looks for hand-overs whose message never came (_audit_transit).
 TRANSIT_TIMEOUT_S = 10.0
 
 #: How long a starting stage waits for its handshake.
 HELLO_TIMEOUT_S = 30.0
 
-ENV_RUNTIME = "JARVIS_RUNTIME"  # pipeline.runtime.to_env
-ENV_VERSIONS = "JARVIS_EXPECT_VERSIONS"  # JSON: versions the supervisor runs with
-ENV_CHANNEL_FD = "JARVIS_CHANNEL_FD"  # this stage's end of its channel to the supervisor
-ENV_WAKE_IN_FD = "JARVIS_WAKE_IN_FD"  # the end it polls of its inbound hop's wake-up object (pipeline.handoff)
-ENV_WAKE_OUT_FD = "JARVIS_WAKE_OUT_FD"  # the end it signals of its outbound hop's
 
 
 def heartbeat_interval(cfg: config_mod.Config) -> float:
     """Five heartbeats per hang_after_s (at most one a second): one late
     heartbeat on a busy machine is never taken for a hang."""
     return min(1.0, cfg.supervisor.hang_after_s / 5)
-
-
-def versions() -> dict[str, Any]:
-    return {
-        "protocol": list(protocol.PROTOCOL_VERSION),
-        "layout": jrc.LAYOUT_VERSION,
-        "core": jrc.__version__,
-    }
 
 
 def _die_with_parent() -> None:
@@ -103,21 +88,24 @@ class Timings:
 
 
 class Stage:
-    """Base of the four stage processes."""
+    """Base of the stage processes. Its name and place in the pipeline
+    (the stages before and after it, and the hops between) come from the
+    stage table (pipeline.stages), through the supervisor's handshake."""
 
-    name: ClassVar[str]
-    #: The stage whose frames this one receives, and the one it passes frames to.
-    previous: ClassVar[str | None] = None
-    next: ClassVar[str | None] = None
     is_writer: ClassVar[bool] = False
     #: Event topics this stage reads from the bus (none steer it; see on_event).
     subscriptions: ClassVar[tuple[str, ...]] = ()
 
     def __init__(
         self, rt: Runtime, cfg: config_mod.Config, incarnation: int, channel: Channel | None,
-        state: ControlState | None = None, *, wake_in: int | None = None, wake_out: int | None = None,
+        state: ControlState | None, *, name: str, place: stages.Place,
+        wake_in: int | None = None, wake_out: int | None = None,
     ) -> None:
         self.rt, self.cfg, self.incarnation = rt, cfg, incarnation
+        self.name = name
+        #: The stage whose frames this one receives, and the one it passes frames to.
+        self.previous, self.next = place.previous, place.next
+        self.hop_in, self.hop_out = place.hop_in, place.hop_out
         #: Wake-up descriptors of the hand-off queues (pipeline.handoff): polled
         #: for the inbound hop, signalled for the outbound one.
         self.wake_in, self.wake_out = wake_in, wake_out
@@ -156,8 +144,6 @@ class Stage:
             self.outbox.setsockopt(zmq.IMMEDIATE, 1)
             self.outbox.setsockopt(zmq.LINGER, 0)
             self.outbox.connect(rt.endpoint(self.next))
-        self.hop_in = protocol.HOP_INDEX[f"{self.previous}>{self.name}"] if self.previous else None
-        self.hop_out = protocol.HOP_INDEX[f"{self.name}>{self.next}"] if self.next else None
         #: Read ends of pipes a stage's own threads write to when they have news
         #: for the loop (the loop sleeps until then instead of polling for it).
         self.wake_fds: list[int] = []
@@ -550,42 +536,42 @@ class Stage:
 
 
 def main(stage_class: type[Stage]) -> None:
-    """Entry point of a stage process (`python -m procs.<stage>`)."""
+    """Entry point of a stage process (`python -m <module>` of its row in
+    the stage table, started by the supervisor)."""
     _die_with_parent()
-    rt = runtime.from_env(os.environ[ENV_RUNTIME])
-    expected = json.loads(os.environ.get(ENV_VERSIONS, "null"))
-    if expected is not None and expected != versions():
-        print(
-            f"jarvis-pipeline {stage_class.name}: versions {versions()} differ from the supervisor's {expected}; "
-            "reinstall (scripts/setup) and restart the pipeline",
-            file=sys.stderr,
-        )
-        sys.exit(EXIT_REFUSED)
-    # The configuration and control state come from the supervisor itself, never
-    # from a file that could have been replaced since `up` checked it.
-    channel = Channel.from_fd(int(os.environ[ENV_CHANNEL_FD]))
+    who = f"jarvis-pipeline {stage_class.__name__}"
+    rt = runtime.from_env(os.environ[stages.ENV_RUNTIME])
+    expected = json.loads(os.environ.get(stages.ENV_VERSIONS, "null"))
+    if expected is not None and expected != stages.versions():
+        print(f"{who}: versions {stages.versions()} differ from the supervisor's {expected}; "
+              "reinstall (scripts/setup) and restart the pipeline", file=sys.stderr)
+        sys.exit(stages.EXIT_REFUSED)
+    # The configuration, control state and place come from the supervisor itself,
+    # never from a file that could have been replaced since `up` checked it.
+    channel = Channel.from_fd(int(os.environ[stages.ENV_CHANNEL_FD]))
+    try:
+        hello = schemas.convert(channel.receive_one(HELLO_TIMEOUT_S), schemas.Hello)
+        cfg = config_mod.from_json(hello.config)
+    except (ChannelClosed, schemas.SchemaError, config_mod.ConfigError) as exc:
+        print(f"{who}: no usable start handshake from the supervisor: {exc}", file=sys.stderr)
+        sys.exit(stages.EXIT_REFUSED)
+    place = stages.Place(hello.place.previous, hello.place.next, hello.place.hop_in, hello.place.hop_out)
     wakes: dict[str, int] = {}
-    for key, env, hop in (("wake_in", ENV_WAKE_IN_FD, stage_class.previous),
-                          ("wake_out", ENV_WAKE_OUT_FD, stage_class.next)):
+    for key, env, hop in (("wake_in", stages.ENV_WAKE_IN_FD, place.hop_in),
+                          ("wake_out", stages.ENV_WAKE_OUT_FD, place.hop_out)):
         if hop is None:
             continue
         try:
             fd = int(os.environ[env])
             os.fstat(fd)
         except (KeyError, ValueError, OSError) as exc:
-            print(f"jarvis-pipeline {stage_class.name}: no usable hand-off wake-up descriptor in {env} "
+            print(f"{who}: no usable hand-off wake-up descriptor in {env} "
                   f"({exc!r}); stages are started by the supervisor (jarvis-pipeline up)", file=sys.stderr)
-            sys.exit(EXIT_REFUSED)
+            sys.exit(stages.EXIT_REFUSED)
         wakes[key] = fd
     try:
-        hello = schemas.convert(channel.receive_one(HELLO_TIMEOUT_S), schemas.Hello)
-        cfg = config_mod.from_json(hello.config)
-    except (ChannelClosed, schemas.SchemaError, config_mod.ConfigError) as exc:
-        print(f"jarvis-pipeline {stage_class.name}: no usable start handshake from the supervisor: {exc}", file=sys.stderr)
-        sys.exit(EXIT_REFUSED)
-    try:
-        stage = stage_class(rt, cfg, hello.incarnation, channel, hello.state, **wakes)
+        stage = stage_class(rt, cfg, hello.incarnation, channel, hello.state, name=hello.stage, place=place, **wakes)
     except runtime.RuntimeDirError as exc:  # e.g. its log is not a file of ours
-        print(f"jarvis-pipeline {stage_class.name}: {exc}", file=sys.stderr)
-        sys.exit(EXIT_REFUSED)
+        print(f"{who}: {exc}", file=sys.stderr)
+        sys.exit(stages.EXIT_REFUSED)
     sys.exit(stage.run())

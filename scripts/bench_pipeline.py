@@ -89,7 +89,8 @@ import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
 from pipeline import control  # noqa: E402
-from pipeline.runtime import STAGES, Runtime  # noqa: E402
+from pipeline.runtime import Runtime  # noqa: E402
+from pipeline.stages import PIPELINE  # noqa: E402
 
 WIDTH, HEIGHT, SEED = 1920, 1080, 1
 RATES_UP = (10.0, 20.0, 40.0, 60.0, 120.0, 240.0)
@@ -99,8 +100,10 @@ TARGET_FPS = 240.0  # end to end, worst-case mix
 TARGET_CPU = 5.0  # % of one core, everything, 10 fps, scripted mix
 BASELINE_THRESHOLD = 24 * 1000  # sum of |d| over the frame; the cost does not depend on it
 BASELINE_SCRIPT_FPS = 30.0
-HOPS = (("capture>dedup", None, "dedup"), ("dedup>analysis", "dedup", "analysis"),
-        ("analysis>forward", "analysis", "forward"))
+STAGES = PIPELINE.names
+#: Each hop with the stages it joins (capture's own time since capture is 0).
+HOPS = tuple((hop, a if i else None, b) for i, (hop, a, b) in enumerate(
+    (h, *h.split(">")) for h in PIPELINE.hops))
 
 #: Forward with its pacing opened up: every frame analysis passes on is encoded and written out.
 UNPACED = {"batch": 20, "min_interval_s": 0.0, "queue_max": 100, "requests_per_minute": 100000,

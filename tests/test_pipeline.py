@@ -23,8 +23,9 @@ from pipeline_harness import FAST_CONFIG, Pipeline, alive, pipeline, wait_for
 
 import jarvis_rust_core as jrc
 from pipeline import control, protocol
+from pipeline.stages import PIPELINE
 
-STAGES = ("capture", "dedup", "analysis", "forward")
+STAGES = PIPELINE.names
 
 
 def all_running(p: Pipeline) -> dict[str, dict[str, Any]] | None:
@@ -224,7 +225,7 @@ def test_records_queued_for_a_killed_stage_are_counted_once() -> None:
         p.up()
         wait_for("all stages running", lambda: all_running(p))
         ring = jrc.SharedVisionMemory.attach(p.rt.ring_name, dir=p.rt.shm_base)
-        hop = protocol.HOP_INDEX["capture>dedup"]
+        hop = PIPELINE.hop_index["capture>dedup"]
         dedup = p.stage_pids()["dedup"]
         os.kill(dedup, signal.SIGSTOP)
         try:
@@ -249,7 +250,7 @@ def test_hostile_records_in_a_hand_off_queue_are_counted_not_fatal() -> None:
         p.up()
         before = wait_for("all stages running", lambda: all_running(p))
         ring = jrc.SharedVisionMemory.attach(p.rt.ring_name, dir=p.rt.shm_base)
-        hop = protocol.HOP_INDEX["capture>dedup"]
+        hop = PIPELINE.hop_index["capture>dedup"]
         good = {f: 1 for f in jrc.FrameRef.FIELDS} | {"fmt": "BGRA", "stride": 2560, "w": 640, "h": 360}
         foreign = jrc.FrameRef.from_dict(good)
         no_such_slot = jrc.FrameRef.from_dict(good | {"ring_gen": ring.generation, "slot": 9999})
@@ -383,7 +384,7 @@ def test_the_cli_follows_the_conventions_people_know() -> None:
         for argv in (["status", "-i", "elsewhere"], ["-i", "elsewhere", "status"]):  # before or after the verb
             out = p.cli(*argv, check=False)
             assert out.returncode == 4 and "'elsewhere' is not running" in out.stderr, (argv, out)
-        parser = cli._parser()
+        parser = cli._parser(PIPELINE)
         verbs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         for name, sub in verbs.choices.items():
             assert sub.description, name

@@ -22,6 +22,7 @@ from xvfb import start_xvfb
 
 import jarvis_rust_core as jrc
 from pipeline import usage
+from pipeline.config import CaptureConfig
 from pipeline.runtime import Runtime
 from procs.sources import base
 from procs.sources.screen import ScreenSource
@@ -151,7 +152,7 @@ def test_without_the_screen_recording_permission_the_user_is_told_how_to_grant_i
     usable, why = base.display_usable()
     assert not usable and "Privacy & Security > Screen Recording" in why
     with pytest.raises(base.SourceConfigError, match="Screen Recording"):
-        base.open_source("screen", fps=4, monitor=0, region=[], synthetic={}, replay={})
+        base.open_source(CaptureConfig(source="screen"))
 
 
 def test_a_grab_of_another_size_than_its_monitor_is_a_source_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,6 +31,7 @@ from xvfb import start_xvfb_on
 import jarvis_rust_core as jrc
 from pipeline import config as config_mod
 from pipeline import protocol
+from pipeline.config import CaptureConfig
 from pipeline.tap import Tap
 from procs import kernels, stage
 from procs.capture import Capture, fit_within
@@ -144,6 +145,10 @@ class Screen(Source):
 
     kind = "test"
 
+    @classmethod
+    def from_config(cls, capture: CaptureConfig) -> Screen:
+        raise NotImplementedError("made by the test, not from a configuration")
+
     def __init__(self, width: int, height: int) -> None:
         super().__init__()
         self.size = (width, height)
@@ -164,7 +169,7 @@ class BareCapture(Capture):
     publishes and the frames it passes on (pixels copied) are recorded."""
 
     def __init__(self, mem: jrc.SharedVisionMemory, source: Screen) -> None:  # no Stage.__init__: no sockets
-        self.mem, self.source = mem, source
+        self.mem, self.source, self.name = mem, source, "capture"
         self.cfg = cast(config_mod.Config, SimpleNamespace(capture=SimpleNamespace(rescan_s=10.0)))  # only what capture reads
         self.log = logging.getLogger("test.capture")
         self.monitors: list[Monitor] = []

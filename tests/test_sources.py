@@ -13,11 +13,13 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from xvfb import start_xvfb
 
+from pipeline.config import CaptureConfig, ReplayConfig, SyntheticConfig
 from procs import kernels
 from procs.sources import Label, Monitor, SourceConfigError, SourceEnded, SourceError, display_usable, open_source
 from procs.sources.font import CELL_H, CELL_W, FIRST, LAST, glyph_masks
@@ -28,6 +30,14 @@ from procs.sources.synthetic import CARET_W, TASKBAR_H, SyntheticSource
 
 SYNTH = {"width": 640, "height": 400, "seed": 7, "monitors": 1}
 NO_REPLAY = {"path": "", "loop": False}
+
+
+def capture(source: str, *, fps: float = 4.0, monitor: int = 0, region: list[int] | None = None,
+            synthetic: dict[str, Any] | None = None, replay: dict[str, Any] | None = None) -> CaptureConfig:
+    """A [capture] section as the configuration makes it (open_source's input)."""
+    return CaptureConfig(source=source, fps=fps, monitor=monitor, region=region or [],
+                         synthetic=SyntheticConfig(**(SYNTH if synthetic is None else synthetic)),
+                         replay=ReplayConfig(**(NO_REPLAY if replay is None else replay)))
 
 
 def synthetic(*, seed: int = 7, monitors: int = 1, fps: float = 4, monitor: int = 0,
@@ -199,13 +209,13 @@ def test_synthetic_renders_1080p_fast() -> None:
 
 def test_synthetic_refuses_bad_settings_with_what_to_change() -> None:
     with pytest.raises(SourceConfigError, match="monitor 3 does not exist.*2 monitor"):
-        open_source("synthetic", fps=4, monitor=3, region=[], synthetic={**SYNTH, "monitors": 2}, replay=NO_REPLAY)
+        open_source(capture("synthetic", fps=4, monitor=3, region=[], synthetic={**SYNTH, "monitors": 2}, replay=NO_REPLAY))
     with pytest.raises(SourceConfigError, match="outside monitor 1"):
-        open_source("synthetic", fps=4, monitor=0, region=[600, 0, 100, 100], synthetic=SYNTH, replay=NO_REPLAY)
+        open_source(capture("synthetic", fps=4, monitor=0, region=[600, 0, 100, 100], synthetic=SYNTH, replay=NO_REPLAY))
     with pytest.raises(SourceConfigError, match="at least 64x64"):
         SyntheticSource(width=32, height=400, fps=4)
     with pytest.raises(SourceConfigError, match="unknown capture source"):
-        open_source("webcam", fps=4, monitor=0, region=[], synthetic=SYNTH, replay=NO_REPLAY)
+        open_source(capture("webcam", fps=4, monitor=0, region=[], synthetic=SYNTH, replay=NO_REPLAY))
     src = synthetic(monitor=1, region=[10, 20, 100, 50])
     assert src.monitors() == [Monitor(1, 10, 20, 100, 50)]
     with pytest.raises(SourceError):
@@ -301,7 +311,7 @@ def test_replay_a_folder_in_name_order_then_end_or_loop(tmp_path: Path) -> None:
         write_png(tmp_path / name, image)
     (tmp_path / "notes.txt").write_text("not an image")
     in_order = [images[1], images[0], images[3], images[2]]
-    src = open_source("replay", fps=4, monitor=0, region=[], synthetic=SYNTH, replay={"path": str(tmp_path), "loop": False})
+    src = open_source(capture("replay", replay={"path": str(tmp_path), "loop": False}))
     (m,) = src.monitors()
     assert m == Monitor(1, 0, 0, 64, 48) and src.kind == "replay" and src.label is None
     for expected in in_order:
@@ -349,7 +359,7 @@ def test_replay_a_video_decoded_by_ffmpeg_then_end_or_loop(tmp_path: Path) -> No
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=160x90:rate=10", "-frames:v", "6", "-c:v", "ffv1", str(video))
     expected = np.frombuffer(ffmpeg("-i", str(video), "-f", "rawvideo", "-pix_fmt", "bgra", "-"), dtype=np.uint8)
     expected = expected.reshape(6, 90, 160, 4)
-    src = open_source("replay", fps=4, monitor=1, region=[], synthetic=SYNTH, replay={"path": str(video), "loop": False})
+    src = open_source(capture("replay", fps=4, monitor=1, region=[], synthetic=SYNTH, replay={"path": str(video), "loop": False}))
     try:
         (m,) = src.monitors()
         assert m == Monitor(1, 0, 0, 160, 90)
@@ -381,8 +391,7 @@ def test_replay_stamps_frames_with_their_recorded_times(tmp_path: Path) -> None:
     video = tmp_path / "clip.mkv"
     ffmpeg("-f", "lavfi", "-i", "testsrc=size=64x48:rate=10", "-frames:v", "4", "-c:v", "ffv1", str(video))
     for path in (folder, video):
-        src = open_source("replay", fps=4, monitor=0, region=[], synthetic=SYNTH,
-                          replay={"path": str(path), "loop": True, "times": str(times)})
+        src = open_source(capture("replay", replay={"path": str(path), "loop": True, "times": str(times)}))
         try:
             (m,) = src.monitors()
             assert src.recorded_offset_ns() is None, "nothing grabbed yet"
@@ -416,7 +425,7 @@ def test_replay_refuses_times_that_do_not_fit(tmp_path: Path) -> None:
 
 def test_replay_refuses_bad_input_with_what_to_do(tmp_path: Path) -> None:
     def replay(path: Path | str) -> None:
-        open_source("replay", fps=4, monitor=0, region=[], synthetic=SYNTH, replay={"path": str(path), "loop": False})
+        open_source(capture("replay", fps=4, monitor=0, region=[], synthetic=SYNTH, replay={"path": str(path), "loop": False}))
 
     with pytest.raises(SourceConfigError, match="replay.path is empty"):
         replay("")
@@ -491,7 +500,7 @@ def xserver(monkeypatch: pytest.MonkeyPatch) -> Iterator[XServer]:
 
 def test_screen_sees_both_xvfb_monitors_and_grabs_zero_copy(xserver: XServer) -> None:
     assert display_usable()[0]
-    src = open_source("auto", fps=4, monitor=0, region=[], synthetic=SYNTH, replay=NO_REPLAY)
+    src = open_source(capture("auto", fps=4, monitor=0, region=[], synthetic=SYNTH, replay=NO_REPLAY))
     try:
         assert src.kind == "screen" and src.label is None
         assert not src.render_into(Monitor(1, 0, 0, 640, 480), np.empty((480, 640, 4), np.uint8)), "the screen only grabs"
@@ -597,7 +606,7 @@ def test_without_a_display_auto_falls_back_to_synthetic(monkeypatch: pytest.Monk
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     usable, reason = display_usable()
     assert not usable and "DISPLAY" in reason
-    src = open_source("auto", fps=4, monitor=0, region=[], synthetic=SYNTH, replay=NO_REPLAY)
+    src = open_source(capture("auto", fps=4, monitor=0, region=[], synthetic=SYNTH, replay=NO_REPLAY))
     assert src.kind == "synthetic"
     monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
     usable, reason = display_usable()
@@ -657,11 +666,11 @@ def test_synthetic_unique_mix_never_repeats_a_frame_and_labels_every_frame_meani
 
 
 def test_synthetic_unique_mix_renders_1080p_fast_and_bad_mixes_are_refused() -> None:
-    src = open_source("synthetic", fps=60, monitor=0, region=[], replay=NO_REPLAY,
-                      synthetic={"width": 1920, "height": 1080, "seed": 1, "monitors": 1, "mix": "unique"})
+    src = open_source(capture("synthetic", fps=60, synthetic={"width": 1920, "height": 1080, "seed": 1, "monitors": 1,
+                                                               "mix": "unique"}))
     assert isinstance(src, SyntheticSource) and src.mix == "unique"
     per_frame_ms = render_ms(src, 200)
     print(f"synthetic unique 1920x1080 render_into: {per_frame_ms:.2f} ms per frame (mean of 200)")
     assert per_frame_ms < 30
     with pytest.raises(SourceConfigError, match="mix must be one of 'desktop', 'unique', not 'random'"):
-        open_source("synthetic", fps=4, monitor=0, region=[], synthetic={**SYNTH, "mix": "random"}, replay=NO_REPLAY)
+        open_source(capture("synthetic", fps=4, monitor=0, region=[], synthetic={**SYNTH, "mix": "random"}, replay=NO_REPLAY))

@@ -2,24 +2,39 @@
 
 A source enumerates monitors and produces one BGRA frame per monitor per call.
 Monitor and region selection live here, once, so every source crops the same
-way and reports the same errors.
+way and reports the same errors. Sources are registered by name (REGISTRY,
+the names of capture.source) and each builds itself from the [capture]
+section (`Source.from_config`); adding one is a module, a registry entry and
+its config section (docs/extending.md).
 """
 
 from __future__ import annotations
 
 import abc
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from pipeline.config import CaptureConfig
+
 log = logging.getLogger(__name__)
 
-SOURCES = ("auto", "screen", "synthetic", "replay")
+#: Each source by its name: its module and class, imported only when chosen
+#: (the screen source loads mss and the X libraries).
+REGISTRY: dict[str, tuple[str, str]] = {
+    "screen": ("procs.sources.screen", "ScreenSource"),
+    "synthetic": ("procs.sources.synthetic", "SyntheticSource"),
+    "replay": ("procs.sources.replay", "ReplaySource"),
+}
+#: What capture.source takes: a registered source, or "auto" (see `resolve`).
+SOURCES = ("auto", *REGISTRY)
 
 Box = tuple[int, int, int, int]  # x, y, width, height
 
@@ -63,6 +78,12 @@ class SourceConfigError(ValueError):
 
 class Source(abc.ABC):
     kind: str
+
+    @classmethod
+    @abc.abstractmethod
+    def from_config(cls, capture: CaptureConfig) -> Source:
+        """The source as the [capture] section configures it (its own
+        subsection, and the monitor and region every source takes)."""
 
     def __init__(self, *, monitor: int = 0, region: Sequence[int] = ()) -> None:
         if monitor < 0:
@@ -189,34 +210,23 @@ def display_usable() -> tuple[bool, str]:
     return True, f"display {display!r} with {count} monitor(s)"
 
 
-def open_source(source: str, *, fps: float, monitor: int, region: Sequence[int],
-                synthetic: Mapping[str, Any], replay: Mapping[str, Any], screen_pixels: str = "physical") -> Source:
-    """Opens the configured source; "auto" is the screen when a display is
-    usable, else the synthetic desktop."""
-    if source == "auto":
-        usable, reason = display_usable()
-        source = "screen" if usable else "synthetic"
-        log.info("capture source auto: %s (%s)", source, reason)
-    # Each source is imported only when chosen: the screen source loads mss and X libraries.
-    if source == "screen":
-        if screen_recording_allowed() is False:
-            raise SourceConfigError(SCREEN_RECORDING_HELP)
-        from procs.sources.screen import ScreenSource
+def resolve(source: str) -> tuple[str, str]:
+    """The registered source `source` names, and why: "auto" is the screen
+    when a display is usable, else the synthetic desktop. The supervisor
+    resolves it once, before sizing the ring; the stages get the result."""
+    if source != "auto":
+        return source, "configured"
+    usable, why = display_usable()
+    return ("screen" if usable else "synthetic"), why
 
-        return ScreenSource(monitor=monitor, region=region, pixels=screen_pixels)
-    try:
-        if source == "synthetic":
-            from procs.sources.synthetic import SyntheticSource
 
-            return SyntheticSource(width=int(synthetic["width"]), height=int(synthetic["height"]),
-                                   seed=int(synthetic["seed"]), monitors=int(synthetic["monitors"]),
-                                   fps=fps, monitor=monitor, region=region,
-                                   mix=str(synthetic.get("mix", "desktop")))
-        if source == "replay":
-            from procs.sources.replay import ReplaySource
-
-            return ReplaySource(path=str(replay["path"]), loop=bool(replay["loop"]), times=str(replay.get("times", "")),
-                                monitor=monitor, region=region)
-    except KeyError as exc:
-        raise SourceConfigError(f"the {source} source's settings lack the key {exc}") from exc
-    raise SourceConfigError(f"unknown capture source {source!r}: use one of {', '.join(SOURCES)}")
+def open_source(capture: CaptureConfig) -> Source:
+    """Opens the source the [capture] section names ("auto" resolved first)."""
+    kind, why = resolve(capture.source)
+    if capture.source == "auto":
+        log.info("capture source auto: %s (%s)", kind, why)
+    if kind not in REGISTRY:
+        raise SourceConfigError(f"unknown capture source {kind!r}: use one of {', '.join(SOURCES)}")
+    module, name = REGISTRY[kind]
+    cls: type[Source] = getattr(importlib.import_module(module), name)
+    return cls.from_config(capture)

@@ -25,6 +25,9 @@ import numpy as np
 from procs.sources.base import Monitor, Source, SourceConfigError, SourceEnded, SourceError
 from procs.sources.png import PngError, read_header, read_png_bgra
 
+if typing.TYPE_CHECKING:
+    from pipeline.config import CaptureConfig
+
 
 class _Frames(abc.ABC):
     @abc.abstractmethod
@@ -169,6 +172,11 @@ class _Video(_Frames):
 
 class ReplaySource(Source):
     kind = "replay"
+
+    @classmethod
+    def from_config(cls, capture: CaptureConfig) -> ReplaySource:
+        r = capture.replay
+        return cls(path=r.path, loop=r.loop, times=r.times, monitor=capture.monitor, region=capture.region)
 
     def __init__(self, *, path: str, loop: bool = False, times: str = "", monitor: int = 0,
                  region: Sequence[int] = ()) -> None:

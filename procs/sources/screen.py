@@ -16,16 +16,27 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import mss
 import numpy as np
 from mss import ScreenShotError
 
-from procs.sources.base import Monitor, Source, SourceError
+from procs.sources import base
+from procs.sources.base import Monitor, Source, SourceConfigError, SourceError
+
+if TYPE_CHECKING:
+    from pipeline.config import CaptureConfig
 
 
 class ScreenSource(Source):
     kind = "screen"
+
+    @classmethod
+    def from_config(cls, capture: CaptureConfig) -> ScreenSource:
+        if base.screen_recording_allowed() is False:
+            raise SourceConfigError(base.SCREEN_RECORDING_HELP)
+        return cls(monitor=capture.monitor, region=capture.region, pixels=capture.screen_pixels)
 
     def __init__(self, *, display: str | None = None, monitor: int = 0, region: Sequence[int] = (),
                  pixels: str = "physical") -> None:

@@ -31,12 +31,15 @@ import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from procs.sources.base import Box, Label, Monitor, Source, SourceConfigError, SourceError
 from procs.sources.font import CELL_H, CELL_W, atlas
+
+if TYPE_CHECKING:
+    from pipeline.config import CaptureConfig
 
 Colour = tuple[int, int, int, int]  # B, G, R, A
 
@@ -587,6 +590,12 @@ class _Desktop:
 
 class SyntheticSource(Source):
     kind = "synthetic"
+
+    @classmethod
+    def from_config(cls, capture: CaptureConfig) -> SyntheticSource:
+        s = capture.synthetic
+        return cls(width=s.width, height=s.height, seed=s.seed, monitors=s.monitors, fps=capture.fps,
+                   monitor=capture.monitor, region=capture.region, mix=s.mix)
 
     def __init__(self, *, width: int = 1920, height: int = 1080, seed: int = 1, monitors: int = 1, fps: float = 4.0,
                  monitor: int = 0, region: Sequence[int] = (), mix: str = "desktop") -> None:

@@ -11,7 +11,7 @@
 //! Roles:
 //! * exactly one **writer** (enforced by an flock on `<name>.writer.lock`) puts
 //!   frames into slots;
-//! * any number of **holders** (at most 62; each a registered entry of the
+//! * up to `slot::MAX_HOLDERS` (56) **holders** (each a registered entry of the
 //!   header's holder table with its own bit) keep frames alive while they use
 //!   them. A holder proves it is alive by an flock on `<name>.hNN.lock`; the
 //!   kernel drops it when the process dies, so liveness never depends on pids

@@ -355,6 +355,9 @@ class ChangePolicy:
                  boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[_Change]]:
         """Fresh tiles grouped into connected changes (8-neighbour tiles): the
         tiles change after change, how many each change has, and the changes."""
+        if not fresh.any():
+            none = np.zeros(0, np.intp)
+            return none, none, none, []
         _, ys, xs, starts, union = kernels.change_groups(fresh, boxes)
         ends = starts[1:].tolist()
         changes = [_Change(ys[s:e], xs[s:e], (x0, y0, x1, y1), source=(frame, self.previous, self.tile))

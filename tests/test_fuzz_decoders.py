@@ -524,7 +524,8 @@ STATS = {"stage": "capture", "pid": 1234, "frames_in": 5, "frames_out": 4, "drop
          "terminal": {"duplicate": 2}, "rejected": {}, "proc_ms": TIMING, "since_capture_ms": TIMING,
          "cpu_percent": 1.5, "private_mb": 30.0, "applied": STATE, "forward_state": "dry_run", "extra": [1]}
 TO_STAGE: list[dict[str, Any]] = [
-    {"t": "hello", "config": "{}", "state": STATE, "incarnation": 1},
+    {"t": "hello", "config": "{}", "state": STATE, "incarnation": 1, "stage": "dedup",
+     "place": {"previous": "capture", "next": "analysis", "hop_in": 0, "hop_out": 1}},
     {"t": "state", "state": STATE},
 ]
 FROM_STAGE: list[dict[str, Any]] = [
@@ -536,7 +537,7 @@ FROM_STAGE: list[dict[str, Any]] = [
 #: The two directions' message unions (typed Any: mypy takes a Union for a value, not a type).
 TO_STAGE_SCHEMA: Any = schemas.ToStage
 FROM_STAGE_SCHEMA: Any = schemas.FromStage
-CHANNEL_KEYS = sorted({"t", "config", "state", "incarnation", "stats"} | set(STATE) | set(STATS) | set(TIMING))
+CHANNEL_KEYS = sorted({"t", "config", "state", "incarnation", "stats", "stage", "place"} | set(STATE) | set(STATS) | set(TIMING))
 
 
 def test_channel_messages_are_typed() -> None:
@@ -553,10 +554,14 @@ def test_channel_messages_are_typed() -> None:
         for msg, schema in ((TO_STAGE[0], TO_STAGE_SCHEMA), (TO_STAGE[1], TO_STAGE_SCHEMA), (FROM_STAGE[1], FROM_STAGE_SCHEMA)):
             with pytest.raises(schemas.SchemaError):
                 schemas.convert(msg | {"state": STATE | bad}, schema)
-    for bad in ({"frames_in": "abc"}, {"stage": "nonesuch"}, {"drops": {"x": "1"}}, {"proc_ms": {"p50": "1"}},
+    for bad in ({"frames_in": "abc"}, {"stage": "Not a stage"}, {"stage": "s" * 25}, {"drops": {"x": "1"}}, {"proc_ms": {"p50": "1"}},
                 {"applied": STATE | {"pressure": "bogus"}}):
         with pytest.raises(schemas.SchemaError):
             schemas.convert({"t": "stats", "stats": STATS | bad}, FROM_STAGE_SCHEMA)
+    for place in ({"previous": "capture"}, {"previous": "capture", "next": None, "hop_in": -1, "hop_out": None},
+                  {"previous": 3, "next": None, "hop_in": 0, "hop_out": None}):
+        with pytest.raises(schemas.SchemaError):
+            schemas.convert(TO_STAGE[0] | {"place": place}, TO_STAGE_SCHEMA)
     # Out-of-range versions are not a crash (the schema does not bound them).
     for version in (-1, 2**70, -(2**70), U64):
         for msg, schema in ((TO_STAGE[1], TO_STAGE_SCHEMA), (FROM_STAGE[1], FROM_STAGE_SCHEMA)):

@@ -554,8 +554,8 @@ def test_channel_messages_are_typed() -> None:
         for msg, schema in ((TO_STAGE[0], TO_STAGE_SCHEMA), (TO_STAGE[1], TO_STAGE_SCHEMA), (FROM_STAGE[1], FROM_STAGE_SCHEMA)):
             with pytest.raises(schemas.SchemaError):
                 schemas.convert(msg | {"state": STATE | bad}, schema)
-    for bad in ({"frames_in": "abc"}, {"stage": "Not a stage"}, {"stage": "s" * 25}, {"drops": {"x": "1"}}, {"proc_ms": {"p50": "1"}},
-                {"applied": STATE | {"pressure": "bogus"}}):
+    for bad in ({"frames_in": "abc"}, {"stage": "Not a stage"}, {"stage": "s" * 25}, {"drops": {"x": "1"}},
+                {"proc_ms": {"p50": "1"}}, {"applied": STATE | {"pressure": "bogus"}}):
         with pytest.raises(schemas.SchemaError):
             schemas.convert({"t": "stats", "stats": STATS | bad}, FROM_STAGE_SCHEMA)
     for place in ({"previous": "capture"}, {"previous": "capture", "next": None, "hop_in": -1, "hop_out": None},

@@ -81,8 +81,9 @@ class PauseFile(msgspec.Struct):
 # The channel (pipeline.channel): supervisor -> stage
 
 
-class Place(msgspec.Struct):
-    """A stage's place in the pipeline (pipeline.stages.Place)."""
+class Place(msgspec.Struct, frozen=True):
+    """A stage's place in the stage table (pipeline.stages), as its process
+    is told at its start; hop_in and hop_out index the ring's hop queues."""
 
     previous: StageName | None
     next: StageName | None

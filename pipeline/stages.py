@@ -29,6 +29,7 @@ from typing import Any
 
 import jarvis_rust_core as jrc
 from pipeline import protocol
+from pipeline.schemas import Place
 
 ENV_RUNTIME = "JARVIS_RUNTIME"  # pipeline.runtime.to_env
 ENV_VERSIONS = "JARVIS_EXPECT_VERSIONS"  # JSON: versions the supervisor runs with
@@ -58,16 +59,6 @@ class StageSpec:
     cls: str  # its procs.stage.Stage subclass
     #: Environment variables only this stage receives (secrets: the others never see them).
     private_env: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Place:
-    """A stage's place in the table, as its process is told at its start."""
-
-    previous: str | None
-    next: str | None
-    hop_in: int | None  # index of the hop from `previous` (ring queue and credit)
-    hop_out: int | None
 
 
 class Topology:

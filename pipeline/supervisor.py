@@ -394,7 +394,7 @@ class Supervisor:
         st.channel = channel
         # Queued in the socket before the stage reads it: the stage has its
         # configuration and control state before it handles any frame.
-        self._send(st, schemas.Hello(self._config_json, self.state, st.incarnation, st.name, schemas.Place(**vars(place))))
+        self._send(st, schemas.Hello(self._config_json, self.state, st.incarnation, st.name, place))
         st.state = "starting"
         st.started_at = st.last_heard = time.monotonic()
         st.heartbeating = False

@@ -98,7 +98,7 @@ class Stage:
 
     def __init__(
         self, rt: Runtime, cfg: config_mod.Config, incarnation: int, channel: Channel | None,
-        state: ControlState | None, *, name: str, place: stages.Place,
+        state: ControlState | None, *, name: str, place: schemas.Place,
         wake_in: int | None = None, wake_out: int | None = None,
     ) -> None:
         self.rt, self.cfg, self.incarnation = rt, cfg, incarnation
@@ -555,7 +555,7 @@ def main(stage_class: type[Stage]) -> None:
     except (ChannelClosed, schemas.SchemaError, config_mod.ConfigError) as exc:
         print(f"{who}: no usable start handshake from the supervisor: {exc}", file=sys.stderr)
         sys.exit(stages.EXIT_REFUSED)
-    place = stages.Place(hello.place.previous, hello.place.next, hello.place.hop_in, hello.place.hop_out)
+    place = hello.place
     wakes: dict[str, int] = {}
     for key, env, hop in (("wake_in", stages.ENV_WAKE_IN_FD, place.hop_in),
                           ("wake_out", stages.ENV_WAKE_OUT_FD, place.hop_out)):

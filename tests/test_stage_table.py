@@ -16,7 +16,8 @@ from relay_stage import TOPOLOGY as FIVE
 
 import jarvis_rust_core as jrc
 from pipeline import protocol, stages
-from pipeline.stages import PIPELINE, Place, StageSpec, Topology
+from pipeline.schemas import Place
+from pipeline.stages import PIPELINE, StageSpec, Topology
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

@@ -25,14 +25,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psutil
 
 import jarvis_rust_core
+from pipeline import commands, control, stages
 from pipeline import config as config_mod
-from pipeline import control, stages
 from pipeline.runtime import PrivateLogHandler, Runtime, RuntimeDirError, open_private_log
+from pipeline.schemas import StageState
 
 EXIT_USAGE, EXIT_CONFIG, EXIT_RUNNING, EXIT_NOT_RUNNING = 2, 78, 3, 4
+#: How long `restart` follows a stage through its drain and start.
+RESTART_WAIT_S = 180.0
+FAILED, RUNNING, STOPPING = StageState.FAILED, StageState.RUNNING, StageState.STOPPING
 
 
 def _version() -> str:
@@ -72,10 +77,11 @@ def _parser(topology: stages.Topology) -> argparse.ArgumentParser:
     up.add_argument("--paused", action="store_true",
                     help="start paused: nothing leaves the machine until `resume` (a pause also survives restarts)")
     up.add_argument("--supervise", action="store_true", help=argparse.SUPPRESS)  # the detached supervisor itself
-    verb("down", "stop the pipeline and remove its files")
-    st = verb("status", "state of each stage")
-    st.add_argument("--json", action="store_true", help="machine-readable output")
-    rs = verb("restart", "drain and restart one stage")
+    # The supervisor's commands: their help is the command table's (pipeline.commands).
+    verb("down", commands.BY_NAME["down"].help)
+    st = verb("status", commands.BY_NAME["status"].help)
+    st.add_argument("--json", action="store_true", help="machine-readable output (the status result's schema)")
+    rs = verb("restart", commands.BY_NAME["restart"].help)
     rs.add_argument("stage", choices=topology.names, help="the stage to restart")
     lg = verb("logs", "show stage logs")
     lg.add_argument("stage", nargs="?", choices=(*topology.names, "supervisor"), help="only this one's log (default: all)")
@@ -84,8 +90,8 @@ def _parser(topology: stages.Topology) -> argparse.ArgumentParser:
     tp = verb("tap", "print events as JSON lines")
     tp.add_argument("topics", nargs="*", help="topic prefixes, e.g. frame. insight (default: all)")
     tp.add_argument("--count", type=int, default=0, help="stop after this many events")
-    verb("pause", "stop everything leaving the machine")
-    verb("resume", "let forwarding go on")
+    verb("pause", commands.BY_NAME["pause"].help)
+    verb("resume", commands.BY_NAME["resume"].help)
     dr = verb("doctor", "check what the pipeline needs")
     dr.add_argument("-c", "--config", help="check with this TOML configuration file (default: the defaults)")
     demo = verb("demo", "hand frames between two processes through the ring")
@@ -125,12 +131,10 @@ def main(argv: list[str] | None = None, topology: stages.Topology = stages.PIPEL
         if args.verb == "down":
             return cmd_down(rt)
         if args.verb == "restart":
-            control.request(rt, "restart", timeout_s=60, stage=args.stage)
-            print(f"{args.stage} restarted")
-            return 0
+            return cmd_restart(rt, args.stage)
         if args.verb in ("pause", "resume"):
             try:
-                paused = control.request(rt, args.verb)["paused"]
+                paused = control.request(rt, args.verb).paused
             except control.NotRunning:
                 from pipeline import supervisor as sup
 
@@ -165,7 +169,7 @@ def cmd_up(args: argparse.Namespace, topology: stages.Topology = stages.PIPELINE
     if args.instance:
         cfg = dataclasses.replace(cfg, instance=config_mod.InstanceConfig(args.instance))
     if args.live or cfg.forward.mode == "live":
-        from procs.claude_key import ApiKeyError, api_key
+        from pipeline.api_key import ApiKeyError, api_key
 
         try:
             key = api_key(os.environ, cfg.forward.api_key_file)
@@ -235,14 +239,14 @@ def _detach(rt: Runtime, args: argparse.Namespace) -> int:
                 status = None
             # Up once every stage's main loop runs (it heartbeats), or it failed:
             # a stage crashing during its start is reported, not taken for up.
-            if status and all(st["state"] == "failed" or st["state"] == "running" and st["heartbeat_age_s"] is not None
-                              for st in status["stages"]):
-                failed = [st["name"] for st in status["stages"] if st["state"] == "failed"]
+            if status and all(st.state is FAILED or st.state is RUNNING and st.heartbeat_age_s is not None
+                              for st in status.stages):
+                failed = [st.name for st in status.stages if st.state is FAILED]
                 if failed:
-                    _report_failed(rt, failed, len(failed) == len(status["stages"]))
+                    _report_failed(rt, failed, len(failed) == len(status.stages))
                     return 1
-                paused = ", PAUSED" if status["paused"] else ""
-                print(f"jarvis-pipeline {rt.instance}: up (pid {proc.pid}, source {status['source']}{paused})")
+                paused = ", PAUSED" if status.paused else ""
+                print(f"jarvis-pipeline {rt.instance}: up (pid {proc.pid}, source {status.source}{paused})")
                 return 0
         time.sleep(0.1)
     print(f"jarvis-pipeline: the supervisor did not come up within 60 s; see {log_path}", file=sys.stderr)
@@ -265,16 +269,16 @@ def _report_failed(rt: Runtime, failed: list[str], stop: bool) -> None:
 
 
 def _live_status(s: Any) -> None:
-    st = s.status()
+    st: commands.StatusResult = s.cmd_status(None)
     lines = [
-        f"jarvis-pipeline {st['instance']}  source {st['source']}  forward {_forward_state(st)}"
-        f"{'  PAUSED' if st['paused'] else ''}  memory {st['memory']['level']} "
-        f"({st['memory']['used_mb']:.0f}/{st['memory']['budget_mb']:.0f} MB)   Ctrl-C stops",
+        f"jarvis-pipeline {st.instance}  source {st.source}  forward {_forward_state(st)}"
+        f"{'  PAUSED' if st.paused else ''}  memory {st.memory.level} "
+        f"({st.memory.used_mb:.0f}/{st.memory.budget_mb:.0f} MB)   Ctrl-C stops",
         "",
-        _table(st["stages"]),
+        _table(st.stages),
         "",
-        "counters: " + "  ".join(f"{k} {v}" for k, v in st["counters"].items() if v),
-        *(f"ERROR: {e}" for e in st["errors"]),
+        "counters: " + "  ".join(f"{k} {v}" for k, v in st.counters.items() if v),
+        *(f"ERROR: {e}" for e in st.errors),
     ]
     sys.stdout.write("\x1b[H\x1b[2J" + "\n".join(lines) + "\n")
     sys.stdout.flush()
@@ -283,56 +287,76 @@ def _live_status(s: Any) -> None:
 # ---------------------------------------------------------------------- status
 
 
-def _table(stages: list[dict[str, Any]]) -> str:
+def _table(stages: list[commands.StageStatus]) -> str:
     head = ("STAGE", "STATE", "PID", "UPTIME", "RESTARTS", "HEARTBEAT", "CPU%", "PSS MB", "FPS", "IN", "OUT", "DROPS",
             "P95 MS", "LATENCY P95")
     rows = [head]
     for s in stages:
-        drops = sum(s["drops"].values())
         rows.append(
             (
-                s["name"],
-                s["state"],
-                str(s["pid"] or "-"),
-                f"{s['uptime_s']:.0f}s",
-                str(s["restarts"]),
-                "-" if s["heartbeat_age_s"] is None else f"{s['heartbeat_age_s']:.1f}s ago",
-                f"{s['cpu_percent']:.1f}",
-                f"{s['pss_mb']:.1f}",
-                "-" if s["fps"] is None else f"{s['fps']:.1f}",
-                str(s["frames_in"]),
-                str(s["frames_out"]),
-                str(drops),
-                "-" if s["p95_ms"] is None else f"{s['p95_ms']:.2f}",
-                "-" if s["latency_p95_ms"] is None else f"{s['latency_p95_ms']:.1f} ms",
+                s.name,
+                s.state.value,
+                str(s.pid or "-"),
+                f"{s.uptime_s:.0f}s",
+                str(s.restarts),
+                "-" if s.heartbeat_age_s is None else f"{s.heartbeat_age_s:.1f}s ago",
+                f"{s.cpu_percent:.1f}",
+                f"{s.pss_mb:.1f}",
+                "-" if s.fps is None else f"{s.fps:.1f}",
+                str(s.frames_in),
+                str(s.frames_out),
+                str(sum(s.drops.values())),
+                "-" if s.p95_ms is None else f"{s.p95_ms:.2f}",
+                "-" if s.latency_p95_ms is None else f"{s.latency_p95_ms:.1f} ms",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
 
-def _forward_state(st: dict[str, Any]) -> str:
+def _forward_state(st: commands.StatusResult) -> str:
     """What forward reports about itself (dry-run, live, or why it stopped),
     else the configured mode (forward has not reported yet)."""
-    cost = st.get("forward_cost_usd")
-    return str(st.get("forward_state") or st["forward_mode"]) + (f", ${cost:.4f} spent" if cost else "")
+    cost = st.forward_cost_usd
+    return (st.forward_state or st.forward_mode) + (f", ${cost:.4f} spent" if cost else "")
 
 
 def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
-    st = control.request(rt, "status")
-    problems = [*st["errors"], *(f"{s['name']} has failed: it is not restarted again" for s in st["stages"]
-                                 if s["state"] == "failed"),
-                *(f"{s['name']} is hung (no heartbeat for {s['heartbeat_age_s']} s): it is being replaced"
-                  for s in st["stages"] if s.get("hung"))]
+    st: commands.StatusResult = control.request(rt, "status")
+    problems = [*st.errors, *(f"{s.name} has failed: it is not restarted again" for s in st.stages if s.state is FAILED),
+                *(f"{s.name} is hung (no heartbeat for {s.heartbeat_age_s} s): it is being replaced"
+                  for s in st.stages if s.hung)]
     if args.json:
-        print(json.dumps(st, indent=1))  # the control reply's result, as its schema defines it
+        print(json.dumps(msgspec.to_builtins(st), indent=1))  # the status result, as its schema defines it
         return 1 if problems else 0
-    print(f"instance {st['instance']} (pid {st['pid']}, up {st['uptime_s']:.0f}s), source {st['source']}, "
-          f"forward {_forward_state(st)}{', PAUSED' if st['paused'] else ''}, memory {st['memory']['level']}")
-    print(_table(st["stages"]))
+    print(f"instance {st.instance} (pid {st.pid}, up {st.uptime_s:.0f}s), source {st.source}, "
+          f"forward {_forward_state(st)}{', PAUSED' if st.paused else ''}, memory {st.memory.level}")
+    print(_table(st.stages))
     for problem in problems:
         print(f"ERROR: {problem}")
     return 1 if problems else 0
+
+
+def cmd_restart(rt: Runtime, stage: str) -> int:
+    """Asks for the restart (the supervisor answers at once), then follows the
+    stage through its drain until its next incarnation runs."""
+    started: commands.RestartResult = control.request(rt, "restart", stage=stage)
+    if started.state is STOPPING:
+        print(f"{stage}: draining (incarnation {started.incarnation})", flush=True)
+    deadline = time.monotonic() + RESTART_WAIT_S
+    while time.monotonic() < deadline:
+        row = next(s for s in control.request(rt, "status").stages if s.name == stage)
+        if row.incarnation > started.incarnation and row.state is RUNNING:
+            print(f"{stage} restarted (pid {row.pid})")
+            return 0
+        if row.state is FAILED:
+            print(f"jarvis-pipeline: {stage} did not come back: it has failed (see `jarvis-pipeline logs {stage}`)",
+                  file=sys.stderr)
+            return 1
+        time.sleep(0.1)
+    print(f"jarvis-pipeline: {stage} is not running again after {RESTART_WAIT_S:.0f} s; see `jarvis-pipeline status`",
+          file=sys.stderr)
+    return 1
 
 
 def cmd_down(rt: Runtime) -> int:
@@ -440,7 +464,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     """Each thing the pipeline needs, ok or NO with what to do; exits 1 only
     when the pipeline could not run as configured (a missing key is no
     failure: it runs dry)."""
-    from procs.sources.base import display_usable
+    from pipeline import supervisor as sup
 
     checks: list[tuple[str, bool, str]] = []
     hard = {"core", "config", "runtime dir", "shared memory"}
@@ -454,7 +478,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except config_mod.ConfigError as exc:
         cfg = None
         checks.append(("config", False, str(exc)))
-    usable, why = display_usable()
+    try:  # what `up` would find with capture.source = "auto" (secrets stay out of the probe's environment)
+        known = cfg or config_mod.Config()
+        auto = dataclasses.replace(known, capture=dataclasses.replace(known.capture, source="auto"))
+        found = sup.probe_source(auto, {k: v for k, v in os.environ.items() if k not in stages.PIPELINE.private_env})
+        usable, why = found.kind == "screen", found.why
+    except sup.StartError as exc:
+        usable, why = False, str(exc)
     if cfg is not None and cfg.capture.source == "screen":
         hard.add("display")  # nothing to fall back to
         checks.append(("display", usable, why))
@@ -492,7 +522,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def _doctor_key(cfg: config_mod.Config) -> tuple[str, bool, str]:
-    from procs.claude_key import ApiKeyError, api_key
+    from pipeline.api_key import ApiKeyError, api_key
 
     try:
         key = api_key(os.environ, cfg.forward.api_key_file)
@@ -505,7 +535,7 @@ def _doctor_key(cfg: config_mod.Config) -> tuple[str, bool, str]:
 
 
 def _doctor_endpoint(cfg: config_mod.Config) -> tuple[str, bool, str]:
-    from procs.claude_key import ApiKeyError, endpoint
+    from pipeline.api_key import ApiKeyError, endpoint
 
     try:
         url, where = endpoint(os.environ, cfg.forward.base_url)

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 import zmq
 
-from pipeline import schemas
+from pipeline import commands, schemas
 from pipeline.runtime import Runtime
 
 
@@ -20,7 +20,20 @@ class ControlError(RuntimeError):
 
 
 def request(rt: Runtime, cmd: str, timeout_s: float = 10.0, **args: Any) -> Any:
-    """Sends one command and returns its result."""
+    """Sends one command (pipeline.commands) and returns its result, an
+    instance of the command's result schema."""
+    command = commands.command(cmd)
+    raw = request_raw(rt, cmd, timeout_s, **args)
+    try:
+        return commands.result(command, raw)
+    except schemas.SchemaError as exc:
+        raise ControlError(f"the supervisor of {rt.instance!r} answered {cmd!r} with a result of another schema: "
+                           f"{exc}") from None
+
+
+def request_raw(rt: Runtime, cmd: str, timeout_s: float = 10.0, **args: Any) -> Any:
+    """Sends one command and returns its result as decoded, unchecked: for
+    tools that talk to supervisors of other releases (the benchmarks)."""
     if rt.owner_pid() is None:
         raise NotRunning(f"jarvis-pipeline instance {rt.instance!r} is not running (start it with: jarvis-pipeline up -d)")
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()

@@ -1,7 +1,10 @@
-"""Typed schemas of everything a process reads from a socket: the channel
-between the supervisor and each stage, control requests and replies, and the
-event bodies. Each is a msgspec Struct encoded as the same msgpack map as
-before, so taps and the C consumer see no change.
+"""Typed schemas of what a process reads from a socket or a file: the
+channel between the supervisor and each stage, the control envelope, the
+stage stats and the report tool; the event bodies are in pipeline.events,
+the control commands' replies in pipeline.commands. Each is a msgspec
+Struct encoded as a plain msgpack map, so taps and the C consumer need no
+library of ours. A field's description (`doc`) is its documentation:
+docs/events.md is generated from these classes.
 
 The hand-off message (FrameRef) is validated by pipeline.protocol's decoder,
 which has a Rust fast path for it; every other reader validates here. A
@@ -11,13 +14,25 @@ no message may take a process down.
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
-
-from pipeline import protocol
+import msgspec.inspect as mi
 
 PressureLevel = Literal["low", "medium", "high", "critical"]
+
+
+class StageState(enum.Enum):
+    """Where a stage is in its life (pipeline.watcher holds the transitions)."""
+
+    STARTING = "starting"  # its process runs; not yet attached to the ring
+    RUNNING = "running"
+    STOPPING = "stopping"  # told to stop (SIGTERM), draining; SIGKILL at its deadline
+    BACKOFF = "backoff"  # crashed; started again when its back-off ends
+    FAILED = "failed"  # crashed too often: left down until restarted by command
+    STOPPED = "stopped"
+
 PRESSURE_LEVELS: tuple[str, ...] = ("low", "medium", "high", "critical")
 #: A stage of the table (pipeline.stages; whether it is one of the running pipeline is checked where it matters).
 StageName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,23}$")]
@@ -25,6 +40,11 @@ StageName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_]{0,23}$")]
 NonNegInt = Annotated[int, msgspec.Meta(ge=0)]
 Megabytes = Annotated[float, msgspec.Meta(ge=0, le=2**30)]  # finite: NaN and inf fail the bounds
 T = TypeVar("T")
+
+
+def doc(text: str) -> msgspec.Meta:
+    """A field's description: its documentation, generated from here."""
+    return msgspec.Meta(description=text)
 
 
 class SchemaError(ValueError):
@@ -63,9 +83,9 @@ class ControlState(msgspec.Struct, frozen=True):
     """What the supervisor steers. `version` grows with every change, so a
     stage's acknowledgement says which state it applies."""
 
-    paused: bool = False
-    pressure: PressureLevel = "low"
-    version: NonNegInt = 0
+    paused: Annotated[bool, doc("nothing leaves the machine")] = False
+    pressure: Annotated[PressureLevel, doc("the memory governor's level")] = "low"
+    version: Annotated[NonNegInt, doc("grows with every change")] = 0
 
     def same_as(self, other: ControlState) -> bool:
         return (self.paused, self.pressure) == (other.paused, other.pressure)
@@ -75,6 +95,30 @@ class PauseFile(msgspec.Struct):
     """<data dir>/control.json: the pause, kept across restarts of the supervisor."""
 
     paused: bool
+
+
+# --------------------------------------------------------------------------
+# The capture source the supervisor sizes the ring for (procs.sources.probe)
+
+
+class MonitorInfo(msgspec.Struct):
+    """A monitor a capture source captures (procs.sources.base.Monitor)."""
+
+    index: Annotated[int, doc("1-based")]
+    left: Annotated[int, doc("x of its top-left corner in the source's coordinates, pixels")]
+    top: Annotated[int, doc("y of its top-left corner, pixels")]
+    width: Annotated[int, msgspec.Meta(ge=1, le=1 << 16, description="pixels")]
+    height: Annotated[int, msgspec.Meta(ge=1, le=1 << 16, description="pixels")]
+    scale: Annotated[int, msgspec.Meta(ge=1, le=8, description="pixels per point (macOS Retina: 2)")]
+
+
+class SourceProbe(msgspec.Struct):
+    """What `python -m procs.sources.probe` finds: the source the
+    configuration gets ("auto" resolved) and its monitors."""
+
+    kind: Annotated[str, doc("the registered source")]
+    why: Annotated[str, doc("why that one (auto: what was found of the display)")]
+    monitors: Annotated[list[MonitorInfo], msgspec.Meta(min_length=1, max_length=64, description="its monitors")]
 
 
 # --------------------------------------------------------------------------
@@ -122,29 +166,38 @@ class Applied(msgspec.Struct, tag="applied", tag_field="t"):
 
 
 class Timing(msgspec.Struct):
-    p50: float | None = None
-    p95: float | None = None
-    p99: float | None = None
+    """Milliseconds; null before the first frame."""
+
+    p50: Annotated[float, doc("median")] | None = None
+    p95: Annotated[float, doc("95th percentile")] | None = None
+    p99: Annotated[float, doc("99th percentile")] | None = None
 
 
-class StageStats(msgspec.Struct):
-    """What the supervisor keeps of a stage's stats (the stats.<stage> event
-    body carries more; unknown fields are ignored here)."""
+class StageStats(msgspec.Struct, kw_only=True):
+    """A stage's counters and timings, once per supervisor.stats_interval_s:
+    the body of its stats.<stage> event and of its Stats message to the
+    supervisor. A stage with more to say extends it (procs.stage.Stage.Stats);
+    readers that know only these fields ignore the others."""
 
-    stage: StageName
-    pid: int
-    frames_in: NonNegInt = 0
-    frames_out: NonNegInt = 0
-    drops: dict[str, int] = {}
-    terminal: dict[str, int] = {}
-    rejected: dict[str, int] = {}
-    proc_ms: Timing = msgspec.field(default_factory=Timing)
-    since_capture_ms: Timing = msgspec.field(default_factory=Timing)
-    cpu_percent: float | None = None
-    private_mb: Megabytes | None = None  # pipeline.usage.private_mb
-    applied: ControlState | None = None
-    forward_state: str | None = None
-    cost_usd: Annotated[float, msgspec.Meta(ge=0, le=1e12)] | None = None  # forward only: spent since it started
+    stage: Annotated[StageName, doc("the publishing stage")]
+    pid: Annotated[int, doc("its process id")]
+    frames_in: Annotated[NonNegInt, doc("frames received")] = 0
+    frames_out: Annotated[NonNegInt, doc("frames passed on")] = 0
+    drops: Annotated[dict[str, int], doc("{reason: count} of the frames it dropped")] = {}
+    terminal: Annotated[dict[str, int], doc("{state: count} of the terminal states decided here")] = {}
+    rejected: Annotated[dict[str, int], doc("{kind: count} of the bad messages it refused")] = {}
+    proc_ms: Annotated[Timing, doc("per-frame processing time over its last 512 frames")] = \
+        msgspec.field(default_factory=Timing)
+    since_capture_ms: Annotated[Timing, doc("from capture to arrival here, its last 512 frames")] = \
+        msgspec.field(default_factory=Timing)
+    cpu_percent: Annotated[float, doc("% of one core, sampled every supervisor.sample_interval_s")] | None = None
+    private_mb: Annotated[Megabytes, doc("memory only this stage holds, MB (pipeline/usage.py), sampled with the "
+                                         "CPU")] | None = None
+    applied: Annotated[ControlState, doc("the control state it applies")] | None = None
+    forward_state: Annotated[str, doc("forward only: what its sender is doing (dry_run, live, failing: why, "
+                                      "stopped: why)")] | None = None
+    cost_usd: Annotated[float, msgspec.Meta(ge=0, le=1e12, description="forward only: USD spent since it "
+                                            "started, at forward.price")] | None = None
 
 
 class Stats(msgspec.Struct, tag="stats", tag_field="t"):
@@ -171,11 +224,16 @@ def from_stage(obj: Any) -> Heartbeat | Applied | Stats:
 
 
 class Request(msgspec.Struct):
+    """A control request: a command of pipeline.commands and its arguments."""
+
     cmd: str
     stage: str | None = None
 
 
 class Reply(msgspec.Struct, omit_defaults=True):
+    """A control reply: ok and the command's result (its reply schema in
+    pipeline.commands), or not ok and an error for people."""
+
     ok: bool
     result: Any = None
     error: str | None = None
@@ -186,69 +244,7 @@ MAX_REQUEST_BYTES = 4096
 
 
 # --------------------------------------------------------------------------
-# Event bodies. Fields other than those named are allowed (a newer minor
-# version may add some); those named must have these types.
-
-
-class RefBody(msgspec.Struct):
-    ring_gen: int
-    slot: int
-    seq: int
-    epoch: int
-    monitor: int
-    w: int
-    h: int
-    stride: int
-    fmt: Literal["BGRA", "RGB", "GRAY"]
-    t_mono_ns: int
-    t_wall_ns: int
-
-
-class FrameEvent(msgspec.Struct):
-    ref: RefBody
-    stage: str
-
-
-class FrameChanged(FrameEvent):
-    changed_ratio: float
-    regions: list[list[int]]
-    keepalive: bool
-
-
-class FrameDropped(FrameEvent):
-    reason: str
-
-
-class FrameDuplicate(FrameEvent):
-    of_seq: int
-
-
-class FrameUnchanged(FrameEvent):
-    changed_ratio: float
-    why: str
-
-
-class ForwardRefs(msgspec.Struct):
-    refs: list[dict[str, Any]]
-    request_id: str
-
-
-class ForwardSent(ForwardRefs):
-    attempts: int
-    latency_ms: float
-
-
-class ForwardDryRun(ForwardRefs):
-    path: str
-
-
-class ForwardError(msgspec.Struct):
-    error: str
-    kind: str
-    stopped: bool
-    request_id: str | None = None
-    attempt: int | None = None
-    retry_in_s: float | None = None
+# The report tool (forward asks Claude to answer through it)
 
 
 ItemKind = Literal["error", "warning", "question", "reminder", "progress", "other"]
@@ -276,7 +272,7 @@ class ReportItem(msgspec.Struct, forbid_unknown_fields=True):
 
 class Report(msgspec.Struct, forbid_unknown_fields=True):
     """What Claude answers about a batch of screenshots, through the `report`
-    tool (procs.claude_request): the only description of that tool's input."""
+    tool (procs.forward.request): the only description of that tool's input."""
 
     attention_needed: Annotated[bool, msgspec.Meta(
         description="true when something on the screen needs the person now (an error, a question waiting "
@@ -286,110 +282,109 @@ class Report(msgspec.Struct, forbid_unknown_fields=True):
         max_length=20, description="each thing worth the person's attention; empty when there is none")] = []
 
 
-class Insight(msgspec.Struct):
-    text: str
-    model: str
-    refs: list[dict[str, Any]]
-    usage: dict[str, int]
-    attention_needed: bool
-    summary: str
-    items: list[ReportItem]
+# --------------------------------------------------------------------------
+# Schemas as documentation, and as the test of what is really sent
 
 
-class StageEvent(msgspec.Struct):
-    stage: str
+def type_text(t: mi.Type) -> str:
+    """A field's type, as the documentation shows it."""
+    if isinstance(t, mi.Metadata):
+        return type_text(t.type)
+    if isinstance(t, mi.UnionType):
+        parts = [type_text(u) for u in t.types if not isinstance(u, mi.NoneType)]
+        return " | ".join(parts) + (" | null" if len(parts) < len(t.types) else "")
+    if isinstance(t, (mi.ListType, mi.TupleType, mi.VarTupleType, mi.SetType, mi.FrozenSetType)):
+        item = t.item_types[0] if isinstance(t, mi.TupleType) else t.item_type
+        return f"[{type_text(item)}]"
+    if isinstance(t, mi.DictType):
+        return f"{{{type_text(t.key_type)}: {type_text(t.value_type)}}}"
+    if isinstance(t, mi.StructType):
+        return t.cls.__name__
+    if isinstance(t, mi.EnumType):
+        return " | ".join(str(m.value) for m in t.cls)
+    if isinstance(t, mi.LiteralType):
+        return " | ".join(map(str, t.values))
+    return {mi.IntType: "int", mi.FloatType: "float", mi.StrType: "str", mi.BoolType: "bool",
+            mi.NoneType: "null", mi.AnyType: "any"}.get(type(t), type(t).__name__)
 
 
-class StageStarted(StageEvent):
-    pid: int
-    incarnation: int
+def description(t: mi.Type) -> str:
+    if isinstance(t, mi.Metadata):
+        return str((t.extra_json_schema or {}).get("description", "")) or description(t.type)
+    if isinstance(t, mi.UnionType):
+        return next(filter(None, map(description, t.types)), "")
+    return ""
 
 
-class StageStopped(StageEvent):
-    pid: int
-    exit: int | None
+def fields_markdown(schema: type[msgspec.Struct]) -> list[str]:
+    """One markdown line per field of `schema`: name, type, optional, description."""
+    info = mi.type_info(schema)
+    assert isinstance(info, mi.StructType)
+    # In the order written, a base class's fields first (msgspec puts keyword-only ones last).
+    written = list(dict.fromkeys(n for c in reversed(schema.__mro__) for n in vars(c).get("__annotations__", {})))
+    fields = sorted(info.fields, key=lambda f: written.index(f.name) if f.name in written else len(written))
+    return [f"- `{f.encode_name}` ({type_text(f.type)}{'' if f.required else ', optional'})"
+            + (f": {d}" if (d := description(f.type)) else "") for f in fields]
 
 
-class StageCrashed(StageStopped):
-    reclaimed: int
+def struct_markdown(schema: type[msgspec.Struct]) -> list[str]:
+    """A Struct type used by a documented one: heading, docstring, fields."""
+    out = [f"### {schema.__name__}", ""]
+    if schema.__doc__ and not schema.__doc__.startswith(f"{schema.__name__}("):  # msgspec's default is the signature
+        out += [" ".join(schema.__doc__.split()), ""]
+    return out + [*fields_markdown(schema), ""]
 
 
-class StageHung(StageEvent):
-    pid: int
-    silent_s: float
+def nested_structs(schema: type[msgspec.Struct]) -> list[type[msgspec.Struct]]:
+    """The Struct types `schema`'s fields use, at any depth, first seen first."""
+    found: list[type[msgspec.Struct]] = []
+
+    def walk(t: mi.Type) -> None:
+        if isinstance(t, mi.Metadata):
+            walk(t.type)
+        elif isinstance(t, mi.UnionType):
+            for u in t.types:
+                walk(u)
+        elif isinstance(t, (mi.ListType, mi.VarTupleType, mi.SetType, mi.FrozenSetType)):
+            walk(t.item_type)
+        elif isinstance(t, mi.DictType):
+            walk(t.value_type)
+        elif isinstance(t, mi.StructType) and t.cls not in found:
+            found.append(t.cls)
+            for f in t.fields:
+                walk(f.type)
+
+    info = mi.type_info(schema)
+    assert isinstance(info, mi.StructType)
+    for f in info.fields:
+        walk(f.type)
+    return found
 
 
-class StageRestarted(StageEvent):
-    pid: int
-    restarts: int
-    down_ms: float
+def undeclared(obj: Any, schema: Any) -> list[str]:
+    """Keys of `obj` (decoded msgpack) that `schema` does not declare, at any
+    depth, as dotted paths. Readers ignore such keys (a newer minor version may
+    add some); the tests hold every message sent to its schema with this, so a
+    field added without its documentation fails them."""
+    return _undeclared(obj, mi.type_info(schema), "")
 
 
-class StageFailed(StageEvent):
-    restarts: int
-    period_s: float
-
-
-class StatsEvent(msgspec.Struct):
-    stage: str
-
-
-class MemoryPressure(msgspec.Struct):
-    level: PressureLevel
-    used_mb: float
-    budget_mb: float
-    actions: list[str]
-
-
-class GeometryChanged(msgspec.Struct):
-    monitors: list[dict[str, Any]]
-
-
-class CaptureOversize(msgspec.Struct):
-    monitor: int
-    width: int
-    height: int
-    max_width: int
-    max_height: int
-    action: str
-
-
-class Empty(msgspec.Struct):
-    pass
-
-
-EVENT_BODIES: dict[str, type[msgspec.Struct]] = {
-    "frame.captured": FrameEvent,
-    "frame.duplicate": FrameDuplicate,
-    "frame.unchanged": FrameUnchanged,
-    "frame.changed": FrameChanged,
-    "frame.dropped": FrameDropped,
-    "forward.sent": ForwardSent,
-    "forward.dry_run": ForwardDryRun,
-    "forward.error": ForwardError,
-    "insight": Insight,
-    "stage.started": StageStarted,
-    "stage.stopped": StageStopped,
-    "stage.crashed": StageCrashed,
-    "stage.hung": StageHung,
-    "stage.restarted": StageRestarted,
-    "stage.failed": StageFailed,
-    "memory.pressure": MemoryPressure,
-    "capture.geometry_changed": GeometryChanged,
-    "capture.oversize": CaptureOversize,
-    "control.paused": Empty,
-    "control.resumed": Empty,
-}
-
-
-def event_body_schema(topic: str) -> type[msgspec.Struct]:
-    if topic.startswith("stats."):
-        return StatsEvent
-    return EVENT_BODIES[topic]
-
-
-def check_event(topic: str, body: Any) -> None:
-    """SchemaError unless `body` is a valid body of `topic`."""
-    if not protocol.topic_known(topic):
-        raise SchemaError(f"unknown topic {topic!r}")
-    convert(body, event_body_schema(topic))
+def _undeclared(obj: Any, t: mi.Type, path: str) -> list[str]:
+    if isinstance(t, mi.Metadata):
+        return _undeclared(obj, t.type, path)
+    if isinstance(t, mi.UnionType):
+        fits = [u for u in t.types if isinstance(obj, dict) and isinstance(u, (mi.StructType, mi.DictType, mi.Metadata))
+                or isinstance(obj, list) and isinstance(u, (mi.ListType, mi.VarTupleType, mi.Metadata))]
+        return _undeclared(obj, fits[0], path) if fits else []
+    if isinstance(t, mi.StructType) and isinstance(obj, dict):
+        fields = {f.encode_name: f for f in t.fields}
+        out = [f"{path}{k}" for k in obj if k not in fields and k != t.tag_field]
+        for name, f in fields.items():
+            if name in obj:
+                out += _undeclared(obj[name], f.type, f"{path}{name}.")
+        return out
+    if isinstance(t, (mi.ListType, mi.VarTupleType)) and isinstance(obj, list):
+        return [p for i, item in enumerate(obj) for p in _undeclared(item, t.item_type, f"{path}{i}.")]
+    if isinstance(t, mi.DictType) and isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in _undeclared(v, t.value_type, f"{path}{k}.")]
+    return []

@@ -31,7 +31,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +41,16 @@ import setproctitle
 import zmq
 
 import jarvis_rust_core as jrc
+from pipeline import commands, events, handoff, protocol, runtime, schemas, stages, usage
 from pipeline import config as config_mod
-from pipeline import handoff, protocol, runtime, schemas, stages, usage
 from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import InstanceLock, Runtime
-from pipeline.schemas import PRESSURE_LEVELS, ControlState
+from pipeline.schemas import PRESSURE_LEVELS, ControlState, StageState
+from pipeline.watcher import StageWatcher
 
 log = logging.getLogger("jarvis.supervisor")
+ROOT = Path(__file__).resolve().parents[1]
 
-#: A starting stage must send its first heartbeat within this (imports on a busy machine are slow).
-START_TIMEOUT_S = 60.0
 #: How long a stage may take to acknowledge a control state before status calls it a mismatch.
 STATE_ACK_GRACE_S = 2.0
 PRESSURE_ACTIONS = {
@@ -69,54 +69,39 @@ class StartError(RuntimeError):
     """The pipeline cannot start as configured; the message says why."""
 
 
-@dataclass
-class StageProc:
-    name: str
-    state: str = "stopped"  # starting, running, stopping, backoff, failed, stopped
-    popen: subprocess.Popen[bytes] | None = None
-    incarnation: int = 0
-    restarts: int = 0
-    started_at: float = 0.0
-    down_since: float = 0.0
-    next_start: float = 0.0
-    commanded: bool = False
-    restart_after_stop: bool = False
-    crash_times: collections.deque[float] = field(default_factory=collections.deque)
-    channel: Channel | None = None
-    last_heard: float = 0.0  # monotonic time of its last message
-    heartbeating: bool = False  # its main loop has run
-    applied: ControlState | None = None  # the control state it says it applies
-    stats: schemas.StageStats | None = None
-    stats_at: float = 0.0
-    fps: float = 0.0
-    fps_mark: tuple[float, int] = (0.0, 0)
-    cpu_percent: float = 0.0
-    pss: tuple[float, float] = (-1e9, 0.0)  # (when read, MB): read for status, at most once a sample interval
-    psproc: psutil.Process | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self.popen.pid if self.popen is not None and self.popen.poll() is None else None
+#: The probe of the capture source (procs.sources.probe) must answer within this.
+PROBE_TIMEOUT_S = 60.0
 
 
-def resolve_source(cfg: config_mod.Config) -> tuple[config_mod.Config, list[Any]]:
-    """Picks the concrete capture source ("auto": the screen when a display is
-    usable, else the synthetic desktop) and enumerates its monitors, so the ring
-    can be sized before any stage starts."""
-    from procs.sources import base as sources
+def probe_source(cfg: config_mod.Config, env: dict[str, str]) -> schemas.SourceProbe:
+    """The concrete capture source ("auto": the screen when a display is
+    usable, else the synthetic desktop) and its monitors, so the ring can be
+    sized before any stage starts; asked of a short-lived process
+    (`python -m procs.sources.probe`): the control plane never imports a
+    stage or a display library. Its answer is checked like any message."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "procs.sources.probe"], input=config_mod.to_json(cfg).encode(),
+                             capture_output=True, env=env, timeout=PROBE_TIMEOUT_S, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        raise StartError(f"the capture source did not answer within {PROBE_TIMEOUT_S:g} s") from None
+    if out.returncode != 0:
+        why = out.stderr.decode(errors="replace").strip().splitlines()
+        raise StartError(f"capture.source = {cfg.capture.source!r}: "
+                         f"{why[-1] if why else f'the probe exited with {out.returncode}'}")
+    try:
+        return schemas.decode_json(out.stdout, schemas.SourceProbe)
+    except schemas.SchemaError as exc:
+        raise StartError(f"the capture source's probe answered something else: {exc}") from None
 
-    kind, why = sources.resolve(cfg.capture.source)
-    if cfg.capture.source == "auto" and kind != "screen":
+
+def resolve_source(cfg: config_mod.Config, env: dict[str, str]) -> tuple[config_mod.Config, list[schemas.MonitorInfo]]:
+    """The configuration with its source resolved, and its monitors."""
+    found = probe_source(cfg, env)
+    if cfg.capture.source == "auto" and found.kind != "screen":
         # (on a Mac the reason is one to act on: the Screen Recording permission)
         log.log(logging.WARNING if sys.platform == "darwin" else logging.INFO,
-                "no usable display (%s): capturing the synthetic desktop", why)
-    resolved = replace(cfg, capture=replace(cfg.capture, source=kind))
-    src = sources.open_source(resolved.capture)
-    try:
-        monitors = src.monitors()
-    finally:
-        src.close()
-    return resolved, monitors
+                "no usable display (%s): capturing the synthetic desktop", found.why)
+    return replace(cfg, capture=replace(cfg.capture, source=found.kind)), found.monitors
 
 
 def stop_leftover_stages(rt: Runtime, grace_s: float) -> int:
@@ -219,7 +204,7 @@ class Supervisor:
         self.cfg, self.rt, self.topology = cfg, rt, topology
         if live:
             self.cfg = replace(cfg, forward=replace(cfg.forward, mode="live"))
-        self.stages = {name: StageProc(name) for name in topology.names}
+        self.stages = {name: StageWatcher(name, self) for name in topology.names}
         self.lock = InstanceLock(rt)
         self.stop_requested = False
         self.start_paused = paused
@@ -233,7 +218,7 @@ class Supervisor:
         self.proxy_thread: threading.Thread | None = None
         self.on_tick: Callable[[Supervisor], None] | None = None
         self.next_sample = 0.0
-        self.monitors: list[Any] = []
+        self.monitors: list[schemas.MonitorInfo] = []
         self._wake_r = self._wake_w = -1
         #: Per hop, the wake-up object of its hand-off queue; kept for the whole
         #: run, so that restarted stages find the same one (pipeline.handoff).
@@ -271,7 +256,8 @@ class Supervisor:
                     raise StartError(str(exc)) from None
         for sock in self.rt.dir.glob("*.sock"):
             sock.unlink()
-        self.cfg, self.monitors = resolve_source(self.cfg)
+        env = {k: v for k, v in os.environ.items() if k not in self.topology.private_env}
+        self.cfg, self.monitors = resolve_source(self.cfg, env)
         self._create_ring()
         self._config_json = config_mod.to_json(self.cfg)
         self._start_proxy()
@@ -288,7 +274,7 @@ class Supervisor:
         for hop in self.topology.hops:
             self.hop_wakes[hop] = handoff.Wake.create()
         for name in self.topology.start_order:  # each stage's next one listens before it sends
-            self._spawn(self.stages[name])
+            self.stages[name].start(time.monotonic())
         # The first sample after an interval: CPU % needs one, and taps that
         # connected while `up` was starting are subscribed by then.
         self.next_sample = time.monotonic() + self.cfg.supervisor.sample_interval_s
@@ -328,7 +314,7 @@ class Supervisor:
     def _start_proxy(self) -> None:
         xsub = self.ctx.socket(zmq.XSUB)
         # A larger message is no event of ours: dropped before it is buffered.
-        xsub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_EVENT_BYTES + 256)
+        xsub.setsockopt(zmq.MAXMSGSIZE, events.MAX_EVENT_BYTES + 256)
         xsub.bind(self.rt.endpoint("events-in"))
         xpub = self.ctx.socket(zmq.XPUB)
         xpub.bind(self.rt.endpoint("events"))
@@ -351,15 +337,18 @@ class Supervisor:
 
     # ------------------------------------------------------------------ stages
 
-    def _spawn(self, st: StageProc) -> None:
-        st.incarnation += 1
-        env = self.topology.env_for(st.name, dict(os.environ))
+    def launch(self, w: StageWatcher) -> tuple[subprocess.Popen[bytes], Channel]:
+        """Starts incarnation w.incarnation of a stage: its process, in its own
+        session, with its channel and wake-up descriptors, and the handshake
+        queued before it reads: it has its configuration and control state
+        before it handles any frame."""
+        env = self.topology.env_for(w.name, dict(os.environ))
         env[stages.ENV_RUNTIME] = runtime.to_env(self.rt)
         env[stages.ENV_VERSIONS] = json.dumps(stages.versions())
         channel, theirs = Channel.pair()
         env[stages.ENV_CHANNEL_FD] = str(theirs.fileno())
         fds = [theirs.fileno()]
-        place = self.topology.place(st.name)
+        place = self.topology.place(w.name)
         if place.hop_in is not None:
             fds.append(self.hop_wakes[self.topology.hops[place.hop_in]].read_fd)
             env[stages.ENV_WAKE_IN_FD] = str(fds[-1])
@@ -367,21 +356,21 @@ class Supervisor:
             fds.append(self.hop_wakes[self.topology.hops[place.hop_out]].write_fd)
             env[stages.ENV_WAKE_OUT_FD] = str(fds[-1])
         try:
-            out = runtime.open_private_log(self.rt.log_dir / f"{st.name}.out")
+            out = runtime.open_private_log(self.rt.log_dir / f"{w.name}.out")
         except runtime.RuntimeDirError as exc:
             # The stage still runs; what it prints (tracebacks) is lost, its own log is not.
-            log.error("%s; %s's output goes nowhere", exc, st.name)
+            log.error("%s; %s's output goes nowhere", exc, w.name)
             out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         try:
-            st.popen = subprocess.Popen(
-                [sys.executable, "-m", self.topology.spec(st.name).module],
+            popen = subprocess.Popen(
+                [sys.executable, "-m", self.topology.spec(w.name).module],
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 pass_fds=fds,
                 start_new_session=True,
-                cwd=str(Path(__file__).resolve().parents[1]),
+                cwd=str(ROOT),
             )
         except BaseException:
             channel.close()
@@ -389,29 +378,45 @@ class Supervisor:
         finally:
             os.close(out)
             theirs.close()
-        if st.channel is not None:
-            st.channel.close()
-        st.channel = channel
-        # Queued in the socket before the stage reads it: the stage has its
-        # configuration and control state before it handles any frame.
-        self._send(st, schemas.Hello(self._config_json, self.state, st.incarnation, st.name, place))
-        st.state = "starting"
-        st.started_at = st.last_heard = time.monotonic()
-        st.heartbeating = False
-        st.applied = None
-        st.commanded = False
-        st.psproc, st.pss = None, (-1e9, 0.0)
-        st.stats, st.stats_at = None, 0.0
-        st.fps, st.fps_mark = 0.0, (0.0, 0)
+        self._send_on(channel, w.name, schemas.Hello(self._config_json, self.state, w.incarnation, w.name, place))
+        return popen, channel
 
-    def _send(self, st: StageProc, msg: msgspec.Struct) -> None:
-        if st.channel is None:
+    def reclaim(self, w: StageWatcher) -> int:
+        """What a stage that exited held: its holds on frames (each undecided
+        frame dropped: shutdown after a commanded stop, stage_crashed after a
+        crash), its inbound hop's credit, and forward's pending frames. Returns
+        the undecided frames."""
+        if self.ring is None:
+            return 0
+        undecided_key = "dropped.shutdown" if w.commanded else "dropped.stage_crashed"
+        frames = list[jrc.FrameRef]()
+        with contextlib.suppress(jrc.HoldError):  # it never registered
+            _, frames = self.ring.reclaim_frames(w.name, count=protocol.COUNTER_INDEX[undecided_key])
+        hop_in = self.topology.place(w.name).hop_in
+        if hop_in is not None:
+            self.ring.credit_reset(hop_in)
+        for ref in frames:
+            self.publish("frame.dropped", {"ref": ref.to_dict(), "stage": "supervisor",
+                                           "reason": undecided_key.removeprefix("dropped.")})
+        if w.name == "forward":
+            # Frames forward had copied out but not yet sent died with it.
+            pending = protocol.COUNTER_INDEX["pending.forward"]
+            self.ring.counter_move(pending, protocol.COUNTER_INDEX[undecided_key], self.ring.counters()[pending])
+        return len(frames)
+
+    def attached_pid(self, name: str) -> int | None:
+        if self.ring is None:
+            return None
+        return next((h["pid"] for h in self.ring.holders() if h["alive"] and h["name"] == name), None)
+
+    def _send_on(self, channel: Channel | None, name: str, msg: msgspec.Struct) -> None:
+        if channel is None:
             return
         try:
-            st.channel.send(msgspec.to_builtins(msg))
+            channel.send(msgspec.to_builtins(msg))
         except ChannelClosed as exc:
             # Dying (its exit is reaped) or stopped (SIGSTOP: the heartbeat check replaces it).
-            log.warning("%s: %s", st.name, exc)
+            log.warning("%s: %s", name, exc)
 
     def set_state(self, **changes: Any) -> None:
         """Changes the control state and sends it to every stage; each
@@ -423,176 +428,24 @@ class Supervisor:
             save_paused(self.rt, new.paused)
         self.state = msgspec.structs.replace(new, version=self.state.version + 1)
         self.state_changed_at = time.monotonic()
-        for st in self.stages.values():
-            self._send(st, schemas.SetState(self.state))
+        for w in self.stages.values():
+            self._send_on(w.channel, w.name, schemas.SetState(self.state))
 
-    def _check_started(self) -> None:
-        """A stage counts as started once it registered with the ring."""
-        starting = [s for s in self.stages.values() if s.state == "starting"]
-        if not starting or self.ring is None:
-            return
-        attached = {h["name"]: h["pid"] for h in self.ring.holders() if h["alive"]}
-        for st in starting:
-            if attached.get(st.name) == st.pid:
-                st.state = "running"
-                with contextlib.suppress(psutil.Error):
-                    st.psproc = psutil.Process(st.pid)
-                    st.psproc.cpu_percent()
-                body = {"stage": st.name, "pid": st.pid, "incarnation": st.incarnation}
-                if st.incarnation > 1 and not st.restart_after_stop:
-                    down_ms = round((time.monotonic() - st.down_since) * 1000, 1)
-                    self.publish("stage.restarted", body | {"restarts": st.restarts, "down_ms": down_ms})
-                self.publish("stage.started", body)
-                st.restart_after_stop = False
-                log.info("%s running (pid %s)", st.name, st.pid)
-
-    def _reap(self) -> None:
-        for st in self.stages.values():
-            if st.popen is None or st.popen.poll() is None:
-                continue
-            code = st.popen.returncode
-            pid = st.popen.pid
-            st.popen = None
-            st.psproc = None
-            if st.channel is not None:
-                st.channel.close()
-                st.channel = None
-            st.down_since = time.monotonic()
-            undecided_key = "dropped.shutdown" if st.commanded else "dropped.stage_crashed"
-            released, frames = 0, list[jrc.FrameRef]()
-            if self.ring is not None:
-                with contextlib.suppress(jrc.HoldError):  # it never registered
-                    released, frames = self.ring.reclaim_frames(st.name, count=protocol.COUNTER_INDEX[undecided_key])
-                hop_in = self.topology.place(st.name).hop_in
-                if hop_in is not None:
-                    self.ring.credit_reset(hop_in)
-            undecided = len(frames)
-            for ref in frames:
-                self.publish("frame.dropped", {"ref": ref.to_dict(), "stage": "supervisor",
-                                               "reason": undecided_key.removeprefix("dropped.")})
-            if st.name == "forward" and self.ring is not None:
-                # Frames forward had copied out but not yet sent died with it.
-                pending = protocol.COUNTER_INDEX["pending.forward"]
-                self.ring.counter_move(pending, protocol.COUNTER_INDEX[undecided_key], self.ring.counters()[pending])
-            if st.commanded:
-                st.state = "stopped"
-                self.publish("stage.stopped", {"stage": st.name, "pid": pid, "exit": code})
-                if st.restart_after_stop and not self.stop_requested:
-                    self._spawn(st)
-                continue
-            self.publish("stage.crashed", {"stage": st.name, "pid": pid, "exit": code, "reclaimed": undecided})
-            log.warning(
-                "%s (pid %d) exited with %s; %d holds reclaimed, %d frames undecided", st.name, pid, code, released, undecided
-            )
-            if self.stop_requested:
-                st.state = "stopped"
-                continue
-            now = time.monotonic()
-            r = self.cfg.supervisor.restart
-            st.crash_times.append(now)
-            while st.crash_times and now - st.crash_times[0] > r.period_s:
-                st.crash_times.popleft()
-            if len(st.crash_times) > r.intensity:
-                st.state = "failed"
-                self.publish("stage.failed", {"stage": st.name, "restarts": len(st.crash_times) - 1, "period_s": r.period_s})
-                log.error("%s crashed %d times within %g s: marked failed", st.name, len(st.crash_times), r.period_s)
-                continue
-            st.restarts += 1
-            delay = min(r.backoff_s * 2 ** (len(st.crash_times) - 1), r.backoff_max_s)
-            st.state = "backoff"
-            st.next_start = now + delay
-
-    def _from_stage(self, st: StageProc) -> None:
-        """What a stage sent over its channel: heartbeats, acknowledgements, stats."""
-        assert st.channel is not None
-        try:
-            messages = st.channel.receive()
-        except ChannelClosed:
-            st.channel.close()  # it is exiting: the reap follows
-            st.channel = None
-            return
-        now = time.monotonic()
-        for raw in messages:
-            try:
-                msg = schemas.from_stage(raw)
-            except schemas.SchemaError as exc:
-                self._reject(f"{st.name}_channel", f"a bad message from {st.name}: {exc}")
-                continue
-            st.last_heard = now
-            st.heartbeating = True
-            if isinstance(msg, schemas.Applied):
-                st.applied = msg.state
-            elif isinstance(msg, schemas.Stats):
-                self._took_stats(st, msg.stats, now)
-
-    def _took_stats(self, st: StageProc, stats: schemas.StageStats, now: float) -> None:
-        if stats.stage != st.name or stats.pid != st.pid:
-            self._reject(f"{st.name}_channel", f"stats of {stats.stage} pid {stats.pid} on the channel of {st.name}")
-            return
-        st.stats, st.stats_at = stats, now
-        if stats.applied is not None:
-            st.applied = stats.applied
-        mark_t, mark_n = st.fps_mark
-        if now - mark_t >= 1.0 or stats.frames_in < mark_n:
-            if stats.frames_in >= mark_n and mark_t:
-                st.fps = (stats.frames_in - mark_n) / (now - mark_t)
-            st.fps_mark = (now, stats.frames_in)
-
-    def _reject(self, kind: str, message: str) -> None:
+    def reject(self, kind: str, message: str) -> None:
         self.rejected[kind] += 1
         if self.rejected[kind] <= 10 or self.rejected[kind] % 1000 == 0:
             log.warning("%s (%d so far)", message, self.rejected[kind])
 
-    def _check_hung(self, now: float) -> None:
-        """A stage whose main loop stopped (SIGSTOP, a deadlock, an endless
-        loop) is killed; the reap then restarts it like any crash."""
-        limit = self.cfg.supervisor.hang_after_s
-        for st in self.stages.values():
-            if st.popen is None or st.state not in ("starting", "running"):
-                continue
-            if now - st.last_heard > limit and st.channel is not None:
-                self._from_stage(st)  # what it sent while this loop was busy (stopping another stage) counts
-            silent = now - st.last_heard
-            if silent <= (limit if st.heartbeating else START_TIMEOUT_S) or st.popen is None:
-                continue
-            pid = st.popen.pid
-            self.publish("stage.hung", {"stage": st.name, "pid": pid, "silent_s": round(silent, 2)})
-            log.error("%s (pid %d) sent no heartbeat for %.1f s: killed, to be restarted", st.name, pid, silent)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGKILL)
-            st.last_heard = now  # one kill; the reap follows its exit
-
-    def _restart_due(self, now: float) -> None:
-        for st in self.stages.values():
-            if st.state == "backoff" and now >= st.next_start and not self.stop_requested:
-                try:
-                    self._spawn(st)
-                except OSError as exc:  # no process could be made (out of processes, memory, descriptors)
-                    log.error("cannot start %s: %s; trying again", st.name, exc)
-                    st.next_start = now + self.cfg.supervisor.restart.backoff_max_s
-
-    def stop_stage(self, st: StageProc, deadline: float) -> None:
-        """SIGTERM to the stage's process group, SIGKILL at `deadline`; waits."""
-        if st.popen is None or st.popen.poll() is not None:
-            return
-        st.commanded = True
-        st.state = "stopping"
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(st.popen.pid, signal.SIGTERM)
-        try:
-            st.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            log.warning("%s did not stop in time: SIGKILL", st.name)
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(st.popen.pid, signal.SIGKILL)
-            st.popen.wait()
-        self._reap()
+    def _reap(self, now: float) -> None:
+        for w in self.stages.values():
+            if w.popen is not None and w.popen.poll() is not None:
+                w.exited(now)
 
     # ------------------------------------------------------------------ events
 
     def publish(self, topic: str, body: dict[str, Any]) -> None:
         with contextlib.suppress(zmq.Again):
-            self.pub.send_multipart(protocol.encode_event(topic, body), zmq.NOBLOCK)
+            self.pub.send_multipart(events.encode_event(topic, body), zmq.NOBLOCK)
 
     def _sample(self, now: float) -> None:
         """CPU of every process, and the memory governor: what each stage last
@@ -631,9 +484,9 @@ class Supervisor:
 
     # ------------------------------------------------------------------ control
 
-    def _mismatch(self, st: StageProc, now: float) -> str | None:
+    def _mismatch(self, st: StageWatcher, now: float) -> str | None:
         """Why a running stage does not apply the supervisor's control state, if it does not."""
-        if st.state != "running" or now - max(self.state_changed_at, st.started_at) < STATE_ACK_GRACE_S:
+        if st.state is not StageState.RUNNING or now - max(self.state_changed_at, st.started_at) < STATE_ACK_GRACE_S:
             return None
         if st.applied is None:
             return f"{st.name} has not said which control state it applies"
@@ -642,7 +495,7 @@ class Supervisor:
                     f"the supervisor's is paused={self.state.paused}, pressure={self.state.pressure}")
         return None
 
-    def _pss(self, st: StageProc, now: float) -> float:
+    def _pss(self, st: StageWatcher, now: float) -> float:
         """The stage's PSS, read again when older than a sample interval (it
         walks the stage's page tables: see pipeline.usage)."""
         if st.psproc is None:
@@ -652,7 +505,7 @@ class Supervisor:
                 st.pss = (now, usage.pss_mb(st.psproc))
         return st.pss[1]
 
-    def status(self) -> dict[str, Any]:
+    def cmd_status(self, req: schemas.Request | None) -> commands.StatusResult:
         now = time.monotonic()
         # Stats older than this are not current: their rate is not shown.
         stale_after = 3 * self.cfg.supervisor.stats_interval_s + 1.0
@@ -664,84 +517,81 @@ class Supervisor:
             if mismatch:
                 errors.append(mismatch)
             current = st.stats is not None and now - st.stats_at <= stale_after
-            rows.append(
-                {
-                    "name": name,
-                    "state": st.state,
-                    "pid": st.pid,
-                    "uptime_s": round(now - st.started_at, 1) if st.pid else 0.0,
-                    "restarts": st.restarts,
-                    "incarnation": st.incarnation,
-                    "cpu_percent": round(st.cpu_percent, 1),
-                    "pss_mb": round(self._pss(st, now), 1),
-                    "frames_in": s.frames_in,
-                    "frames_out": s.frames_out,
-                    "drops": s.drops,
-                    "terminal": s.terminal,
-                    "rejected": s.rejected,
-                    "p95_ms": s.proc_ms.p95,
-                    "fps": round(st.fps, 2) if current else None,
-                    "latency_p95_ms": s.since_capture_ms.p95,
-                    "heartbeat_age_s": round(now - st.last_heard, 2) if st.pid and st.heartbeating else None,
-                    # Silent past the limit: about to be killed and replaced.
-                    "hung": bool(st.pid and st.heartbeating
-                                 and now - st.last_heard > self.cfg.supervisor.hang_after_s),
-                    "applied": msgspec.to_builtins(st.applied) if st.applied is not None else None,
-                    "control_mismatch": mismatch,
-                }
-            )
+            rows.append(commands.StageStatus(
+                name=name,
+                state=st.state,
+                pid=st.pid,
+                uptime_s=round(now - st.started_at, 1) if st.pid else 0.0,
+                restarts=st.restarts,
+                incarnation=st.incarnation,
+                cpu_percent=round(st.cpu_percent, 1),
+                pss_mb=round(self._pss(st, now), 1),
+                frames_in=s.frames_in,
+                frames_out=s.frames_out,
+                drops=s.drops,
+                terminal=s.terminal,
+                rejected=s.rejected,
+                p95_ms=s.proc_ms.p95,
+                fps=round(st.fps, 2) if current else None,
+                latency_p95_ms=s.since_capture_ms.p95,
+                heartbeat_age_s=round(now - st.last_heard, 2) if st.pid and st.heartbeating else None,
+                # Silent past the limit: about to be killed and replaced.
+                hung=bool(st.pid and st.heartbeating and now - st.last_heard > self.cfg.supervisor.hang_after_s),
+                applied=st.applied,
+                control_mismatch=mismatch,
+            ))
         counters = protocol.counter_snapshot(self.ring.counters()) if self.ring is not None else {}
         forward = self.stages["forward"].stats if "forward" in self.stages else None
-        return {
-            "instance": self.rt.instance,
-            "pid": os.getpid(),
-            "uptime_s": round(now - self.started_at, 1),
-            "paused": self.state.paused,
-            "control": msgspec.to_builtins(self.state),
-            "errors": errors,
-            "rejected": dict(self.rejected),
-            "source": self.cfg.capture.source,
-            "forward_mode": self.cfg.forward.mode,
-            "forward_state": forward.forward_state if forward is not None else None,
-            "forward_cost_usd": forward.cost_usd if forward is not None else None,
-            "memory": {"level": self.state.pressure, "used_mb": round(self.memory_mb, 1),
-                       "budget_mb": self.cfg.memory.budget_mb},
-            "counters": counters,
-            "stages": rows,
-        }
+        return commands.StatusResult(
+            instance=self.rt.instance,
+            pid=os.getpid(),
+            uptime_s=round(now - self.started_at, 1),
+            paused=self.state.paused,
+            control=self.state,
+            errors=errors,
+            rejected=dict(self.rejected),
+            source=self.cfg.capture.source,
+            forward_mode=self.cfg.forward.mode,
+            forward_state=forward.forward_state if forward is not None else None,
+            forward_cost_usd=forward.cost_usd if forward is not None else None,
+            memory=commands.MemoryStatus(self.state.pressure, round(self.memory_mb, 1), self.cfg.memory.budget_mb),
+            counters=counters,
+            stages=rows,
+        )
+
+    def cmd_ping(self, req: schemas.Request) -> commands.PingResult:
+        return commands.PingResult(os.getpid(), self.rt.instance, stages.versions())
+
+    def cmd_pause(self, req: schemas.Request) -> commands.PauseResult:
+        self.set_state(paused=True)
+        self.publish("control.paused", {})
+        return commands.PauseResult(self.state.paused)
+
+    def cmd_resume(self, req: schemas.Request) -> commands.PauseResult:
+        self.set_state(paused=False)
+        self.publish("control.resumed", {})
+        return commands.PauseResult(self.state.paused)
+
+    def cmd_restart(self, req: schemas.Request) -> commands.RestartResult:
+        w = self.stages.get(str(req.stage))
+        if w is None:
+            raise ValueError(f"no stage {req.stage!r}; stages: {', '.join(self.topology.names)}")
+        incarnation = w.incarnation
+        w.restart(time.monotonic())
+        return commands.RestartResult(w.name, w.state, incarnation)
+
+    def cmd_down(self, req: schemas.Request) -> commands.DownResult:
+        self.stop_requested = True
+        return commands.DownResult(stopping=True)
 
     def _handle_control(self) -> None:
         try:
             try:
                 req = schemas.decode(self.control.recv(), schemas.Request)
             except schemas.SchemaError as exc:
-                self._reject("control", f"a bad control request: {exc}")
+                self.reject("control", f"a bad control request: {exc}")
                 raise ValueError(f"not a control request: {exc}") from None
-            cmd = req.cmd
-            if cmd == "ping":
-                result: Any = {"pid": os.getpid(), "instance": self.rt.instance, "versions": stages.versions()}
-            elif cmd == "status":
-                result = self.status()
-            elif cmd in ("pause", "resume"):
-                self.set_state(paused=cmd == "pause")
-                self.publish("control.paused" if self.state.paused else "control.resumed", {})
-                result = {"paused": self.state.paused}
-            elif cmd == "restart":
-                st = self.stages.get(str(req.stage))
-                if st is None:
-                    raise ValueError(f"no stage {req.stage!r}; stages: {', '.join(self.topology.names)}")
-                if st.pid is None:
-                    st.crash_times.clear()
-                    self._spawn(st)
-                else:
-                    st.restart_after_stop = True
-                    self.stop_stage(st, time.monotonic() + self.cfg.supervisor.stop_grace_s + self.cfg.supervisor.drain_s)
-                result = {"stage": st.name}
-            elif cmd == "down":
-                self.stop_requested = True
-                result = {"stopping": True}
-            else:
-                raise ValueError(f"unknown command {cmd!r}; commands: {', '.join(protocol.CONTROL_COMMANDS)}")
+            result = getattr(self, commands.command(req.cmd).handler)(req)
             reply = schemas.Reply(ok=True, result=result)
         except Exception as exc:  # a bad request must never take the supervisor down
             reply = schemas.Reply(ok=False, error=str(exc))
@@ -758,18 +608,16 @@ class Supervisor:
 
     def _loop(self) -> None:
         next_tick = time.monotonic()
-        hang = self.cfg.supervisor.hang_after_s
         while not self.stop_requested:
             poller = zmq.Poller()
             poller.register(self.control, zmq.POLLIN)
             poller.register(self._wake_r, zmq.POLLIN)
-            talking = {st.channel.fileno(): st for st in self.stages.values() if st.channel is not None}
+            talking = {w.channel.fileno(): w for w in self.stages.values() if w.channel is not None}
             for fd in talking:
                 poller.register(fd, zmq.POLLIN)
             now = time.monotonic()
-            starting = any(s.state == "starting" for s in self.stages.values())
-            deadlines = [next_tick, self.next_sample] + [s.next_start for s in self.stages.values() if s.state == "backoff"]
-            deadlines += [s.last_heard + hang for s in self.stages.values() if s.popen is not None and s.heartbeating]
+            starting = any(w.state is StageState.STARTING for w in self.stages.values())
+            deadlines = [next_tick, self.next_sample] + [d for w in self.stages.values() if (d := w.deadline())]
             timeout = 0.02 if starting else max(0.0, min(deadlines) - now)
             try:
                 ready = dict(poller.poll(int(timeout * 1000) + 1))
@@ -780,16 +628,17 @@ class Supervisor:
             if self._wake_r in ready:
                 with contextlib.suppress(BlockingIOError):
                     os.read(self._wake_r, 4096)
-            for fd, st in talking.items():
-                if fd in ready and st.channel is not None:
-                    self._from_stage(st)
-            self._reap()
+            now = time.monotonic()
+            for fd, w in talking.items():
+                if fd in ready:
+                    w.receive(now)
+            self._reap(now)
             if self.control in ready:
                 self._handle_control()
             now = time.monotonic()
-            self._check_hung(now)
-            self._restart_due(now)
-            self._check_started()
+            for w in self.stages.values():
+                w.check(now)
+                w.check_attached()
             if now >= self.next_sample:
                 self._sample(now)
             if now >= next_tick:
@@ -809,9 +658,10 @@ class Supervisor:
         self.stop_requested = True
         try:
             deadline = time.monotonic() + self.cfg.supervisor.drain_s
+            for w in self.stages.values():
+                w.halt()
             for name in self.topology.stop_order:
-                st = self.stages[name]
-                self.stop_stage(st, max(deadline, time.monotonic() + self.cfg.supervisor.stop_grace_s))
+                self._stop_and_wait(self.stages[name], max(deadline, time.monotonic() + self.cfg.supervisor.stop_grace_s))
             if self.ring is not None:
                 self.ring.reclaim_dead(count=protocol.COUNTER_INDEX["dropped.shutdown"])
                 final = protocol.counter_snapshot(self.ring.counters())
@@ -819,6 +669,18 @@ class Supervisor:
                 log.info("final counters %s", json.dumps(final))
         finally:
             self._cleanup()
+
+    def _stop_and_wait(self, w: StageWatcher, deadline: float) -> None:
+        """At shutdown, one stage after the other: its stop, then its exit (SIGKILL at `deadline`)."""
+        w.stop(deadline)
+        if w.popen is None:
+            return
+        try:
+            w.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            w.check(time.monotonic())  # past the deadline: SIGKILL
+            w.popen.wait()
+        w.exited(time.monotonic())
 
     def _cleanup(self) -> None:
         if self.proxy_thread is not None:
@@ -838,10 +700,10 @@ class Supervisor:
         for wake in self.hop_wakes.values():
             wake.close()
         self.hop_wakes.clear()
-        for st in self.stages.values():
-            if st.channel is not None:
-                st.channel.close()
-                st.channel = None
+        for w in self.stages.values():
+            if w.channel is not None:
+                w.channel.close()
+                w.channel = None
         for path in self.rt.dir.glob("*.sock"):
             path.unlink(missing_ok=True)
         # Unlinked while still held: a new `up` creates a fresh lock file.

@@ -19,7 +19,7 @@ import numpy as np
 import zmq
 
 import jarvis_rust_core as jrc
-from pipeline import protocol, schemas
+from pipeline import events, protocol, schemas
 from pipeline.runtime import Runtime
 
 
@@ -30,7 +30,7 @@ class Tap:
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.SUB)
         self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_EVENT_BYTES + 256)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, events.MAX_EVENT_BYTES + 256)
         self.rejected = 0
         if timeout_s is not None:
             self.sock.setsockopt(zmq.RCVTIMEO, int(timeout_s * 1000))
@@ -46,8 +46,8 @@ class Tap:
             except zmq.Again:
                 return
             try:
-                topic, body = protocol.decode_event(frames)
-                schemas.check_event(topic, body)
+                topic, body = events.decode_event(frames)
+                events.check_event(topic, body)
             except (protocol.ProtocolError, schemas.SchemaError):
                 self.rejected += 1
                 continue

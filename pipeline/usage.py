@@ -9,7 +9,7 @@ that are neither file-backed nor shared memory (statm's resident minus
 shared; the ring, a shared mapping, is counted once by the supervisor).
 Elsewhere psutil gives no shared count, and the resident set (which includes
 the ring pages a process touched) stands in. PSS, for people reading
-`status`, is read only when asked (see Supervisor.status).
+`status`, is read only when asked (see Supervisor.cmd_status).
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@ slots after `up` is captured downscaled to fit until it shrinks back."""
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 import jarvis_rust_core as jrc
-from pipeline import protocol
+from pipeline import protocol, schemas
 from procs import kernels, stage
 from procs.sources import base as sources
 
@@ -29,8 +29,15 @@ def fit_within(width: int, height: int, max_width: int, max_height: int) -> tupl
     return max(1, width * max_height // height), max_height
 
 
+class CaptureStats(schemas.StageStats, kw_only=True):
+    fps: Annotated[float, schemas.doc("frames captured per second over the last 5 s")] = 0.0
+    monitors: Annotated[int, schemas.doc("monitors captured")] = 0
+    source: Annotated[str, schemas.doc("the capture source")] = ""
+
+
 class Capture(stage.Stage):
     is_writer = True
+    Stats = CaptureStats
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 import jarvis_rust_core as jrc
-from pipeline import protocol
+from pipeline import protocol, schemas
 from procs import kernels, stage
 
 _MIX = 0x9E3779B97F4A7C15  # spreads monitor numbers over the hash bits
@@ -86,8 +86,17 @@ class RecentFrames:
         return seen[1]
 
 
+class DedupStats(schemas.StageStats, kw_only=True):
+    recent_hashes: Annotated[int, schemas.doc("hashes of recent frames it compares with")] = 0
+    bloom_false_positives_or_expired: Annotated[int, schemas.doc(
+        "Bloom filter hits that were no repeat of a frame still held")] = 0
+    repeats_of_older_frames_passed: Annotated[int, schemas.doc(
+        "repeats of frames older than the recent ones, passed on")] = 0
+
+
 class Dedup(stage.Stage):
     subscriptions = ("frame.changed",)
+    Stats = DedupStats
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -24,6 +24,7 @@ import collections
 import contextlib
 import ctypes
 import errno
+import importlib
 import json
 import logging
 import logging.handlers
@@ -42,7 +43,7 @@ import zmq
 
 import jarvis_rust_core as jrc
 from pipeline import config as config_mod
-from pipeline import handoff, protocol, runtime, schemas, stages, usage
+from pipeline import events, handoff, protocol, runtime, schemas, stages, usage
 from pipeline.channel import Channel, ChannelClosed
 from pipeline.runtime import Runtime
 from pipeline.schemas import ControlState
@@ -80,11 +81,11 @@ class Timings:
     def add(self, seconds: float) -> None:
         self.samples.append(seconds * 1e3)
 
-    def take(self) -> dict[str, float]:
+    def take(self) -> schemas.Timing:
         if not self.samples:
-            return {}
+            return schemas.Timing()
         p50, p95, p99 = np.percentile(np.fromiter(self.samples, float), [50, 95, 99])
-        return {"p50": round(float(p50), 3), "p95": round(float(p95), 3), "p99": round(float(p99), 3)}
+        return schemas.Timing(round(float(p50), 3), round(float(p95), 3), round(float(p99), 3))
 
 
 class Stage:
@@ -95,6 +96,9 @@ class Stage:
     is_writer: ClassVar[bool] = False
     #: Event topics this stage reads from the bus (none steer it; see on_event).
     subscriptions: ClassVar[tuple[str, ...]] = ()
+    #: The schema of its stats.<stage> body: StageStats, or a subclass with what
+    #: extra_stats adds (documented in docs/events.md from it).
+    Stats: ClassVar[type[schemas.StageStats]] = schemas.StageStats
 
     def __init__(
         self, rt: Runtime, cfg: config_mod.Config, incarnation: int, channel: Channel | None,
@@ -127,7 +131,7 @@ class Stage:
         if self.subscriptions:
             self.sub = self.ctx.socket(zmq.SUB)
             # Larger messages are not events of ours: ZeroMQ drops the peer before buffering them.
-            self.sub.setsockopt(zmq.MAXMSGSIZE, protocol.MAX_EVENT_BYTES)
+            self.sub.setsockopt(zmq.MAXMSGSIZE, events.MAX_EVENT_BYTES)
             for topic in self.subscriptions:
                 self.sub.setsockopt(zmq.SUBSCRIBE, topic.encode())
             self.sub.connect(rt.endpoint("events"))
@@ -155,7 +159,7 @@ class Stage:
         self.since_capture = Timings()  # capture to arrival here
         self.proc = psutil.Process()
         self.proc.cpu_percent()
-        self.usage: dict[str, float] = {}
+        self.usage: dict[str, Any] = {}
         self.next_stats = time.monotonic() + cfg.supervisor.stats_interval_s
         self.next_sample = time.monotonic()
         self.next_audit = time.monotonic() + TRANSIT_TIMEOUT_S
@@ -187,7 +191,7 @@ class Stage:
 
     def publish(self, topic: str, body: Mapping[str, Any]) -> None:
         try:
-            self.pub.send_multipart(protocol.encode_event(topic, body), zmq.NOBLOCK)
+            self.pub.send_multipart(events.encode_event(topic, body), zmq.NOBLOCK)
         except zmq.Again:
             pass  # events are best effort; nothing waits on a slow tap
 
@@ -418,8 +422,8 @@ class Stage:
             except zmq.Again:
                 return
             try:
-                topic, body = protocol.decode_event(frames)
-                schemas.check_event(topic, body)
+                topic, body = events.decode_event(frames)
+                events.check_event(topic, body)
             except (protocol.ProtocolError, schemas.SchemaError) as exc:
                 self._reject("malformed_event", f"dropped a malformed event: {exc}")
                 continue
@@ -502,20 +506,21 @@ class Stage:
             except psutil.Error:
                 pass
             self.next_sample = now + self.cfg.supervisor.sample_interval_s
-        body = {
-                "stage": self.name,
-                "pid": os.getpid(),
-                "frames_in": self.frames_in,
-                "frames_out": self.frames_out,
-                "drops": dict(self.drops),
-                "terminal": dict(self.terminal),
-                "proc_ms": self.timings.take(),
-                "since_capture_ms": self.since_capture.take(),
-                "rejected": dict(self.rejected),
-                "applied": msgspec.to_builtins(self.state),
-                **self.usage,
-                **self.extra_stats(),
-        }
+        # Built as its schema: a field extra_stats adds without declaring it fails here, in the tests.
+        body = msgspec.to_builtins(self.Stats(
+            stage=self.name,
+            pid=os.getpid(),
+            frames_in=self.frames_in,
+            frames_out=self.frames_out,
+            drops=dict(self.drops),
+            terminal=dict(self.terminal),
+            proc_ms=self.timings.take(),
+            since_capture_ms=self.since_capture.take(),
+            rejected=dict(self.rejected),
+            applied=self.state,
+            **self.usage,
+            **self.extra_stats(),
+        ))
         self.publish(f"stats.{self.name}", body)
         self._to_supervisor({"t": "stats", "stats": body})  # schemas.Stats, checked by the supervisor
         self.next_stats = now + self.cfg.supervisor.stats_interval_s
@@ -533,6 +538,12 @@ class Stage:
         self.log.info("stopped")
         self.mem.close()
         self.ctx.destroy(linger=200)
+
+
+def stats_schemas(topology: stages.Topology) -> dict[str, type[schemas.StageStats]]:
+    """Each stage's stats.<stage> schema (its class's Stats), by stage name;
+    imports the stage modules of `topology`."""
+    return {s.name: getattr(importlib.import_module(s.module), s.cls).Stats for s in topology.stages}
 
 
 def main(stage_class: type[Stage]) -> None:

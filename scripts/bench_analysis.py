@@ -18,9 +18,7 @@ RAYON_NUM_THREADS=1 keeps the Rust work on one core, as the stage runs it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
+import bench_common  # noqa: E402  (scripts/: beside this script)
 import numpy as np  # noqa: E402
 import policy_before  # noqa: E402
 
@@ -125,9 +124,9 @@ def main() -> int:
                 results.setdefault((case, name), []).append((pct(ts, 50), pct(ts, 95)))
                 print(f"round {r} {case:7s} {name:7s} p50 {pct(ts, 50):7.2f} ms  p95 {pct(ts, 95):7.2f} ms", flush=True)
     lines = [
-        f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-        f"RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}; {dt.datetime.now().isoformat(timespec='minutes')}",
-        f"- command: `{' '.join(sys.argv)}`; {args.frames} frames per case and round, {args.rounds} rounds, medians",
+        *bench_common.machine_lines(bench_common.machine()),
+        f"- RAYON_NUM_THREADS={os.environ['RAYON_NUM_THREADS']}; {args.frames} frames per case and round, "
+        f"{args.rounds} rounds, medians",
         "",
         "| frames | model p50 ms | model p95 ms | before p50 ms | before p95 ms | before / model (p95) |",
         "|---|---:|---:|---:|---:|---:|",

@@ -14,10 +14,7 @@ Usage: .venv/bin/python scripts/bench_bloom.py [--items N] [--rounds R] [--basel
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
-import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import bench_common  # noqa: E402  (scripts/: beside this script)
 import pybloom_live  # type: ignore[import-untyped]
 import rbloom
 
@@ -94,11 +92,9 @@ def main() -> int:
         for case, (items, probes) in cases.items():
             for name in names[r % len(names):] + names[: r % len(names)]:
                 results.setdefault((case, name), []).append(run(filters(n, baseline)[name], items, probes))
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor()
-    )
-    print(f"# Bloom filters: {cpu}, {os.cpu_count()} cores, {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
-    print(f"command: {' '.join(['scripts/bench_bloom.py', *sys.argv[1:]])}; {n} items, p = {P}, {args.rounds} rounds\n")
+    print("# Bloom filters", "", *bench_common.machine_lines(bench_common.machine(packages=("rbloom", "pybloom-live"))),
+          sep="\n")
+    print(f"- {n} items, p = {P}, {args.rounds} rounds\n")
     print("| items | filter | add / s | `in` / s | measured FP rate | add vs rbloom | `in` vs rbloom |")
     print("|---|---|---|---|---|---|---|")
     for case in cases:

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: the forward stage.
 
-1. Encode time per image (procs.forward_image.encode: BGRA to RGB, area
+1. Encode time per image (procs.forward.image.encode: BGRA to RGB, area
    downscale to the API's size, format rule, encode) at 1920x1080 and
    3840x2160 on synthetic desktop frames, whole frames and crops, JPEG vs PNG
    vs the format rule, next to the previous dry-run encoding (a full-size PNG
@@ -56,12 +56,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+import bench_common  # noqa: E402  (scripts/: beside this script)
 from fake_claude import FakeClaude, image_tokens  # noqa: E402
 from pipeline_harness import pipeline, wait_for  # noqa: E402
 
 from pipeline import control  # noqa: E402
-from procs import forward_journal  # noqa: E402
-from procs.forward_image import Geometry, crop_box, encode, fit_size, tokens  # noqa: E402
+from procs.forward import journal  # noqa: E402
+from procs.forward.image import Geometry, crop_box, encode, fit_size, tokens  # noqa: E402
 from procs.sources.png import encode_png  # noqa: E402
 from procs.sources.synthetic import SyntheticSource  # noqa: E402
 
@@ -150,11 +151,11 @@ def run_pipeline(name: str, warm: float, window: float) -> dict[str, Any]:
             p.up("--live")
             wait_for("a first request", lambda: api.snapshot(), timeout=60)
             time.sleep(warm)  # a benchmark window, not a test: the steady state after start-up
-            c0 = control.request(p.rt, "status")["counters"]
+            c0 = control.request_raw(p.rt, "status")["counters"]
             t0 = time.time_ns()
             time.sleep(window)
             t1 = time.time_ns()
-            c1 = control.request(p.rt, "status")["counters"]
+            c1 = control.request_raw(p.rt, "status")["counters"]
             p.cli("down")
         reqs = [r for r in api.snapshot() if t0 <= r.arrival_ns < t1]
     latencies, frames, input_tokens = [], 0, 0
@@ -218,7 +219,7 @@ def run_context(name: str, warm: float, window: float) -> dict[str, Any]:
             time.sleep(window)
             t1 = time.time_ns()
             p.cli("down")
-            entries = [x for x in forward_journal.read(p.rt.data_dir / "journal.jsonl")
+            entries = [x for x in journal.read(p.rt.data_dir / "journal.jsonl")
                        if x["outcome"] == "answered" and t0 <= x["time_ns"] < t1]
     n = max(1, len(entries))
 
@@ -258,11 +259,12 @@ def main() -> int:
     ap.add_argument("--context", action="store_true", help="only section 3: the rolling context and caching")
     args = ap.parse_args()
     if args.context:
-        print(f"# bench_forward --context {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
+        print("# bench_forward --context", "", *bench_common.machine_lines(bench_common.machine()), sep="\n", flush=True)
         bench_context(args.rounds, args.warm, args.window)
         return 0
 
-    print(f"# bench_forward {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC", flush=True)
+    print("# bench_forward", "", *bench_common.machine_lines(bench_common.machine(packages=("Pillow",))), sep="\n",
+          flush=True)
     rows = bench_encode(args.encode_rounds, args.encode_reps)
     base = {r["frame"]: r["ms"] for r in rows if r["format"] == "previous dry-run PNG"}
     print("\n| frame | part | format | sent as | bytes | encode ms (median) | vs previous dry-run PNG |")

@@ -62,14 +62,10 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
-import datetime as _dt
-import importlib.metadata
 import json
 import multiprocessing as mp
 import os
-import platform
 import resource
-import shlex
 import shutil
 import signal
 import struct
@@ -79,6 +75,7 @@ import time
 import traceback
 from typing import Any
 
+import bench_common  # noqa: E402  (scripts/: beside this script)
 import numpy as np
 
 H, W, C = 1080, 1920, 4
@@ -860,53 +857,12 @@ def run_session(
     return out
 
 
-def machine_info(args: argparse.Namespace) -> dict[str, Any]:
-    cpu = "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    l3 = None
-    with contextlib.suppress(OSError):
-        for idx in os.listdir("/sys/devices/system/cpu/cpu0/cache"):
-            base = f"/sys/devices/system/cpu/cpu0/cache/{idx}"
-            if not idx.startswith("index"):
-                continue
-            with open(f"{base}/level") as fh, open(f"{base}/size") as fh2:
-                if fh.read().strip() == "3":
-                    l3 = fh2.read().strip()
+def machine_info() -> dict[str, Any]:
+    import zmq
 
-    def ver(pkg: str) -> str | None:
-        try:
-            return importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            return None
-
-    try:
-        import zmq
-
-        libzmq = zmq.zmq_version()
-    except ImportError:
-        libzmq = None
-    return {
-        "date": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "l3": l3,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "pyzmq": ver("pyzmq"),
-        "libzmq": libzmq,
-        "msgpack": ver("msgpack"),
-        "iceoryx2": ver("iceoryx2"),
-        "xxhash": ver("xxhash"),
-        "jarvis_rust_core": ver("jarvis_rust_core") or ver("jarvis-rust-core"),
-        "command": shlex.join([sys.executable, *sys.argv]),
-        "hash": "xxhash.xxh3_64 over the whole frame (zero-copy buffer)",
-    }
+    info = bench_common.machine(packages=("pyzmq", "msgpack", "iceoryx2", "xxhash"))
+    info["versions"]["libzmq"] = zmq.zmq_version()
+    return info | {"hash": "xxhash.xxh3_64 over the whole frame (zero-copy buffer)"}
 
 
 METRICS = (
@@ -994,13 +950,8 @@ def markdown(info: dict[str, Any], args: argparse.Namespace, summary: dict[str, 
     lines = [
         "# Frame hand-off benchmark (1920x1080 BGRA, 8,294,400 B/frame)",
         "",
-        f"- date: {info['date']}, run took {info.get('elapsed_s', '?')} s",
-        f"- cpu: {info['cpu']} ({info['cores']} cores, {info['cores_usable']} usable, L3 {info['l3']})",
-        f"- kernel {info['kernel']}, python {info['python']}, numpy {info['numpy']}, "
-        f"pyzmq {info['pyzmq']} (libzmq {info['libzmq']}), msgpack {info['msgpack']}, "
-        f"iceoryx2 {info['iceoryx2']}, xxhash {info['xxhash']}, "
-        f"jarvis_rust_core {info['jarvis_rust_core']}",
-        f"- command: `{info['command']}`",
+        *bench_common.machine_lines(info),
+        f"- the run took {info.get('elapsed_s', '?')} s",
         "- others = the rest of the machine's busy CPU while each session ran, % of one core, by round: "
         + "; ".join(
             f"{mech} {', '.join(_fmt(x) for x in xs)}" for mech, xs in info.get("others_percent", {}).items()
@@ -1113,7 +1064,7 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("iceoryx2 not installed (pip install iceoryx2): skipping it", file=sys.stderr)
             args.mechanisms.remove("iceoryx2")
-    info = machine_info(args)
+    info = machine_info()
     ctx = mp.get_context("spawn")
 
     def alloc(k: int, salt: int) -> list[np.ndarray]:

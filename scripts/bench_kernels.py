@@ -46,10 +46,8 @@ Usage: .venv/bin/python scripts/bench_kernels.py [--rounds R] [--working-set-mib
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import os
-import platform
 import statistics
 import sys
 import time
@@ -62,6 +60,8 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import bench_common  # noqa: E402  (scripts/: beside this script)
 
 import jarvis_rust_core as jrc  # noqa: E402
 from procs import kernels  # noqa: E402
@@ -329,13 +329,9 @@ def main() -> int:
     ap.add_argument("--sections", default="frames,kernels,integration",
                     help="any of frames (dedup and regions per size), kernels (single calls), integration")
     args = ap.parse_args()
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), platform.processor()
-    )
-    print(f"# Kernels: {cpu}, {os.cpu_count()} cores, {dt.datetime.now(dt.UTC).isoformat(timespec='seconds')}")
-    print(f"command: {' '.join(['scripts/bench_kernels.py', *sys.argv[1:]])}; {args.rounds} rounds; "
-          f"OpenCV {cv2.__version__} (cv2.getNumThreads() = {CV_DEFAULT_THREADS}), imagehash {imagehash.__version__}, "
-          f"numpy {np.__version__}\n", flush=True)
+    print("# Kernels", "", *bench_common.machine_lines(bench_common.machine(packages=("opencv-python-headless",
+                                                                                    "imagehash"))), sep="\n")
+    print(f"- {args.rounds} rounds; cv2.getNumThreads() = {CV_DEFAULT_THREADS}\n", flush=True)
     sections = set(args.sections.split(","))
     if "frames" in sections:
         for size in args.sizes.split(","):

@@ -65,12 +65,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import hashlib
 import json
 import os
-import platform
-import shlex
 import shutil
 import signal
 import statistics
@@ -85,6 +82,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import bench_common  # noqa: E402  (scripts/: beside this script)
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 
@@ -124,31 +122,6 @@ class BenchError(RuntimeError):
 
 
 # ---------------------------------------------------------------------- machine
-
-
-def machine_info(argv: list[str]) -> dict[str, Any]:
-    cpu = platform.processor() or "unknown"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    import jarvis_rust_core as jrc
-
-    return {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "core": jrc.__version__,
-        "command": shlex.join([os.path.relpath(sys.executable, REPO) if sys.executable.startswith(str(REPO)) else sys.executable,
-                               os.path.relpath(argv[0], REPO) if argv[0].startswith(str(REPO)) else argv[0], *argv[1:]]),
-    }
 
 
 def busy_seconds() -> float:
@@ -273,7 +246,7 @@ def run_pipeline(case: str, fps: float, window: float, warm: float, *, quiet: bo
             raise BenchError(f"up exited {up.returncode}: {up.stdout}{up.stderr}")
         result["up_s"] = round(time.monotonic() - t_start, 2)
         sup_pid = rt.owner_pid()
-        st = control.request(rt, "status")
+        st = control.request_raw(rt, "status")
         pids = {s["name"]: s["pid"] for s in st["stages"] if s["pid"]}
         if sup_pid is None or len(pids) != len(STAGES):
             raise BenchError(f"not every stage runs: {[(s['name'], s['state']) for s in st['stages']]}")
@@ -281,7 +254,7 @@ def run_pipeline(case: str, fps: float, window: float, warm: float, *, quiet: bo
         tap = StatsTap(rt)
         time.sleep(warm)
         # The window: counters and CPU times at both ends.
-        st0 = control.request(rt, "status")
+        st0 = control.request_raw(rt, "status")
         w0 = time.monotonic()
         cpu0 = {n: sum(p.cpu_times()[:2]) for n, p in procs.items()}
         busy0, self0 = busy_seconds(), time.process_time()
@@ -289,7 +262,7 @@ def run_pipeline(case: str, fps: float, window: float, warm: float, *, quiet: bo
         cpu1 = {n: sum(p.cpu_times()[:2]) for n, p in procs.items()}
         busy1, self1 = busy_seconds(), time.process_time()
         w1 = time.monotonic()
-        st1 = control.request(rt, "status")
+        st1 = control.request_raw(rt, "status")
         span = w1 - w0
         pss = {}
         for n, p in procs.items():
@@ -546,11 +519,7 @@ def fps_text(x: float | str | None) -> str:
 
 def markdown(out: dict[str, Any]) -> str:
     m = out["machine"]
-    L = [f"# Pipeline benchmark ({'quick' if out['quick'] else 'full'})", "",
-         f"- machine: {m['cpu']}, {m['cores']} cores ({m['cores_usable']} usable), {m['memory_gb']} GB; "
-         f"load average at start {m['loadavg_at_start']}",
-         f"- date: {m['date']}; Python {m['python']}, numpy {m['numpy']}, jarvis_rust_core {m['core']}",
-         f"- command: `{m['command']}`",
+    L = [f"# Pipeline benchmark ({'quick' if out['quick'] else 'full'})", "", *bench_common.machine_lines(m),
          f"- frames: synthetic {WIDTH}x{HEIGHT} BGRA, seed {SEED}; window {out['window_s']:g} s after "
              f"{out['warm_s']:g} s warm-up "
          f"per run; CPU in % of one core", ""]
@@ -653,7 +622,7 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     started = time.monotonic()
-    out: dict[str, Any] = {"machine": machine_info(sys.argv), "quick": args.quick, "window_s": window, "warm_s": warm,
+    out: dict[str, Any] = {"machine": bench_common.machine(), "quick": args.quick, "window_s": window, "warm_s": warm,
                            "cpu_window_s": cpu_window, "runs": []}
     print(f"machine: {out['machine']['cpu']}, {out['machine']['cores']} cores; load {out['machine']['loadavg_at_start']}",
           flush=True)

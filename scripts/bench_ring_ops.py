@@ -15,14 +15,13 @@ per-round median. Usage: .venv/bin/python scripts/bench_ring_ops.py [--quick] [-
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 
+import bench_common  # noqa: E402  (scripts/: beside this script)
 import numpy as np
 
 import jarvis_rust_core as jrc
@@ -40,16 +39,6 @@ def l3_bytes() -> int:
     except OSError:
         pass
     return 64 * 2**20
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def per_op_us(fn, n: int) -> float:  # type: ignore[no-untyped-def]
@@ -127,34 +116,21 @@ def main() -> int:
 
     med = {k: statistics.median(v) for k, v in results.items()}
     out = {
-        "machine": {
-            "cpu": cpu_model(),
-            "cores": os.cpu_count(),
-            "l3_bytes": l3_bytes(),
-            "python": sys.version.split()[0],
-            "numpy": np.__version__,
-            "core": jrc.__version__,
-        },
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "command": " ".join([os.path.basename(sys.executable)] + sys.argv),
+        "machine": bench_common.machine(),
         "cold_working_set_frames": len(cold_src),
         "write_us": {f"{m} {c}": v for (m, c), v in med.items()},
         "write_ratio": {c: med[("write_frame", c)] / med[("np.copyto", c)] for c in ("hot", "cold")},
         "read_us": {k: statistics.median(v) for k, v in read_us.items()},
         "misc_us": {k: statistics.median(v) for k, v in misc.items()},
     }
-    print(f"# ring operations: {out['machine']['cpu']}, {out['machine']['cores']} cores, {out['date']}")
-    print(f"command: {out['command']}; {args.rounds} rounds x {args.ops} ops; cold set {len(cold_src)} frames\n")
-    print("| 1920x1080 BGRA copy in | hot us | cold us |\n|---|---|---|")
-    for m in ("np.copyto", "write_frame"):
-        print(f"| {m} | {med[(m, 'hot')]:.0f} | {med[(m, 'cold')]:.0f} |")
-    print(f"| ratio write_frame / np.copyto | {out['write_ratio']['hot']:.2f} | {out['write_ratio']['cold']:.2f} |\n")
-    print("| read(ref) frame size | us |\n|---|---|")
-    for k, v in out["read_us"].items():
-        print(f"| {k} | {v:.2f} |")
-    print("\n| operation | us |\n|---|---|")
-    for k, v in out["misc_us"].items():
-        print(f"| {k} | {v:.2f} |")
+    print("# ring operations", "", *bench_common.machine_lines(out["machine"]), sep="\n")
+    print(f"- {args.rounds} rounds x {args.ops} ops; cold set {len(cold_src)} frames\n")
+    rows = [(m, f"{med[(m, 'hot')]:.0f}", f"{med[(m, 'cold')]:.0f}") for m in ("np.copyto", "write_frame")]
+    rows.append(("ratio write_frame / np.copyto", f"{out['write_ratio']['hot']:.2f}", f"{out['write_ratio']['cold']:.2f}"))
+    print(*bench_common.md_table(("1920x1080 BGRA copy in", "hot us", "cold us"), rows), "", sep="\n")
+    print(*bench_common.md_table(("read(ref) frame size", "us"), ((k, f"{v:.2f}") for k, v in out["read_us"].items())),
+          "", sep="\n")
+    print(*bench_common.md_table(("operation", "us"), ((k, f"{v:.2f}") for k, v in out["misc_us"].items())), sep="\n")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

@@ -10,16 +10,21 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import psutil
+import zmq
 
+from pipeline import commands, events, protocol, schemas, stages
 from pipeline.runtime import Runtime, RuntimeDirError
 from pipeline.tap import Tap
+from procs.stage import stats_schemas
 
 T = TypeVar("T")
 
@@ -71,6 +76,63 @@ def alive(pid: int) -> bool:
         return False
 
 
+#: Each stage's stats schema; a stage not in the pipeline's table (the tests' relay) reports the base one.
+STATS_SCHEMAS = stats_schemas(stages.PIPELINE)
+
+
+def drift(frames: list[bytes]) -> list[str]:
+    """What is wrong with one message of the bus, held to its schema strictly:
+    undecodable, a body its schema refuses, or fields the schema does not
+    declare (which readers would ignore, and the documentation would lack)."""
+    try:
+        topic, body = events.decode_event(frames)
+        events.check_event(topic, body)
+    except (protocol.ProtocolError, schemas.SchemaError) as exc:
+        return [f"{bytes(frames[0])!r}: {exc}"]
+    found = events.topic(topic)
+    assert found is not None
+    schema = STATS_SCHEMAS.get(topic.removeprefix("stats."), found.body) if found.name == "stats.<stage>" else found.body
+    schemas.convert(body, schema)
+    return [f"{topic}: {path} is not in its schema ({schema.__name__})" for path in schemas.undeclared(body, schema)]
+
+
+class BusCheck:
+    """Every message on an instance's event bus, from `up` to `down`, held to
+    its schema (`drift`) in a thread of the test process."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.problems: list[str] = []
+        self.seen: Counter[str] = Counter()
+        #: Messages a test puts on the bus on purpose (hostile ones): not the pipeline's to answer for.
+        self.forged: set[tuple[bytes, bytes]] = set()
+        self._stop = threading.Event()
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.connect(rt.endpoint("events"))  # before the bind: ZeroMQ connects once it exists
+        self._thread = threading.Thread(target=self._run, name="bus-check", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            if not self._sock.poll(100):
+                continue
+            frames = self._sock.recv_multipart()
+            if len(frames) == 2 and (frames[0], frames[1]) in self.forged:
+                continue
+            self.seen[bytes(frames[0]).decode("ascii", "replace")] += 1
+            try:
+                self.problems += drift(frames)
+            except schemas.SchemaError as exc:
+                self.problems.append(f"{bytes(frames[0])!r}: {exc}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._ctx.destroy(linger=0)
+
+
 class Pipeline:
     def __init__(self, root: Path, config: str = FAST_CONFIG, env: dict[str, str] | None = None) -> None:
         self.root = root
@@ -88,6 +150,7 @@ class Pipeline:
         )
         self.env.update(env or {})
         self.rt = Runtime.locate("default", self.env)
+        self.bus: BusCheck | None = None
 
     def cli(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(
@@ -99,11 +162,29 @@ class Pipeline:
         return proc
 
     def up(self, *extra: str) -> None:
+        self.watch_bus()
         self.cli("up", "-d", "-c", str(self.config_path), *extra)
+
+    def forge(self, pub: zmq.Socket[bytes], topic: bytes, data: bytes) -> None:
+        """Publishes a message of the test's own (a hostile one) on the bus,
+        which the bus check then knows is not the pipeline's."""
+        if self.bus is not None:
+            self.bus.forged.add((topic, data))
+        pub.send_multipart([topic, data])
+
+    def watch_bus(self) -> None:
+        """From now on every event is held to its schema (checked when the pipeline context ends)."""
+        if self.bus is None:
+            self.rt.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self.bus = BusCheck(self.rt)
 
     def status(self) -> dict[str, dict[str, Any]]:
         out = self.cli("status", "--json", check=False)  # (exits 1 while a stage is failed or hung)
-        return {s["name"]: s for s in json.loads(out.stdout)["stages"]}
+        result = json.loads(out.stdout)
+        undeclared = schemas.undeclared(result, commands.StatusResult)
+        assert not undeclared, f"status fields missing from its schema: {undeclared}"
+        commands.result(commands.BY_NAME["status"], result)  # the types too
+        return {s["name"]: s for s in result["stages"]}
 
     def supervisor_pid(self) -> int | None:
         try:
@@ -163,7 +244,13 @@ def pipeline(config: str = FAST_CONFIG, env: dict[str, str] | None = None) -> It
     except BaseException:
         p.print_logs()  # pytest shows a failed test's output: the logs say why
         raise
+    else:
+        if p.bus is not None:
+            p.bus.close()
+            assert not p.bus.problems, "events that do not match their schema:\n" + "\n".join(p.bus.problems[:20])
     finally:
+        if p.bus is not None:
+            p.bus.close()
         if p.supervisor_pid():
             p.cli("down", check=False)
         p.kill_everything()

@@ -16,10 +16,10 @@ from fake_claude import FakeClaude, Reply, error, malformed, ok, stall
 from text_images import text_image
 
 from pipeline import config as config_mod
-from procs.claude_client import ClaudeClient
-from procs.claude_request import Shot, build, fit_request
-from procs.claude_retry import Failure, RetryPolicy, retry_after
-from procs.forward_image import MAX_IMAGE_B64_BYTES, MAX_REQUEST_BYTES, Encoded, Geometry, encode
+from procs.forward.client import ClaudeClient
+from procs.forward.image import MAX_IMAGE_B64_BYTES, MAX_REQUEST_BYTES, Encoded, Geometry, encode
+from procs.forward.request import Shot, build, fit_request
+from procs.forward.retry import Failure, RetryPolicy, retry_after
 
 KEY = "sk-test-not-a-real-key-1234"
 

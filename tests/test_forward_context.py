@@ -12,10 +12,10 @@ import numpy as np
 from fake_claude import FakeClaude
 
 from pipeline import config as config_mod
-from procs.claude_client import ClaudeClient
-from procs.claude_request import ReferenceShot, Shot, build, cache_minimum, prefix_tokens
-from procs.forward_context import Context, View
-from procs.forward_image import Geometry, encode
+from procs.forward.client import ClaudeClient
+from procs.forward.context import Context, View
+from procs.forward.image import Geometry, encode
+from procs.forward.request import ReferenceShot, Shot, build, cache_minimum, prefix_tokens
 
 F = config_mod.load(None, env={}).forward
 KEY = "sk-ant-test-context"

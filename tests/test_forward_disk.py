@@ -23,7 +23,7 @@ from PIL import Image
 from pipeline_harness import FAST_CONFIG, Pipeline, pipeline, wait_for
 from test_forward_live import assert_balanced
 
-from procs import forward_journal
+from procs.forward import journal
 
 DISK = "3m"
 #: Room left beside the filler file: a few requests, then the disk is full.
@@ -114,7 +114,7 @@ def whole_lines(path: Path) -> list[dict[str, Any]]:
             json.loads(line)
         except ValueError:
             raise AssertionError(f"{path.name} line {i + 1} is not one JSON entry: {line[:300]!r}") from None
-    return forward_journal.read(path)
+    return journal.read(path)
 
 
 def test_full_data_disk_fails_cleanly_and_recovers() -> None:

@@ -19,9 +19,9 @@ from fake_claude import FakeClaude, bad_report, error, malformed, ok, report, st
 from PIL import Image
 from pipeline_harness import FAST_CONFIG, Pipeline, pipeline, wait_for
 
-from pipeline import protocol, schemas
+from pipeline import events, protocol
 from pipeline.tap import Tap
-from procs import forward_journal
+from procs.forward import journal as journal_mod
 
 KEY = "sk-ant-test-0123456789-never-logged"
 MASK = [0, 0, 0, 320, 180]  # the top-left quarter of the 640x360 synthetic desktop
@@ -131,7 +131,7 @@ def test_live_insights_on_the_tap_masks_and_pause() -> None:
 
         journal = p.rt.data_dir / "journal.jsonl"
         assert stat.S_IMODE(journal.stat().st_mode) == 0o600
-        lines = forward_journal.read(journal)
+        lines = journal_mod.read(journal)
         answered = [x for x in lines if x["outcome"] == "answered"]
         assert answered and all(x["usage"]["input_tokens"] > 0 and x["response"] for x in answered)
         assert all("images" not in x for x in lines), "images are journaled only when enabled"
@@ -182,7 +182,7 @@ def test_retries_failures_and_the_stop_on_a_refused_key() -> None:
         final = p.final_counters()
         assert_balanced(final)
         assert final["dropped.send_failed"] >= 1 and final["dropped.forward_stopped"] >= 3
-        outcomes = [x["outcome"] for x in forward_journal.read(p.rt.data_dir / "journal.jsonl")]
+        outcomes = [x["outcome"] for x in journal_mod.read(p.rt.data_dir / "journal.jsonl")]
         assert outcomes[:4] == ["answered", "answered", "failed", "failed"]
         no_secret_anywhere(p)
 
@@ -206,7 +206,7 @@ def test_answers_are_reports_a_program_can_read() -> None:
         with p.tap("forward.error", "insight", "stats.forward") as tap:
             listening(tap, api)
             for topic, body in tap:
-                schemas.check_event(topic, body)
+                events.check_event(topic, body)
                 if topic == "forward.error":
                     errors.append(body)
                 elif topic == "insight":
@@ -224,7 +224,7 @@ def test_answers_are_reports_a_program_can_read() -> None:
         ids = [e["request_id"] for e in errors] + [i["request_id"] for i in insights]
         assert len(set(ids)) == 4, "an answer without a report is not asked again"
         p.cli("down")
-        journal = forward_journal.read(p.rt.data_dir / "journal.jsonl")
+        journal = journal_mod.read(p.rt.data_dir / "journal.jsonl")
         bad = [x for x in journal if "no usable report" in x.get("error", "")]
         assert [x["outcome"] for x in bad] == ["answered", "answered"] and all(x["cost_usd"] > 0 for x in bad)
         assert json.loads(bad[0]["report"]) == {"attention_needed": "yes", "summary": 3}
@@ -259,7 +259,7 @@ def test_requests_share_a_cached_prefix() -> None:
             # What was spent, priced per token kind, reaches status with forward's next stats.
             wait_for("status showing what was spent", lambda: re.search(r"\$0\.\d{4} spent", p.cli("status").stdout))
             p.cli("down")
-            journal = [x for x in forward_journal.read(p.rt.data_dir / "journal.jsonl") if x["outcome"] == "answered"]
+            journal = [x for x in journal_mod.read(p.rt.data_dir / "journal.jsonl") if x["outcome"] == "answered"]
             assert journal and all(x["cacheable"] and x["references"] for x in journal)
     with FakeClaude() as api:
         text = config(api.url).replace("[forward]\n", '[forward]\ncache_min_tokens = { "*" = 4096 }\n', 1)

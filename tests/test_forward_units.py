@@ -23,14 +23,13 @@ from PIL import Image
 from text_images import text_image
 
 from pipeline import config as config_mod
-from procs import forward_journal
-from procs.claude_key import ApiKeyError, api_key
-from procs.claude_request import Shot
-from procs.forward import FrameCopy, Job, Sender, WriteFailures
-from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
-from procs.forward_journal import Journal, cost_usd
-from procs.forward_outbox import Outbox
-from procs.forward_pacing import Batcher, Pacer, TokenBucket
+from pipeline.api_key import ApiKeyError, api_key
+from procs.forward import FrameCopy, Job, Sender, WriteFailures, journal
+from procs.forward.image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
+from procs.forward.journal import Journal, cost_usd
+from procs.forward.outbox import Outbox
+from procs.forward.pacing import Batcher, Pacer, TokenBucket
+from procs.forward.request import Shot
 
 G = Geometry()
 
@@ -219,7 +218,7 @@ def test_journal_is_private_and_rotates(tmp_path: Path) -> None:
     assert total <= 2 * 2000 + 200, "at most twice the cap"
     ids = [json.loads(x)["id"] for f in (j.old, j.path) for x in f.read_text().splitlines()]
     assert ids == sorted(ids) and ids[-1] == 39
-    assert [e["id"] for f in (j.old, j.path) for e in forward_journal.read(f)] == ids
+    assert [e["id"] for f in (j.old, j.path) for e in journal.read(f)] == ids
 
 
 ENOSPC = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -261,7 +260,7 @@ def test_journal_appends_whole_lines_or_nothing(tmp_path: Path, monkeypatch: pyt
     assert exc.value.errno == error
     assert j.path.read_bytes() == before, "a failed append leaves the file as it was"
     j.write({"id": 3})
-    assert [e["id"] for e in forward_journal.read(j.path)] == [1, 3], "the next entry is a line of its own"
+    assert [e["id"] for e in journal.read(j.path)] == [1, 3], "the next entry is a line of its own"
 
 
 def test_journal_short_write_then_room_again_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,7 +270,7 @@ def test_journal_short_write_then_room_again_is_one_line(tmp_path: Path, monkeyp
         j.write({"id": 1, "pad": "x" * 100})
     finally:
         undo()
-    assert [e["id"] for e in forward_journal.read(j.path)] == [1]
+    assert [e["id"] for e in journal.read(j.path)] == [1]
 
 
 def test_journal_torn_tail_from_a_crash(tmp_path: Path) -> None:
@@ -279,13 +278,13 @@ def test_journal_torn_tail_from_a_crash(tmp_path: Path) -> None:
     j.write({"id": 1})
     with open(j.path, "ab") as f:
         f.write(b'{"id":2,"pad":"xx')  # killed in the middle of an append
-    assert [e["id"] for e in forward_journal.read(j.path)] == [1], "the reader skips a torn last line"
+    assert [e["id"] for e in journal.read(j.path)] == [1], "the reader skips a torn last line"
     j.write({"id": 3})
     assert j.path.read_text().splitlines() == ['{"id":1}', '{"id":3}'], "the torn tail is cut off, not glued to"
     j.path.write_bytes(b'{"id":' + b"x" * 100_000)  # torn, and no whole line before it
     j.write({"id": 4})
     assert j.path.read_text() == '{"id":4}\n'
-    assert forward_journal.read(tmp_path / "missing.jsonl") == []
+    assert journal.read(tmp_path / "missing.jsonl") == []
 
 
 # ---------------------------------------------------------------- outbox
@@ -442,7 +441,7 @@ def test_forward_config(tmp_path: Path) -> None:
 
 
 def test_the_endpoint_follows_the_sdks_precedence() -> None:
-    from procs.claude_key import ApiKeyError, endpoint
+    from pipeline.api_key import ApiKeyError, endpoint
 
     assert endpoint({}, "") == ("https://api.anthropic.com", "the default")
     assert endpoint({"ANTHROPIC_BASE_URL": "http://127.0.0.1:9"}, "") == ("http://127.0.0.1:9", "ANTHROPIC_BASE_URL")

@@ -2,7 +2,7 @@
 documented error type may come out (a message must never take a process down).
 
 - hand-off messages: protocol.decode_frame_ref raises only ProtocolError;
-- events: protocol.decode_event then schemas.check_event raise only
+- events: events.decode_event then events.check_event raise only
   ProtocolError or SchemaError;
 - control requests and channel messages: schemas.decode / schemas.convert raise
   only SchemaError;
@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from jarvis_rust_core import FrameRef
-from pipeline import protocol, schemas
+from pipeline import commands, events, protocol, schemas
 from pipeline.channel import MAX_MESSAGE_BYTES, Channel, ChannelClosed
 
 _FUZZ = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -398,39 +398,42 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "stage.stopped": {"stage": "dedup", "pid": 100, "exit": 0},
     "stage.crashed": {"stage": "dedup", "pid": 100, "exit": -9, "reclaimed": 2},
     "stage.hung": {"stage": "dedup", "pid": 100, "silent_s": 12.5},
-    "stage.restarted": {"stage": "dedup", "pid": 101, "restarts": 1, "down_ms": 250.0},
+    "stage.restarted": {"stage": "dedup", "pid": 101, "incarnation": 2, "restarts": 1, "down_ms": 250.0},
     "stage.failed": {"stage": "dedup", "restarts": 5, "period_s": 60.0},
-    "stats.capture": {"stage": "capture", "frames_in": 0, "frames_out": 10, "drops": {"ring_full": 1},
+    "stats.supervisor": {"stage": "supervisor", "counters": {"captured": 3, "duplicate": 3}},
+    "stats.capture": {"stage": "capture", "pid": 100, "frames_in": 0, "frames_out": 10, "drops": {"ring_full": 1},
                       "terminal": {}, "proc_ms": TIMING, "since_capture_ms": TIMING, "rejected": {}},
     "memory.pressure": {"level": "high", "used_mb": 900.0, "budget_mb": 1024.0, "actions": ["smaller batches"]},
-    "capture.geometry_changed": {"monitors": [{"index": 0, "left": 0, "top": 0, "width": 1920, "height": 1080}]},
+    "capture.geometry_changed": {"monitors": [{"index": 0, "left": 0, "top": 0, "width": 1920, "height": 1080, "scale": 1}]},
     "capture.oversize": {"monitor": 0, "width": 8000, "height": 4000, "max_width": 3840, "max_height": 2160,
                          "action": "downscale"},
     "control.paused": {},
     "control.resumed": {},
 }
 BODY_KEYS = sorted({k for body in VALID_BODIES.values() for k in body} | set(REF))
-TOPIC_CHOICES = sorted(protocol.TOPIC_NAMES | set(VALID_BODIES))
+TOPIC_CHOICES = sorted(events.TOPIC_NAMES | set(VALID_BODIES))
 
 
 def test_valid_bodies_cover_every_topic_and_are_accepted() -> None:
-    assert set(VALID_BODIES) - {"stats.capture"} == set(schemas.EVENT_BODIES)
-    assert protocol.TOPIC_NAMES - {"stats.<stage>"} <= set(VALID_BODIES)
+    assert set(VALID_BODIES) - {"stats.capture"} == events.TOPIC_NAMES - {"stats.<stage>"}
+    assert events.TOPIC_NAMES - {"stats.<stage>"} <= set(VALID_BODIES)
     for topic, body in VALID_BODIES.items():
-        got_topic, got_body = protocol.decode_event(protocol.encode_event(topic, body))
+        got_topic, got_body = events.decode_event(events.encode_event(topic, body))
         assert (got_topic, got_body) == (topic, body)
-        schemas.check_event(got_topic, got_body)
-        for f in msgspec.structs.fields(schemas.event_body_schema(topic)):
+        events.check_event(got_topic, got_body)
+        found = events.topic(topic)
+        assert found is not None
+        for f in msgspec.structs.fields(found.body):
             # every named field refuses a value of the wrong type, and a required one its absence
             with pytest.raises(schemas.SchemaError):
-                schemas.check_event(topic, body | {f.name: b"\xff"})
+                events.check_event(topic, body | {f.name: b"\xff"})
             if f.required:
                 with pytest.raises(schemas.SchemaError):
-                    schemas.check_event(topic, {k: v for k, v in body.items() if k != f.name})
+                    events.check_event(topic, {k: v for k, v in body.items() if k != f.name})
     with pytest.raises(schemas.SchemaError):
-        schemas.check_event("frame.nonsense", {})
+        events.check_event("frame.nonsense", {})
     with pytest.raises(schemas.SchemaError):
-        schemas.check_event("frame.changed", VALID_BODIES["frame.changed"] | {"ref": REF | {"fmt": "YUV"}})
+        events.check_event("frame.changed", VALID_BODIES["frame.changed"] | {"ref": REF | {"fmt": "YUV"}})
 
 
 _topics = st.one_of(
@@ -456,7 +459,7 @@ def event_bodies(draw: st.DrawFn) -> bytes:
         return _pack(draw(values(True, BODY_KEYS)))
     if kind == "raw":
         return draw(st.binary(max_size=64))
-    return _pack({"stage": "capture", "pad": b"\0" * protocol.MAX_EVENT_BYTES})
+    return _pack({"stage": "capture", "pad": b"\0" * events.MAX_EVENT_BYTES})
 
 
 @st.composite
@@ -478,12 +481,12 @@ def event_frames(draw: st.DrawFn) -> list[bytes]:
 
 def _check_event_frames(frames: list[bytes]) -> str:
     try:
-        topic, body = protocol.decode_event(frames)
+        topic, body = events.decode_event(frames)
     except protocol.ProtocolError:
         return "not an event"
     assert isinstance(topic, str) and isinstance(body, dict)
     try:
-        schemas.check_event(topic, body)
+        events.check_event(topic, body)
     except schemas.SchemaError:
         return "bad body"
     return "accepted"
@@ -505,7 +508,7 @@ def event_objects(draw: st.DrawFn) -> tuple[str, Any]:
 
 def _check_event_object(x: tuple[str, Any]) -> str:
     try:
-        schemas.check_event(*x)
+        events.check_event(*x)
     except schemas.SchemaError:
         return "refused"
     return "accepted"
@@ -619,7 +622,7 @@ REQUEST_KEYS = ["cmd", "stage"]
 @st.composite
 def request_bytes(draw: st.DrawFn) -> bytes:
     kind = draw(st.sampled_from(["valid", "map", "mutated", "truncated", "random", "raw", "deep"]))
-    valid: dict[str, Any] = {"cmd": draw(st.sampled_from(sorted(protocol.CONTROL_COMMANDS) + ["nonesuch"]))}
+    valid: dict[str, Any] = {"cmd": draw(st.sampled_from(sorted(commands.BY_NAME) + ["nonesuch"]))}
     if draw(st.booleans()):
         valid["stage"] = draw(st.one_of(st.none(), st.sampled_from(["capture", "dedup", "analysis", "forward"])))
     if kind == "valid":

@@ -23,6 +23,7 @@ from pipeline_harness import FAST_CONFIG, Pipeline, alive, pipeline, wait_for
 
 import jarvis_rust_core as jrc
 from pipeline import control, protocol
+from pipeline.schemas import StageState
 from pipeline.stages import PIPELINE
 
 STAGES = PIPELINE.names
@@ -195,6 +196,39 @@ def test_restart_command_is_not_a_crash() -> None:
         assert_balanced(p.final_counters())
 
 
+def test_restart_answers_at_once_and_status_answers_while_the_stage_drains() -> None:
+    """`restart` does not hold the supervisor's loop for the drain: with the
+    stage stopped (SIGSTOP, so it cannot act on its SIGTERM), the command is
+    answered, status shows it stopping, and once it can go on it exits and its
+    next incarnation runs; a commanded stop, not a crash."""
+    with pipeline(FAST_CONFIG.replace("drain_s = 3.0", "drain_s = 30.0")) as p:
+        p.up()
+        before = wait_for("all stages running", lambda: all_running(p))
+        pid = before["analysis"]["pid"]
+        with p.tap("stage.") as tap:
+            os.kill(pid, signal.SIGSTOP)
+            try:
+                t0 = time.monotonic()
+                reply = control.request(p.rt, "restart", stage="analysis")
+                answered_s = time.monotonic() - t0
+                row = next(s for s in control.request(p.rt, "status").stages if s.name == "analysis")
+            finally:
+                os.kill(pid, signal.SIGCONT)
+            # The SIGKILL deadline is 33 s away: anything but an answer within seconds is the loop blocked.
+            assert reply.state is StageState.STOPPING and answered_s < 11.0, (reply, answered_s)
+            assert row.state is StageState.STOPPING and row.pid == pid, row
+            topics = []
+            for topic, body in tap:
+                topics.append((topic, body["stage"]))
+                if topic == "stage.started":
+                    break
+        assert topics == [("stage.stopped", "analysis"), ("stage.started", "analysis")]
+        after = wait_for("analysis running again", lambda: all_running(p))
+        assert after["analysis"]["incarnation"] == reply.incarnation + 1 and after["analysis"]["restarts"] == 0
+        p.cli("down")
+        assert_balanced(p.final_counters())
+
+
 def test_bad_messages_on_the_bus_are_counted_not_fatal() -> None:
     with pipeline() as p:
         p.up()
@@ -209,7 +243,7 @@ def test_bad_messages_on_the_bus_are_counted_not_fatal() -> None:
         pub.connect(p.rt.endpoint("events-in"))
         with p.tap("stats.dedup") as tap:
             for _ in range(50):
-                pub.send_multipart([b"control.paused", b"\xc1 not msgpack"])
+                p.forge(pub, b"control.paused", b"\xc1 not msgpack")
                 _, body = next(iter(tap))
                 if body["rejected"].get("malformed", 0) >= 3 and body["rejected"].get("foreign", 0) >= 1:
                     break
@@ -341,7 +375,7 @@ def test_memory_governor_reacts_to_a_tiny_budget() -> None:
                         break
                 assert time.monotonic() < deadline, f"capture did not slow down: {fps} fps, last {topic} {body}"
         assert level is not None and level["level"] == "critical" and "forwarding paused" in level["actions"]
-        assert control.request(p.rt, "status")["memory"]["level"] == "critical"
+        assert control.request(p.rt, "status").memory.level == "critical"
         # A capture started again (kill -9) applies the pressure from its first frame.
         before = p.stage_pids()["capture"]
         os.kill(before, signal.SIGKILL)

@@ -211,10 +211,10 @@ def test_pipeline_captures_a_real_xvfb_screen(xserver: XServer, tmp_path: Path) 
                 print("seconds per step: " + ", ".join(f"{k} {v:.1f}" for k, v in took.items()))
 
             status = control.request(p.rt, "status")
-            assert status["source"] == "screen", status
-            assert status["counters"]["duplicate"] > 0, status["counters"]
-            pids = [s["pid"] for s in status["stages"] if s.get("pid")] + [p.supervisor_pid()]
-            assert len(pids) == 5, status["stages"]
+            assert status.source == "screen", status
+            assert status.counters["duplicate"] > 0, status.counters
+            pids = [s.pid for s in status.stages if s.pid] + [p.supervisor_pid()]
+            assert len(pids) == 5, status.stages
 
             p.cli("down")
             assert not any(alive(pid) for pid in pids), "down ends the supervisor and every stage"

@@ -4,6 +4,7 @@ refuses, and a pipeline of five stages, one of them defined in the tests
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -75,6 +76,7 @@ def test_a_stage_added_by_one_row_runs_end_to_end_with_exact_accounting() -> Non
     path = os.pathsep.join(x for x in (str(TESTS), os.environ.get("PYTHONPATH", "")) if x)
     with pipeline(FAST_CONFIG, env={"PYTHONPATH": path}) as p:
         log = (p.root / "up.out").open("w")
+        p.watch_bus()  # the relay's events too are held to their schemas
         sup = subprocess.Popen([sys.executable, "-m", "relay_stage", "up", "--supervise", "-c", str(p.config_path)],
                                env=p.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         try:
@@ -115,3 +117,11 @@ def test_the_control_plane_never_imports_the_stages() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
     assert stages.PIPELINE.spec("forward").module == "procs.forward"
+    # Nor later, from inside a function: no import of procs anywhere in pipeline.
+    upward = []
+    for path in sorted((ROOT / "pipeline").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            upward += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names if n.split(".")[0] == "procs"]
+    assert not upward, upward

@@ -17,6 +17,11 @@ moves what is pending to dropped(stage_crashed).
 A failed write of the outbox or the journal (a full disk) never stops the
 stage: forward_state says "failing: <what>: <why>" until the next write of
 that file succeeds.
+
+Its parts, in this package: pacing (which frames may go, and batches),
+image (crops, masks, encoding), context (the rolling context), request (the
+API request and its report tool), client (the SDK), retry (what to try
+again), outbox and journal (the files it writes).
 """
 
 from __future__ import annotations
@@ -30,17 +35,22 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import msgspec
 import numpy as np
 
 import jarvis_rust_core as jrc
 from pipeline import protocol, schemas
+from pipeline.api_key import ApiKeyError, api_key, endpoint
 from pipeline.schemas import ControlState
 from procs import stage
-from procs.claude_key import ApiKeyError, api_key, endpoint
-from procs.claude_request import (
+from procs.forward.context import Context, View
+from procs.forward.image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
+from procs.forward.journal import Journal, cost_usd
+from procs.forward.outbox import Outbox
+from procs.forward.pacing import Batcher, Pacer
+from procs.forward.request import (
     ReferenceShot,
     Shot,
     build,
@@ -51,15 +61,10 @@ from procs.claude_request import (
     prefix_tokens,
     report_text,
 )
-from procs.claude_retry import FATAL, Failure, RetryPolicy
-from procs.forward_context import Context, View
-from procs.forward_image import Geometry, apply_masks, crop_box, encode, fit_size, tokens
-from procs.forward_journal import Journal, cost_usd
-from procs.forward_outbox import Outbox
-from procs.forward_pacing import Batcher, Pacer
+from procs.forward.retry import FATAL, Failure, RetryPolicy
 
 if TYPE_CHECKING:  # the SDK is imported only when forwarding is live
-    from procs.claude_client import Answer, ClaudeClient
+    from procs.forward.client import Answer, ClaudeClient
 
 PENDING = protocol.COUNTER_INDEX["pending.forward"]
 #: How long shutdown waits for a request in flight before giving it up.
@@ -202,7 +207,26 @@ class Sender(threading.Thread):
         return Outcome(job, answer=answer, leftover=leftover, latency_ms=(time.perf_counter() - start) * 1e3)
 
 
+class ForwardStats(schemas.StageStats, kw_only=True):
+    queued: Annotated[int, schemas.doc("frames copied out, waiting for a request")] = 0
+    requests: Annotated[int, schemas.doc("requests made")] = 0
+    retries: Annotated[int, schemas.doc("tries again after a failure")] = 0
+    mode: Annotated[str, schemas.doc("dry_run or live")] = ""
+    paused: Annotated[bool, schemas.doc("whether it is paused")] = False
+    write_failures: Annotated[dict[str, int], schemas.doc("{file: count} of failed writes of the outbox and the "
+                                                          "journal")] = {}
+    encode_ms_p50: Annotated[float, schemas.doc("median time to encode a request's images")] | None = None
+    usage: Annotated[dict[str, int], schemas.doc("tokens by kind since it started")] = {}
+    malformed_answers: Annotated[int, schemas.doc("answers without a usable report (each also a "
+                                                  "forward.error)")] = 0
+    cache_prefix_tokens: Annotated[int, schemas.doc("estimated tokens of the last request's cacheable prefix")] = 0
+    cache_min_tokens: Annotated[int, schemas.doc("the shortest prefix the model caches "
+                                                 "(forward.cache_min_tokens)")] = 0
+
+
 class Forward(stage.Stage):
+    Stats = ForwardStats
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         f = self.cfg.forward
@@ -226,7 +250,7 @@ class Forward(stage.Stage):
                     self._notice("key", "forward.mode is live but there is no API key (ANTHROPIC_API_KEY or "
                                  "forward.api_key_file): dry-run")
                 else:
-                    from procs.claude_client import ClaudeClient
+                    from procs.forward.client import ClaudeClient
 
                     self.log.info("sending to %s (from %s)", url, url_from)
                     client = ClaudeClient(key, url, f.timeout_s)
@@ -535,6 +559,3 @@ def _shown(raw: Any) -> Any:
         text = repr(raw)
     return text[:MAX_EVENT_TEXT]
 
-
-if __name__ == "__main__":
-    stage.main(Forward)

@@ -8,8 +8,8 @@ from typing import Any
 
 import anthropic
 
-from procs.claude_request import REPORT
-from procs.claude_retry import Failure, retry_after, should_retry
+from procs.forward.request import REPORT
+from procs.forward.retry import Failure, retry_after, should_retry
 
 #: 429s that mean the money ran out, not a rate (newer SDKs name them).
 _SPEND_LIMITS = tuple(

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.runtime import private_dir
-from procs.claude_request import ReferenceShot, Shot
+from procs.forward.request import ReferenceShot, Shot
 
 #: Names starting with this are work in progress (being written or removed), never requests.
 HIDDEN = "."

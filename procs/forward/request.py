@@ -1,6 +1,6 @@
 """The Messages API request for a batch of frames, as live forwarding sends it
 and the dry-run outbox records it: the tool, the system prompt, then one user
-turn: the rolling context (procs.forward_context: a reference screenshot per
+turn: the rolling context (procs.forward.context: a reference screenshot per
 monitor, then the recent reports, one block each), then the new screenshots
 (oldest frame first) and the text after them, as Anthropic's vision guide
 advises. No API key is ever part of it.
@@ -27,8 +27,8 @@ from typing import Any
 import msgspec
 
 from pipeline import schemas
-from procs.forward_context import Said
-from procs.forward_image import MAX_REQUEST_BYTES, Encoded, tokens
+from procs.forward.context import Said
+from procs.forward.image import MAX_REQUEST_BYTES, Encoded, tokens
 
 REPORT = "report"
 CACHED = {"type": "ephemeral"}

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from procs.forward_image import Encoded, Geometry, encode, fit_size, tokens
+from procs.forward.image import Encoded, Geometry, encode, fit_size, tokens
 
 
 @dataclass(eq=False)

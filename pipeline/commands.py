@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgspec
 
 from pipeline import schemas
-from pipeline.schemas import ControlState, NonNegInt, PressureLevel, StageState, doc
+from pipeline.schemas import ControlState, Histogram, NonNegInt, PressureLevel, StageState, doc
 
 
 class PingResult(msgspec.Struct):
@@ -50,6 +50,17 @@ class StageStatus(msgspec.Struct, kw_only=True):
     hung: Annotated[bool, doc("silent past supervisor.hang_after_s: about to be killed and replaced")]
     applied: Annotated[ControlState, doc("the control state it says it applies")] | None
     control_mismatch: Annotated[str, doc("why it does not apply the supervisor's control state")] | None
+    hangs: Annotated[int, doc("times it was killed for a missed heartbeat")]
+    cpu_seconds: Annotated[float, doc("CPU time of its current process, seconds")]
+    private_mb: Annotated[float, doc("memory only it holds, MB, as it last reported")] | None
+    proc_hist: Annotated[Histogram, doc("per-frame processing time of its current process")] | None
+    since_capture_hist: Annotated[Histogram, doc("capture to arrival here, its current process")] | None
+
+
+class RingStatus(msgspec.Struct):
+    slots: Annotated[int, doc("frame slots")]
+    in_use: Annotated[int, doc("slots being written or holding a frame someone holds")]
+    slot_bytes: Annotated[int, doc("bytes per slot")]
 
 
 class MemoryStatus(msgspec.Struct):
@@ -70,6 +81,9 @@ class StatusResult(msgspec.Struct, kw_only=True):
     forward_mode: Annotated[str, doc("dry_run or live, as configured")]
     forward_state: Annotated[str, doc("what forward says it is doing")] | None
     forward_cost_usd: Annotated[float, doc("USD forward spent since it started")] | None
+    forward_requests: Annotated[int, doc("requests forward made since it started")] | None
+    forward_tokens: Annotated[dict[str, int], doc("tokens by kind forward used since it started")] | None
+    ring: Annotated[RingStatus, doc("the frame ring")] | None
     memory: Annotated[MemoryStatus, doc("the memory governor")]
     counters: Annotated[dict[str, NonNegInt], doc("the ring's frame counters (docs/events.md: terminal states)")]
     stages: Annotated[list[StageStatus], doc("in the table's order")]

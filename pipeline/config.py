@@ -278,6 +278,14 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = _f(False, "serve Prometheus metrics (text format) from the supervisor")
+    listen: str = _f("", "where: empty = metrics.sock in the runtime directory (0600, this user only); "
+                         "HOST:PORT = TCP, e.g. 127.0.0.1:9464 (a host other than loopback is allowed, with a "
+                         "warning: costs and activity are visible to whoever can connect)")
+
+
+@dataclass(frozen=True)
 class Config:
     instance: InstanceConfig = _f(InstanceConfig(), "")
     capture: CaptureConfig = _f(CaptureConfig(), "")
@@ -289,6 +297,7 @@ class Config:
     supervisor: SupervisorConfig = _f(SupervisorConfig(), "")
     memory: MemoryConfig = _f(MemoryConfig(), "")
     events: EventsConfig = _f(EventsConfig(), "")
+    metrics: MetricsConfig = _f(MetricsConfig(), "")
 
 
 # ---------------------------------------------------------------------------
@@ -427,6 +436,20 @@ def _validate(cfg: Config, where: str) -> None:
     if cfg.capture.source == "replay" and not cfg.capture.replay.path:
         raise ConfigError(f"{where}: capture.source is 'replay' but capture.replay.path is empty")
     _validate_forward(cfg.forward, where)
+    if cfg.metrics.listen:
+        try:
+            tcp_address(cfg.metrics.listen)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: metrics.listen: {exc}") from None
+
+
+def tcp_address(listen: str) -> tuple[str, int]:
+    """metrics.listen's HOST:PORT ([IPv6]:PORT), or ValueError."""
+    host, sep, port = listen.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{listen!r} is not HOST:PORT (e.g. 127.0.0.1:9464), nor empty for the private socket")
+    return host, int(port)
 
 
 def _validate_forward(f: ForwardConfig, where: str) -> None:

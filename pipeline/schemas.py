@@ -173,6 +173,20 @@ class Timing(msgspec.Struct):
     p99: Annotated[float, doc("99th percentile")] | None = None
 
 
+#: Upper bounds (ms) of the latency histograms' buckets; the last bucket is everything above.
+HISTOGRAM_BOUNDS_MS: tuple[float, ...] = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500)
+
+
+class Histogram(msgspec.Struct):
+    """Every frame since the stage started, by bucket (HISTOGRAM_BOUNDS_MS,
+    then one for the rest): what the metrics endpoint exports."""
+
+    counts: Annotated[list[NonNegInt], msgspec.Meta(max_length=64, description=(
+        "frames per bucket, not cumulative: at most each bound of HISTOGRAM_BOUNDS_MS in turn, then above "
+        "the last"))] = []
+    sum_ms: Annotated[float, msgspec.Meta(ge=0, description="the sum of every frame's time")] = 0.0
+
+
 class StageStats(msgspec.Struct, kw_only=True):
     """A stage's counters and timings, once per supervisor.stats_interval_s:
     the body of its stats.<stage> event and of its Stats message to the
@@ -190,6 +204,10 @@ class StageStats(msgspec.Struct, kw_only=True):
         msgspec.field(default_factory=Timing)
     since_capture_ms: Annotated[Timing, doc("from capture to arrival here, its last 512 frames")] = \
         msgspec.field(default_factory=Timing)
+    proc_hist: Annotated[Histogram, doc("per-frame processing time, every frame since it started")] = \
+        msgspec.field(default_factory=Histogram)
+    since_capture_hist: Annotated[Histogram, doc("capture to arrival here, every frame since it started")] = \
+        msgspec.field(default_factory=Histogram)
     cpu_percent: Annotated[float, doc("% of one core, sampled every supervisor.sample_interval_s")] | None = None
     private_mb: Annotated[Megabytes, doc("memory only this stage holds, MB (pipeline/usage.py), sampled with the "
                                          "CPU")] | None = None
@@ -198,6 +216,10 @@ class StageStats(msgspec.Struct, kw_only=True):
                                       "stopped: why)")] | None = None
     cost_usd: Annotated[float, msgspec.Meta(ge=0, le=1e12, description="forward only: USD spent since it "
                                             "started, at forward.price")] | None = None
+    requests: Annotated[NonNegInt, doc("forward only: requests made since it started")] | None = None
+    usage: Annotated[dict[str, NonNegInt], doc("forward only: tokens by kind since it started (input_tokens, "
+                                               "output_tokens, cache_creation_input_tokens, "
+                                               "cache_read_input_tokens)")] | None = None
 
 
 class Stats(msgspec.Struct, tag="stats", tag_field="t"):

@@ -39,7 +39,7 @@ ENV_WAKE_OUT_FD = "JARVIS_WAKE_OUT_FD"  # the end it signals of its outbound hop
 #: Exit status of a stage that refuses to run: another release, no usable handshake, unusable files.
 EXIT_REFUSED = 78
 #: Sockets of the control plane (pipeline.runtime.Runtime.socket), beside one per stage.
-PLANE_SOCKETS = ("control", "events-in", "events")
+PLANE_SOCKETS = ("control", "events-in", "events", "metrics")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")

@@ -44,6 +44,7 @@ import jarvis_rust_core as jrc
 from pipeline import commands, events, handoff, protocol, runtime, schemas, stages, usage
 from pipeline import config as config_mod
 from pipeline.channel import Channel, ChannelClosed
+from pipeline.metrics import MetricsServer
 from pipeline.runtime import InstanceLock, Runtime
 from pipeline.schemas import PRESSURE_LEVELS, ControlState, StageState
 from pipeline.watcher import StageWatcher
@@ -217,6 +218,7 @@ class Supervisor:
         self.ctx = zmq.Context()
         self.proxy_thread: threading.Thread | None = None
         self.on_tick: Callable[[Supervisor], None] | None = None
+        self.metrics: MetricsServer | None = None
         self.next_sample = 0.0
         self.monitors: list[schemas.MonitorInfo] = []
         self._wake_r = self._wake_w = -1
@@ -266,6 +268,12 @@ class Supervisor:
         self.control = self.ctx.socket(zmq.REP)
         self.control.setsockopt(zmq.MAXMSGSIZE, schemas.MAX_REQUEST_BYTES)
         self.control.bind(self.rt.endpoint("control"))
+        if self.cfg.metrics.enabled:
+            try:
+                self.metrics = MetricsServer(self.rt, self.cfg.metrics.listen)
+            except OSError as exc:
+                raise StartError(f"metrics: cannot listen on {self.cfg.metrics.listen or 'metrics.sock'}: "
+                                 f"{exc.strerror or exc}") from None
         # SIGCHLD wakes the loop through this pipe: reaping is event driven.
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -456,6 +464,8 @@ class Supervisor:
                 continue
             with contextlib.suppress(psutil.Error):
                 st.cpu_percent = st.psproc.cpu_percent()
+                times = st.psproc.cpu_times()
+                st.cpu_seconds = times.user + times.system
             if st.stats is not None and st.stats.private_mb is not None:
                 total += st.stats.private_mb
         total += usage.private_mb(psutil.Process())
@@ -539,6 +549,11 @@ class Supervisor:
                 hung=bool(st.pid and st.heartbeating and now - st.last_heard > self.cfg.supervisor.hang_after_s),
                 applied=st.applied,
                 control_mismatch=mismatch,
+                hangs=st.hangs,
+                cpu_seconds=round(st.cpu_seconds, 3),
+                private_mb=s.private_mb,
+                proc_hist=s.proc_hist if st.stats is not None else None,
+                since_capture_hist=s.since_capture_hist if st.stats is not None else None,
             ))
         counters = protocol.counter_snapshot(self.ring.counters()) if self.ring is not None else {}
         forward = self.stages["forward"].stats if "forward" in self.stages else None
@@ -554,10 +569,19 @@ class Supervisor:
             forward_mode=self.cfg.forward.mode,
             forward_state=forward.forward_state if forward is not None else None,
             forward_cost_usd=forward.cost_usd if forward is not None else None,
+            forward_requests=forward.requests if forward is not None else None,
+            forward_tokens=forward.usage if forward is not None else None,
+            ring=self._ring_status(),
             memory=commands.MemoryStatus(self.state.pressure, round(self.memory_mb, 1), self.cfg.memory.budget_mb),
             counters=counters,
             stages=rows,
         )
+
+    def _ring_status(self) -> commands.RingStatus | None:
+        if self.ring is None:
+            return None
+        in_use = sum(1 for s in self.ring.slots() if s["holders"] or s["writing"])
+        return commands.RingStatus(self.ring.slot_count, in_use, self.ring.slot_bytes)
 
     def cmd_ping(self, req: schemas.Request) -> commands.PingResult:
         return commands.PingResult(os.getpid(), self.rt.instance, stages.versions())
@@ -683,6 +707,9 @@ class Supervisor:
         w.exited(time.monotonic())
 
     def _cleanup(self) -> None:
+        if self.metrics is not None:
+            self.metrics.close()
+            self.metrics = None
         if self.proxy_thread is not None:
             self._proxy_ctl.send(b"TERMINATE")
             self.proxy_thread.join(timeout=5)

@@ -7,7 +7,7 @@
 Frame events carry the frame's FrameRef fields under "ref"; `pixels` copies
 the frame out of the ring with read_copy, which never returns a torn frame.
 Any local program can publish on the bus: events whose body does not match
-its topic's schema (pipeline.schemas) are skipped and counted in `rejected`.
+its topic's schema (pipeline.events) are skipped and counted in `rejected`.
 """
 
 from __future__ import annotations

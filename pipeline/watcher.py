@@ -90,6 +90,8 @@ class StageWatcher:
         self.fps = 0.0
         self.fps_mark = (0.0, 0)
         self.cpu_percent = 0.0
+        self.cpu_seconds = 0.0  # of the current process, at the last sample
+        self.hangs = 0  # kills for a missed heartbeat
         self.pss = (-1e9, 0.0)  # (when read, MB): read for status, at most once a sample interval
         self.psproc: psutil.Process | None = None
 
@@ -119,6 +121,7 @@ class StageWatcher:
         self.started_at = self.last_heard = now
         self.heartbeating, self.commanded, self.applied = False, False, None
         self.psproc, self.pss = None, (-1e9, 0.0)
+        self.cpu_percent = self.cpu_seconds = 0.0
         self.stats, self.stats_at = None, 0.0
         self.fps, self.fps_mark = 0.0, (0.0, 0)
 
@@ -232,6 +235,7 @@ class StageWatcher:
         if silent <= (limit if self.heartbeating else START_TIMEOUT_S) or self.popen is None:
             return
         pid = self.popen.pid
+        self.hangs += 1
         self.host.publish("stage.hung", {"stage": self.name, "pid": pid, "silent_s": round(silent, 2)})
         log.error("%s (pid %d) sent no heartbeat for %.1f s: killed, to be restarted", self.name, pid, silent)
         with contextlib.suppress(ProcessLookupError):

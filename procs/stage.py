@@ -20,6 +20,7 @@ Linux) means "stop now".
 
 from __future__ import annotations
 
+import bisect
 import collections
 import contextlib
 import ctypes
@@ -72,14 +73,23 @@ def _die_with_parent() -> None:
 
 
 class Timings:
-    """Per-frame times of the most recent frames (a rolling window, so an
-    interval without frames still reports the recent figures)."""
+    """Per-frame times: the most recent frames' (a rolling window, so an
+    interval without frames still reports the recent figures) and every
+    frame's, by histogram bucket (schemas.HISTOGRAM_BOUNDS_MS)."""
 
     def __init__(self, window: int = 512) -> None:
         self.samples: collections.deque[float] = collections.deque(maxlen=window)
+        self.buckets = [0] * (len(schemas.HISTOGRAM_BOUNDS_MS) + 1)
+        self.sum_ms = 0.0
 
     def add(self, seconds: float) -> None:
-        self.samples.append(seconds * 1e3)
+        ms = seconds * 1e3
+        self.samples.append(ms)
+        self.buckets[bisect.bisect_left(schemas.HISTOGRAM_BOUNDS_MS, ms)] += 1
+        self.sum_ms += max(ms, 0.0)
+
+    def histogram(self) -> schemas.Histogram:
+        return schemas.Histogram(list(self.buckets), round(self.sum_ms, 3))
 
     def take(self) -> schemas.Timing:
         if not self.samples:
@@ -516,6 +526,8 @@ class Stage:
             terminal=dict(self.terminal),
             proc_ms=self.timings.take(),
             since_capture_ms=self.since_capture.take(),
+            proc_hist=self.timings.histogram(),
+            since_capture_hist=self.since_capture.histogram(),
             rejected=dict(self.rejected),
             applied=self.state,
             **self.usage,

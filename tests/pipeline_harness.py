@@ -178,13 +178,17 @@ class Pipeline:
             self.rt.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             self.bus = BusCheck(self.rt)
 
-    def status(self) -> dict[str, dict[str, Any]]:
+    def status_result(self) -> dict[str, Any]:
+        """`status --json`, held to the status result's schema, undeclared fields included."""
         out = self.cli("status", "--json", check=False)  # (exits 1 while a stage is failed or hung)
-        result = json.loads(out.stdout)
+        result: dict[str, Any] = json.loads(out.stdout)
         undeclared = schemas.undeclared(result, commands.StatusResult)
         assert not undeclared, f"status fields missing from its schema: {undeclared}"
         commands.result(commands.BY_NAME["status"], result)  # the types too
-        return {s["name"]: s for s in result["stages"]}
+        return result
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        return {s["name"]: s for s in self.status_result()["stages"]}
 
     def supervisor_pid(self) -> int | None:
         try:
@@ -198,7 +202,7 @@ class Pipeline:
     @contextmanager
     def tap(self, *topics: str) -> Iterator[Tap]:
         """A tap on the instance's events; every event the pipeline published
-        must match its topic's schema (pipeline.schemas), so drift fails here."""
+        must match its topic's schema (pipeline.events), so drift fails here."""
         with Tap(self.rt, topics, timeout_s=30) as t:
             yield t
             assert t.rejected == 0, f"{t.rejected} events did not match their schema"

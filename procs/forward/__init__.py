@@ -209,14 +209,12 @@ class Sender(threading.Thread):
 
 class ForwardStats(schemas.StageStats, kw_only=True):
     queued: Annotated[int, schemas.doc("frames copied out, waiting for a request")] = 0
-    requests: Annotated[int, schemas.doc("requests made")] = 0
     retries: Annotated[int, schemas.doc("tries again after a failure")] = 0
     mode: Annotated[str, schemas.doc("dry_run or live")] = ""
     paused: Annotated[bool, schemas.doc("whether it is paused")] = False
     write_failures: Annotated[dict[str, int], schemas.doc("{file: count} of failed writes of the outbox and the "
                                                           "journal")] = {}
     encode_ms_p50: Annotated[float, schemas.doc("median time to encode a request's images")] | None = None
-    usage: Annotated[dict[str, int], schemas.doc("tokens by kind since it started")] = {}
     malformed_answers: Annotated[int, schemas.doc("answers without a usable report (each also a "
                                                   "forward.error)")] = 0
     cache_prefix_tokens: Annotated[int, schemas.doc("estimated tokens of the last request's cacheable prefix")] = 0

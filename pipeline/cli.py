@@ -14,9 +14,10 @@ or the environment refused (a bad config file, key or directory).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import faulthandler
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -29,9 +30,9 @@ import msgspec
 import psutil
 
 import jarvis_rust_core
-from pipeline import commands, control, stages
+from pipeline import commands, control, runtime, stages
 from pipeline import config as config_mod
-from pipeline.runtime import PrivateLogHandler, Runtime, RuntimeDirError, open_private_log
+from pipeline.runtime import Runtime, RuntimeDirError
 from pipeline.schemas import StageState
 
 EXIT_USAGE, EXIT_CONFIG, EXIT_RUNNING, EXIT_NOT_RUNNING = 2, 78, 3, 4
@@ -184,11 +185,10 @@ def cmd_up(args: argparse.Namespace, topology: stages.Topology = stages.PIPELINE
         if topology is not stages.PIPELINE:
             print("jarvis-pipeline: a pipeline of another stage table runs in the foreground (no -d)", file=sys.stderr)
             return EXIT_USAGE
-        return _detach(rt, args)
+        return _detach(rt, args, cfg)
     rt.prepare()
-    handler = PrivateLogHandler(rt.log_dir / "supervisor.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    runtime.log_to(runtime.PrivateLogHandler(rt.log_dir / "supervisor.log", cfg.logs.max_mb, cfg.logs.backups))
+    faulthandler.enable()  # a fatal error's stacks go to stderr: supervisor.out when detached
     s = sup.Supervisor(cfg, rt, live=args.live, paused=args.paused, topology=topology)
     try:
         s.start()
@@ -210,7 +210,7 @@ def cmd_up(args: argparse.Namespace, topology: stages.Topology = stages.PIPELINE
     return 0
 
 
-def _detach(rt: Runtime, args: argparse.Namespace) -> int:
+def _detach(rt: Runtime, args: argparse.Namespace, cfg: config_mod.Config) -> int:
     rt.prepare()
     cmd = [sys.executable, "-m", "pipeline.cli", "-i", rt.instance, "up", "--supervise"]
     if args.config:
@@ -220,7 +220,14 @@ def _detach(rt: Runtime, args: argparse.Namespace) -> int:
     if args.paused:
         cmd.append("--paused")
     log_path = rt.log_dir / "supervisor.out"
-    out = open_private_log(log_path)
+    # The detached supervisor's stdout and stderr (only a fatal error's dump,
+    # tracebacks: it logs to supervisor.log), rotated at each start.
+    with contextlib.suppress(OSError):
+        if log_path.stat().st_size > cfg.logs.max_mb * 2**20:
+            rotating = runtime.PrivateLogHandler(log_path, cfg.logs.max_mb, cfg.logs.backups)
+            rotating.doRollover()
+            rotating.close()
+    out = runtime.open_private_log(log_path)
     try:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     finally:

@@ -278,6 +278,13 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class LogsConfig:
+    max_mb: float = _f(1.0, "each log (the supervisor's, each stage's, each stage's output) is rotated at this "
+                            "size, MB", lo=0.001, hi=1024.0)
+    backups: int = _f(2, "rotated files kept per log (.1 the newest)", lo=1, hi=50)
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     enabled: bool = _f(False, "serve Prometheus metrics (text format) from the supervisor")
     listen: str = _f("", "where: empty = metrics.sock in the runtime directory (0600, this user only); "
@@ -298,6 +305,7 @@ class Config:
     memory: MemoryConfig = _f(MemoryConfig(), "")
     events: EventsConfig = _f(EventsConfig(), "")
     metrics: MetricsConfig = _f(MetricsConfig(), "")
+    logs: LogsConfig = _f(LogsConfig(), "")
 
 
 # ---------------------------------------------------------------------------

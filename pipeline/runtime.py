@@ -151,15 +151,47 @@ def open_private_log(path: Path) -> int:
     return fd
 
 
-class PrivateLogHandler(logging.handlers.RotatingFileHandler):
-    """A rotating log (1 MiB, two old files) opened with open_private_log."""
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
-    def __init__(self, path: Path) -> None:
+
+class PrivateLogHandler(logging.handlers.RotatingFileHandler):
+    """A log rotated at `max_mb` (logs.max_mb), `backups` old files kept;
+    every file opened with open_private_log (no symlink followed, 0600)."""
+
+    def __init__(self, path: Path, max_mb: float = 1.0, backups: int = 2) -> None:
         # Opened now: a log that cannot be used is refused at start, not reported per record.
-        super().__init__(path, maxBytes=1 << 20, backupCount=2)
+        super().__init__(path, maxBytes=max(1, int(max_mb * 2**20)), backupCount=backups)
 
     def _open(self) -> io.TextIOWrapper:
         return os.fdopen(open_private_log(Path(self.baseFilename)), "a", encoding="utf-8", errors="replace")
+
+
+def log_to(handler: logging.Handler, fmt: str = LOG_FORMAT) -> None:
+    """Every logger of the process, libraries' included, writes to `handler`
+    from INFO up (the root logger's only handler)."""
+    handler.setFormatter(logging.Formatter(fmt))
+    root = logging.getLogger()
+    for old in root.handlers[:]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+class OutputLog:
+    """What a stage process writes to its stdout and stderr (tracebacks, a
+    fatal error's dump), read by the supervisor from a pipe and written to
+    `<stage>.out`, rotated like the logs: the output outlives the stage."""
+
+    def __init__(self, path: Path, max_mb: float, backups: int) -> None:
+        self.handler = PrivateLogHandler(path, max_mb, backups)
+        self.handler.terminator = ""
+        self.handler.setFormatter(logging.Formatter("%(message)s"))
+
+    def write(self, data: bytes) -> None:
+        self.handler.emit(logging.makeLogRecord({"msg": data.decode("utf-8", errors="replace")}))
+
+    def close(self) -> None:
+        self.handler.close()
 
 
 def check_instance_name(name: str) -> str:
@@ -224,6 +256,11 @@ class Runtime:
     def pause_path(self) -> Path:
         """The pause, kept across restarts of the supervisor (pipeline.schemas.PauseFile)."""
         return self.data_dir / "control.json"
+
+    @property
+    def final_counters_path(self) -> Path:
+        """The ring's counters when the pipeline last stopped (JSON, the names of protocol.COUNTER_NAMES)."""
+        return self.data_dir / "final-counters.json"
 
     @property
     def log_dir(self) -> Path:

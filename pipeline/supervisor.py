@@ -186,14 +186,18 @@ def load_paused(rt: Runtime) -> bool:
 
 
 def save_paused(rt: Runtime, paused: bool) -> None:
-    """Written to a temporary file and renamed into place: a crash leaves the old or the new state."""
     rt.prepare_data()
-    tmp = rt.pause_path.with_name(f".{rt.pause_path.name}.{os.getpid()}")
+    _write_private(rt.pause_path, msgspec.json.encode(schemas.PauseFile(paused)))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Written to a temporary 0600 file and renamed into place: a crash leaves the old or the new content."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(msgspec.json.encode(schemas.PauseFile(paused)))
-        os.replace(tmp, rt.pause_path)
+            f.write(data)
+        os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -219,6 +223,8 @@ class Supervisor:
         self.proxy_thread: threading.Thread | None = None
         self.on_tick: Callable[[Supervisor], None] | None = None
         self.metrics: MetricsServer | None = None
+        #: Each stage's <stage>.out, kept across its incarnations.
+        self.outputs: dict[str, runtime.OutputLog] = {}
         self.next_sample = 0.0
         self.monitors: list[schemas.MonitorInfo] = []
         self._wake_r = self._wake_w = -1
@@ -250,12 +256,13 @@ class Supervisor:
         if self.state.paused:
             log.warning("starting paused: nothing leaves the machine until `jarvis-pipeline resume`")
         stop_leftover_stages(self.rt, self.cfg.supervisor.stop_grace_s)
+        logs = self.cfg.logs
         for name in self.topology.names:  # a log that cannot be used is refused now, not found out by a crashing stage
-            for path in (self.rt.log_path(name), self.rt.log_dir / f"{name}.out"):
-                try:
-                    os.close(runtime.open_private_log(path))
-                except runtime.RuntimeDirError as exc:
-                    raise StartError(str(exc)) from None
+            try:
+                os.close(runtime.open_private_log(self.rt.log_path(name)))
+                self.outputs[name] = runtime.OutputLog(self.rt.log_dir / f"{name}.out", logs.max_mb, logs.backups)
+            except runtime.RuntimeDirError as exc:
+                raise StartError(str(exc)) from None
         for sock in self.rt.dir.glob("*.sock"):
             sock.unlink()
         env = {k: v for k, v in os.environ.items() if k not in self.topology.private_env}
@@ -345,7 +352,7 @@ class Supervisor:
 
     # ------------------------------------------------------------------ stages
 
-    def launch(self, w: StageWatcher) -> tuple[subprocess.Popen[bytes], Channel]:
+    def launch(self, w: StageWatcher) -> tuple[subprocess.Popen[bytes], Channel, int]:
         """Starts incarnation w.incarnation of a stage: its process, in its own
         session, with its channel and wake-up descriptors, and the handshake
         queued before it reads: it has its configuration and control state
@@ -363,12 +370,10 @@ class Supervisor:
         if place.hop_out is not None:
             fds.append(self.hop_wakes[self.topology.hops[place.hop_out]].write_fd)
             env[stages.ENV_WAKE_OUT_FD] = str(fds[-1])
-        try:
-            out = runtime.open_private_log(self.rt.log_dir / f"{w.name}.out")
-        except runtime.RuntimeDirError as exc:
-            # The stage still runs; what it prints (tracebacks) is lost, its own log is not.
-            log.error("%s; %s's output goes nowhere", exc, w.name)
-            out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        # Its stdout and stderr: a pipe this process reads into <stage>.out
+        # (rotated; what it wrote before dying is read after its death too).
+        output, out = os.pipe()
+        os.set_blocking(output, False)
         try:
             popen = subprocess.Popen(
                 [sys.executable, "-m", self.topology.spec(w.name).module],
@@ -382,12 +387,35 @@ class Supervisor:
             )
         except BaseException:
             channel.close()
+            os.close(output)
             raise
         finally:
             os.close(out)
             theirs.close()
         self._send_on(channel, w.name, schemas.Hello(self._config_json, self.state, w.incarnation, w.name, place))
-        return popen, channel
+        return popen, channel, output
+
+    def drain_output(self, w: StageWatcher) -> None:
+        """What the stage wrote to stdout and stderr, into <stage>.out; at its
+        end (EOF, or the process gone), the pipe is closed."""
+        if w.output is None:
+            return
+        while True:
+            try:
+                data = os.read(w.output, 1 << 16)
+            except BlockingIOError:
+                if w.popen is not None:
+                    return  # all there is for now
+                data = b""  # it is gone: what is left was read
+            if data:
+                try:
+                    self.outputs[w.name].write(data)
+                except OSError as exc:  # a full disk: the stage goes on, its output is lost
+                    self.reject("output_write", f"{w.name}.out: {exc.strerror or exc}")
+                continue
+            os.close(w.output)
+            w.output = None
+            return
 
     def reclaim(self, w: StageWatcher) -> int:
         """What a stage that exited held: its holds on frames (each undecided
@@ -637,7 +665,8 @@ class Supervisor:
             poller.register(self.control, zmq.POLLIN)
             poller.register(self._wake_r, zmq.POLLIN)
             talking = {w.channel.fileno(): w for w in self.stages.values() if w.channel is not None}
-            for fd in talking:
+            printing = {w.output: w for w in self.stages.values() if w.output is not None}
+            for fd in (*talking, *printing):
                 poller.register(fd, zmq.POLLIN)
             now = time.monotonic()
             starting = any(w.state is StageState.STARTING for w in self.stages.values())
@@ -656,6 +685,9 @@ class Supervisor:
             for fd, w in talking.items():
                 if fd in ready:
                     w.receive(now)
+            for fd, w in printing.items():
+                if fd in ready:
+                    self.drain_output(w)
             self._reap(now)
             if self.control in ready:
                 self._handle_control()
@@ -691,6 +723,11 @@ class Supervisor:
                 final = protocol.counter_snapshot(self.ring.counters())
                 self.publish("stats.supervisor", {"stage": "supervisor", "counters": final})
                 log.info("final counters %s", json.dumps(final))
+                # Also kept: the event goes out just before the bus closes, so a late reader misses it.
+                try:
+                    _write_private(self.rt.final_counters_path, json.dumps(final, indent=1).encode() + b"\n")
+                except OSError as exc:
+                    log.error("cannot write %s: %s", self.rt.final_counters_path, exc.strerror or exc)
         finally:
             self._cleanup()
 
@@ -731,6 +768,12 @@ class Supervisor:
             if w.channel is not None:
                 w.channel.close()
                 w.channel = None
+            if w.output is not None:
+                os.close(w.output)
+                w.output = None
+        for out in self.outputs.values():
+            out.close()
+        self.outputs.clear()
         for path in self.rt.dir.glob("*.sock"):
             path.unlink(missing_ok=True)
         # Unlinked while still held: a new `up` creates a fresh lock file.

@@ -63,7 +63,9 @@ class Host(Protocol):
 
     def reject(self, kind: str, message: str) -> None: ...
 
-    def launch(self, w: StageWatcher) -> tuple[subprocess.Popen[bytes], Channel]: ...
+    def launch(self, w: StageWatcher) -> tuple[subprocess.Popen[bytes], Channel, int]: ...
+
+    def drain_output(self, w: StageWatcher) -> None: ...
 
     def reclaim(self, w: StageWatcher) -> int: ...
 
@@ -76,6 +78,7 @@ class StageWatcher:
         self.state = StageState.STOPPED
         self.popen: subprocess.Popen[bytes] | None = None
         self.channel: Channel | None = None
+        self.output: int | None = None  # the read end of its stdout and stderr (the host writes it to <stage>.out)
         self.incarnation = 0
         self.restarts = 0  # starts after a crash
         self.started_at = self.down_since = self.next_start = self.kill_at = 0.0
@@ -110,14 +113,15 @@ class StageWatcher:
         """A new incarnation: its process, its channel and the handshake (OSError if none can be made)."""
         self.incarnation += 1
         try:
-            popen, channel = self.host.launch(self)
+            popen, channel, output = self.host.launch(self)
         except BaseException:
             self.incarnation -= 1
             raise
         self._enter(StageState.STARTING)
         if self.channel is not None:
             self.channel.close()
-        self.popen, self.channel = popen, channel
+        self.host.drain_output(self)  # the last incarnation's, if any is left
+        self.popen, self.channel, self.output = popen, channel, output
         self.started_at = self.last_heard = now
         self.heartbeating, self.commanded, self.applied = False, False, None
         self.psproc, self.pss = None, (-1e9, 0.0)
@@ -162,6 +166,7 @@ class StageWatcher:
             self.channel.close()
             self.channel = None
         self.down_since = now
+        self.host.drain_output(self)  # its last words: a traceback, a fatal error's dump
         undecided = self.host.reclaim(self)
         if self.commanded:
             self._enter(StageState.STOPPED)

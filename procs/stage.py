@@ -25,6 +25,7 @@ import collections
 import contextlib
 import ctypes
 import errno
+import faulthandler
 import importlib
 import json
 import logging
@@ -187,12 +188,11 @@ class Stage:
     # ------------------------------------------------------------------ setup
 
     def _logger(self) -> logging.Logger:
-        log = logging.getLogger(f"jarvis.{self.name}")
-        handler = runtime.PrivateLogHandler(self.rt.log_path(self.name))
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        return log
+        """Its log, rotated at logs.max_mb: the root logger's, so the modules
+        it uses log there too."""
+        logs = self.cfg.logs
+        runtime.log_to(runtime.PrivateLogHandler(self.rt.log_path(self.name), logs.max_mb, logs.backups))
+        return logging.getLogger(f"jarvis.{self.name}")
 
     def _on_sigterm(self, _sig: int, _frame: object) -> None:
         self.stopping = True
@@ -562,6 +562,9 @@ def main(stage_class: type[Stage]) -> None:
     """Entry point of a stage process (`python -m <module>` of its row in
     the stage table, started by the supervisor)."""
     _die_with_parent()
+    # A fatal error (a crash in native code, an abort) dumps every thread's
+    # Python stack to stderr: the supervisor's pipe into <stage>.out.
+    faulthandler.enable()
     who = f"jarvis-pipeline {stage_class.__name__}"
     rt = runtime.from_env(os.environ[stages.ENV_RUNTIME])
     expected = json.loads(os.environ.get(stages.ENV_VERSIONS, "null"))

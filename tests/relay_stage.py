@@ -6,6 +6,7 @@ table has it between dedup and analysis."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from typing import Any
 
@@ -21,7 +22,15 @@ TOPOLOGY = stages.Topology((
 ))
 
 
+#: A module's own logger, as a library's: its records go to the stage's log.
+log = logging.getLogger("relay_stage.parts")
+
+
 class Relay(stage.Stage):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        log.info("relay parts ready")
+
     def handle(self, ref: jrc.FrameRef, extra: dict[str, Any]) -> None:
         self.pass_on(ref, extra)
 

@@ -40,7 +40,7 @@ def test_everything_about_the_order_follows_from_the_table() -> None:
     assert FIVE.place("analysis") == Place("relay", "forward", 2, 3)
     assert FIVE.min_ring_slots(2, 1, 0) == PIPELINE.min_ring_slots(2, 1, 0) + 2, "each hop holds up to its credit"
     assert "4 hops" in FIVE.sizing_formula
-    assert FIVE.sockets == ("control", "events-in", "events", *FIVE.names)
+    assert FIVE.sockets == ("control", "events-in", "events", "metrics", *FIVE.names)
 
 
 def test_only_forward_gets_the_key() -> None:
@@ -91,6 +91,8 @@ def test_a_stage_added_by_one_row_runs_end_to_end_with_exact_accounting() -> Non
                     seen.add(topic)
                     if {"frame.changed", "forward.dry_run"} <= seen:
                         break
+            # A module's logger other than the stage's reaches the stage's log, at INFO.
+            assert "INFO relay_stage.parts" in p.rt.log_path("relay").read_text()
             relay = wait_for("the relay passing frames on",
                              lambda: (s := p.status()["relay"])["frames_out"] > 0 and s, timeout=30)
             assert relay["pid"] and not relay["drops"], relay

@@ -18,6 +18,7 @@ import contextlib
 import dataclasses
 import faulthandler
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -77,6 +78,9 @@ def _parser(topology: stages.Topology) -> argparse.ArgumentParser:
                     help="send frames to Claude (needs ANTHROPIC_API_KEY or forward.api_key_file)")
     up.add_argument("--paused", action="store_true",
                     help="start paused: nothing leaves the machine until `resume` (a pause also survives restarts)")
+    up.add_argument("--service", action="store_true",
+                    help="run under a service manager: in the foreground, the supervisor logging to stderr "
+                         "(see `service install`)")
     up.add_argument("--supervise", action="store_true", help=argparse.SUPPRESS)  # the detached supervisor itself
     # The supervisor's commands: their help is the command table's (pipeline.commands).
     verb("down", commands.BY_NAME["down"].help)
@@ -93,6 +97,13 @@ def _parser(topology: stages.Topology) -> argparse.ArgumentParser:
     tp.add_argument("--count", type=int, default=0, help="stop after this many events")
     verb("pause", commands.BY_NAME["pause"].help)
     verb("resume", commands.BY_NAME["resume"].help)
+    sv = verb("service", "run the pipeline at login: a systemd user unit (Linux) or a launchd agent (macOS)")
+    sv.add_argument("action", choices=("install", "uninstall", "status"), help="install (and start), uninstall "
+                    "(and stop), or show it")
+    sv.add_argument("-c", "--config", help="install: the TOML configuration file the service runs with")
+    sv.add_argument("--live", action="store_true", help="install: send frames to Claude (the key from "
+                    "forward.api_key_file: a service does not see your shell's ANTHROPIC_API_KEY)")
+    sv.add_argument("--no-start", action="store_true", help="install: write the file only; say how to start it")
     dr = verb("doctor", "check what the pipeline needs")
     dr.add_argument("-c", "--config", help="check with this TOML configuration file (default: the defaults)")
     demo = verb("demo", "hand frames between two processes through the ring")
@@ -122,6 +133,8 @@ def main(argv: list[str] | None = None, topology: stages.Topology = stages.PIPEL
             return demo.run(args.seconds, args.fps)
         if args.verb == "doctor":
             return cmd_doctor(args)
+        if args.verb == "service":
+            return cmd_service(args)
         rt = _runtime(args)
         if args.verb == "logs":
             return cmd_logs(rt, args)
@@ -187,7 +200,10 @@ def cmd_up(args: argparse.Namespace, topology: stages.Topology = stages.PIPELINE
             return EXIT_USAGE
         return _detach(rt, args, cfg)
     rt.prepare()
-    runtime.log_to(runtime.PrivateLogHandler(rt.log_dir / "supervisor.log", cfg.logs.max_mb, cfg.logs.backups))
+    if args.service:  # the service manager keeps the supervisor's log (journald)
+        runtime.log_to(logging.StreamHandler(sys.stderr), "%(levelname)s %(name)s: %(message)s")
+    else:
+        runtime.log_to(runtime.PrivateLogHandler(rt.log_dir / "supervisor.log", cfg.logs.max_mb, cfg.logs.backups))
     faulthandler.enable()  # a fatal error's stacks go to stderr: supervisor.out when detached
     s = sup.Supervisor(cfg, rt, live=args.live, paused=args.paused, topology=topology)
     try:
@@ -200,12 +216,12 @@ def cmd_up(args: argparse.Namespace, topology: stages.Topology = stages.PIPELINE
         return EXIT_CONFIG
     signal.signal(signal.SIGINT, s.request_stop)
     signal.signal(signal.SIGTERM, s.request_stop)
-    if not args.supervise and sys.stdout.isatty():
+    if not (args.supervise or args.service) and sys.stdout.isatty():
         s.on_tick = _live_status
-    elif not args.supervise:
+    elif not (args.supervise or args.service):
         print(f"jarvis-pipeline {rt.instance}: running (source {s.cfg.capture.source}); Ctrl-C stops", flush=True)
     s.run()
-    if not args.supervise:
+    if not (args.supervise or args.service):
         print("\njarvis-pipeline: stopped")
     return 0
 
@@ -465,6 +481,29 @@ def cmd_tap(rt: Runtime, args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------- doctor
+
+
+def cmd_service(args: argparse.Namespace) -> int:
+    from pipeline import service
+
+    instance = args.instance or config_mod.load(args.config).instance.name
+    config = Path(args.config).resolve() if args.config else None
+    try:
+        svc = service.service_for(instance, config, args.live)
+        if args.action == "install":
+            said = service.install(svc, start=not args.no_start)
+            if not args.live and config_mod.load(config).forward.mode != "live":
+                said.append("it forwards nothing until installed with --live (or forward.mode = \"live\")")
+            ok = True
+        elif args.action == "uninstall":
+            said, ok = service.uninstall(svc), True
+        else:
+            ok, said = service.status(svc)
+    except (service.ServiceError, OSError) as exc:
+        print(f"jarvis-pipeline service: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(said))
+    return 0 if ok else 1
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

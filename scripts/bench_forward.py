@@ -5,7 +5,7 @@
    downscale to the API's size, format rule, encode) at 1920x1080 and
    3840x2160 on synthetic desktop frames, whole frames and crops, JPEG vs PNG
    vs the format rule, next to the previous dry-run encoding (a full-size PNG
-   of the whole frame, procs.sources.png.encode_png level 1). Variants are
+   of the whole frame, Pillow's PNG at level 1). Variants are
    interleaved over rounds in rotating order; medians.
 
 2. The real pipeline (`up --live`, synthetic 1920x1080 desktop, the scripted
@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import functools
+import io
 import json
 import re
 import statistics
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -63,7 +65,6 @@ from pipeline_harness import pipeline, wait_for  # noqa: E402
 from pipeline import control  # noqa: E402
 from procs.forward import journal  # noqa: E402
 from procs.forward.image import Geometry, crop_box, encode, fit_size, tokens  # noqa: E402
-from procs.sources.png import encode_png  # noqa: E402
 from procs.sources.synthetic import SyntheticSource  # noqa: E402
 
 KEY = "sk-bench-not-a-key"
@@ -71,6 +72,12 @@ WHOLE_FRAME_TOKENS = tokens(*fit_size(1920, 1080, Geometry()))
 
 
 # ---------------------------------------------------------------- encoding
+
+
+def _png_level1(bgra: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(bgra[..., [2, 1, 0, 3]]), "RGBA").save(buf, "PNG", compress_level=1)
+    return buf.getvalue()
 
 
 def desktop_frame(width: int, height: int, steps: int = 40) -> tuple[np.ndarray, list[list[int]]]:
@@ -109,7 +116,7 @@ def bench_encode(rounds: int, reps: int) -> list[dict[str, Any]]:
             for _ in range(reps):
                 start = time.perf_counter()
                 if fmt == "previous dry-run PNG":
-                    data = encode_png(part, level=1)
+                    data = _png_level1(part)
                     sizes[i] = (len(data), f"{part.shape[1]}x{part.shape[0]}", "image/png")
                 else:
                     img = encode(part, g, fmt, whole=part.shape[:2] == frame_shape[res])

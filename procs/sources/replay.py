@@ -1,5 +1,6 @@
-"""Replays a recording: a folder of PNG images (in name order) or a video file
-(decoded by an ffmpeg subprocess to raw BGRA on a pipe; no Python video library).
+"""Replays a recording: a folder of PNG images (in name order, decoded by
+Pillow) or a video file (decoded by an ffmpeg subprocess to raw BGRA on a
+pipe; no Python video library).
 
 One monitor, numbered 1, the size of the next frame. Each grab is the next
 frame; at the end the source starts again (loop) or raises SourceEnded.
@@ -21,12 +22,45 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from procs.sources.base import Monitor, Source, SourceConfigError, SourceEnded, SourceError
-from procs.sources.png import PngError, read_header, read_png_bgra
 
 if typing.TYPE_CHECKING:
     from pipeline.config import CaptureConfig
+
+
+#: The largest replayed image, in pixels a side (a file is input: one claiming a
+#: huge size is refused before it is decoded).
+MAX_SIDE = 16384
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from the PNG's header, or SourceConfigError naming the file."""
+    try:
+        with Image.open(path, formats=["PNG"]) as im:
+            width, height = im.size
+    except Exception as exc:  # noqa: BLE001 - Pillow raises several types for files it cannot read
+        raise SourceConfigError(f"{path.name}: not a PNG image Pillow can read ({exc})") from None
+    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
+        raise SourceConfigError(f"{path.name}: {width}x{height} is not a replayable size (at most {MAX_SIDE} a side)")
+    return width, height
+
+
+def read_png_bgra(path: Path) -> np.ndarray:
+    """The image as (H, W, 4) BGRA, whatever its colour type and depth, or SourceError."""
+    try:
+        with Image.open(path, formats=["PNG"]) as im:
+            if max(im.size) > MAX_SIDE:
+                raise ValueError(f"{im.size[0]}x{im.size[1]} is over {MAX_SIDE} a side")
+            if im.mode.startswith("I"):  # 16-bit gray, which convert() would clip: scaled to 8 bits instead
+                gray = ((np.asarray(im).astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+                rgba = np.dstack([gray, gray, gray, np.full_like(gray, 255)])
+            else:
+                rgba = np.asarray(im.convert("RGBA"))
+    except Exception as exc:  # noqa: BLE001 - truncated, corrupt, replaced since its header was read
+        raise SourceError(f"cannot decode {path.name}: {exc}") from None
+    return rgba[..., [2, 1, 0, 3]]
 
 
 class _Frames(abc.ABC):
@@ -55,8 +89,7 @@ class _PngFolder(_Frames):
         # Every header up front (33 bytes each), so an unsupported image fails at start, not mid-replay.
         self.sizes = []
         for path in self.files:
-            header = read_header(path)
-            self.sizes.append((header.width, header.height))
+            self.sizes.append(png_size(path))
         self.loop = loop
         self.pos = 0
 
@@ -204,10 +237,10 @@ class ReplaySource(Source):
             # Checked before reading, so the frame is not lost: after re-enumerating, the caller gets it.
             raise SourceError(f"the next replayed frame is {width}x{height} on monitor 1, which does not hold {monitor}; "
                               f"re-enumerate the monitors")
-        try:
-            frame = self._frames.read()
-        except PngError as exc:
-            raise SourceError(f"cannot decode the next replayed image: {exc}") from exc
+        frame = self._frames.read()
+        if frame.shape[:2] != (height, width):  # the file was replaced since its size was read
+            raise SourceError(f"the replayed frame is {frame.shape[1]}x{frame.shape[0]}, its header said "
+                              f"{width}x{height}")
         self._grabbed += 1
         return frame[monitor.top : monitor.top + monitor.height, monitor.left : monitor.left + monitor.width]
 

@@ -22,7 +22,10 @@ def test_a_fatal_error_is_dumped_to_the_stage_output_which_is_rotated_and_privat
         for crash in range(1, 5):
             pid = wait_for("dedup running", lambda: (s := p.status()["dedup"])["state"] == "running" and s["pid"])
             os.kill(pid, signal.SIGSEGV)  # faulthandler dumps the stacks, then the process dies of the signal
-            wait_for(f"dedup restarted after crash {crash}", lambda n=crash: p.status()["dedup"]["restarts"] >= n)
+            def restarted(n: int = crash) -> bool:
+                return bool(p.status()["dedup"]["restarts"] >= n)
+
+            wait_for(f"dedup restarted after crash {crash}", restarted)
         wait_for("the dumps in dedup.out", lambda: "Fatal Python error: Segmentation fault" in out.read_text())
         files = sorted(p.rt.log_dir.glob("dedup.out*"))
         assert [f.name for f in files] == ["dedup.out", "dedup.out.1", "dedup.out.2"], files

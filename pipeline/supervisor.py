@@ -1,12 +1,15 @@
-"""The supervisor: creates the ring, runs the event proxy and the control
-endpoint, starts the four stage processes, restarts each on its own, reclaims
-what a dead stage held, and stops everything in order.
+"""The supervisor: creates the ring, runs the event proxy, the control
+endpoint (its commands: pipeline.commands, one handler method each) and the
+optional metrics endpoint, starts the stage processes of the stage table,
+reclaims what a dead stage held, and stops everything in order. Each stage's
+life is a pipeline.watcher.StageWatcher: its states, their transitions and
+the stage.* events they publish, restarts with back-off, failure after too
+many crashes; nothing here blocks the loop but the final shutdown.
 
 Crash and commanded stop are different events (stage.crashed / stage.stopped).
-Restarts back off exponentially up to a cap; a stage restarted more than
-`restart.intensity` times within `restart.period_s` is marked failed and left
-down while the rest keeps running. Every stage runs in its own process group
-and session; stop is SIGTERM to the group, SIGKILL after a grace period.
+Every stage runs in its own process group and session; stop is SIGTERM to
+the group, SIGKILL after a grace period. A stage's stdout and stderr come
+back through a pipe into <stage>.out.
 
 Each stage has a private channel to the supervisor (pipeline.channel): its
 start handshake carries the resolved configuration and the control state

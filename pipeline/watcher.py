@@ -148,8 +148,11 @@ class StageWatcher:
     def stop(self, deadline: float, *, restart: bool = False) -> None:
         """SIGTERM to its process group now, SIGKILL at `deadline` (in `check`);
         `restart`: started again once it exited."""
-        if self.pid is None or self.state is StageState.STOPPING:
+        if self.state is StageState.STOPPING:  # already told: the earlier deadline holds
             self.restart_after_stop = self.restart_after_stop or restart
+            self.kill_at = min(self.kill_at, deadline)
+            return
+        if self.pid is None:
             return
         assert self.popen is not None
         self.commanded, self.restart_after_stop, self.kill_at = True, restart, deadline

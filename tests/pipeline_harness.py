@@ -208,11 +208,14 @@ class Pipeline:
             assert t.rejected == 0, f"{t.rejected} events did not match their schema"
 
     def final_counters(self) -> dict[str, int]:
-        """The counters of the last `down`: its file, which says what its log line says."""
-        counters: dict[str, int] = json.loads(self.rt.final_counters_path.read_text())
+        """The counters of the last `down`, from its log line; its file says
+        the same where this process sees it (a test may give the pipeline a
+        data disk of its own)."""
         log = (self.rt.log_dir / "supervisor.log").read_text()
         line = [x for x in log.splitlines() if "final counters" in x][-1]
-        assert json.loads(line.split("final counters", 1)[1]) == counters
+        counters: dict[str, int] = json.loads(line.split("final counters", 1)[1])
+        if self.rt.final_counters_path.exists():
+            assert json.loads(self.rt.final_counters_path.read_text()) == counters
         return counters
 
     def jarvis_processes(self) -> list[psutil.Process]:

@@ -18,7 +18,6 @@ def test_a_fatal_error_is_dumped_to_the_stage_output_which_is_rotated_and_privat
     config = FAST_CONFIG + f"[logs]\nmax_mb = {MAX_MB}\nbackups = 2\n"
     with pipeline(config) as p:
         p.up()
-        out = p.rt.log_dir / "dedup.out"
         for crash in range(1, 5):
             pid = wait_for("dedup running", lambda: (s := p.status()["dedup"])["state"] == "running" and s["pid"])
             os.kill(pid, signal.SIGSEGV)  # faulthandler dumps the stacks, then the process dies of the signal
@@ -26,10 +25,13 @@ def test_a_fatal_error_is_dumped_to_the_stage_output_which_is_rotated_and_privat
                 return bool(p.status()["dedup"]["restarts"] >= n)
 
             wait_for(f"dedup restarted after crash {crash}", restarted)
-        wait_for("the dumps in dedup.out", lambda: "Fatal Python error: Segmentation fault" in out.read_text())
+        def dumped() -> str | None:  # oldest first; a dump may span a rotation
+            text = "".join(f.read_text() for f in sorted(p.rt.log_dir.glob("dedup.out*"), reverse=True))
+            return text if "Fatal Python error: Segmentation fault" in text else None
+
+        text = wait_for("the dumps in dedup.out", dumped)
         files = sorted(p.rt.log_dir.glob("dedup.out*"))
         assert [f.name for f in files] == ["dedup.out", "dedup.out.1", "dedup.out.2"], files
-        text = "".join(f.read_text() for f in files)
         assert text.count("Fatal Python error: Segmentation fault") >= 2, text[-2000:]
         assert "most recent call first" in text  # the Python stack of the dying thread
         for f in files:

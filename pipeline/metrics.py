@@ -140,6 +140,7 @@ class _StatusCollector(Collector):
 
 class _Handler(BaseHTTPRequestHandler):
     registry: CollectorRegistry
+    timeout = 10  # a connection that says nothing is closed: a scraper asks at once
 
     def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
         if self.path.split("?", 1)[0] not in ("/", "/metrics"):

@@ -170,8 +170,9 @@ class StatsTap:
         self.tap.close()
 
 
-def _pct_summary(dicts: list[dict[str, float]]) -> dict[str, float] | None:
-    dicts = [d for d in dicts if d]
+def _pct_summary(dicts: list[dict[str, float | None]]) -> dict[str, float] | None:
+    # An interval before the first frame: {} from older trees, nulls from this one.
+    dicts = [d for d in dicts if d and d.get("p50") is not None]
     if not dicts:
         return None
     return {
@@ -201,9 +202,9 @@ def summarize_stats(events: list[tuple[float, str, dict[str, Any]]], pids: dict[
             s["drops"] = {k: v - first.get("drops", {}).get(k, 0) for k, v in last.get("drops", {}).items()
                           if v - first.get("drops", {}).get(k, 0)}
             for key in ("queued", "requests", "recent_hashes", "fps"):
-                if key in last:
+                if last.get(key) is not None:  # (a stage's stats carry forward's fields as null)
                     s[key] = last[key]
-            if "requests" in last and "requests" in first and t_b > t_a:
+            if last.get("requests") is not None and first.get("requests") is not None and t_b > t_a:
                 s["requests_per_s"] = round((last["requests"] - first["requests"]) / span, 2)
         out[name] = s
     return out

@@ -167,12 +167,42 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # a scrape every few seconds is no news
 
 
-class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
+#: Scrapes served at once; more connections are closed unanswered (a thread
+#: each: whoever can connect must not make the supervisor start thousands).
+MAX_CONNECTIONS = 8
 
 
-class _TcpServer(ThreadingHTTPServer):
+class _Bounded(socketserver.ThreadingMixIn, socketserver.BaseServer):
     daemon_threads = True
+    request_queue_size = 32  # the listen backlog: a burst of scrapers waits instead of being refused
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+class _UnixServer(_Bounded, socketserver.UnixStreamServer):
+    pass
+
+
+class _TcpServer(_Bounded, ThreadingHTTPServer):
+    pass
 
 
 class MetricsServer:

@@ -4,6 +4,7 @@ status's, and it is off unless asked for."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import os
 import socket
@@ -15,7 +16,7 @@ import pytest
 from pipeline_harness import FAST_CONFIG, Pipeline, pipeline, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline import config
+from pipeline import config, metrics
 from pipeline.stages import PIPELINE
 
 
@@ -44,7 +45,9 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def flowing(p: Pipeline) -> dict[str, Any] | None:
     st = p.status_result()
     rows = {s["name"]: s for s in st["stages"]}
-    ok = all(r["state"] == "running" and r["frames_in"] + r["frames_out"] > 0 for r in rows.values())
+    # (CPU is sampled every supervisor.sample_interval_s: wait for a sample of each)
+    ok = all(r["state"] == "running" and r["frames_in"] + r["frames_out"] > 0 and r["cpu_seconds"] > 0
+             for r in rows.values())
     return st if ok and rows["forward"]["frames_in"] > 0 else None
 
 
@@ -52,7 +55,7 @@ def between(lo: float, x: float, hi: float) -> bool:
     return lo <= x <= hi
 
 
-def check_against_status(p: Pipeline, connect: Callable[[], http.client.HTTPConnection]) -> None:
+def check_against_status(p: Pipeline, connect: Callable[[], http.client.HTTPConnection], hostile: bool = False) -> None:
     """A scrape between two status results: every counter lies between them,
     every gauge that cannot move is equal."""
     before = wait_for("frames through every stage", lambda: flowing(p), timeout=90)
@@ -75,7 +78,8 @@ def check_against_status(p: Pipeline, connect: Callable[[], http.client.HTTPConn
         assert between(rows0[name]["frames_in"], m[("jarvis_stage_frames_in_total", label)], rows1[name]["frames_in"])
         assert m[("jarvis_stage_restarts_total", label)] == rows1[name]["restarts"] == 0
         assert m[("jarvis_stage_hangs_total", label)] == 0
-        assert m[("jarvis_stage_cpu_seconds_total", label)] > 0
+        assert between(rows0[name]["cpu_seconds"], m[("jarvis_stage_cpu_seconds_total", label)],
+                       rows1[name]["cpu_seconds"]) and rows0[name]["cpu_seconds"] > 0
         if name != "capture":  # capture receives no frames: its latency starts with it
             count = m[("jarvis_stage_since_capture_seconds_count", label)]
             assert count == m[("jarvis_stage_since_capture_seconds_bucket", (("le", "+Inf"),) + label)]
@@ -86,6 +90,30 @@ def check_against_status(p: Pipeline, connect: Callable[[], http.client.HTTPConn
     assert m[("jarvis_forward_requests_total", ())] >= before["forward_requests"]
     assert m[("jarvis_forward_tokens_total", (("kind", "output"),))] == 0  # dry-run: nothing was asked
     assert get(connect(), "/nothing")[0] == 404
+    if not hostile:
+        return
+    # Hostile clients: idle connections past the cap are closed; once they time out, scrapes are served again.
+    idle = [connect() for _ in range(metrics.MAX_CONNECTIONS + 4)]
+    for c in idle:
+        wait_for("a connection", functools.partial(_connected, c))  # (a full listen backlog refuses for a moment)
+    wait_for("the idle connections timed out", lambda: _answers(connect), timeout=60)
+    for c in idle:
+        c.close()
+
+
+def _connected(c: http.client.HTTPConnection) -> bool:
+    try:
+        c.connect()
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _answers(connect: Callable[[], http.client.HTTPConnection]) -> bool:
+    try:
+        return get(connect())[0] == 200
+    except (OSError, http.client.HTTPException):
+        return False
 
 
 def test_metrics_on_the_private_socket_are_status_figures() -> None:
@@ -105,7 +133,7 @@ def test_metrics_on_loopback_tcp() -> None:
     with pipeline(FAST_CONFIG + f'[metrics]\nenabled = true\nlisten = "127.0.0.1:{port}"\n') as p:
         p.up()
         assert not p.rt.socket("metrics").exists()
-        check_against_status(p, lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=15))
+        check_against_status(p, lambda: http.client.HTTPConnection("127.0.0.1", port, timeout=15), hostile=True)
         p.cli("down")
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()

@@ -536,7 +536,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         checks.append(("display", usable, why))
     else:
         checks.append(("display", usable, why + ("" if usable else "; the synthetic desktop will be captured")))
-    checks.append(("gpu", True, "not used: analysis runs on the CPU in this release"))
+    checks.append(_doctor_gpu())
     if cfg is not None:
         checks.append(_doctor_key(cfg))
         checks.append(_doctor_endpoint(cfg))
@@ -565,6 +565,24 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     for name, ok, detail in checks:
         print(f"{'ok ' if ok else 'NO '} {name:14s} {detail}")
     return 0 if all(ok for name, ok, _ in checks if name in hard) else 1
+
+
+def _doctor_gpu() -> tuple[str, bool, str]:
+    """The adapter the GPU kernels would run on (never a failure: analysis runs on the CPU)."""
+    saved = os.dup(2)
+    try:
+        # Drivers print their own probing noise (Mesa: XDG_RUNTIME_DIR) to stderr: not doctor's to show.
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            info = jarvis_rust_core.GpuKernels(software=True).adapter
+    except jarvis_rust_core.GpuError as exc:
+        return "gpu", True, f"none ({exc}); analysis runs on the CPU"
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    kind = "software" if info["software"] else "hardware"
+    return "gpu", True, (f"{info['name']} ({info['backend']}, {kind}, {info['driver']}); "
+                         "analysis runs on the CPU in this release")
 
 
 def _doctor_key(cfg: config_mod.Config) -> tuple[str, bool, str]:

@@ -227,11 +227,9 @@ pub(crate) fn band(a: &SourceFrame, b: &SourceFrame, y0: usize, y1: usize, t: u3
     band_generic(a, b, y0, y1, t, acc)
 }
 
-/// Changed pixels per `tile` x `tile` tile (edge tiles partial), row-major
-/// (rows of tiles, then columns): returns (counts, tile rows, tile columns).
-/// `parallel` spreads large frames over the rayon pool; without it the
-/// caller's thread does all the work.
-pub fn tile_changes(a: &SourceFrame, b: &SourceFrame, threshold: u32, tile: usize, parallel: bool) -> Result<(Vec<u32>, usize, usize)> {
+/// What `tile_changes` takes, on any backend: two frames of one geometry, a
+/// positive tile size, a threshold in 0..255.
+pub fn check_pair(a: &SourceFrame, b: &SourceFrame, threshold: u32, tile: usize) -> Result<()> {
     same_geometry(a, b)?;
     if tile == 0 {
         return Err(RingError::Config("tile size must be positive".into()));
@@ -239,6 +237,15 @@ pub fn tile_changes(a: &SourceFrame, b: &SourceFrame, threshold: u32, tile: usiz
     if threshold > 255 {
         return Err(RingError::Config(format!("threshold {threshold} is outside 0..255")));
     }
+    Ok(())
+}
+
+/// Changed pixels per `tile` x `tile` tile (edge tiles partial), row-major
+/// (rows of tiles, then columns): returns (counts, tile rows, tile columns).
+/// `parallel` spreads large frames over the rayon pool; without it the
+/// caller's thread does all the work.
+pub fn tile_changes(a: &SourceFrame, b: &SourceFrame, threshold: u32, tile: usize, parallel: bool) -> Result<(Vec<u32>, usize, usize)> {
+    check_pair(a, b, threshold, tile)?;
     let (w, h) = (a.width, a.height);
     let (th, tw) = (h.div_ceil(tile), w.div_ceil(tile));
     let mut counts = vec![0u32; th * tw];

@@ -48,6 +48,9 @@ pub enum RingError {
     /// The handle was closed.
     #[error("{0}")]
     Closed(String),
+    /// The GPU backend: no usable adapter, or the device failed.
+    #[error("{0}")]
+    Gpu(String),
     /// An operating-system call failed.
     #[error("{context}: {source}")]
     Io { context: String, source: std::io::Error },

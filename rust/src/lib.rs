@@ -18,6 +18,9 @@ pub mod error;
 pub mod frame;
 #[cfg(not(loom))]
 pub mod frame_buffer;
+
+#[cfg(feature = "gpu")]
+pub mod gpu;
 #[cfg(not(loom))]
 pub mod fresh;
 #[cfg(not(loom))]

@@ -34,6 +34,7 @@ exceptions! {
     RingConfigError(RingError): "Ring parameters that cannot work.";
     RingClosed(RingError): "The ring handle was closed.";
     RingIOError(RingError): "An operating-system call on the ring failed.";
+    GpuError(RingError): "The GPU backend: no usable adapter, or the device failed.";
 }
 
 impl From<E> for PyErr {
@@ -53,6 +54,7 @@ impl From<E> for PyErr {
             E::Config(_) => RingConfigError::new_err(msg),
             E::Closed(_) => RingClosed::new_err(msg),
             E::Io { .. } => RingIOError::new_err(msg),
+            E::Gpu(_) => GpuError::new_err(msg),
         }
     }
 }

@@ -6,6 +6,8 @@ mod bloom;
 mod errors;
 mod frame_ref;
 mod frames;
+#[cfg(feature = "gpu")]
+mod gpu;
 mod kernels;
 mod parallel;
 mod ring;
@@ -40,6 +42,8 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<bloom::RustBloomFilter>()?;
     m.add_class::<parallel::ParallelVisionPipeline>()?;
     m.add_class::<bloom::RotatingBloomFilter>()?;
+    #[cfg(feature = "gpu")]
+    m.add_class::<gpu::GpuKernels>()?;
     m.add_function(wrap_pyfunction!(kernels::frame_hash, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::copy_hashed, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_changes, m)?)?;

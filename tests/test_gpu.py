@@ -59,3 +59,11 @@ def test_bad_input_is_refused_as_on_the_cpu(gpu: jrc.GpuKernels) -> None:
         gpu.tile_changes(a, a, 20, 0)
     with pytest.raises(jrc.RingConfigError, match="threshold"):
         gpu.tile_changes(a, a, 256, 4)
+
+
+def test_a_frame_larger_than_the_device_binds_is_refused_not_a_crash(gpu: jrc.GpuKernels) -> None:
+    big = np.zeros((4200, 8192, 4), np.uint8)  # 137 MB: over wgpu's default 128 MiB storage binding
+    with pytest.raises(jrc.GpuError, match="can bind"):
+        gpu.tile_changes(big, big, 20, 32)
+    small = np.zeros((8, 8, 4), np.uint8)
+    assert gpu.tile_changes(small, small, 20, 4).sum() == 0, "the device still works"

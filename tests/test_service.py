@@ -26,7 +26,7 @@ def verify(unit: Path) -> subprocess.CompletedProcess[str]:
     runtime = tempfile.mkdtemp(prefix="xdg-")
     env = dict(os.environ, XDG_RUNTIME_DIR=runtime)
     return subprocess.run(["systemd-analyze", "--user", "verify", str(unit)], env=env, capture_output=True, text=True,
-                          timeout=60)
+                          timeout=60, cwd=runtime)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="systemd is Linux's (scripts/system-packages.txt)")

@@ -95,7 +95,8 @@ def test_a_stage_added_by_one_row_runs_end_to_end_with_exact_accounting() -> Non
             assert "INFO relay_stage.parts" in p.rt.log_path("relay").read_text()
             relay = wait_for("the relay passing frames on",
                              lambda: (s := p.status()["relay"])["frames_out"] > 0 and s, timeout=30)
-            assert relay["pid"] and not relay["drops"], relay
+            # A busy machine may make it drop for want of credit: counted, never lost (the accounting below).
+            assert relay["pid"] and set(relay["drops"]) <= {"backpressure", "next_stage_down"}, relay
             ring = jrc.SharedVisionMemory.attach(p.rt.ring_name, dir=p.rt.shm_base)
             assert ring.slot_count == FIVE.min_ring_slots(2, 1, 0), "sized for four hops (defaults: credit 2, no tap holds)"
             ring.close()

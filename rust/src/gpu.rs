@@ -13,7 +13,7 @@
 //! Metal buffer (`newBufferWithBytesNoCopy`, page-aligned), which wgpu does not
 //! offer; not built here, since no machine can verify it.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Result, RingError};
 use crate::frame::SourceFrame;
@@ -49,6 +49,9 @@ pub struct Gpu {
     params: wgpu::Buffer,
     buffers: Mutex<Buffers>,
     info: AdapterInfo,
+    /// An error the device reported outside any call's own result (wgpu's
+    /// default would panic): taken by the call it happened in.
+    failed: Arc<Mutex<Option<String>>>,
 }
 
 fn gpu_error(what: impl std::fmt::Display) -> RingError {
@@ -90,6 +93,13 @@ impl Gpu {
             ..Default::default()
         }))
         .map_err(|e| gpu_error(format!("cannot open {}: {e}", info.name)))?;
+        let failed = Arc::new(Mutex::new(None));
+        let sink = Arc::clone(&failed);
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some("tile_changes"),
             source: wgpu::ShaderSource::Wgsl(TILE_CHANGES.into()),
@@ -108,7 +118,7 @@ impl Gpu {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(Gpu { device, queue, tile_changes, params, buffers: Mutex::new(Buffers::default()), info })
+        Ok(Gpu { device, queue, tile_changes, params, buffers: Mutex::new(Buffers::default()), info, failed })
     }
 
     pub fn info(&self) -> &AdapterInfo {
@@ -120,10 +130,12 @@ impl Gpu {
         match slot {
             Some(b) if b.size() >= size => b.clone(),
             _ => {
-                // Grown by half again, so a frame a little larger does not reallocate each time.
+                // Grown by half again (within what can be bound), so a frame a little
+                // larger does not reallocate each time.
+                let most = u64::from(self.device.limits().max_storage_buffer_binding_size) / 4 * 4;
                 let b = self.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some(label),
-                    size: (size + size / 2).next_multiple_of(4),
+                    size: (size + size / 2).next_multiple_of(4).min(most).max(size),
                     usage,
                     mapped_at_creation: false,
                 });
@@ -161,6 +173,14 @@ impl Gpu {
         let storage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST;
         let mut bufs = self.buffers.lock().map_err(|_| gpu_error("the GPU buffers were poisoned by a panic"))?;
         let len = |f: &SourceFrame| (f.stride * (f.height - 1) + f.width * f.format.channels()) as u64;
+        let most = u64::from(self.device.limits().max_storage_buffer_binding_size);
+        if len(a).max(len(b)).next_multiple_of(4) > most {
+            return Err(gpu_error(format!(
+                "a {w}x{h} frame of {} bytes is more than {} can bind ({most} bytes)",
+                len(a).max(len(b)),
+                self.info.name
+            )));
+        }
         let ba = self.buffer(&mut bufs.a, len(a), storage, "frame a");
         let bb = self.buffer(&mut bufs.b, len(b), storage, "frame b");
         let counts = self.buffer(&mut bufs.counts, n, storage | wgpu::BufferUsages::COPY_SRC, "counts");
@@ -195,7 +215,11 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(gpu_error)?;
-        rx.recv().map_err(gpu_error)?.map_err(gpu_error)?;
+        let mapped = rx.recv().map_err(gpu_error)?;
+        if let Some(e) = self.failed.lock().ok().and_then(|mut slot| slot.take()) {
+            return Err(gpu_error(format!("{}: {e}", self.info.name)));
+        }
+        mapped.map_err(gpu_error)?;
         let out = read.slice(..n).get_mapped_range().chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
         read.unmap();
         Ok((out, th, tw))

@@ -151,6 +151,21 @@ def open_private_log(path: Path) -> int:
     return fd
 
 
+def write_replacing(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Written to a temporary file beside `path` (never through a symlink)
+    and renamed into place: a crash leaves the old or the new content."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # whatever the umask
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s"
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import config as config_mod
+from pipeline.runtime import write_replacing
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -139,10 +140,7 @@ def install(svc: Service, start: bool) -> list[str]:
     said = []
     old = svc.path.read_text() if svc.path.is_file() else None
     svc.path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = svc.path.with_name(f".{svc.path.name}.{os.getpid()}")
-    tmp.write_text(svc.text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, svc.path)
+    write_replacing(svc.path, svc.text.encode(), 0o644)
     said.append(f"{'updated' if old is not None and old != svc.text else 'wrote'} {svc.path}")
     if not start:
         said.append("to start it now and at every login: " + "; ".join(shlex.join(c) for c in _start_commands(svc)))

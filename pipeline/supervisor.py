@@ -190,20 +190,7 @@ def load_paused(rt: Runtime) -> bool:
 
 def save_paused(rt: Runtime, paused: bool) -> None:
     rt.prepare_data()
-    _write_private(rt.pause_path, msgspec.json.encode(schemas.PauseFile(paused)))
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Written to a temporary 0600 file and renamed into place: a crash leaves the old or the new content."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    runtime.write_replacing(rt.pause_path, msgspec.json.encode(schemas.PauseFile(paused)))
 
 
 class Supervisor:
@@ -728,7 +715,7 @@ class Supervisor:
                 log.info("final counters %s", json.dumps(final))
                 # Also kept: the event goes out just before the bus closes, so a late reader misses it.
                 try:
-                    _write_private(self.rt.final_counters_path, json.dumps(final, indent=1).encode() + b"\n")
+                    runtime.write_replacing(self.rt.final_counters_path, json.dumps(final, indent=1).encode() + b"\n")
                 except OSError as exc:
                     log.error("cannot write %s: %s", self.rt.final_counters_path, exc.strerror or exc)
         finally:

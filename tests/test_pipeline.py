@@ -25,6 +25,7 @@ import jarvis_rust_core as jrc
 from pipeline import control, protocol
 from pipeline.schemas import StageState
 from pipeline.stages import PIPELINE
+from pipeline.tap import Tap
 
 STAGES = PIPELINE.names
 
@@ -178,18 +179,23 @@ def test_pause_stops_requests_and_resume_restarts_them() -> None:
         assert final["dropped.paused"] > 0
 
 
+def until_started(tap: Tap) -> list[tuple[str, str]]:
+    """(topic, stage) of the stage.* events up to the first stage.started."""
+    topics = []
+    for topic, body in tap:
+        topics.append((topic, body["stage"]))
+        if topic == "stage.started":
+            break
+    return topics
+
+
 def test_restart_command_is_not_a_crash() -> None:
     with pipeline() as p:
         p.up()
         before = wait_for("all stages running", lambda: all_running(p))
         with p.tap("stage.") as tap:
             p.cli("restart", "analysis")
-            topics = []
-            for topic, body in tap:
-                topics.append((topic, body["stage"]))
-                if topic == "stage.started":
-                    break
-        assert topics == [("stage.stopped", "analysis"), ("stage.started", "analysis")]
+            assert until_started(tap) == [("stage.stopped", "analysis"), ("stage.started", "analysis")]
         after = wait_for("analysis running", lambda: all_running(p))
         assert after["analysis"]["pid"] != before["analysis"]["pid"] and after["analysis"]["restarts"] == 0
         p.cli("down")
@@ -217,12 +223,7 @@ def test_restart_answers_at_once_and_status_answers_while_the_stage_drains() -> 
             # The SIGKILL deadline is 33 s away: anything but an answer within seconds is the loop blocked.
             assert reply.state is StageState.STOPPING and answered_s < 11.0, (reply, answered_s)
             assert row.state is StageState.STOPPING and row.pid == pid, row
-            topics = []
-            for topic, body in tap:
-                topics.append((topic, body["stage"]))
-                if topic == "stage.started":
-                    break
-        assert topics == [("stage.stopped", "analysis"), ("stage.started", "analysis")]
+            assert until_started(tap) == [("stage.stopped", "analysis"), ("stage.started", "analysis")]
         after = wait_for("analysis running again", lambda: all_running(p))
         assert after["analysis"]["incarnation"] == reply.incarnation + 1 and after["analysis"]["restarts"] == 0
         p.cli("down")

@@ -355,6 +355,11 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     print(f"instance {st.instance} (pid {st.pid}, up {st.uptime_s:.0f}s), source {st.source}, "
           f"forward {_forward_state(st)}{', PAUSED' if st.paused else ''}, memory {st.memory.level}")
     print(_table(st.stages))
+    if st.analysis_backend is not None:
+        gpu = st.analysis_gpu_ms
+        on_gpu = gpu is not None and gpu.p50 is not None and gpu.p95 is not None
+        per_frame = f", {gpu.p50:.2f} ms per frame on it (p95 {gpu.p95:.2f})" if on_gpu and gpu else ""
+        print(f"analysis on {st.analysis_backend}{per_frame}")
     for problem in problems:
         print(f"ERROR: {problem}")
     return 1 if problems else 0
@@ -536,7 +541,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         checks.append(("display", usable, why))
     else:
         checks.append(("display", usable, why + ("" if usable else "; the synthetic desktop will be captured")))
-    checks.append(_doctor_gpu())
+    checks.append(_doctor_gpu(cfg))
+    if cfg is not None and cfg.analysis.backend == "gpu":
+        hard.add("gpu")  # `up` would stop
     if cfg is not None:
         checks.append(_doctor_key(cfg))
         checks.append(_doctor_endpoint(cfg))
@@ -567,22 +574,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all(ok for name, ok, _ in checks if name in hard) else 1
 
 
-def _doctor_gpu() -> tuple[str, bool, str]:
-    """The adapter the GPU kernels would run on (never a failure: analysis runs on the CPU)."""
-    saved = os.dup(2)
-    try:
-        # Drivers print their own probing noise (Mesa: XDG_RUNTIME_DIR) to stderr: not doctor's to show.
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 2)
-            info = jarvis_rust_core.GpuKernels(software=True).adapter
-    except jarvis_rust_core.GpuError as exc:
-        return "gpu", True, f"none ({exc}); analysis runs on the CPU"
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-    kind = "software" if info["software"] else "hardware"
-    return "gpu", True, (f"{info['name']} ({info['backend']}, {kind}, {info['driver']}); "
-                         "analysis runs on the CPU in this release")
+def _doctor_gpu(cfg: config_mod.Config | None) -> tuple[str, bool, str]:
+    """Where analysis would run: a failure only when analysis.backend =
+    "gpu" finds no adapter (`up` would stop)."""
+    from pipeline import supervisor as sup
+
+    choice = cfg.analysis.backend if cfg is not None else "auto"
+    try:  # the environment without secrets, as `up` gives it
+        found = sup.probe_backend(choice, {k: v for k, v in os.environ.items() if k not in stages.PIPELINE.private_env})
+    except sup.StartError as exc:
+        return "gpu", False, f"{exc}: `up` would stop"
+    detail = f"analysis.backend = {choice!r}: analysis runs on {found.decided}"
+    if choice != "gpu":  # what a software adapter would do, for the record
+        try:
+            soft = sup.probe_backend("gpu", {k: v for k, v in os.environ.items() if k not in stages.PIPELINE.private_env})
+            if soft.adapter is not None and soft.adapter.software:
+                detail += f"; a software adapter is there too ({soft.adapter.name}: analysis.backend = \"gpu\" uses it)"
+        except sup.StartError:
+            pass
+    return "gpu", True, detail
 
 
 def _doctor_key(cfg: config_mod.Config) -> tuple[str, bool, str]:

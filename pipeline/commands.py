@@ -18,7 +18,7 @@ from typing import Annotated, Any
 import msgspec
 
 from pipeline import schemas
-from pipeline.schemas import ControlState, Histogram, NonNegInt, PressureLevel, StageState, doc
+from pipeline.schemas import ControlState, Histogram, NonNegInt, PressureLevel, StageState, Timing, doc
 
 
 class PingResult(msgspec.Struct):
@@ -83,6 +83,9 @@ class StatusResult(msgspec.Struct, kw_only=True):
     forward_cost_usd: Annotated[float, doc("USD forward spent since it started")] | None
     forward_requests: Annotated[int, doc("requests forward made since it started")] | None
     forward_tokens: Annotated[dict[str, int], doc("tokens by kind forward used since it started")] | None
+    analysis_backend: Annotated[str, doc("where analysis's per-pixel pass runs (\"gpu: <adapter>\" or \"cpu "
+                                         "(<why>)\"), as it last reported")] | None
+    analysis_gpu_ms: Annotated[Timing, doc("the GPU's time per judged frame, as analysis last reported")] | None
     ring: Annotated[RingStatus, doc("the frame ring")] | None
     memory: Annotated[MemoryStatus, doc("the memory governor")]
     counters: Annotated[dict[str, NonNegInt], doc("the ring's frame counters (docs/events.md: terminal states)")]

@@ -116,6 +116,9 @@ class DedupConfig:
 
 @dataclass(frozen=True)
 class AnalysisConfig:
+    backend: str = _f("auto", "where the per-pixel pass runs: auto (a hardware GPU when there is one, else the CPU), "
+                      "cpu, or gpu (any adapter, software ones included; `up` stops without one)",
+                      choices=("auto", "cpu", "gpu"))
     threshold: int = _f(24, "a pixel changed when dr^2+dg^2+db^2 > threshold^2", lo=0, hi=255)
     tile: int = _f(32, "tile size in pixels for the change map", lo=4, hi=512)
     keepalive_s: float = _f(60.0, "send one frame on after this long without a forwarded one; 0 = never",

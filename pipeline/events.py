@@ -192,6 +192,12 @@ class CaptureOversize(msgspec.Struct):
     action: Annotated[str, doc("what capture does about it")]
 
 
+class AnalysisBackend(msgspec.Struct):
+    backend: Annotated[str, doc("where analysis's per-pixel pass runs now: \"gpu: <adapter>\" or \"cpu (<why>)\"")]
+    fallback: Annotated[bool, doc("the GPU failed (the device lost): analysis went over to the CPU; the frame it "
+                                  "failed on was judged again there")]
+
+
 class Empty(msgspec.Struct):
     pass
 
@@ -231,6 +237,8 @@ TOPICS: tuple[Topic, ...] = (
     Topic("memory.pressure", "supervisor", "the memory governor changed level", MemoryPressure),
     Topic("capture.geometry_changed", "capture", "monitors appeared, vanished or changed size", GeometryChanged),
     Topic("capture.oversize", "capture", "a monitor is larger than the ring's slots", CaptureOversize),
+    Topic("analysis.backend", "analysis", "where the per-pixel pass runs: once at start, again when a GPU fails",
+          AnalysisBackend),
     Topic("control.paused", "supervisor", "nothing leaves the machine until resumed", Empty),
     Topic("control.resumed", "supervisor", "forwarding may go on", Empty),
 )

@@ -121,6 +121,25 @@ class SourceProbe(msgspec.Struct):
     monitors: Annotated[list[MonitorInfo], msgspec.Meta(min_length=1, max_length=64, description="its monitors")]
 
 
+class AdapterInfo(msgspec.Struct):
+    """A GPU adapter (jarvis_rust_core.GpuKernels.adapter)."""
+
+    name: Annotated[str, doc("the adapter's name")]
+    backend: Annotated[str, doc("vulkan, metal or dx12")]
+    device_type: Annotated[str, doc("wgpu's device type: DiscreteGpu, IntegratedGpu, Cpu, ...")]
+    driver: Annotated[str, doc("the driver and its version")]
+    software: Annotated[bool, doc("a software rasterizer (lavapipe, WARP): the CPU under another name")]
+
+
+class GpuProbe(msgspec.Struct, kw_only=True):
+    """What `python -m procs.backend CHOICE` finds: where analysis.backend =
+    CHOICE would run analysis."""
+
+    backend: Annotated[Literal["cpu", "gpu"], doc("where the per-pixel pass would run")]
+    decided: Annotated[str, doc("that, in words, with the adapter or why there is none")]
+    adapter: Annotated[AdapterInfo, doc("the adapter, when on a GPU")] | None = None
+
+
 # --------------------------------------------------------------------------
 # The channel (pipeline.channel): supervisor -> stage
 
@@ -220,6 +239,10 @@ class StageStats(msgspec.Struct, kw_only=True):
     usage: Annotated[dict[str, NonNegInt], doc("forward only: tokens by kind since it started (input_tokens, "
                                                "output_tokens, cache_creation_input_tokens, "
                                                "cache_read_input_tokens)")] | None = None
+    backend: Annotated[str, doc("analysis only: where its per-pixel pass runs (procs.backend): \"gpu: <adapter>\" or "
+                                "\"cpu (<why>)\"")] | None = None
+    gpu_ms: Annotated[Timing, doc("analysis only: the GPU's time per judged frame (upload, compute, readback), its "
+                                  "last 512 frames; null figures on the CPU")] | None = None
 
 
 class Stats(msgspec.Struct, tag="stats", tag_field="t"):

@@ -98,6 +98,25 @@ def probe_source(cfg: config_mod.Config, env: dict[str, str]) -> schemas.SourceP
         raise StartError(f"the capture source's probe answered something else: {exc}") from None
 
 
+def probe_backend(choice: str, env: dict[str, str]) -> schemas.GpuProbe:
+    """Where analysis.backend = `choice` would run analysis, asked of a
+    short-lived process (`python -m procs.backend`): a driver that misbehaves
+    takes that down, not the supervisor. StartError when `choice` cannot run
+    (\"gpu\" without an adapter)."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "procs.backend", choice], capture_output=True, env=env,
+                             timeout=PROBE_TIMEOUT_S, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        raise StartError(f"the GPU probe did not answer within {PROBE_TIMEOUT_S:g} s") from None
+    if out.returncode != 0:
+        why = out.stderr.decode(errors="replace").strip().splitlines()
+        raise StartError(f"analysis.backend = {choice!r}: {why[-1] if why else f'the probe exited with {out.returncode}'}")
+    try:
+        return schemas.decode_json(out.stdout, schemas.GpuProbe)
+    except schemas.SchemaError as exc:
+        raise StartError(f"the GPU probe answered something else: {exc}") from None
+
+
 def resolve_source(cfg: config_mod.Config, env: dict[str, str]) -> tuple[config_mod.Config, list[schemas.MonitorInfo]]:
     """The configuration with its source resolved, and its monitors."""
     found = probe_source(cfg, env)
@@ -257,6 +276,8 @@ class Supervisor:
             sock.unlink()
         env = {k: v for k, v in os.environ.items() if k not in self.topology.private_env}
         self.cfg, self.monitors = resolve_source(self.cfg, env)
+        if self.cfg.analysis.backend == "gpu" and "analysis" in self.topology.names:
+            log.info("analysis runs on %s", probe_backend("gpu", env).decided)
         self._create_ring()
         self._config_json = config_mod.to_json(self.cfg)
         self._start_proxy()
@@ -575,6 +596,7 @@ class Supervisor:
             ))
         counters = protocol.counter_snapshot(self.ring.counters()) if self.ring is not None else {}
         forward = self.stages["forward"].stats if "forward" in self.stages else None
+        analysis = self.stages["analysis"].stats if "analysis" in self.stages else None
         return commands.StatusResult(
             instance=self.rt.instance,
             pid=os.getpid(),
@@ -589,6 +611,8 @@ class Supervisor:
             forward_cost_usd=forward.cost_usd if forward is not None else None,
             forward_requests=forward.requests if forward is not None else None,
             forward_tokens=forward.usage if forward is not None else None,
+            analysis_backend=analysis.backend if analysis is not None else None,
+            analysis_gpu_ms=analysis.gpu_ms if analysis is not None else None,
             ring=self._ring_status(),
             memory=commands.MemoryStatus(self.state.pressure, round(self.memory_mb, 1), self.cfg.memory.budget_mb),
             counters=counters,

@@ -1,16 +1,20 @@
 """The analysis stage: compares each frame with its monitor's reference frame
 (the last one forwarded) tile by tile; procs.change_policy's model decides
 which changes matter. A frame with a meaningful tile goes on to forward with
-the changed regions, and so does one after `keepalive_s` without any.
+the changed regions, and so does one after `keepalive_s` without any. The
+per-pixel pass runs where analysis.backend says (procs.backend); a GPU that
+fails is left for the CPU, the frame it failed on judged again there.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import jarvis_rust_core as jrc
-from procs import kernels, stage
+from pipeline import schemas
+from procs import backend, kernels, stage
 from procs.change_policy import ChangePolicy
 
 
@@ -21,10 +25,54 @@ class MonitorState:
     policy: ChangePolicy
 
 
+class AnalysisStats(schemas.StageStats, kw_only=True):
+    gpu_failures: Annotated[int, schemas.doc("GPU calls that failed (the device lost): each frame judged again on the "
+                                             "CPU")] = 0
+
+
 class Analysis(stage.Stage):
+    Stats = AnalysisStats
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.monitors: dict[int, MonitorState] = {}
+        # "gpu" without an adapter raises here; `up` has checked it before (procs.backend).
+        self.gpu, self.backend = backend.open_gpu(self.cfg.analysis.backend)
+        self.gpu_times = stage.Timings()
+        self.gpu_failures = 0
+        self.gpu_frames = 0  # judged on the GPU
+        # Fault injection (procs.backend): the device lost after this many frames judged on it.
+        lose_after = os.environ.get(backend.FAULT_LOST_AFTER)
+        self.lose_gpu_after = int(lose_after) if lose_after and lose_after.isdigit() else None
+        self.log.info("analysis runs on %s", self.backend)
+        self.publish("analysis.backend", {"backend": self.backend, "fallback": False})
+
+    def _judge(self, state: MonitorState, now: float, ref: jrc.FrameRef, frame: Any) -> Any:
+        """The model's verdict; on the GPU when there is one, else (or when
+        the GPU fails: it is not used again) on the CPU."""
+        keys = (ref.seq, state.ref.seq)
+        if self.gpu is not None:
+            if self.lose_gpu_after is not None and self.gpu_frames >= self.lose_gpu_after:
+                self.gpu.lose_device()
+            try:
+                verdict = state.policy.judge(now, frame, self.mem.read(state.ref), keys=keys)
+            except jrc.GpuError as exc:
+                self._lose_gpu(exc)
+            else:
+                t = self.gpu.timings
+                self.gpu_frames += 1
+                self.gpu_times.add((t["upload_ms"] + t["compute_ms"] + t["readback_ms"]) / 1e3)
+                return verdict
+        return state.policy.judge(now, frame, self.mem.read(state.ref), keys=keys)
+
+    def _lose_gpu(self, exc: jrc.GpuError) -> None:
+        self.gpu_failures += 1
+        self.gpu = None
+        for state in self.monitors.values():
+            state.policy.gpu = None
+        self.backend = f"cpu (the GPU failed: {exc})"
+        self.log.error("the GPU failed (%s): analysis goes on on the CPU", exc)
+        self.publish("analysis.backend", {"backend": self.backend, "fallback": True})
 
     def handle(self, ref: jrc.FrameRef, extra: dict[str, Any]) -> None:
         # The capture time, not the arrival: the policy's rhythms and the keep-alive
@@ -35,17 +83,17 @@ class Analysis(stage.Stage):
         state = self.monitors.get(ref.monitor)
         if state is None or (state.ref.w, state.ref.h, state.ref.fmt) != (ref.w, ref.h, ref.fmt):
             self._forward(ref, now, changed_ratio=1.0, regions=[[0, 0, ref.w, ref.h]], keepalive=False,
-                          policy=ChangePolicy(a, frame.shape))
+                          policy=ChangePolicy(a, frame.shape, gpu=self.gpu))
             return
         try:
-            verdict = state.policy.judge(now, frame, self.mem.read(state.ref))
+            verdict = self._judge(state, now, ref, frame)
         except Exception:  # noqa: BLE001 - a picture the model cannot take must not stop the stage
             # Counted and logged; the model starts afresh and the frame goes on whole, as a first one would.
             self.rejected["model_error"] += 1
             if self.rejected["model_error"] <= 10 or self.rejected["model_error"] % 1000 == 0:
                 self.log.exception("the change model failed on frame seq %d (%d so far); it starts afresh",
                                    ref.seq, self.rejected["model_error"])
-            state.policy = ChangePolicy(a, frame.shape)
+            state.policy = ChangePolicy(a, frame.shape, gpu=self.gpu)
             self._forward(ref, now, changed_ratio=1.0, regions=[[0, 0, ref.w, ref.h]], keepalive=False)
             return
         ratio = float(verdict.counts.sum()) / (ref.w * ref.h)
@@ -77,6 +125,9 @@ class Analysis(stage.Stage):
         else:
             state.ref, state.forwarded_at = ref, now
         return True
+
+    def extra_stats(self) -> dict[str, Any]:
+        return {"backend": self.backend, "gpu_ms": self.gpu_times.take(), "gpu_failures": self.gpu_failures}
 
     def shutdown(self) -> None:
         for state in self.monitors.values():

@@ -120,6 +120,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import jarvis_rust_core as jrc
 from pipeline.config import AnalysisConfig
 from procs import kernels
 
@@ -258,6 +259,7 @@ class ChangePolicy:
     judged_at: float = -np.inf  # the capture time of the frame judged last
     moved: dict[int, _Change] = field(default_factory=dict)  # during judge: see _moves
     turned: dict[int, tuple[tuple[int, int], str]] = field(default_factory=dict)  # during judge: see _caret
+    gpu: jrc.GpuKernels | None = None  # where the per-pixel pass runs (procs.backend); None: the CPU
 
     def __post_init__(self) -> None:
         self.tile = self.params.tile
@@ -299,9 +301,11 @@ class ChangePolicy:
                 self.shadow[y * t : (y + 1) * t, x * t : (x + 1) * t] = frame[y * t : (y + 1) * t, x * t : (x + 1) * t]
         self.unsettled = None
 
-    def judge(self, now: float, frame: np.ndarray, reference: np.ndarray) -> Verdict:
+    def judge(self, now: float, frame: np.ndarray, reference: np.ndarray, keys: tuple[int, int] | None = None) -> Verdict:
         """The verdict on `frame` (capture time `now`, seconds) against the
-        reference (the last frame kept)."""
+        reference (the last frame kept); `keys` name their pixels for the GPU
+        (kernels.change_pass). A GpuError leaves the model as it was: the
+        frame can be judged again on the CPU."""
         assert self.unsettled is None, "each judged frame is settled before the next"
         self.reference = reference
         self.shadowed = self.verdict > 0
@@ -309,7 +313,7 @@ class ChangePolicy:
         # compared with what they showed then; the others showed the reference.
         counts, fresh, boxes, _ = kernels.change_pass(
             frame, reference, self.shadow if self.shadowed.any() else None, self.shadowed,
-            self.params.threshold, self.tile, signatures=False)
+            self.params.threshold, self.tile, signatures=False, gpu=self.gpu, keys=keys)
         changed_now = counts > 0
         self.verdict[~changed_now] = 0
         causes: collections.Counter[str] = collections.Counter()

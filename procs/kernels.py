@@ -12,8 +12,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from jarvis_rust_core import GpuKernels
 
 MAX_REGIONS = 16
 
@@ -236,10 +240,19 @@ def changed_tiles(a: np.ndarray, b: np.ndarray, threshold: int, tile: int) -> np
 
 
 def change_pass(frame: np.ndarray, reference: np.ndarray, shadow: np.ndarray | None, shadowed: np.ndarray,
-                threshold: int, tile: int, signatures: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The change model's per-tile pass (the stages' entry point: the compiled
-    kernel, on the calling thread, when available, else `tile_pass`); without
-    `signatures`, every signature is 0 (`tile_signatures` gives those needed)."""
+                threshold: int, tile: int, signatures: bool = True, gpu: GpuKernels | None = None,
+                keys: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The change model's per-tile pass (the stages' entry point: on `gpu`
+    when given, with `keys` naming the frame's and the reference's pixels,
+    else the compiled kernel on the calling thread when available, else
+    `tile_pass`); without `signatures`, every signature is 0
+    (`tile_signatures` gives those needed; on the GPU they are always made so)."""
+    if gpu is not None:
+        frame_key, reference_key = keys if keys is not None else (None, None)
+        counts, fresh, boxes = gpu.change_pass(frame, reference, shadow, shadowed, threshold, tile, frame_key=frame_key,
+                                               reference_key=reference_key)
+        sigs = tile_signatures(frame, fresh, tile) if signatures else np.zeros(fresh.shape, np.uint64)
+        return counts, fresh, boxes, sigs
     if fast_change_pass is not None:
         return fast_change_pass(frame, reference, shadow, shadowed, threshold, tile, parallel=False,
                                 signatures=signatures)

@@ -302,12 +302,29 @@ class RotatingBloomFilter(BloomFilterBase):
 
 @final
 class GpuKernels:
-    """The change kernels on a GPU (wgpu: Vulkan, Metal or DX12), with the CPU kernels' answers."""
+    """The pixel kernels on a GPU (wgpu: Vulkan, Metal or DX12), with the CPU kernels' answers."""
 
     def __new__(cls, *, software: bool = False) -> GpuKernels: ...
     @property
     def adapter(self) -> dict[str, Any]: ...
+    @property
+    def timings(self) -> dict[str, Any]: ...
     def tile_changes(self, a: _Frame, b: _Frame, threshold: int, tile: int) -> npt.NDArray[np.uint32]: ...
+    def tile_changes_batch(self, frames: list[_Frame], threshold: int, tile: int) -> npt.NDArray[np.uint32]: ...
+    def change_pass(
+        self,
+        frame: _Frame,
+        reference: _Frame,
+        shadow: _Frame | None,
+        shadowed: npt.NDArray[np.bool_],
+        threshold: int,
+        tile: int,
+        *,
+        frame_key: int | None = None,
+        reference_key: int | None = None,
+    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.bool_], npt.NDArray[np.int32]]: ...
+    def luma_histogram(self, frame: _Frame) -> npt.NDArray[np.uint64]: ...
+    def lose_device(self) -> None: ...
 
 @final
 class ParallelVisionPipeline:

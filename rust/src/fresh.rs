@@ -145,13 +145,10 @@ fn pass_band(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&Sourc
     }
 }
 
-/// See `Pass`. `shadowed` has one entry per tile (row-major); `shadow` must
-/// be given when any is set. Without `hash` every signature is 0: the caller
-/// asks `tile_signatures` for the tiles it needs (not those of a window-sized
-/// change, whose contents decide nothing).
-#[allow(clippy::too_many_arguments)]
-pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&SourceFrame>, shadowed: &[bool],
-                   threshold: u32, tile: usize, parallel: bool, hash: bool) -> Result<Pass> {
+/// What `change_pass` takes, on any backend (see there); the tile rows and
+/// columns.
+pub fn check_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&SourceFrame>, shadowed: &[bool],
+                  threshold: u32, tile: usize) -> Result<(usize, usize)> {
     same_geometry(frame, reference)?;
     if let Some(s) = shadow {
         same_geometry(frame, s)?;
@@ -169,6 +166,17 @@ pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<
     if shadow.is_none() && shadowed.iter().any(|&s| s) {
         return Err(RingError::Config("shadowed tiles need the shadow frame".into()));
     }
+    Ok((th, tw))
+}
+
+/// See `Pass`. `shadowed` has one entry per tile (row-major); `shadow` must
+/// be given when any is set. Without `hash` every signature is 0: the caller
+/// asks `tile_signatures` for the tiles it needs (not those of a window-sized
+/// change, whose contents decide nothing).
+#[allow(clippy::too_many_arguments)]
+pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&SourceFrame>, shadowed: &[bool],
+                   threshold: u32, tile: usize, parallel: bool, hash: bool) -> Result<Pass> {
+    let (th, tw) = check_pass(frame, reference, shadow, shadowed, threshold, tile)?;
     let mut counts = vec![0u32; th * tw];
     let mut out = vec![(false, [0i32; 4], 0u64); th * tw];
     let w = frame.width;

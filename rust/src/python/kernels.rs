@@ -52,7 +52,7 @@ pub fn copy_hashed(py: Python<'_>, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny
 /// The elements of an array in row-major order: one copy when it is
 /// contiguous (walking a view element by element costs tens of
 /// microseconds for a tile map).
-fn row_major<T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(a: &numpy::PyReadonlyArray<'_, T, D>) -> Vec<T> {
+pub(crate) fn row_major<T: numpy::Element + Copy, D: numpy::ndarray::Dimension>(a: &numpy::PyReadonlyArray<'_, T, D>) -> Vec<T> {
     match a.as_slice() {
         Ok(s) => s.to_vec(),
         Err(_) => a.as_array().iter().copied().collect(),

@@ -329,7 +329,15 @@ class GpuKernels:
 @final
 class ParallelVisionPipeline:
     def __new__(
-        cls, num_threads: int = 0, *, threshold: int = 24, tile: int = 32, grid: int = 8, max_regions: int = 16
+        cls,
+        num_threads: int = 0,
+        *,
+        threshold: int = 24,
+        tile: int = 32,
+        grid: int = 8,
+        max_regions: int = 16,
+        gpu: GpuKernels | None = None,
     ) -> ParallelVisionPipeline: ...
     def process_frames_parallel(self, frames: list[_Frame]) -> list[dict[str, Any]]: ...
+    def process_frame_batch(self, frames: list[_Frame]) -> list[dict[str, Any]]: ...
     def process_frames_async(self, frames: list[_Frame]) -> Ready: ...

@@ -207,3 +207,26 @@ def test_a_lost_device_fails_every_call_and_a_new_one_works() -> None:
         with pytest.raises(jrc.GpuError, match="lost"):
             call()
     assert jrc.GpuKernels(software=True).tile_changes(a, a, 20, 4).sum() == 0
+
+
+def test_process_frame_batch_on_the_gpu_gives_the_cpu_pipelines_answers(gpu: jrc.GpuKernels) -> None:
+    """The plan's batch entry: ten 1080p frames diffed on the GPU while the
+    pool computes the features, as process_frames_parallel answers on the CPU;
+    frames of mixed geometry go the CPU's way."""
+    rng = np.random.default_rng(11)
+    seq = [rng.integers(0, 256, (1080, 1920, 4), np.uint8)]
+    for i in range(9):
+        nxt = seq[-1].copy()
+        nxt[100 * i : 100 * i + 40, 200 * i : 200 * i + 300] = rng.integers(0, 256, (40, 300, 4), np.uint8)
+        seq.append(nxt)
+    on_gpu = jrc.ParallelVisionPipeline(2, gpu=gpu)
+    on_cpu = jrc.ParallelVisionPipeline(2)
+    got, want = on_gpu.process_frame_batch(seq), on_cpu.process_frames_parallel(seq)
+    assert len(got) == len(want) == 10
+    for g, w in zip(got, want, strict=True):
+        assert np.array_equal(g["features"], w["features"])
+        assert g["changed_ratio"] == w["changed_ratio"] and g["regions"] == w["regions"]
+    assert got[3]["regions"] and got[0]["changed_ratio"] is None
+    mixed = [seq[0], seq[1][:540]]
+    assert on_gpu.process_frame_batch(mixed)[1]["regions"] == on_cpu.process_frames_parallel(mixed)[1]["regions"]
+    assert on_cpu.process_frame_batch(seq[:3])[2]["regions"] == want[2]["regions"]  # without a GPU: the CPU's way

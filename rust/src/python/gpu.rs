@@ -14,7 +14,7 @@ use crate::gpu::Gpu;
 /// adapter (lavapipe) when there is no hardware one; GpuError without either.
 #[pyclass(name = "GpuKernels", module = "jarvis_rust_core", frozen)]
 pub struct GpuKernels {
-    gpu: Gpu,
+    pub(crate) gpu: Gpu,
 }
 
 #[pymethods]

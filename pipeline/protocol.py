@@ -32,7 +32,8 @@ from jarvis_rust_core import COUNTERS, HANDOFF_RECORD_BYTES, FrameRef
 # 1.2: drop reasons oversize, next_stage_down; capture.oversize, stage.hung.
 # 1.3: insight's attention_needed, summary and items (the report tool); forward's
 #      malformed_answers; each monitor's scale in capture.geometry_changed.
-PROTOCOL_VERSION: tuple[int, int] = (1, 3)
+# 1.4: analysis.backend; the stats' backend and gpu_ms, analysis's gpu_failures.
+PROTOCOL_VERSION: tuple[int, int] = (1, 4)
 MAX_HANDOFF_BYTES = 512
 assert MAX_HANDOFF_BYTES <= HANDOFF_RECORD_BYTES, "a hand-off message must fit a record of the ring's hand-off queues"
 

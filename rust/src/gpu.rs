@@ -52,7 +52,8 @@ pub struct AdapterInfo {
 
 /// Where the last call's time went, milliseconds: copying the frames for the
 /// device (`write_buffer`: into its staging memory, on the calling thread),
-/// waiting for the device (transfers, the shader, the results' copy) and
+/// waiting for the device (transfers, the shader, the results' copy; in a
+/// batch, the rest of the call's time: what the copies did not hide) and
 /// reading the results back.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Timings {
@@ -356,8 +357,9 @@ impl Gpu {
     fn pass_params(&self, f: &SourceFrame, r: usize, s: usize, threshold: u32, tile: usize, boxes: bool) -> (u32, u32) {
         let (th, tw) = (f.height.div_ceil(tile), f.width.div_ceil(tile));
         let runs = tile.div_ceil(RUN);
+        let aligned = f.format.channels() == 4 && [f.stride, r, s].iter().all(|x| x % 4 == 0);
         let p = [f.width, f.height, f.stride, r, s, f.format.channels(), tile, tw, threshold as usize, runs, th * tw,
-                 usize::from(boxes)];
+                 usize::from(boxes), usize::from(aligned)];
         self.queue.write_buffer(&self.params, 0, &words(&p));
         ((tw * runs).div_ceil(GROUP.0) as u32, f.height.div_ceil(GROUP.1) as u32)
     }
@@ -466,13 +468,14 @@ impl Gpu {
         let mut upload_ms = 0.0;
         let mut sent = 0;
         let mut held: Vec<wgpu::Buffer> = Vec::with_capacity(frames.len());
+        let started = Instant::now();
         for (i, f) in frames.iter().enumerate() {
-            let started = Instant::now();
+            let copying = Instant::now();
             let b = self.buffer(&mut st.batch[i % BATCH_BUFFERS], span(f) as u64, STORAGE, "batch frame");
             sent += self.upload_range(&b, f, 0, span(f));
+            upload_ms += ms(copying);
             held.push(b);
             if i == 0 {
-                upload_ms += ms(started);
                 continue;
             }
             let (prev, this) = (&held[i - 1], &held[i]);
@@ -493,9 +496,10 @@ impl Gpu {
             }
             // Submitted now: the device starts on this pair while the next frame is copied.
             self.queue.submit([encoder.finish()]);
-            upload_ms += ms(started);
         }
         let words = self.run(st, &out, n, |_| {})?;
+        // The device's time not hidden behind the copies: all but copying and reading back.
+        st.last.compute_ms = ms(started) - upload_ms - st.last.readback_ms;
         st.last.upload_ms = upload_ms;
         st.last.uploaded_bytes = sent;
         Ok((0..pairs).map(|i| {

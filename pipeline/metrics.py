@@ -128,6 +128,12 @@ def families(st: commands.StatusResult) -> Iterator[Metric]:
         yield tokens
     if st.forward_cost_usd is not None:
         yield CounterMetricFamily("jarvis_forward_cost_usd", "USD spent, at forward.price.", value=st.forward_cost_usd)
+    if st.analysis_backend is not None:
+        yield GaugeMetricFamily("jarvis_analysis_on_gpu", "1 while analysis's per-pixel pass runs on a GPU, 0 on the CPU.",
+                                value=float(st.analysis_backend.startswith("gpu")))
+    if st.analysis_gpu_ms is not None and st.analysis_gpu_ms.p50 is not None:
+        yield GaugeMetricFamily("jarvis_analysis_gpu_ms_p50", "The GPU's time per judged frame, median of analysis's "
+                                "last 512 frames, ms.", value=st.analysis_gpu_ms.p50)
 
 
 class _StatusCollector(Collector):

@@ -8,7 +8,12 @@ device: transfers, shader, results' copy) and readback; and the process's
 whole CPU time per frame (every thread: a driver's too) on each backend.
 Medians over rounds, the backends alternating. On a software adapter
 (lavapipe) the "GPU" is the CPU's cores: figures for correctness and scale
-only (BENCHMARKS.md section 7)."""
+only (BENCHMARKS.md section 7).
+
+--pipeline: the real pipeline (scripts/bench_pipeline.py's run) on the
+worst-case mix (every 1080p frame unique, so every one is judged) at 5 fps,
+analysis.backend = "cpu" and "gpu" alternating over --pipeline-rounds: the
+analysis process's CPU time per frame (all its threads: the driver's too)."""
 
 from __future__ import annotations
 
@@ -115,10 +120,35 @@ def size_rows(gpu: jrc.GpuKernels, name: str, frames: list[np.ndarray], rounds: 
     return rows
 
 
+def pipeline_rows(rounds: int, window: float) -> list[tuple[str, ...]]:
+    """The analysis process's CPU per frame, each backend, through the real pipeline."""
+    import bench_pipeline
+
+    plain = bench_pipeline.config_toml
+    runs: dict[str, list[dict[str, Any]]] = {"cpu": [], "gpu": []}
+    try:
+        for r in range(rounds):
+            for which in ("cpu", "gpu") if r % 2 == 0 else ("gpu", "cpu"):
+                bench_pipeline.config_toml = lambda *a, w=which: plain(*a) + f'[analysis]\nbackend = "{w}"\n'
+                runs[which].append(bench_pipeline.run_pipeline("unique", 5.0, window, 3.0, quiet=True))
+    finally:
+        bench_pipeline.config_toml = plain
+    rows: list[tuple[str, ...]] = []
+    for which, results in runs.items():
+        per_frame = [10 * x["cpu_percent"]["analysis"] / x["captured_fps"] for x in results if x["captured_fps"]]
+        proc = [x["stages"]["analysis"]["proc_ms"]["p50"] for x in results if x["stages"].get("analysis")]
+        rows.append((which, f"{statistics.median(per_frame):.2f}", f"{statistics.median(proc):.2f}" if proc else "-",
+                     str(sum(1 for x in results if x["sustained"])) + f"/{len(results)}"))
+    return rows
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--software", action="store_true", help="accept a software adapter (lavapipe) when there is no hardware one")
+    ap.add_argument("--pipeline", action="store_true", help="also the analysis process's CPU per frame in the real pipeline")
+    ap.add_argument("--pipeline-rounds", type=int, default=3)
+    ap.add_argument("--window", type=float, default=10.0, help="seconds measured per pipeline run")
     args = ap.parse_args()
     gpu = jrc.GpuKernels(software=args.software)
     adapter = gpu.adapter
@@ -133,6 +163,11 @@ def main() -> int:
     head = ("case", "CPU ms", "GPU ms", "upload ms", "compute ms", "readback ms", "MiB sent", "CPU time ms (CPU)",
             "CPU time ms (GPU)", "CPU time CPU/GPU")
     print(*bench_common.md_table(head, rows), sep="\n")
+    if args.pipeline:
+        print("", f"The analysis process in the pipeline, every 1080p frame unique, 5 fps, {args.pipeline_rounds} rounds "
+              f"of {args.window:g} s, medians:", "", sep="\n")
+        print(*bench_common.md_table(("analysis.backend", "analysis CPU ms per frame (all threads)", "handle() p50 ms",
+                                      "rounds sustained"), pipeline_rows(args.pipeline_rounds, args.window)), sep="\n")
     return 0
 
 

@@ -89,6 +89,19 @@ def test_up_with_the_gpu_backend_and_no_adapter_stops_with_the_reason() -> None:
         assert "ok  gpu            analysis.backend = 'auto': analysis runs on cpu (no GPU adapter" in doctor.stdout
 
 
+def test_the_backend_switch() -> None:
+    """cpu never opens a device; gpu takes any adapter; auto a hardware one
+    only (on a machine with only lavapipe: the CPU, saying why)."""
+    assert backend.open_gpu("cpu") == (None, 'cpu (analysis.backend = "cpu")')
+    gpu, decided = backend.open_gpu("gpu")
+    assert gpu is not None and decided == f"gpu: {backend.describe(gpu.adapter)}"
+    auto, why = backend.open_gpu("auto")
+    if gpu.adapter["software"]:
+        assert auto is None and why.startswith("cpu (no hardware GPU adapter, only software ones")
+    else:
+        assert auto is not None and why.startswith("gpu: ")
+
+
 def test_the_model_decides_on_the_gpu_exactly_as_on_the_cpu() -> None:
     """The session's frames through two change models, one on the CPU and one
     on the GPU (its frames named as analysis names them, so the reference

@@ -89,6 +89,7 @@ def check_against_status(p: Pipeline, connect: Callable[[], http.client.HTTPConn
     assert m[("jarvis_paused", ())] == 0.0
     assert m[("jarvis_forward_requests_total", ())] >= before["forward_requests"]
     assert m[("jarvis_forward_tokens_total", (("kind", "output"),))] == 0  # dry-run: nothing was asked
+    assert m[("jarvis_analysis_on_gpu", ())] == float(after["analysis_backend"].startswith("gpu"))
     assert get(connect(), "/nothing")[0] == 404
     if not hostile:
         return

@@ -276,8 +276,8 @@ class Supervisor:
             sock.unlink()
         env = {k: v for k, v in os.environ.items() if k not in self.topology.private_env}
         self.cfg, self.monitors = resolve_source(self.cfg, env)
-        if self.cfg.analysis.backend == "gpu" and "analysis" in self.topology.names:
-            log.info("analysis runs on %s", probe_backend("gpu", env).decided)
+        if self.cfg.analysis.backend != "cpu" and "analysis" in self.topology.names:
+            self.cfg = self._check_backend(env)
         self._create_ring()
         self._config_json = config_mod.to_json(self.cfg)
         self._start_proxy()
@@ -618,6 +618,20 @@ class Supervisor:
             counters=counters,
             stages=rows,
         )
+
+    def _check_backend(self, env: dict[str, str]) -> config_mod.Config:
+        """analysis.backend tried where a driver that crashes takes down a
+        probe, not analysis: "gpu" without an adapter stops `up`; "auto" whose
+        probe fails goes to the CPU."""
+        choice = self.cfg.analysis.backend
+        try:
+            log.info("analysis.backend = %r: analysis runs on %s", choice, probe_backend(choice, env).decided)
+        except StartError as exc:
+            if choice == "gpu":
+                raise
+            log.warning("%s; analysis runs on the CPU", exc)
+            return replace(self.cfg, analysis=replace(self.cfg.analysis, backend="cpu"))
+        return self.cfg
 
     def _ring_status(self) -> commands.RingStatus | None:
         if self.ring is None:

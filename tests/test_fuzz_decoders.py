@@ -407,6 +407,7 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
     "capture.geometry_changed": {"monitors": [{"index": 0, "left": 0, "top": 0, "width": 1920, "height": 1080, "scale": 1}]},
     "capture.oversize": {"monitor": 0, "width": 8000, "height": 4000, "max_width": 3840, "max_height": 2160,
                          "action": "downscale"},
+    "analysis.backend": {"backend": "gpu: llvmpipe (vulkan, software, Mesa)", "fallback": False},
     "control.paused": {},
     "control.resumed": {},
 }

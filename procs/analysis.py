@@ -12,10 +12,12 @@ import os
 from dataclasses import dataclass
 from typing import Annotated, Any
 
+import numpy as np
+
 import jarvis_rust_core as jrc
 from pipeline import schemas
 from procs import backend, kernels, stage
-from procs.change_policy import ChangePolicy
+from procs.change_policy import ChangePolicy, Verdict
 
 
 @dataclass
@@ -47,7 +49,7 @@ class Analysis(stage.Stage):
         self.log.info("analysis runs on %s", self.backend)
         self.publish("analysis.backend", {"backend": self.backend, "fallback": False})
 
-    def _judge(self, state: MonitorState, now: float, ref: jrc.FrameRef, frame: Any) -> Any:
+    def _judge(self, state: MonitorState, now: float, ref: jrc.FrameRef, frame: np.ndarray) -> Verdict:
         """The model's verdict; on the GPU when there is one, else (or when
         the GPU fails: it is not used again) on the CPU."""
         keys = (ref.seq, state.ref.seq)

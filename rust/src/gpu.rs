@@ -147,6 +147,14 @@ fn pipeline(device: &wgpu::Device, label: &str, source: &str) -> wgpu::ComputePi
 
 const STORAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE.union(wgpu::BufferUsages::COPY_DST);
 
+/// One dispatch of `pipeline` over `groups` (x, y) workgroups, recorded into `encoder`.
+fn dispatch(encoder: &mut wgpu::CommandEncoder, pipeline: &wgpu::ComputePipeline, bind: &wgpu::BindGroup, groups: (u32, u32)) {
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes: None });
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, bind, &[]);
+    pass.dispatch_workgroups(groups.0, groups.1, 1);
+}
+
 impl Gpu {
     /// A device on the first hardware adapter; `allow_software`: a software
     /// one too, when there is no hardware one (tests, CI).
@@ -417,10 +425,7 @@ impl Gpu {
         st.last.uploaded_bytes = sent;
         let words = self.run(st, &out, n, |encoder| {
             encoder.clear_buffer(&out, 0, Some(n * 4));
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("change_pass"), timestamp_writes: None });
-            pass.set_pipeline(&self.change_pass);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(groups.0, groups.1, 1);
+            dispatch(encoder, &self.change_pass, &bind, groups);
         })?;
         let (counts, boxes) = words.split_at(tiles);
         let mut fresh = vec![false; tiles];
@@ -488,12 +493,7 @@ impl Gpu {
             });
             let mut encoder = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("pair") });
             encoder.clear_buffer(&out, at, Some(tiles as u64 * 4));
-            {
-                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("pair"), timestamp_writes: None });
-                pass.set_pipeline(&self.change_pass);
-                pass.set_bind_group(0, &bind, &[]);
-                pass.dispatch_workgroups(groups.0, groups.1, 1);
-            }
+            dispatch(&mut encoder, &self.change_pass, &bind, groups);
             // Submitted now: the device starts on this pair while the next frame is copied.
             self.queue.submit([encoder.finish()]);
         }
@@ -530,12 +530,10 @@ impl Gpu {
         });
         st.last.upload_ms = ms(started);
         st.last.uploaded_bytes = span(f) as u64;
+        let groups = (runs.div_ceil(GROUP.0) as u32, f.height.div_ceil(GROUP.1) as u32);
         let words = self.run(st, &out, 256, |encoder| {
             encoder.clear_buffer(&out, 0, Some(256 * 4));
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("luma_histogram"), timestamp_writes: None });
-            pass.set_pipeline(&self.luma_histogram);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(runs.div_ceil(GROUP.0) as u32, f.height.div_ceil(GROUP.1) as u32, 1);
+            dispatch(encoder, &self.luma_histogram, &bind, groups);
         })?;
         Ok(words.into_iter().map(u64::from).collect())
     }

@@ -86,3 +86,17 @@ pub fn source_of<'py>(
     Ok((src, Pixels::Buffer(buf)))
 }
 
+/// `source_of` of each of `frames` (numpy arrays or bytes-like objects with
+/// their geometry in the array), and their owners, to keep alive while the
+/// pixels are read.
+pub fn sources_of<'py>(py: Python<'py>, frames: &[Bound<'py, PyAny>]) -> PyResult<(Vec<SourceFrame>, Vec<Pixels<'py>>)> {
+    let mut sources = Vec::with_capacity(frames.len());
+    let mut owners = Vec::with_capacity(frames.len());
+    for f in frames {
+        let (src, owner) = source_of(py, f, None, None, None, None)?;
+        sources.push(src);
+        owners.push(owner);
+    }
+    Ok((sources, owners))
+}
+

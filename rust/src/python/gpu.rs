@@ -4,7 +4,7 @@ use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::frames::source_of;
+use super::frames::{source_of, sources_of};
 use super::kernels::row_major;
 use crate::error::RingError;
 use crate::gpu::Gpu;
@@ -78,13 +78,7 @@ impl GpuKernels {
         threshold: u32,
         tile: usize,
     ) -> PyResult<Bound<'py, numpy::PyArray3<u32>>> {
-        let mut sources = Vec::with_capacity(frames.len());
-        let mut owners = Vec::with_capacity(frames.len());
-        for f in &frames {
-            let (src, owner) = source_of(py, f, None, None, None, None)?;
-            sources.push(src);
-            owners.push(owner);
-        }
+        let (sources, owners) = sources_of(py, &frames)?;
         let refs: Vec<_> = sources.iter().collect();
         let counts = py.detach(|| self.gpu.tile_changes_batch(&refs, threshold, tile))?;
         drop(owners);

@@ -9,7 +9,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rayon::prelude::*;
 
-use super::frames::source_of;
+use super::frames::sources_of;
 use super::gpu::GpuKernels;
 use super::ready::Ready;
 use crate::error::RingError;
@@ -103,13 +103,7 @@ impl ParallelVisionPipeline {
     /// "changed_ratio" and "regions" against the frame before (None for the
     /// first)}.
     fn process_frames_parallel<'py>(&self, py: Python<'py>, frames: Vec<Bound<'py, PyAny>>) -> PyResult<Vec<Bound<'py, PyDict>>> {
-        let mut sources = Vec::with_capacity(frames.len());
-        let mut owners = Vec::with_capacity(frames.len());
-        for f in &frames {
-            let (src, owner) = source_of(py, f, None, None, None, None)?;
-            sources.push(src);
-            owners.push(owner);
-        }
+        let (sources, owners) = sources_of(py, &frames)?;
         let (t, tile, grid, max_regions) = (self.threshold, self.tile, self.grid, self.max_regions);
         let results: crate::error::Result<Vec<Analysed>> = py.detach(|| {
             self.pool.install(|| (0..sources.len()).into_par_iter().map(|i| analyse(&sources, i, t, tile, grid, max_regions)).collect())
@@ -125,13 +119,7 @@ impl ParallelVisionPipeline {
     /// when the frames are not all of one geometry, `process_frames_parallel`.
     fn process_frame_batch<'py>(&self, py: Python<'py>, frames: Vec<Bound<'py, PyAny>>) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let Some(gpu) = &self.gpu else { return self.process_frames_parallel(py, frames) };
-        let mut sources = Vec::with_capacity(frames.len());
-        let mut owners = Vec::with_capacity(frames.len());
-        for f in &frames {
-            let (src, owner) = source_of(py, f, None, None, None, None)?;
-            sources.push(src);
-            owners.push(owner);
-        }
+        let (sources, owners) = sources_of(py, &frames)?;
         let geometry = |f: &SourceFrame| (f.width, f.height, f.format);
         if sources.windows(2).any(|p| geometry(&p[0]) != geometry(&p[1])) {
             drop(owners);

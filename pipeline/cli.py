@@ -357,8 +357,8 @@ def cmd_status(rt: Runtime, args: argparse.Namespace) -> int:
     print(_table(st.stages))
     if st.analysis_backend is not None:
         gpu = st.analysis_gpu_ms
-        on_gpu = gpu is not None and gpu.p50 is not None and gpu.p95 is not None
-        per_frame = f", {gpu.p50:.2f} ms per frame on it (p95 {gpu.p95:.2f})" if on_gpu and gpu else ""
+        per_frame = (f", {gpu.p50:.2f} ms per frame on it (p95 {gpu.p95:.2f})"
+                     if gpu is not None and gpu.p50 is not None and gpu.p95 is not None else "")
         print(f"analysis on {st.analysis_backend}{per_frame}")
     for problem in problems:
         print(f"ERROR: {problem}")
@@ -580,14 +580,15 @@ def _doctor_gpu(cfg: config_mod.Config | None) -> tuple[str, bool, str]:
     from pipeline import supervisor as sup
 
     choice = cfg.analysis.backend if cfg is not None else "auto"
-    try:  # the environment without secrets, as `up` gives it
-        found = sup.probe_backend(choice, {k: v for k, v in os.environ.items() if k not in stages.PIPELINE.private_env})
+    env = {k: v for k, v in os.environ.items() if k not in stages.PIPELINE.private_env}  # without secrets, as `up` gives it
+    try:
+        found = sup.probe_backend(choice, env)
     except sup.StartError as exc:
         return "gpu", False, f"{exc}: `up` would stop"
     detail = f"analysis.backend = {choice!r}: analysis runs on {found.decided}"
     if choice != "gpu":  # what a software adapter would do, for the record
         try:
-            soft = sup.probe_backend("gpu", {k: v for k, v in os.environ.items() if k not in stages.PIPELINE.private_env})
+            soft = sup.probe_backend("gpu", env)
             if soft.adapter is not None and soft.adapter.software:
                 detail += f"; a software adapter is there too ({soft.adapter.name}: analysis.backend = \"gpu\" uses it)"
         except sup.StartError:

@@ -52,12 +52,12 @@ class Analysis(stage.Stage):
     def _judge(self, state: MonitorState, now: float, ref: jrc.FrameRef, frame: np.ndarray) -> Verdict:
         """The model's verdict; on the GPU when there is one, else (or when
         the GPU fails: it is not used again) on the CPU."""
-        keys = (ref.seq, state.ref.seq)
+        keys, reference = (ref.seq, state.ref.seq), self.mem.read(state.ref)
         if self.gpu is not None:
             if self.lose_gpu_after is not None and self.gpu_frames >= self.lose_gpu_after:
                 self.gpu.lose_device()
             try:
-                verdict = state.policy.judge(now, frame, self.mem.read(state.ref), keys=keys)
+                verdict = state.policy.judge(now, frame, reference, keys=keys)
             except jrc.GpuError as exc:
                 self._lose_gpu(exc)
             else:
@@ -65,7 +65,7 @@ class Analysis(stage.Stage):
                 self.gpu_frames += 1
                 self.gpu_times.add((t["upload_ms"] + t["compute_ms"] + t["readback_ms"]) / 1e3)
                 return verdict
-        return state.policy.judge(now, frame, self.mem.read(state.ref), keys=keys)
+        return state.policy.judge(now, frame, reference, keys=keys)
 
     def _lose_gpu(self, exc: jrc.GpuError) -> None:
         self.gpu_failures += 1

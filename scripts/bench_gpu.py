@@ -8,7 +8,7 @@ device: transfers, shader, results' copy) and readback; and the process's
 whole CPU time per frame (every thread: a driver's too) on each backend.
 Medians over rounds, the backends alternating. On a software adapter
 (lavapipe) the "GPU" is the CPU's cores: figures for correctness and scale
-only (BENCHMARKS.md section 7).
+only (BENCHMARKS.md section 8).
 
 --pipeline: the real pipeline (scripts/bench_pipeline.py's run) on the
 worst-case mix (every 1080p frame unique, so every one is judged) at 5 fps,

@@ -215,8 +215,12 @@ class _Change:
             ty0, tx0 = y0 // t, x0 // t
             tiles = np.zeros(((y1 - 1) // t - ty0 + 1, (x1 - 1) // t - tx0 + 1), bool)
             tiles[self.ys - ty0, self.xs - tx0] = True
-            inside = np.repeat(np.repeat(tiles, t, axis=0), t, axis=1)[y0 - ty0 * t : y1 - ty0 * t, x0 - tx0 * t : x1 - tx0 * t]
-            self._mask = diff & inside
+            if tiles.all():  # (a band or a block of tiles: the box is all the change's)
+                self._mask = diff
+            else:
+                inside = np.repeat(np.repeat(tiles, t, axis=0), t, axis=1)[y0 - ty0 * t : y1 - ty0 * t,
+                                                                            x0 - tx0 * t : x1 - tx0 * t]
+                self._mask = diff & inside
         return self._mask
 
     @property
@@ -297,8 +301,8 @@ class ChangePolicy:
             self.verdict[self.unsettled] = 0
         else:
             t = self.tile
-            for y, x in zip(*np.nonzero(self.unsettled), strict=False):
-                self.shadow[y * t : (y + 1) * t, x * t : (x + 1) * t] = frame[y * t : (y + 1) * t, x * t : (x + 1) * t]
+            for ty0, ty1, tx0, tx1 in _tile_rects(self.unsettled):
+                self.shadow[ty0 * t : ty1 * t, tx0 * t : tx1 * t] = frame[ty0 * t : ty1 * t, tx0 * t : tx1 * t]
         self.unsettled = None
 
     def judge(self, now: float, frame: np.ndarray, reference: np.ndarray, keys: tuple[int, int] | None = None) -> Verdict:
@@ -345,12 +349,11 @@ class ChangePolicy:
         x0, y0, x1, y1 = box
         out = self.reference[y0:y1, x0:x1].copy()
         t = self.tile
-        for y in range(y0 // t, -(-y1 // t)):
-            for x in range(x0 // t, -(-x1 // t)):
-                if self.shadowed[y, x]:
-                    ty0, ty1 = max(y * t, y0), min((y + 1) * t, y1)
-                    tx0, tx1 = max(x * t, x0), min((x + 1) * t, x1)
-                    out[ty0 - y0 : ty1 - y0, tx0 - x0 : tx1 - x0] = self.shadow[ty0:ty1, tx0:tx1]
+        oy, ox = y0 // t, x0 // t
+        for ty0, ty1, tx0, tx1 in _tile_rects(self.shadowed[oy : -(-y1 // t), ox : -(-x1 // t)]):
+            py0, py1 = max((oy + ty0) * t, y0), min((oy + ty1) * t, y1)
+            px0, px1 = max((ox + tx0) * t, x0), min((ox + tx1) * t, x1)
+            out[py0 - y0 : py1 - y0, px0 - x0 : px1 - x0] = self.shadow[py0:py1, px0:px1]
         return out
 
     # ------------------------------------------------------------------ changes
@@ -651,11 +654,11 @@ class ChangePolicy:
             return None  # something appearing on a blank place starts, it does not go on
         times = self.nearby[:, ys[animated], xs[animated]].T
         known = times[0][np.isfinite(times[0])]  # the first animated tile's beat sets how long it holds
-        hold = max(p.animated_hold_s, 3 * float(np.median(np.diff(known))) if len(known) > 1 else 0.0)
+        hold = max(p.animated_hold_s, 3 * float(_median(np.diff(known))) if len(known) > 1 else 0.0)
         # An animation stopping (its place blank again) or changing state (a
         # progress bar turning "done": far more pixels than its steps) matters.
         steps = self.step_px[ys[animated], xs[animated]]
-        usual = float(np.median(steps[steps > 0])) if (steps > 0).any() else 0.0
+        usual = float(_median(steps[steps > 0])) if (steps > 0).any() else 0.0
         if not (held.any() or rhythm.any() or other is not None or usual):
             return None  # contents seen animating, but no step to compare with: not known to go on
         if other is None and (self._blanked(frame, c) or (usual and c.pixels > p.animation_jump * usual)):
@@ -728,7 +731,7 @@ class ChangePolicy:
         p = self.params
         known = np.isfinite(times[:, 0])
         gaps = np.diff(np.where(known[:, None], times, 0.0), axis=1)
-        beat = np.median(gaps, axis=1)
+        beat = _median(gaps)
         # Quick succession: typically one gap apart, none more than two (a late capture).
         fast = (beat <= p.fast_gap_s) & (gaps <= 2 * p.fast_gap_s).all(axis=1)
         if not steady:
@@ -776,6 +779,37 @@ class ChangePolicy:
             grown[d:] |= wide[:-d]
             grown[:-d] |= wide[d:]
         _push(self.nearby, grown, now)
+
+
+def _tile_rects(mask: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The set tiles of `mask` as rectangles (ty0, ty1, tx0, tx1; ends
+    exclusive): runs along rows, each grown down while the rows below have
+    the same run. A band or a block is one rectangle: one copy, not one per tile."""
+    if not mask.any():
+        return []
+    padded = np.zeros((mask.shape[0], mask.shape[1] + 2), np.int8)
+    padded[:, 1:-1] = mask
+    edges = np.diff(padded, axis=1)
+    (ys, x0s), (_, x1s) = np.nonzero(edges == 1), np.nonzero(edges == -1)  # (row-major: the runs' starts and ends pair up)
+    rects: list[tuple[int, int, int, int]] = []
+    growing: dict[tuple[int, int], list[int]] = {}  # run -> [first row, last row]
+    for y, x0, x1 in zip(ys.tolist(), x0s.tolist(), x1s.tolist(), strict=True):
+        rows = growing.get((x0, x1))
+        if rows is not None and rows[1] == y - 1:
+            rows[1] = y
+            continue
+        if rows is not None:
+            rects.append((rows[0], rows[1] + 1, x0, x1))
+        growing[(x0, x1)] = [y, y]
+    rects += [(y0, y1 + 1, x0, x1) for (x0, x1), (y0, y1) in growing.items()]
+    return rects
+
+
+def _median(a: np.ndarray) -> np.ndarray:
+    """np.median(a, axis=-1), for the few values of a history or a change
+    (np.median's general path costs more than the sort)."""
+    s, n = np.sort(a, axis=-1), a.shape[-1]
+    return s[..., n // 2] if n % 2 else (s[..., n // 2 - 1] + s[..., n // 2]) / 2
 
 
 def _push(history: np.ndarray, where: np.ndarray, new: np.ndarray | float) -> None:

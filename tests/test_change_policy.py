@@ -492,3 +492,31 @@ def test_packed_colours_do_not_depend_on_the_strides() -> None:
     column = frame[:, 2]  # pixels a row apart: not the one-word read
     assert (_packed(frame[:, 2:3]) == _packed(column[None])).all()
     assert (_packed(frame[:, 2:3]) != _packed(frame[:, 2:3, ::-1][..., 1:])).any(), "the order of the channels counts"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 12), st.integers(1, 12), st.integers(0, 2**32 - 1), st.floats(0.0, 1.0))
+def test_tile_rectangles_cover_the_set_tiles_exactly_once(rows: int, cols: int, seed: int, density: float) -> None:
+    from procs.change_policy import _tile_rects
+
+    mask = np.random.default_rng(seed).random((rows, cols)) < density
+    covered = np.zeros((rows, cols), np.int64)
+    for ty0, ty1, tx0, tx1 in _tile_rects(mask):
+        assert 0 <= ty0 < ty1 <= rows and 0 <= tx0 < tx1 <= cols
+        covered[ty0:ty1, tx0:tx1] += 1
+    assert (covered == mask).all(), "every set tile once, no other"
+    if mask.all():
+        assert _tile_rects(mask) == [(0, rows, 0, cols)], "a block is one rectangle"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=9), min_size=1, max_size=5).filter(
+    lambda rows: len({len(r) for r in rows}) == 1))
+def test_the_median_of_rows_equals_numpys(rows: list[list[float]]) -> None:
+    from procs.change_policy import _median
+
+    a = np.array(rows)
+    assert np.array_equal(_median(a), np.median(a, axis=-1))
+    assert float(_median(a[0])) == float(np.median(a[0]))
+    ints = a.astype(np.int64)
+    assert float(_median(ints[0])) == float(np.median(ints[0]))

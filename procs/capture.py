@@ -103,7 +103,7 @@ class Capture(stage.Stage):
         try:
             if size is not None:
                 kernels.downscale(self._grab(m), res.array)
-            elif not self.source.render_into(m, res.array):
+            else:
                 # Hashed as it is copied: the pixels are read once.
                 digest = kernels.copy_hashed(self._grab(m), res.array)
         except sources.SourceEnded:

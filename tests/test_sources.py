@@ -173,7 +173,6 @@ def test_synthetic_desktop_is_grabbed_and_copied_hashed_into_a_padded_view() -> 
         slot = np.full((m.height, m.width * 4 + 64), 7, dtype=np.uint8)  # rows padded, like a ring slot
         view = slot[:, : m.width * 4].reshape(m.height, m.width, 4)
         for _ in range(60):
-            assert not a.render_into(m, view), "the desktop's frame is its canvas: capture grabs it"
             digest = kernels.copy_hashed(a.grab(m), view)
             frame = b.grab(m)
             assert np.array_equal(view, frame) and a.label == b.label
@@ -183,15 +182,14 @@ def test_synthetic_desktop_is_grabbed_and_copied_hashed_into_a_padded_view() -> 
 
 def render_ms(src: SyntheticSource, n: int) -> float:
     """Mean ms per 1080p frame made and put into a padded slot as capture does
-    (rendered into it, or grabbed and copied with its hash), after a first
-    frame that draws everything once."""
+    (grabbed and copied with its hash), after a first frame that draws
+    everything once."""
     (m,) = src.monitors()
     slot = np.empty((1080, 1920 * 4 + 64), dtype=np.uint8)
     view = slot[:, : 1920 * 4].reshape(1080, 1920, 4)
 
     def one() -> None:
-        if not src.render_into(m, view):
-            kernels.copy_hashed(src.grab(m), view)
+        kernels.copy_hashed(src.grab(m), view)
 
     one()
     start = time.perf_counter()
@@ -485,7 +483,6 @@ def test_screen_sees_both_xvfb_monitors_and_grabs_zero_copy(xserver: XServer) ->
     src = open_source(capture("auto", fps=4, monitor=0, region=[], synthetic=SYNTH, replay=NO_REPLAY))
     try:
         assert src.kind == "screen" and src.label is None
-        assert not src.render_into(Monitor(1, 0, 0, 640, 480), np.empty((480, 640, 4), np.uint8)), "the screen only grabs"
         assert src.monitors() == [Monitor(1, 0, 0, 640, 480), Monitor(2, 640, 0, 640, 480)]
         for m in src.monitors():
             frame = src.grab(m)
@@ -622,7 +619,8 @@ def test_synthetic_unique_mix_never_repeats_a_frame_and_labels_every_frame_meani
         prev = None
         for k in range(600):
             frame = uniq.grab(m).copy()
-            assert again.render_into(m, view)  # render_into and grab give the same frames
+            # Copied into a slot as capture does, with its hash: the same frames.
+            assert kernels.copy_hashed(again.grab(m), view) == kernels.fingerprint(frame)
             assert np.array_equal(view, frame) and again.label == uniq.label
             label = uniq.label
             assert label is not None and label.kind == "meaningful" and label.what.startswith(f"unique frame {k}")
@@ -652,7 +650,7 @@ def test_synthetic_unique_mix_renders_1080p_fast_and_bad_mixes_are_refused() -> 
                                                                "mix": "unique"}))
     assert isinstance(src, SyntheticSource) and src.mix == "unique"
     per_frame_ms = render_ms(src, 200)
-    print(f"synthetic unique 1920x1080 render_into: {per_frame_ms:.2f} ms per frame (mean of 200)")
+    print(f"synthetic unique 1920x1080 grabbed and copied: {per_frame_ms:.2f} ms per frame (mean of 200)")
     assert per_frame_ms < 30
     with pytest.raises(SourceConfigError, match="mix must be one of 'desktop', 'unique', not 'random'"):
         open_source(capture("synthetic", fps=4, monitor=0, region=[], synthetic={**SYNTH, "mix": "random"}, replay=NO_REPLAY))

@@ -108,12 +108,6 @@ class Source(abc.ABC):
         re-enumerating until it returns."""
         return _select(self._enumerate(), self._monitor, self._region, strict=False, kind=self.kind)
 
-    def render_into(self, monitor: Monitor, out: np.ndarray) -> bool:
-        """Draws the monitor's next frame straight into `out`, a writable
-        (H, W, 4) view whose rows may be padded (a ring slot), and says whether
-        it did; sources that cannot return False and the caller grabs instead."""
-        return False
-
     @property
     def label(self) -> Label | None:
         return None

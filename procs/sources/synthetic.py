@@ -355,11 +355,13 @@ class _Unique:
         self.pool = pool | np.uint32(0xFF000000)  # opaque, as screens are
         self.count = -1
         self.last_band: Box | None = None
+        self.under: list[tuple[np.ndarray, np.ndarray]] = []  # (where, what was there) for unstamp, in drawing order
 
     def stamp(self, out: np.ndarray) -> list[Box]:
-        """Draws the next frame's band and counter into `out` (H, W, 4); returns
-        what differs from the frame before besides the desktop's own changes
-        (the band, where the band was, the counter), relative to `out`."""
+        """Draws the next frame's band and counter into `out` (H, W, 4), keeping
+        what they cover for `unstamp`; returns what differs from the frame
+        before besides the desktop's own changes (the band, where the band
+        was, the counter), relative to `out`."""
         self.count += 1
         h, w = out.shape[:2]
         band_h = min(BAND_H, h)
@@ -367,9 +369,11 @@ class _Unique:
         n = band_h * w
         start = int(self.rng.integers(0, _POOL_PX - n + 1)) if n < _POOL_PX else 0
         band = out[y : y + band_h]
+        self.under = [(band, band.copy())]
         noise = np.resize(self.pool, n) if n > _POOL_PX else self.pool[start : start + n]
         band.view(np.uint32)[..., 0] = noise.reshape(band_h, w)
         k = min(_COUNTER_PX, w)
+        self.under.append((out[0, :k], out[0, :k].copy()))
         digits = np.frombuffer((self.count & (1 << 24 * k) - 1).to_bytes(3 * k, "little"), np.uint8)
         out[0, :k, :3] = digits.reshape(k, 3)
         out[0, :k, 3] = 255
@@ -378,6 +382,12 @@ class _Unique:
             boxes.insert(1, self.last_band)  # the desktop shows again where the band was
         self.last_band = boxes[0]
         return boxes
+
+    def unstamp(self) -> None:
+        """Puts back what the last stamp covered (the counter first: it may lie on the band)."""
+        for where, was in reversed(self.under):
+            where[...] = was
+        self.under = []
 
 
 class _Desktop:
@@ -611,8 +621,9 @@ class SyntheticSource(Source):
         self._size = (width, height)
         self._desktops = {i: _Desktop(width, height, seed, i, fps) for i in range(1, monitors + 1)}
         self.mix = mix
+        # The unique mix stamps each frame onto the desktop's canvas, and takes the stamp off before
+        # the desktop draws its next frame: grab gives the canvas itself, as for the desktop mix.
         self._unique = {i: _Unique(seed, i) for i in self._desktops} if mix == "unique" else {}
-        self._grabbed: dict[int, np.ndarray] = {}  # unique mix: grab's frame (the canvas stays clean)
         self._label: Label | None = None
         self._check_selection()
 
@@ -642,27 +653,17 @@ class SyntheticSource(Source):
         self._label = Label("meaningful", what, boxes)
 
     def grab(self, monitor: Monitor) -> np.ndarray:
+        # The desktop's frame is its canvas: grab gives it without a copy and
+        # capture copies it into the slot as it would a screen's, hashing as it goes.
+        unique = self._unique.get(monitor.index)
+        if unique is not None:
+            unique.unstamp()
         view = self._next(monitor)
-        if self.mix == "unique":
-            out = self._grabbed.get(monitor.index)
-            if out is None or out.shape != view.shape:
-                out = self._grabbed[monitor.index] = np.empty_like(view)
-            np.copyto(out, view)
-            self._stamp(monitor, out)
-            view = out[...]
+        if unique is not None:
+            self._stamp(monitor, view)
+        view = view[...]
         view.flags.writeable = False  # the canvas is the next frame's starting point
         return view
-
-    def render_into(self, monitor: Monitor, out: np.ndarray) -> bool:
-        if self.mix != "unique":
-            # The desktop's frame is its canvas: grab gives it without a copy and
-            # capture copies it into the slot as it would a screen's, hashing as it goes.
-            return False
-        if out.shape != (monitor.height, monitor.width, 4):
-            raise ValueError(f"render_into needs a ({monitor.height}, {monitor.width}, 4) view, not {out.shape}")
-        np.copyto(out, self._next(monitor))
-        self._stamp(monitor, out)
-        return True
 
     @property
     def label(self) -> Label | None:

@@ -217,6 +217,38 @@ def test_thumbnail_matches_the_reference(fs: tuple[np.ndarray], size: int) -> No
     assert np.array_equal(got, kernels.thumbnail(a, size))
 
 
+@given(frames(), st.data())
+@settings(max_examples=300, deadline=None)
+def test_resize_box_matches_the_reference(fs: tuple[np.ndarray], data: st.DataObject) -> None:
+    (a,) = fs
+    h, w = a.shape[:2]
+    width, height = data.draw(st.integers(1, w)), data.draw(st.integers(1, h))
+    got = jrc.resize_box(a, width, height)
+    assert got.dtype == np.uint8 and got.shape == (height, width, 3)
+    assert np.array_equal(got, kernels.resize_box_reference(a, width, height))
+
+
+def test_resize_box_is_an_area_average() -> None:
+    a = np.random.default_rng(9).integers(0, 256, (540, 960, 4), dtype=np.uint8)
+    got = jrc.resize_box(a, 728, 410).astype(np.float64)  # the ratios of 1080p to 1456x819
+    # The exact area averages, in floating point: within a level of them (each pass rounds once).
+    wy, wx = (kernels.box_weights(n, k) / kernels.RESIZE_ONE for n, k in ((540, 410), (960, 728)))
+    exact = np.einsum("yh,hwc,xw->yxc", wy, a[..., [2, 1, 0]].astype(np.float64), wx, optimize=True)
+    assert np.abs(got - exact).max() <= 1.0
+    same = jrc.resize_box(a, 960, 540)  # the same size: the pixels, as RGB
+    assert np.array_equal(same, a[..., [2, 1, 0]])
+    one_line = np.zeros((100, 131, 4), np.uint8)
+    one_line[:, 65, :3] = 255  # a one-pixel line never vanishes (every source pixel counts, by its share)
+    assert jrc.resize_box(one_line, 100, 100)[..., 0].max(axis=1).min() > 0
+
+
+def test_resize_box_bad_sizes_are_clear_errors() -> None:
+    a = np.zeros((8, 10, 4), np.uint8)
+    for width, height in ((0, 4), (4, 0), (11, 8), (10, 9)):
+        with pytest.raises(jrc.FrameGeometryError, match="resize_box"):
+            jrc.resize_box(a, width, height)
+
+
 def test_thumbnail_of_a_large_frame_and_bad_sizes() -> None:
     a = np.random.default_rng(5).integers(0, 256, (1080, 1920, 4), dtype=np.uint8)
     assert np.array_equal(jrc.thumbnail(a, 16), kernels.thumbnail(a, 16))

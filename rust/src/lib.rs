@@ -30,6 +30,8 @@ pub(crate) mod layout;
 #[cfg(not(loom))]
 pub mod regions;
 #[cfg(not(loom))]
+pub mod resize;
+#[cfg(not(loom))]
 pub mod ring;
 #[cfg(not(loom))]
 mod shm;

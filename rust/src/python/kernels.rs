@@ -245,6 +245,21 @@ pub fn regions(
     Ok(py.detach(|| crate::regions::regions(&changed, shape.0, shape.1, tile, width, height, max_regions)))
 }
 
+/// `frame` box-averaged down to `width` x `height` (at most its own size) as
+/// an (height, width, 3) RGB array: the area average of the pixels each
+/// output pixel covers (gray frames give R = G = B).
+#[pyfunction]
+pub fn resize_box<'py>(
+    py: Python<'py>,
+    frame: &Bound<'py, PyAny>,
+    width: usize,
+    height: usize,
+) -> PyResult<Bound<'py, numpy::PyArray3<u8>>> {
+    let (src, _pixels) = source_of(py, frame, None, None, None, None)?;
+    let rgb = py.detach(|| crate::resize::resize_box(&src, width, height))?;
+    numpy::PyArray1::from_vec(py, rgb).reshape([height, width, 3])
+}
+
 /// Tiny luma thumbnail, the cheap first look at a frame: the mean luma
 /// (rounded down) of each block of a `size` x `size` division, a uint8
 /// (size, size) array.

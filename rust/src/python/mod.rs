@@ -55,6 +55,7 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(kernels::block_features, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::regions, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::thumbnail, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::resize_box, m)?)?;
     m.add_function(wrap_pyfunction!(default_ring_dir, m)?)?;
     Ok(())
 }

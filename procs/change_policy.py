@@ -119,6 +119,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.ma  # noqa: F401  (np.unique imports it on first use: a 20 ms stall in the middle of a frame)
 
 import jarvis_rust_core as jrc
 from pipeline.config import AnalysisConfig

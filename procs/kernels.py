@@ -396,19 +396,29 @@ def downscale(src: np.ndarray, out: np.ndarray) -> None:
 RESIZE_ONE = 1 << 14  # the box weights' fixed point
 
 
-def box_weights(n_in: int, n_out: int) -> np.ndarray:
-    """(n_out, n_in) int64: output pixel k covers source [k*n_in/n_out,
-    (k+1)*n_in/n_out); each source pixel's weight is its overlap with that
-    span in RESIZE_ONEs of the span, rounded down, and what rounding lost goes
-    to the pixel of the largest overlap (the first of equals)."""
-    w = np.zeros((n_out, n_in), np.int64)
+def box_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output pixel along one axis, its first source pixel and the weights
+    of that and the next ones ((n_out,) and (n_out, taps) int64). Output pixel
+    k covers source [k*n_in/n_out, (k+1)*n_in/n_out); a source pixel's weight
+    is its overlap with that span in RESIZE_ONEs of the span, rounded down,
+    and what rounding lost goes to the pixel of the largest overlap (the
+    first of equals). Every pixel gets the same number of taps (zero weights
+    added; a span near the end starts earlier instead of reading past it)."""
+    spans = []
     for k in range(n_out):
         lo, hi = k * n_in, (k + 1) * n_in  # in 1/n_out source pixels
         first, last = lo // n_out, (hi - 1) // n_out
         overlaps = [min(hi, (i + 1) * n_out) - max(lo, i * n_out) for i in range(first, last + 1)]
-        w[k, first : last + 1] = [o * RESIZE_ONE // n_in for o in overlaps]
-        w[k, first + int(np.argmax(overlaps))] += RESIZE_ONE - int(w[k].sum())
-    return w
+        w = [o * RESIZE_ONE // n_in for o in overlaps]
+        w[int(np.argmax(overlaps))] += RESIZE_ONE - sum(w)
+        spans.append((first, w))
+    taps = max(len(w) for _, w in spans)
+    firsts = np.array([min(first, n_in - taps) for first, _ in spans], np.int64)
+    weights = np.zeros((n_out, taps), np.int64)
+    for k, (first, w) in enumerate(spans):
+        at = first - int(firsts[k])
+        weights[k, at : at + len(w)] = w
+    return firsts, weights
 
 
 def resize_box_reference(frame: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -420,16 +430,19 @@ def resize_box_reference(frame: np.ndarray, width: int, height: int) -> np.ndarr
     if not (0 < width <= w and 0 < height <= h):
         raise ValueError(f"resize_box shrinks a {w}x{h} frame to at most its own size, not {width}x{height}")
     half = RESIZE_ONE // 2
-    rows = (np.tensordot(box_weights(h, height), f.astype(np.int64), axes=(1, 0)) + half) >> 14  # (height, w, ch)
-    out = (np.tensordot(box_weights(w, width), rows, axes=(1, 1)) + half) >> 14  # (width, height, ch)
+    firsts, weights = box_taps(h, height)
+    rows = sum(weights[:, t, None, None] * f[firsts + t].astype(np.int64) for t in range(weights.shape[1]))
+    rows = (rows + half) >> 14  # (height, w, ch)
+    firsts, weights = box_taps(w, width)
+    out = sum(weights[None, :, t, None] * rows[:, firsts + t] for t in range(weights.shape[1]))
+    out = (out + half) >> 14  # (height, width, ch)
     rgb = {4: [2, 1, 0], 3: [0, 1, 2], 1: [0, 0, 0]}[ch]
-    return np.ascontiguousarray(out.transpose(1, 0, 2)[..., rgb], dtype=np.uint8)
+    return np.ascontiguousarray(out[..., rgb], dtype=np.uint8)
 
 
 def resize_box(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """`resize_box_reference`, compiled when available (1080p to 1456x819 in a
-    few ms; Pillow's BOX filter, which takes source pixels whole or not at
-    all, took 12)."""
+    """`resize_box_reference`, compiled when available (1080p to 1456x819:
+    ~5 ms compiled, ~0.6 s in numpy)."""
     if fast_resize_box is not None:
         return fast_resize_box(frame, width, height)
     return resize_box_reference(frame, width, height)

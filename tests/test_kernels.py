@@ -228,11 +228,19 @@ def test_resize_box_matches_the_reference(fs: tuple[np.ndarray], data: st.DataOb
     assert np.array_equal(got, kernels.resize_box_reference(a, width, height))
 
 
+def dense_box_weights(n_in: int, n_out: int) -> np.ndarray:
+    firsts, weights = kernels.box_taps(n_in, n_out)
+    dense = np.zeros((n_out, n_in))
+    for t in range(weights.shape[1]):
+        dense[np.arange(n_out), firsts + t] += weights[:, t] / kernels.RESIZE_ONE
+    return dense
+
+
 def test_resize_box_is_an_area_average() -> None:
     a = np.random.default_rng(9).integers(0, 256, (540, 960, 4), dtype=np.uint8)
     got = jrc.resize_box(a, 728, 410).astype(np.float64)  # the ratios of 1080p to 1456x819
     # The exact area averages, in floating point: within a level of them (each pass rounds once).
-    wy, wx = (kernels.box_weights(n, k) / kernels.RESIZE_ONE for n, k in ((540, 410), (960, 728)))
+    wy, wx = (dense_box_weights(n, k) for n, k in ((540, 410), (960, 728)))
     exact = np.einsum("yh,hwc,xw->yxc", wy, a[..., [2, 1, 0]].astype(np.float64), wx, optimize=True)
     assert np.abs(got - exact).max() <= 1.0
     same = jrc.resize_box(a, 960, 540)  # the same size: the pixels, as RGB
@@ -240,6 +248,11 @@ def test_resize_box_is_an_area_average() -> None:
     one_line = np.zeros((100, 131, 4), np.uint8)
     one_line[:, 65, :3] = 255  # a one-pixel line never vanishes (every source pixel counts, by its share)
     assert jrc.resize_box(one_line, 100, 100)[..., 0].max(axis=1).min() > 0
+
+
+def test_resize_box_of_a_whole_1080p_frame_equals_the_reference() -> None:
+    a = np.random.default_rng(11).integers(0, 256, (1080, 1920, 4), dtype=np.uint8)
+    assert np.array_equal(jrc.resize_box(a, 1456, 819), kernels.resize_box_reference(a, 1456, 819))
 
 
 def test_resize_box_bad_sizes_are_clear_errors() -> None:

@@ -714,31 +714,33 @@ class ChangePolicy:
         p = self.params
         ys, xs = c.ys, c.xs
         recent = np.full((len(ys), 1), now)
-        own = self._beats(np.concatenate([self.changes[HISTORY - p.animated_changes + 1 :, ys, xs].T, recent], axis=1))
-        # A place that animated before (a spinner shown again, a page loading again) is known sooner.
+        own_times = np.concatenate([self.changes[HISTORY - p.animated_changes + 1 :, ys, xs].T, recent], axis=1)
+        small = _area(c.box) <= 2 * p.caret_max_width_px * p.caret_max_height_px
+        if small:
+            own, around = self._beats(own_times)[1], None
+        else:
+            # Only quick succession spreads (a clock's beat does not make its neighbours animated).
+            near_times = np.concatenate([self.nearby[HISTORY - p.animated_changes + 1 :, ys, xs].T, recent], axis=1)
+            fast, either = self._beats(np.concatenate([own_times, near_times]))  # (one call for both: rows of the same length)
+            own, around = either[: len(ys)], fast[len(ys) :]
+        # A place that animated before (a spinner shown again, a page loading again) is known sooner
+        # (with as many changes as animated_changes, that is `own` already).
         again = now - self.animated_at[ys, xs] <= p.relearn_s
-        if again.any():
-            quick = self._beats(np.concatenate([self.changes[HISTORY - p.relearn_changes + 1 :, ys, xs].T, recent], axis=1))
+        if p.relearn_changes != p.animated_changes and again.any():
+            quick = self._beats(np.concatenate([self.changes[HISTORY - p.relearn_changes + 1 :, ys, xs].T, recent], axis=1))[1]
             own |= again & quick
-        if _area(c.box) <= 2 * p.caret_max_width_px * p.caret_max_height_px:
-            return own
-        # Only quick succession spreads (a clock's beat does not make its neighbours animated).
-        around = self._beats(np.concatenate([self.nearby[HISTORY - p.animated_changes + 1 :, ys, xs].T, recent], axis=1),
-                             steady=False)
-        return np.asarray(own | around, bool)
+        return own if around is None else np.asarray(own | around, bool)
 
-    def _beats(self, times: np.ndarray, steady: bool = True) -> np.ndarray:
-        """Per row of change times: in quick succession or (`steady`) on a steady beat."""
+    def _beats(self, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of change times: in quick succession; in quick succession or on a steady beat."""
         p = self.params
         known = np.isfinite(times[:, 0])
         gaps = np.diff(np.where(known[:, None], times, 0.0), axis=1)
         beat = _median(gaps)
         # Quick succession: typically one gap apart, none more than two (a late capture).
         fast = (beat <= p.fast_gap_s) & (gaps <= 2 * p.fast_gap_s).all(axis=1)
-        if not steady:
-            return np.asarray(known & fast, bool)
         beats = (beat >= p.steady_min_period_s) & (np.abs(gaps - beat[:, None]) <= p.steady_jitter * beat[:, None]).all(axis=1)
-        return np.asarray(known & (fast | beats), bool)
+        return np.asarray(known & fast, bool), np.asarray(known & (fast | beats), bool)
 
     # ------------------------------------------------------------------ toggles
 

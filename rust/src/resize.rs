@@ -17,8 +17,8 @@ pub const ONE: u32 = 1 << 14;
 
 /// The source taps of each output pixel along one axis.
 struct Taps {
-    /// Per output pixel: its first source index and its range in `weights`;
-    /// `first + range.len() <= n_in` (the columns pass relies on it).
+    /// Per output pixel: its first source index and its range in `weights`
+    /// (`first + range.len() <= n_in`).
     spans: Vec<(usize, std::ops::Range<usize>)>,
     weights: Vec<u32>,
 }
@@ -53,14 +53,11 @@ impl Taps {
         Taps { spans, weights }
     }
 
-    /// The same taps, `n` for every output pixel (zero weights added; a span
-    /// near the end starts earlier instead of reading past it): (first
-    /// source index, n weights) per output pixel, for loops of fixed length.
-    /// None when a span has more than `n` taps or the axis fewer than `n` pixels.
-    fn fixed(&self, n: usize, n_in: usize) -> Option<(Vec<usize>, Vec<u32>)> {
-        if n > n_in || self.spans.iter().any(|(_, r)| r.len() > n) {
-            return None;
-        }
+    /// The same taps, as many for every output pixel as the longest span
+    /// has (zero weights added; a span near the end starts earlier instead of
+    /// reading past it), for loops of fixed length.
+    fn fixed(&self, n_in: usize) -> Columns {
+        let n = self.spans.iter().map(|(_, r)| r.len()).max().unwrap_or(1);
         let mut firsts = Vec::with_capacity(self.spans.len());
         let mut weights = vec![0u32; self.spans.len() * n];
         for (k, (first, range)) in self.spans.iter().enumerate() {
@@ -69,8 +66,16 @@ impl Taps {
             weights[at..at + range.len()].copy_from_slice(&self.weights[range.clone()]);
             firsts.push(start);
         }
-        Some((firsts, weights))
+        Columns { n, firsts, weights }
     }
+}
+
+/// The columns pass's taps: `n` per output pixel, from source pixel
+/// `firsts[k]` on (`firsts[k] + n <= n_in`), weights `weights[k * n..][..n]`.
+struct Columns {
+    n: usize,
+    firsts: Vec<usize>,
+    weights: Vec<u32>,
 }
 
 /// `f` box-averaged down to `width` x `height` (at most its own size), as
@@ -100,7 +105,7 @@ unsafe fn resize_avx2(f: &SourceFrame, width: usize, height: usize) -> Vec<u8> {
 #[inline(always)]
 fn resize_any(f: &SourceFrame, width: usize, height: usize) -> Vec<u8> {
     let row_len = f.width * f.format.channels();
-    let (rows, cols) = (Taps::new(f.height, height), Columns::new(f.width, width));
+    let (rows, cols) = (Taps::new(f.height, height), Taps::new(f.width, width).fixed(f.width));
     let mut out = vec![0u8; height * width * 3];
     // Row by row: the rows pass makes one row of the intermediate (every
     // channel, a weighted sum of a few source rows), which the columns pass
@@ -127,68 +132,30 @@ fn resize_any(f: &SourceFrame, width: usize, height: usize) -> Vec<u8> {
 }
 
 /// The columns pass for one row of `CH`-byte pixels (R, G, B at those
-/// offsets) into a row of RGB: with a fixed number of taps per pixel (up to
-/// 4: ratios below 3), in an unrolled loop, else tap by tap.
+/// offsets) into a row of RGB. The common tap counts (ratios below 3) are
+/// named as constants, so the inlined loop is unrolled for them.
 #[inline(always)]
 fn columns<const CH: usize, const R: usize, const G: usize, const B: usize>(src: &[u8], cols: &Columns, dst: &mut [u8]) {
-    match cols {
-        Columns::Fixed(1, firsts, weights) => columns_fixed::<CH, R, G, B, 1>(src, firsts, weights, dst),
-        Columns::Fixed(2, firsts, weights) => columns_fixed::<CH, R, G, B, 2>(src, firsts, weights, dst),
-        Columns::Fixed(3, firsts, weights) => columns_fixed::<CH, R, G, B, 3>(src, firsts, weights, dst),
-        Columns::Fixed(_, firsts, weights) => columns_fixed::<CH, R, G, B, 4>(src, firsts, weights, dst),
-        Columns::Any(taps) => columns_any::<CH, R, G, B>(src, taps, dst),
-    }
-}
-
-/// How the columns pass runs: (taps per pixel, first source pixel of each, their weights), or tap by tap.
-enum Columns {
-    Fixed(usize, Vec<usize>, Vec<u32>),
-    Any(Taps),
-}
-
-impl Columns {
-    fn new(n_in: usize, n_out: usize) -> Columns {
-        let taps = Taps::new(n_in, n_out);
-        match (1..=4).find_map(|n| taps.fixed(n, n_in).map(|(firsts, weights)| (n, firsts, weights))) {
-            Some((n, firsts, weights)) => Columns::Fixed(n, firsts, weights),
-            None => Columns::Any(taps),
-        }
+    match cols.n {
+        1 => columns_n::<CH, R, G, B>(src, 1, cols, dst),
+        2 => columns_n::<CH, R, G, B>(src, 2, cols, dst),
+        3 => columns_n::<CH, R, G, B>(src, 3, cols, dst),
+        4 => columns_n::<CH, R, G, B>(src, 4, cols, dst),
+        n => columns_n::<CH, R, G, B>(src, n, cols, dst),
     }
 }
 
 #[inline(always)]
-fn columns_fixed<const CH: usize, const R: usize, const G: usize, const B: usize, const N: usize>(
-    src: &[u8],
-    firsts: &[usize],
-    weights: &[u32],
-    dst: &mut [u8],
-) {
-    for ((&first, w), px) in firsts.iter().zip(weights.chunks_exact(N)).zip(dst.chunks_exact_mut(3)) {
+fn columns_n<const CH: usize, const R: usize, const G: usize, const B: usize>(src: &[u8], n: usize, cols: &Columns,
+                                                                              dst: &mut [u8]) {
+    for ((&first, w), px) in cols.firsts.iter().zip(cols.weights.chunks_exact(n)).zip(dst.chunks_exact_mut(3)) {
         let (mut r, mut g, mut b) = (ONE / 2, ONE / 2, ONE / 2);
-        // SAFETY: `first + N <= n_in` (Taps::fixed), so the N pixels lie within the row.
-        let p = unsafe { src.get_unchecked(first * CH..(first + N) * CH) };
-        for t in 0..N {
+        // SAFETY: `first + n <= n_in` (Taps::fixed), so the n pixels lie within the row.
+        let p = unsafe { src.get_unchecked(first * CH..(first + n) * CH) };
+        for t in 0..n {
             r += w[t] * p[t * CH + R] as u32;
             g += w[t] * p[t * CH + G] as u32;
             b += w[t] * p[t * CH + B] as u32;
-        }
-        (px[0], px[1], px[2]) = ((r >> 14) as u8, (g >> 14) as u8, (b >> 14) as u8);
-    }
-}
-
-#[inline(always)]
-fn columns_any<const CH: usize, const R: usize, const G: usize, const B: usize>(src: &[u8], cols: &Taps, dst: &mut [u8]) {
-    for ((first, taps), px) in cols.spans.iter().zip(dst.chunks_exact_mut(3)) {
-        let (mut r, mut g, mut b) = (ONE / 2, ONE / 2, ONE / 2);
-        let mut at = first * CH;
-        for &w in &cols.weights[taps.clone()] {
-            // SAFETY: `first + taps.len() <= width` (Taps::spans), so each
-            // tap's pixel lies within the row of `width * CH` bytes.
-            let p = unsafe { src.get_unchecked(at..at + CH) };
-            r += w * p[R] as u32;
-            g += w * p[G] as u32;
-            b += w * p[B] as u32;
-            at += CH;
         }
         (px[0], px[1], px[2]) = ((r >> 14) as u8, (g >> 14) as u8, (b >> 14) as u8);
     }

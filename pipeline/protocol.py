@@ -33,7 +33,8 @@ from jarvis_rust_core import COUNTERS, HANDOFF_RECORD_BYTES, FrameRef
 # 1.3: insight's attention_needed, summary and items (the report tool); forward's
 #      malformed_answers; each monitor's scale in capture.geometry_changed.
 # 1.4: analysis.backend; the stats' backend and gpu_ms, analysis's gpu_failures.
-PROTOCOL_VERSION: tuple[int, int] = (1, 4)
+# 1.5: band_digests; analysis's tile_rows, tile_rows_skipped and band_digests_refused.
+PROTOCOL_VERSION: tuple[int, int] = (1, 5)
 MAX_HANDOFF_BYTES = 512
 assert MAX_HANDOFF_BYTES <= HANDOFF_RECORD_BYTES, "a hand-off message must fit a record of the ring's hand-off queues"
 
@@ -43,9 +44,21 @@ _RESERVED_KEYS = frozenset(FRAME_REF_FIELDS) | {"v"}
 #: Extra field set by capture: the frame's pixel hash (kernels.fingerprint),
 #: computed right after the write while the pixels are still in cache.
 PIXEL_HASH_KEY = "pixel_hash"
+#: Extra field set by capture, passed on by dedup: the digests of the frame's
+#: bands of rows (kernels.frame_digests, at most kernels.MAX_BANDS of them, as
+#: little-endian uint64 bytes); analysis reads only the rows of tiles whose
+#: bands differ from its reference's.
+BAND_DIGESTS_KEY = "band_digests"
 #: Extra field set by capture on a frame downscaled to fit the ring: the
 #: [width, height] the screen had (see capture.oversize).
 SCALED_FROM_KEY = "scaled_from"
+#: The extra fields capture sets (dedup passes them on), for docs/events.md.
+CAPTURE_EXTRAS: dict[str, str] = {
+    PIXEL_HASH_KEY: "the frame's 64-bit pixel hash (dedup's key)",
+    BAND_DIGESTS_KEY: "the 64-bit digests of its bands of rows, little-endian bytes (analysis compares only the "
+                      "rows of tiles whose bands differ from its reference's)",
+    SCALED_FROM_KEY: "[width, height] of a screen downscaled to fit the ring",
+}
 
 
 class ProtocolError(ValueError):

@@ -99,13 +99,13 @@ class Capture(stage.Stage):
         except jrc.FrameGeometryError:
             self._oversize(m)
             return
-        digest = None
+        digests = None
         try:
             if size is not None:
                 kernels.downscale(self._grab(m), res.array)
             else:
                 # Hashed as it is copied: the pixels are read once.
-                digest = kernels.copy_hashed(self._grab(m), res.array)
+                digests = kernels.copy_hashed(self._grab(m), res.array)
         except sources.SourceEnded:
             res.abort()
             self.ended = True
@@ -128,15 +128,14 @@ class Capture(stage.Stage):
             t_mono, t_wall = self.replay_origin[0] + recorded, self.replay_origin[1] + recorded
         # Hashing here, with or straight after the write, reads the pixels from
         # cache; dedup would read them again from memory (BENCHMARKS.md, kernels).
-        if digest is None:
-            digest = kernels.fingerprint(res.array)
+        digest, bands = digests if digests is not None else kernels.frame_digests(res.array)
         ref = res.commit(hold=True, t_mono_ns=t_mono, t_wall_ns=t_wall, count=protocol.COUNTER_INDEX["captured"])
         self.frames_in += 1
         self.fps_window.append(now)
         scaled = {protocol.SCALED_FROM_KEY: [m.width, m.height]} if size is not None else {}
         label = self.source.label
         self.frame_event("frame.captured", ref, **scaled, **({"label": label.kind} if label is not None else {}))
-        self.pass_on(ref, {protocol.PIXEL_HASH_KEY: digest, **scaled})
+        self.pass_on(ref, {protocol.PIXEL_HASH_KEY: digest, protocol.BAND_DIGESTS_KEY: bands, **scaled})
         self.timings.add(time.perf_counter() - start)
 
     def _grab(self, m: sources.Monitor) -> np.ndarray:

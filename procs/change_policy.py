@@ -18,7 +18,9 @@ Semantics, stated once (docs/change-judgement.md is generated from this text):
 - None: nothing changed (dedup drops those before analysis).
 
 How: the stage compares each frame with its monitor's reference (the last
-frame forwarded) and hands the model the changed pixels per tile. The model
+frame forwarded) and hands the model the changed pixels per tile (reading
+only the rows of tiles whose bands of rows differ from the reference's:
+capture sends each band's digest with the frame). The model
 keeps the pixels of the tiles that differed from the reference in the frame
 before (every other tile showed the reference then), so it sees what changed
 since the previous frame ("fresh" tiles); per tile it keeps a short history of
@@ -139,6 +141,7 @@ class Verdict:
     meaningful: np.ndarray  # bool per tile: the tiles whose change matters
     causes: collections.Counter[str]  # what each connected change was judged to be
     counts: np.ndarray  # pixels changed per tile against the reference
+    rows_skipped: int = 0  # rows of tiles not read: known to show the reference, none shadowed
 
     @property
     def kept(self) -> bool:
@@ -306,19 +309,26 @@ class ChangePolicy:
                 self.shadow[ty0 * t : ty1 * t, tx0 * t : tx1 * t] = frame[ty0 * t : ty1 * t, tx0 * t : tx1 * t]
         self.unsettled = None
 
-    def judge(self, now: float, frame: np.ndarray, reference: np.ndarray, keys: tuple[int, int] | None = None) -> Verdict:
+    def judge(self, now: float, frame: np.ndarray, reference: np.ndarray, keys: tuple[int, int] | None = None,
+              known_equal: np.ndarray | None = None) -> Verdict:
         """The verdict on `frame` (capture time `now`, seconds) against the
-        reference (the last frame kept); `keys` name their pixels for the GPU
+        reference (the last frame kept); `keys` name their pixels for the GPU,
+        `known_equal` the rows of tiles known to show the reference
         (kernels.change_pass). A GpuError leaves the model as it was: the
         frame can be judged again on the CPU."""
         assert self.unsettled is None, "each judged frame is settled before the next"
         self.reference = reference
         self.shadowed = self.verdict > 0
+        if self.gpu is not None:
+            known_equal = None  # (read whole there)
+        if known_equal is not None:
+            # A shadowed row may have changed back to the reference: it is read (the kernel would read it too).
+            known_equal = known_equal & ~self.shadowed.any(axis=1)
         # Tiles that differed from the reference in the previous frame are
         # compared with what they showed then; the others showed the reference.
         counts, fresh, boxes, _ = kernels.change_pass(
             frame, reference, self.shadow if self.shadowed.any() else None, self.shadowed,
-            self.params.threshold, self.tile, signatures=False, gpu=self.gpu, keys=keys)
+            self.params.threshold, self.tile, signatures=False, gpu=self.gpu, keys=keys, known_equal=known_equal)
         changed_now = counts > 0
         self.verdict[~changed_now] = 0
         causes: collections.Counter[str] = collections.Counter()
@@ -343,7 +353,8 @@ class ChangePolicy:
         self.unsettled = fresh & changed_now
         self.frames += 1
         self.judged_at = now
-        return Verdict(self.verdict == 2, causes, counts)
+        skipped = int(np.count_nonzero(known_equal)) if known_equal is not None else 0
+        return Verdict(self.verdict == 2, causes, counts, skipped)
 
     def previous(self, box: Box) -> np.ndarray:
         """The previous frame's pixels in `box` (during judge)."""

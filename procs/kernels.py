@@ -25,14 +25,14 @@ try:  # the compiled kernels; without them the stages run these references
     from jarvis_rust_core import change_groups as fast_change_groups
     from jarvis_rust_core import change_pass as fast_change_pass
     from jarvis_rust_core import copy_hashed as fast_copy_hashed
-    from jarvis_rust_core import frame_hash as fast_frame_hash
+    from jarvis_rust_core import frame_digests as fast_frame_digests
     from jarvis_rust_core import regions as fast_regions
     from jarvis_rust_core import resize_box as fast_resize_box
     from jarvis_rust_core import tile_changes as fast_tile_changes
     from jarvis_rust_core import tile_groups as fast_tile_groups
     from jarvis_rust_core import tile_signatures as fast_tile_signatures
 except ImportError as exc:  # an older or partial build of the core
-    fast_frame_hash = fast_tile_changes = fast_regions = fast_tile_groups = fast_change_pass = None  # type: ignore[assignment]
+    fast_frame_digests = fast_tile_changes = fast_regions = fast_tile_groups = fast_change_pass = None  # type: ignore[assignment]
     fast_tile_signatures = fast_copy_hashed = fast_change_groups = fast_resize_box = None  # type: ignore[assignment]
     logging.getLogger("jarvis.kernels").warning(
         "the compiled vision kernels are not available (%s): running the numpy references, "
@@ -242,12 +242,16 @@ def changed_tiles(a: np.ndarray, b: np.ndarray, threshold: int, tile: int) -> np
 
 def change_pass(frame: np.ndarray, reference: np.ndarray, shadow: np.ndarray | None, shadowed: np.ndarray,
                 threshold: int, tile: int, signatures: bool = True, gpu: GpuKernels | None = None,
-                keys: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                keys: tuple[int, int] | None = None,
+                known_equal: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The change model's per-tile pass (the stages' entry point: on `gpu`
     when given, with `keys` naming the frame's and the reference's pixels,
     else the compiled kernel on the calling thread when available, else
     `tile_pass`); without `signatures`, every signature is 0
-    (`tile_signatures` gives those needed; on the GPU they are always made so)."""
+    (`tile_signatures` gives those needed; on the GPU they are always made so).
+    `known_equal` (`known_equal_rows`) marks the rows of tiles known to show
+    the reference: the compiled kernel does not read them (unless shadowed),
+    the GPU reads them all the same."""
     if gpu is not None:
         frame_key, reference_key = keys if keys is not None else (None, None)
         counts, fresh, boxes = gpu.change_pass(frame, reference, shadow, shadowed, threshold, tile, frame_key=frame_key,
@@ -256,8 +260,11 @@ def change_pass(frame: np.ndarray, reference: np.ndarray, shadow: np.ndarray | N
         return counts, fresh, boxes, sigs
     if fast_change_pass is not None:
         return fast_change_pass(frame, reference, shadow, shadowed, threshold, tile, parallel=False,
-                                signatures=signatures)
+                                signatures=signatures, known_equal=known_equal)
     counts, fresh, boxes, sigs = tile_pass(frame, reference, shadow, shadowed, threshold, tile)
+    if known_equal is not None:  # as the compiled kernel: believed, where no tile is shadowed
+        skip = known_equal & ~shadowed.any(axis=1)
+        counts[skip], fresh[skip], boxes[skip], sigs[skip] = 0, False, 0, 0
     return counts, fresh, boxes, sigs if signatures else np.zeros_like(sigs)
 
 
@@ -298,18 +305,56 @@ def regions(tiles: np.ndarray, tile: int, width: int, height: int, max_regions: 
     return tile_regions(tiles, tile, width, height, max_regions)
 
 
+MAX_BANDS = 36  # as the core's kernels::MAX_BANDS: a hand-off record has room for this many band digests
+MIN_BAND_ROWS = 32  # a 1080p frame's bands are its 32-pixel tile rows
+
+
+def band_rows(height: int) -> int:
+    """Rows per band of a frame `height` rows tall (`frame_digests`)."""
+    return max(MIN_BAND_ROWS, -(-height // MAX_BANDS))
+
+
+def frame_digests(frame: np.ndarray) -> tuple[int, bytes]:
+    """The frame's digest and its bands' (`band_rows` rows each, the last
+    shorter), the latter as little-endian uint64 bytes; the frame's is the
+    hash of those bytes (the compiled kernel: xxh3, else
+    `reference_frame_digests`). A band equal in two frames has one digest."""
+    return fast_frame_digests(frame) if fast_frame_digests is not None else reference_frame_digests(frame)
+
+
+def reference_frame_digests(frame: np.ndarray) -> tuple[int, bytes]:
+    """`frame_digests` with blake2b, as `frame_hash`."""
+    per_band = band_rows(frame.shape[0])
+    bands = b"".join(frame_hash(frame[y : y + per_band]).to_bytes(8, "little")
+                     for y in range(0, frame.shape[0], per_band))
+    return int.from_bytes(hashlib.blake2b(bands, digest_size=8).digest(), "little"), bands
+
+
 def fingerprint(frame: np.ndarray) -> int:
-    """Exact frame hash for dedup (compiled xxh3 when available)."""
-    return fast_frame_hash(frame) if fast_frame_hash is not None else frame_hash(frame)
+    """Exact frame hash for dedup, as capture sends it (`frame_digests`)."""
+    return frame_digests(frame)[0]
 
 
-def copy_hashed(src: np.ndarray, dst: np.ndarray) -> int:
+def copy_hashed(src: np.ndarray, dst: np.ndarray) -> tuple[int, bytes]:
     """Copies `src` into `dst` (its shape; rows may be padded) and returns
-    `fingerprint(src)`; compiled, the pixels are read from memory once."""
+    `frame_digests(src)`; compiled, the pixels are read from memory once."""
     if fast_copy_hashed is not None:
         return fast_copy_hashed(src, dst)
     np.copyto(dst, src)
-    return frame_hash(dst)
+    return frame_digests(dst)
+
+
+def known_equal_rows(bands: bytes, reference_bands: bytes, height: int, tile: int) -> np.ndarray:
+    """Per row of `tile`-pixel tiles of a frame `height` rows tall: whether
+    every band it overlaps has the reference's digest (its pixels are the
+    reference's: `change_pass` need not read it). The digests are
+    `frame_digests`' of the two frames, of one geometry."""
+    per_band = band_rows(height)
+    equal = np.frombuffer(bands, "<u8") == np.frombuffer(reference_bands, "<u8")
+    unequal_before = np.concatenate([[0], np.cumsum(~equal)])  # bands differing before each band
+    starts = np.arange(0, height, tile)
+    first, last = starts // per_band, (np.minimum(starts + tile, height) - 1) // per_band
+    return np.asarray(unequal_before[last + 1] == unequal_before[first], bool)
 
 
 def luma(frame: np.ndarray) -> np.ndarray:

@@ -33,7 +33,8 @@ def events_and_commands() -> str:
         f"bodies at most {events.MAX_EVENT_BYTES} bytes. Subscribe to whole words: `frame.` receives every frame event.",
         "",
         f"Hand-off messages (stage to stage) carry a FrameRef, protocol version {major}.{minor}, at most",
-        f"{protocol.MAX_HANDOFF_BYTES} bytes; fields: {', '.join(protocol.FRAME_REF_FIELDS)}, v.", "",
+        f"{protocol.MAX_HANDOFF_BYTES} bytes; fields: {', '.join(protocol.FRAME_REF_FIELDS)}, v; from capture, also:", "",
+        *(f"- `{key}`: {what}" for key, what in protocol.CAPTURE_EXTRAS.items()), "",
         *events.markdown(extended), *commands.markdown(),
     ]).rstrip("\n") + "\n"
 

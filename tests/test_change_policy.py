@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.config import AnalysisConfig
-from procs.change_policy import ChangePolicy
+from procs import kernels
+from procs.change_policy import ChangePolicy, Verdict
 
 T = 16  # tile size
 H, W = 160, 320
@@ -22,18 +23,26 @@ PARAMS = AnalysisConfig(tile=T, large_change_px=64 * 64, toggle_max_px=24 * 24)
 
 
 class Screen:
-    """The stage's side: the frame on screen, the reference, the model."""
+    """The stage's side: the frame on screen, the reference, the model; with
+    `bands`, the rows of tiles whose bands' digests are the reference's are
+    marked known equal, as the stage marks them from capture's digests."""
 
-    def __init__(self, params: AnalysisConfig = PARAMS) -> None:
+    def __init__(self, params: AnalysisConfig = PARAMS, bands: bool = True) -> None:
         self.frame = np.full((H, W, 4), WHITE, np.uint8)
         self.ref = self.frame.copy()
         self.params = params
         self.policy = ChangePolicy(params, self.frame.shape)
+        self.bands = bands
+        self.last: Verdict | None = None
 
     def show(self, t: float) -> bool:
         """Judges the frame on screen at time t; True when it is kept."""
         frame = self.frame.copy()
-        verdict = self.policy.judge(t, frame, self.ref)
+        known = None
+        if self.bands:
+            known = kernels.known_equal_rows(kernels.frame_digests(frame)[1], kernels.frame_digests(self.ref)[1], H,
+                                             self.params.tile)
+        verdict = self.last = self.policy.judge(t, frame, self.ref, known_equal=known)
         self.policy.settle(frame, verdict.kept)
         if verdict.kept:
             self.ref = frame
@@ -469,18 +478,24 @@ def test_a_dialog_opening_over_a_ticking_clock_is_kept() -> None:
        st.integers(0, 2**32 - 1))
 def test_invariants_under_random_changes(rects: list[tuple[int, int, int, int, int]], seed: int) -> None:
     """Equal to the reference: never meaningful; a change over a window-sized
-    area: never trivial; the memory stays within its bound."""
-    s = Screen()
+    area: never trivial; the memory stays within its bound; reading only the
+    rows of tiles whose bands differ from the reference's decides as reading
+    them all."""
+    s, whole = Screen(), Screen(bands=False)
     rng = np.random.default_rng(seed)
     bound = s.policy.memory_bytes + 4 * (s.params.pointer_max_px ** 2 * 4)
     t = 0.0
     for y, x, h, w, colour in rects:
         t += float(rng.choice([0.1, 0.25, 0.5, 1.0]))
         s.frame[y : y + h, x : x + w, :3] = colour
+        whole.frame[...] = s.frame
         same = np.array_equal(s.frame, s.ref)
         kept = s.show(t)
         assert not (same and kept), "a frame equal to the reference was kept"
         assert s.policy.memory_bytes <= bound
+        assert whole.show(t) == kept and s.last is not None and whole.last is not None
+        assert (s.last.meaningful == whole.last.meaningful).all() and s.last.causes == whole.last.causes
+        assert (s.last.counts == whole.last.counts).all()
     s.frame[:, :, :3] = rng.integers(0, 256, (H, W, 3), np.uint8)  # far more than a window
     assert s.show(t + 0.25)
 
@@ -520,3 +535,17 @@ def test_the_median_of_rows_equals_numpys(rows: list[list[float]]) -> None:
     assert float(_median(a[0])) == float(np.median(a[0]))
     ints = a.astype(np.int64)
     assert float(_median(ints[0])) == float(np.median(ints[0]))
+
+
+def test_band_digests_the_stage_cannot_use_are_refused() -> None:
+    """Capture's band digests come through the hand-off: anything but bytes of
+    one digest per band of the frame's height leaves every row to be read."""
+    from pipeline import protocol
+    from procs.analysis import usable_bands
+
+    good = kernels.frame_digests(np.zeros((1080, 8, 4), np.uint8))[1]
+    assert usable_bands({protocol.BAND_DIGESTS_KEY: good}, 1080) == good
+    for bad in (None, good[:-8], good + bytes(8), good[:-1], "x" * len(good), list(good), 7, True):
+        assert usable_bands({protocol.BAND_DIGESTS_KEY: bad}, 1080) is None, bad
+    assert usable_bands({}, 1080) is None
+    assert usable_bands({protocol.BAND_DIGESTS_KEY: good}, 1100) is None, "another height has more bands"

@@ -4,6 +4,8 @@ changed, BGRA / RGB / GRAY."""
 
 from __future__ import annotations
 
+from unittest import mock
+
 import numpy as np
 import pytest
 import xxhash
@@ -318,18 +320,83 @@ def test_parallel_pipeline_matches_the_references(fs: tuple[np.ndarray, np.ndarr
 
 
 @pytest.mark.parametrize("channels", [4, 3, 1])
-def test_copy_hashed_copies_and_hashes_like_frame_hash(channels: int) -> None:
+def test_copy_hashed_copies_and_hashes_like_frame_digests(channels: int) -> None:
     rng = np.random.default_rng(channels)
-    src = rng.integers(0, 256, (37, 53, channels), np.uint8)
+    src = rng.integers(0, 256, (77, 53, channels), np.uint8)
     src = src[..., 0] if channels == 1 else src
-    padded = np.full((37, 53 * channels + 13), 5, np.uint8)  # rows padded, like a ring slot
+    padded = np.full((77, 53 * channels + 13), 5, np.uint8)  # rows padded, like a ring slot
     dst = padded[:, : 53 * channels].reshape(src.shape)
-    assert jrc.copy_hashed(src[::1], dst) == jrc.frame_hash(src)
+    assert jrc.copy_hashed(src[::1], dst) == jrc.frame_digests(src)
     assert (dst == src).all() and (padded[:, 53 * channels :] == 5).all()
-    strided_src = np.zeros((37, 60, channels), np.uint8)[:, :53]  # a padded source too
+    strided_src = np.zeros((77, 60, channels), np.uint8)[:, :53]  # a padded source too
     strided_src = strided_src[..., 0] if channels == 1 else strided_src
     strided_src[...] = src
-    assert jrc.copy_hashed(strided_src, np.empty_like(src)) == jrc.frame_hash(src)
+    assert jrc.copy_hashed(strided_src, np.empty_like(src)) == jrc.frame_digests(src)
+
+
+@given(st.integers(1, 200), st.integers(1, 9), st.sampled_from([1, 3, 4]), st.integers(0, 40), st.integers(0, 2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_frame_digests_hash_each_band_and_the_frame_hashes_them(h: int, w: int, c: int, pad: int, seed: int) -> None:
+    """Compiled: xxh3 of each band of band_rows rows, the frame's the xxh3 of
+    those; the reference (blake2b) has the same bands: the same ones are
+    equal between two frames."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (h, w * c + pad), np.uint8)
+    a = base[:, : w * c].reshape(h, w, c)
+    a = a[..., 0] if c == 1 else a
+    per = jrc.band_rows(h)
+    digest, bands = jrc.frame_digests(a)
+    packed = np.ascontiguousarray(a)
+    want = [xxhash.xxh3_64_intdigest(packed[y : y + per].tobytes()) for y in range(0, h, per)]
+    assert np.frombuffer(bands, "<u8").tolist() == want
+    assert digest == xxhash.xxh3_64_intdigest(bands) == kernels.fingerprint(a)
+    b = a.copy()
+    b[rng.integers(0, h)] ^= 1  # one row
+    mine, theirs = jrc.frame_digests(b)[1], jrc.frame_digests(a)[1]
+    ref_mine, ref_theirs = kernels.reference_frame_digests(b)[1], kernels.reference_frame_digests(a)[1]
+    assert len(ref_mine) == len(mine)
+    assert (np.frombuffer(mine, "<u8") == np.frombuffer(theirs, "<u8")).tolist() == \
+        (np.frombuffer(ref_mine, "<u8") == np.frombuffer(ref_theirs, "<u8")).tolist()
+
+
+def test_band_rows_match_the_reference_and_bound_the_bands() -> None:
+    assert jrc.band_rows(1080) == kernels.band_rows(1080) == 32, "a 1080p frame's bands are its 32-pixel tile rows"
+    for h in range(1, 20000):
+        assert jrc.band_rows(h) == kernels.band_rows(h)
+        assert -(-h // kernels.band_rows(h)) <= kernels.MAX_BANDS
+
+
+@given(st.integers(1, 150), st.integers(1, 40), st.integers(1, 48), st.floats(0.0, 0.5), st.integers(0, 2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_change_pass_with_rows_known_equal_matches_the_reference(h: int, w: int, tile: int, share: float,
+                                                                  seed: int) -> None:
+    """Rows of tiles whose bands' digests match the reference's are not read,
+    and the pass is what the reference gives reading everything; shadowed
+    rows among them are read (a tile changed back to the reference is fresh)."""
+    rng = np.random.default_rng(seed)
+    ref = rng.integers(0, 256, (h, w, 4), np.uint8)
+    frame = ref.copy()
+    for y in rng.choice(h, size=min(h, int(rng.integers(0, 4))), replace=False):
+        frame[y, rng.integers(0, w)] ^= 0x80  # a few rows changed
+    rows, cols = -(-h // tile), -(-w // tile)
+    shadowed = rng.random((rows, cols)) < share
+    shadow = rng.integers(0, 256, ref.shape, np.uint8)
+    known = kernels.known_equal_rows(jrc.frame_digests(frame)[1], jrc.frame_digests(ref)[1], h, tile)
+    want = kernels.tile_pass(frame, ref, shadow, shadowed, 24, tile)
+    got = jrc.change_pass(frame, ref, shadow, shadowed, 24, tile, known_equal=known)
+    assert all((x == y).all() for x, y in zip(got[:3], want[:3], strict=True))
+    assert (got[3] == jrc.change_pass(frame, ref, shadow, shadowed, 24, tile)[3]).all()
+    with mock.patch.object(kernels, "fast_change_pass", None):  # the stages' fallback believes the marks alike
+        wrong = np.ones_like(known)
+        fallback = kernels.change_pass(frame, ref, shadow, shadowed, 24, tile, signatures=False, known_equal=wrong)
+    compiled = jrc.change_pass(frame, ref, shadow, shadowed, 24, tile, signatures=False, known_equal=wrong)
+    assert all((x == y).all() for x, y in zip(fallback[:3], compiled[:3], strict=True))
+    changed_rows = np.unique(np.nonzero((frame != ref).any(axis=(1, 2)))[0] // tile)
+    assert not known[changed_rows].any(), "a row of tiles with a changed pixel is never known equal"
+    if len(changed_rows) == 0:
+        assert known.all()
+    with pytest.raises(jrc.FrameGeometryError, match="known_equal"):
+        jrc.change_pass(frame, ref, shadow, shadowed, 24, tile, known_equal=np.ones(rows + 1, bool))
 
 
 def test_copy_hashed_refuses_what_it_cannot_write() -> None:
@@ -351,6 +418,6 @@ def test_copy_hashed_refuses_what_it_cannot_write() -> None:
     rows = np.arange(9 * 8 * 4, dtype=np.uint8).reshape(9, 8, 4)
     with pytest.raises(jrc.FrameGeometryError, match="overlaps"):
         jrc.copy_hashed(rows[:8], rows[1:])  # one row further on
-    expected = jrc.frame_hash(rows[:4])
+    expected = jrc.frame_digests(rows[:4])
     assert jrc.copy_hashed(rows[:4], rows[4:8]) == expected  # next to each other is fine
 

@@ -48,7 +48,10 @@ def test_up_flows_taps_reports_and_down_cleans() -> None:
             seen: dict[str, dict[str, Any]] = {}
             for topic, body in tap:
                 seen.setdefault(topic, body)
-                if {"frame.captured", "frame.changed", "forward.dry_run", "stats.forward"} <= seen.keys():
+                if topic == "stats.analysis" and body["tile_rows_skipped"] > 0:
+                    seen["analysis skipping rows"] = body
+                if {"frame.captured", "frame.changed", "forward.dry_run", "stats.forward",
+                        "analysis skipping rows"} <= seen.keys():
                     break
             pixels = None
             for topic, body in tap:  # a frame event's pixels, by read_copy
@@ -60,6 +63,9 @@ def test_up_flows_taps_reports_and_down_cleans() -> None:
                         continue
         assert pixels is not None and pixels.shape == (360, 640, 4)
         assert seen["frame.captured"]["ref"]["w"] == 640
+        # Capture's band digests reach analysis, which reads only the rows of tiles that changed.
+        skipping = seen["analysis skipping rows"]
+        assert skipping["band_digests_refused"] == 0 and skipping["tile_rows_skipped"] < skipping["tile_rows"]
         st = wait_for(
             "every stage reporting frames",
             lambda: (s := all_running(p)) and all(x["frames_in"] > 0 and x["p95_ms"] is not None for x in s.values()) and s,

@@ -70,6 +70,19 @@ def test_size_limit_and_shadowing_are_enforced(ref: jrc.FrameRef) -> None:
         p.encode_frame_ref(ref, {"seq": 1})
 
 
+def test_capture_extras_fit_a_record_at_their_largest() -> None:
+    """Capture's hand-off extras at their largest (every field of the ref at
+    its widest, the most band digests, a downscaled frame) fit a record."""
+    from procs import kernels
+
+    wide = jrc.FrameRef.from_dict(dict(ring_gen=2**64 - 1, slot=2**32 - 1, seq=2**64 - 1, epoch=2**64 - 1,
+                                       monitor=2**32 - 1, w=16384, h=16384, stride=65536, fmt="BGRA",
+                                       t_mono_ns=2**64 - 1, t_wall_ns=2**64 - 1))
+    extra = {p.PIXEL_HASH_KEY: 2**64 - 1, p.BAND_DIGESTS_KEY: bytes(8 * kernels.MAX_BANDS),
+             p.SCALED_FROM_KEY: [2**31 - 1, 2**31 - 1]}
+    assert p.decode_frame_ref(p.encode_frame_ref(wide, extra))[1] == extra
+
+
 def test_terminal_state_tables_are_consistent() -> None:
     assert [s.name for s in p.TERMINAL_STATES] == ["duplicate", "unchanged", "forwarded", "dropped"]
     assert len(set(p.DROP_REASON_NAMES)) == len(p.DROP_REASON_NAMES) == 13

@@ -173,10 +173,10 @@ def test_synthetic_desktop_is_grabbed_and_copied_hashed_into_a_padded_view() -> 
         slot = np.full((m.height, m.width * 4 + 64), 7, dtype=np.uint8)  # rows padded, like a ring slot
         view = slot[:, : m.width * 4].reshape(m.height, m.width, 4)
         for _ in range(60):
-            digest = kernels.copy_hashed(a.grab(m), view)
+            digests = kernels.copy_hashed(a.grab(m), view)
             frame = b.grab(m)
             assert np.array_equal(view, frame) and a.label == b.label
-            assert digest == kernels.fingerprint(frame)
+            assert digests == kernels.frame_digests(frame)
         assert (slot[:, m.width * 4 :] == 7).all(), "the padding is untouched"
 
 
@@ -620,7 +620,7 @@ def test_synthetic_unique_mix_never_repeats_a_frame_and_labels_every_frame_meani
         for k in range(600):
             frame = uniq.grab(m).copy()
             # Copied into a slot as capture does, with its hash: the same frames.
-            assert kernels.copy_hashed(again.grab(m), view) == kernels.fingerprint(frame)
+            assert kernels.copy_hashed(again.grab(m), view) == kernels.frame_digests(frame)
             assert np.array_equal(view, frame) and again.label == uniq.label
             label = uniq.label
             assert label is not None and label.kind == "meaningful" and label.what.startswith(f"unique frame {k}")

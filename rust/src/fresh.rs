@@ -172,16 +172,29 @@ pub fn check_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&
 /// See `Pass`. `shadowed` has one entry per tile (row-major); `shadow` must
 /// be given when any is set. Without `hash` every signature is 0: the caller
 /// asks `tile_signatures` for the tiles it needs (not those of a window-sized
-/// change, whose contents decide nothing).
+/// change, whose contents decide nothing). `known_equal`, one entry per row of
+/// tiles, marks rows the caller knows to equal the reference (their band
+/// digests match): those are not read, their tiles unchanged, unless one is
+/// shadowed (it may have changed back to the reference). A wrong mark is
+/// believed: the digests are what vouches for it.
 #[allow(clippy::too_many_arguments)]
 pub fn change_pass(frame: &SourceFrame, reference: &SourceFrame, shadow: Option<&SourceFrame>, shadowed: &[bool],
-                   threshold: u32, tile: usize, parallel: bool, hash: bool) -> Result<Pass> {
+                   threshold: u32, tile: usize, parallel: bool, hash: bool, known_equal: Option<&[bool]>) -> Result<Pass> {
     let (th, tw) = check_pass(frame, reference, shadow, shadowed, threshold, tile)?;
+    if let Some(k) = known_equal {
+        if k.len() != th {
+            return Err(RingError::FrameGeometry(format!("{th} rows of tiles; known_equal has {} entries", k.len())));
+        }
+    }
     let mut counts = vec![0u32; th * tw];
     let mut out = vec![(false, [0i32; 4], 0u64); th * tw];
     let w = frame.width;
     let one = |s: &mut Scratch, (ty, (n, cells)): (usize, (&mut [u32], &mut [Cell]))| {
-        pass_band(frame, reference, shadow, &shadowed[ty * tw..(ty + 1) * tw], threshold, tile, ty, hash, s, n, cells);
+        let marked = &shadowed[ty * tw..(ty + 1) * tw];
+        if known_equal.is_some_and(|k| k[ty]) && !marked.iter().any(|&m| m) {
+            return;
+        }
+        pass_band(frame, reference, shadow, marked, threshold, tile, ty, hash, s, n, cells);
     };
     let scratch = Scratch { acc: vec![0; w], first: vec![0; w], last: vec![0; w], sq: vec![0; w] };
     if parallel && frame.width * frame.height >= PARALLEL_PIXELS {
@@ -347,7 +360,7 @@ mod tests {
         let fa = SourceFrame::from_slice(&a, w, h, None, PixelFormat::Bgra).unwrap();
         let fb = SourceFrame::from_slice(&b, w, h, None, PixelFormat::Bgra).unwrap();
         for parallel in [false, true] {
-            let r = change_pass(&fb, &fa, None, &[false; 4], 24, 4, parallel, true).unwrap();
+            let r = change_pass(&fb, &fa, None, &[false; 4], 24, 4, parallel, true, None).unwrap();
             assert_eq!(r.counts, vec![0, 1, 0, 0]);
             assert_eq!(r.tiles.fresh, vec![false, true, false, false]);
             assert_eq!(r.tiles.boxes[1], [4, 3, 5, 4]);
@@ -355,14 +368,35 @@ mod tests {
             assert_eq!(r.tiles.sigs[1], sig, "each row hashed seeded with the hash of the rows above");
             assert_eq!(r.tiles.sigs.iter().filter(|&&s| s != 0).count(), 1);
             assert_eq!(tile_signatures(&fb, &[false, true, false, false], 4).unwrap(), vec![0, sig, 0, 0]);
-            let unhashed = change_pass(&fb, &fa, None, &[false; 4], 24, 4, parallel, false).unwrap();
+            let unhashed = change_pass(&fb, &fa, None, &[false; 4], 24, 4, parallel, false, None).unwrap();
             assert_eq!((unhashed.tiles.fresh, unhashed.tiles.boxes), (r.tiles.fresh.clone(), r.tiles.boxes.clone()));
             assert!(unhashed.tiles.sigs.iter().all(|&s| s == 0));
         }
         // Shadowed, the tile is compared with the shadow (equal here): not fresh.
-        let r = change_pass(&fb, &fa, Some(&fb), &[false, true, false, false], 24, 4, false, true).unwrap();
+        let r = change_pass(&fb, &fa, Some(&fb), &[false, true, false, false], 24, 4, false, true, None).unwrap();
         assert_eq!(r.counts[1], 1);
         assert!(r.tiles.fresh.iter().all(|f| !f), "shadowed tiles are compared with the shadow");
+    }
+
+    #[test]
+    fn rows_known_equal_are_not_read_unless_shadowed() {
+        let (w, h) = (6, 5);
+        let a = vec![7u8; w * h * 4];
+        let mut b = a.clone();
+        b[(3 * w + 4) * 4 + 1] = 90; // pixel (4, 3): tile (0, 1)
+        let fa = SourceFrame::from_slice(&a, w, h, None, PixelFormat::Bgra).unwrap();
+        let fb = SourceFrame::from_slice(&b, w, h, None, PixelFormat::Bgra).unwrap();
+        let full = change_pass(&fb, &fa, None, &[false; 4], 24, 4, false, true, None).unwrap();
+        let hinted = change_pass(&fb, &fa, None, &[false; 4], 24, 4, false, true, Some(&[false, true])).unwrap();
+        assert_eq!((hinted.counts, hinted.tiles.fresh), (full.counts, full.tiles.fresh), "a true mark changes nothing");
+        // A mark is believed (here a wrong one): the row is not read.
+        let r = change_pass(&fb, &fa, None, &[false; 4], 24, 4, false, true, Some(&[true, false])).unwrap();
+        assert!(r.counts.iter().all(|&n| n == 0) && r.tiles.fresh.iter().all(|f| !f));
+        // ... unless a tile of it is shadowed.
+        let r = change_pass(&fb, &fa, Some(&fa), &[false, true, false, false], 24, 4, false, true, Some(&[true, true])).unwrap();
+        assert_eq!(r.counts, vec![0, 1, 0, 0]);
+        assert!(r.tiles.fresh[1]);
+        assert!(change_pass(&fb, &fa, None, &[false; 4], 24, 4, false, true, Some(&[true])).is_err());
     }
 
     #[test]

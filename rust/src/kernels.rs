@@ -29,12 +29,71 @@ pub fn frame_hash(f: &SourceFrame) -> u64 {
     }
 }
 
+/// Bands of at most this many rows a frame is hashed in (capture sends
+/// their digests with each frame, and a hand-off record has room for this
+/// many; see `band_rows`).
+pub const MAX_BANDS: usize = 36;
+/// Rows of a band at the least: a 1080p frame's bands are its 32-pixel tile
+/// rows (analysis.tile's default), so a tile row maps to one band.
+pub const MIN_BAND_ROWS: usize = 32;
+
+/// Rows per band of a frame `height` rows tall: `MIN_BAND_ROWS`, more where
+/// that would make over `MAX_BANDS` bands.
+pub fn band_rows(height: usize) -> usize {
+    MIN_BAND_ROWS.max(height.div_ceil(MAX_BANDS))
+}
+
+/// The frame's digests: per band of `band_rows` rows the xxh3-64 of its rows
+/// back to back, and the frame's own, the xxh3-64 of those (little-endian,
+/// in order). Row padding never changes them. A band equal in two frames has
+/// one digest; analysis compares only the tile rows whose bands differ from
+/// its reference's.
+pub fn frame_digests(f: &SourceFrame) -> (u64, Vec<u64>) {
+    let mut bands = BandDigests::new(f.height);
+    for y in 0..f.height {
+        bands.row(row(f, y));
+    }
+    bands.finish()
+}
+
+/// Band digests built row by row (`frame_digests`).
+struct BandDigests {
+    per_band: usize,
+    rows: usize,
+    h: Xxh3,
+    digests: Vec<u64>,
+}
+
+impl BandDigests {
+    fn new(height: usize) -> Self {
+        BandDigests { per_band: band_rows(height), rows: 0, h: Xxh3::new(), digests: Vec::with_capacity(MAX_BANDS) }
+    }
+
+    fn row(&mut self, pixels: &[u8]) {
+        self.h.update(pixels);
+        self.rows += 1;
+        if self.rows == self.per_band {
+            self.digests.push(self.h.digest());
+            self.h.reset();
+            self.rows = 0;
+        }
+    }
+
+    fn finish(mut self) -> (u64, Vec<u64>) {
+        if self.rows > 0 {
+            self.digests.push(self.h.digest());
+        }
+        let bytes: Vec<u8> = self.digests.iter().flat_map(|d| d.to_le_bytes()).collect();
+        (xxh3_64(&bytes), self.digests)
+    }
+}
+
 /// Copies `src` into `dst` (the same geometry, rows `dst_stride` bytes
-/// apart) and returns `frame_hash(src)`. Each row is hashed straight after
+/// apart) and returns `frame_digests(src)`. Each row is hashed straight after
 /// its copy, from the cache, so the pixels come from memory once: capture
-/// writes a frame into its ring slot and hashes it for dedup (copy, then hash
-/// from memory, took about twice as long at 1080p).
-pub fn copy_hashed(src: &SourceFrame, dst: &mut [u8], dst_stride: usize) -> Result<u64> {
+/// writes a frame into its ring slot and hashes it for dedup and analysis
+/// (copy, then hash from memory, took about twice as long at 1080p).
+pub fn copy_hashed(src: &SourceFrame, dst: &mut [u8], dst_stride: usize) -> Result<(u64, Vec<u64>)> {
     let len = src.width * src.format.channels();
     let need = if src.height == 0 { 0 } else { dst_stride * (src.height - 1) + len };
     if dst_stride < len || dst.len() < need {
@@ -49,26 +108,26 @@ pub fn copy_hashed(src: &SourceFrame, dst: &mut [u8], dst_stride: usize) -> Resu
     if src_span.start < dst_span.end && dst_span.start < src_span.end {
         return Err(RingError::FrameGeometry("the destination overlaps the source".into()));
     }
-    let mut h = Xxh3::new();
+    let mut bands = BandDigests::new(src.height);
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         for y in 0..src.height {
             let from = row(src, y);
-            h.update(from);
+            bands.row(from);
             // SAFETY: the CPU has AVX2 (checked above).
             unsafe { copy_streaming(from, &mut dst[y * dst_stride..y * dst_stride + len]) };
         }
         // SAFETY: SSE2 is part of x86-64. Streaming stores are weakly ordered: the fence
         // orders them before whatever publishes the slot afterwards (a release store).
         unsafe { std::arch::x86_64::_mm_sfence() };
-        return Ok(h.digest());
+        return Ok(bands.finish());
     }
     for y in 0..src.height {
         let out = &mut dst[y * dst_stride..y * dst_stride + len];
         out.copy_from_slice(row(src, y));
-        h.update(out);
+        bands.row(out);
     }
-    Ok(h.digest())
+    Ok(bands.finish())
 }
 
 /// `dst.copy_from_slice(src)` with streaming (non-temporal) stores where the
@@ -307,5 +366,34 @@ mod tests {
         let b = frame(&padded, 5, 3, 64, PixelFormat::Bgra);
         assert_eq!(frame_hash(&a), frame_hash(&b));
         assert_eq!(frame_hash(&a), xxh3_64(&packed));
+    }
+
+    #[test]
+    fn band_digests_hash_each_band_and_the_frame_hashes_them() {
+        let (w, h) = (3, 100); // bands of 32 rows: 32, 32, 32 and 4
+        let packed: Vec<u8> = (0..w * h * 4).map(|i| (i * 7 % 251) as u8).collect();
+        let mut padded = vec![0xee; h * 16];
+        for y in 0..h {
+            padded[y * 16..y * 16 + w * 4].copy_from_slice(&packed[y * w * 4..(y + 1) * w * 4]);
+        }
+        let (digest, bands) = frame_digests(&frame(&packed, w, h, w * 4, PixelFormat::Bgra));
+        let want: Vec<u64> = packed.chunks(32 * w * 4).map(xxh3_64).collect();
+        assert_eq!(bands, want);
+        assert_eq!(want.len(), 4);
+        let bytes: Vec<u8> = want.iter().flat_map(|d| d.to_le_bytes()).collect();
+        assert_eq!(digest, xxh3_64(&bytes));
+        assert_eq!(frame_digests(&frame(&padded, w, h, 16, PixelFormat::Bgra)), (digest, bands.clone()));
+        let mut dst = vec![0u8; h * 20];
+        assert_eq!(copy_hashed(&frame(&padded, w, h, 16, PixelFormat::Bgra), &mut dst, 20).unwrap(), (digest, bands));
+        assert!((0..h).all(|y| dst[y * 20..y * 20 + w * 4] == packed[y * w * 4..(y + 1) * w * 4]));
+    }
+
+    #[test]
+    fn bands_are_tile_rows_at_1080p_and_never_too_many() {
+        assert_eq!(band_rows(1080), 32);
+        assert_eq!(band_rows(2160), 60);
+        for h in 1..=16384usize {
+            assert!(h.div_ceil(band_rows(h)) <= MAX_BANDS && band_rows(h) >= MIN_BAND_ROWS, "height {h}");
+        }
     }
 }

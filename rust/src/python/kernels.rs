@@ -1,7 +1,8 @@
 //! Python face of the vision kernels (GIL released while they run).
 
-use numpy::{PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{PyArray2, PyArrayDyn, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use super::frames::source_of;
 use crate::error::RingError;
@@ -13,11 +14,32 @@ pub fn frame_hash(py: Python<'_>, frame: &Bound<'_, PyAny>) -> PyResult<u64> {
     Ok(py.detach(|| crate::kernels::frame_hash(&src)))
 }
 
+/// The frame's digests: (its own, the little-endian uint64 digests of its
+/// bands of `band_rows(height)` rows as bytes); see the core's
+/// `kernels::frame_digests`.
+#[pyfunction]
+pub fn frame_digests<'py>(py: Python<'py>, frame: &Bound<'py, PyAny>) -> PyResult<(u64, Bound<'py, PyBytes>)> {
+    let (src, _pixels) = source_of(py, frame, None, None, None, None)?;
+    let (digest, bands) = py.detach(|| crate::kernels::frame_digests(&src));
+    Ok((digest, band_bytes(py, &bands)))
+}
+
+/// Rows per band of a frame `height` rows tall (`frame_digests`).
+#[pyfunction]
+pub fn band_rows(height: usize) -> usize {
+    crate::kernels::band_rows(height)
+}
+
+fn band_bytes<'py>(py: Python<'py>, bands: &[u64]) -> Bound<'py, PyBytes> {
+    let bytes: Vec<u8> = bands.iter().flat_map(|d| d.to_le_bytes()).collect();
+    PyBytes::new(py, &bytes)
+}
+
 /// Copies `src` into `dst` (a writable uint8 array of its shape whose rows
-/// may be padded, as a ring slot's are) and returns `frame_hash(src)`,
+/// may be padded, as a ring slot's are) and returns `frame_digests(src)`,
 /// reading the pixels once.
 #[pyfunction]
-pub fn copy_hashed(py: Python<'_>, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny>) -> PyResult<u64> {
+pub fn copy_hashed<'py>(py: Python<'py>, src: &Bound<'py, PyAny>, dst: &Bound<'py, PyAny>) -> PyResult<(u64, Bound<'py, PyBytes>)> {
     let (s, _pixels) = source_of(py, src, None, None, None, None)?;
     let arr = dst
         .cast::<PyArrayDyn<u8>>()
@@ -46,7 +68,8 @@ pub fn copy_hashed(py: Python<'_>, src: &Bound<'_, PyAny>, dst: &Bound<'_, PyAny
     // SAFETY: the write borrow is exclusive, and per the shape and strides
     // checked above the array's bytes span `bytes` from its first element.
     let dst = unsafe { std::slice::from_raw_parts_mut(view.as_mut_ptr(), bytes) };
-    Ok(py.detach(|| crate::kernels::copy_hashed(&s, dst, stride))?)
+    let (digest, bands) = py.detach(|| crate::kernels::copy_hashed(&s, dst, stride))?;
+    Ok((digest, band_bytes(py, &bands)))
 }
 
 /// The elements of an array in row-major order: one copy when it is
@@ -83,9 +106,11 @@ pub fn tile_changes<'py>(
 /// changed against `reference` as `tile_changes` counts them; fresh, boxes,
 /// sigs, for the tiles that changed against the
 /// reference compared with it, and for the `shadowed` tiles compared with
-/// `shadow`, what they showed in the frame before).
+/// `shadow`, what they showed in the frame before). `known_equal`, a bool
+/// per row of tiles: rows known to equal the reference (their band digests
+/// match), not read unless a tile of theirs is shadowed.
 #[pyfunction]
-#[pyo3(signature = (frame, reference, shadow, shadowed, threshold, tile, *, parallel=true, signatures=true))]
+#[pyo3(signature = (frame, reference, shadow, shadowed, threshold, tile, *, parallel=true, signatures=true, known_equal=None))]
 #[allow(clippy::type_complexity, clippy::too_many_arguments)]
 pub fn change_pass<'py>(
     py: Python<'py>,
@@ -97,6 +122,7 @@ pub fn change_pass<'py>(
     tile: usize,
     parallel: bool,
     signatures: bool,
+    known_equal: Option<PyReadonlyArray1<'py, bool>>,
 ) -> PyResult<(
     Bound<'py, PyArray2<u32>>,
     Bound<'py, PyArray2<bool>>,
@@ -109,7 +135,8 @@ pub fn change_pass<'py>(
     let (rows, cols) = shadowed.as_array().dim();
     let marked = row_major(&shadowed);
     let fs = shadow.as_ref().map(|(f, _)| f);
-    let r = py.detach(|| crate::fresh::change_pass(&fa, &fr, fs, &marked, threshold, tile, parallel, signatures))?;
+    let known = known_equal.as_ref().map(row_major);
+    let r = py.detach(|| crate::fresh::change_pass(&fa, &fr, fs, &marked, threshold, tile, parallel, signatures, known.as_deref()))?;
     if r.counts.len() != rows * cols {
         return Err(RingError::FrameGeometry(format!("shadowed is {rows}x{cols}; the frame has {} tiles", r.counts.len())).into());
     }

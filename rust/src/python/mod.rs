@@ -46,6 +46,8 @@ fn jarvis_rust_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<gpu::GpuKernels>()?;
     m.add_function(wrap_pyfunction!(kernels::frame_hash, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::copy_hashed, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::frame_digests, m)?)?;
+    m.add_function(wrap_pyfunction!(kernels::band_rows, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_changes, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::tile_groups, m)?)?;
     m.add_function(wrap_pyfunction!(kernels::change_groups, m)?)?;

@@ -105,6 +105,9 @@ class RingConfig:
 @dataclass(frozen=True)
 class HopsConfig:
     credit: int = _f(2, "frames in flight per hop between stages", lo=1, hi=2)
+    wait_ms: float = _f(10.0, "how long a stage other than capture waits for the next stage's credit before dropping "
+                        "the frame (backpressure); its own inbound hop queues meanwhile; capture never waits",
+                        lo=0.0, hi=1000.0)
 
 
 @dataclass(frozen=True)

@@ -216,6 +216,8 @@ class StageStats(msgspec.Struct, kw_only=True):
     pid: Annotated[int, doc("its process id")]
     frames_in: Annotated[NonNegInt, doc("frames received")] = 0
     frames_out: Annotated[NonNegInt, doc("frames passed on")] = 0
+    credit_waits: Annotated[NonNegInt, doc("times it waited (up to hops.wait_ms) for the next stage to give a credit "
+                                           "back, whether one came or the frame was dropped")] = 0
     drops: Annotated[dict[str, int], doc("{reason: count} of the frames it dropped")] = {}
     terminal: Annotated[dict[str, int], doc("{state: count} of the terminal states decided here")] = {}
     rejected: Annotated[dict[str, int], doc("{kind: count} of the bad messages it refused")] = {}

@@ -56,6 +56,9 @@ TRANSIT_TIMEOUT_S = 10.0
 #: How long a starting stage waits for its handshake.
 HELLO_TIMEOUT_S = 30.0
 
+#: How often a stage waiting for the next stage's credit looks again (_take_credit).
+CREDIT_POLL_S = 0.0002
+
 
 
 def heartbeat_interval(cfg: config_mod.Config) -> float:
@@ -163,6 +166,7 @@ class Stage:
         #: for the loop (the loop sleeps until then instead of polling for it).
         self.wake_fds: list[int] = []
         self.frames_in = self.frames_out = 0
+        self.credit_waits = 0  # times pass_on waited for the next stage's credit
         self.drops: collections.Counter[str] = collections.Counter()
         self.terminal: collections.Counter[str] = collections.Counter()
         self.rejected: collections.Counter[str] = collections.Counter()
@@ -231,7 +235,7 @@ class Stage:
         successful hand-off leaves this stage a (non-owning) hold on the frame,
         e.g. analysis keeping its reference frame."""
         assert self.next is not None and self.hop_out is not None
-        if not self.mem.credit_take(self.hop_out, self.cfg.hops.credit):
+        if not self._take_credit(self.hop_out):
             self.finish(ref, "dropped", "backpressure")
             return False
         try:
@@ -256,6 +260,26 @@ class Stage:
             self.mem.release(ref)  # the kept hold; ownership went with the hand-over
         self.frames_out += 1
         return True
+
+    def _take_credit(self, hop: int) -> bool:
+        """A credit on `hop`. Without one, a stage fed by another waits up to
+        hops.wait_ms for the next stage to give one back: a stall of the next
+        stage (descheduled on a busy machine) is absorbed by this stage's own
+        inbound hop, which queues meanwhile, instead of dropping the frame at
+        once. No signal marks a credit given back, and the wait is short and
+        rare: polled. Capture never waits (its clock is the screen's)."""
+        limit = self.cfg.hops.credit
+        if self.mem.credit_take(hop, limit):
+            return True
+        if self.hop_in is None or self.cfg.hops.wait_ms <= 0:
+            return False
+        self.credit_waits += 1
+        deadline = time.monotonic() + self.cfg.hops.wait_ms / 1e3
+        while time.monotonic() < deadline:
+            time.sleep(CREDIT_POLL_S)
+            if self.mem.credit_take(hop, limit):
+                return True
+        return False
 
     def _send(self, message: bytes) -> bool:
         """Tells the next stage about a hand-over: through the hop's queue in
@@ -522,6 +546,7 @@ class Stage:
             pid=os.getpid(),
             frames_in=self.frames_in,
             frames_out=self.frames_out,
+            credit_waits=self.credit_waits,
             drops=dict(self.drops),
             terminal=dict(self.terminal),
             proc_ms=self.timings.take(),

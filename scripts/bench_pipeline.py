@@ -36,6 +36,11 @@ window of --window seconds:
   memory     PSS (memory_full_info().pss) summed at the window's end; the ring
              (shared memory) is counted once across its mappers.
 
+--hold FPS runs the unique mix at FPS --repeats times (with --previous, the
+two trees interleaved), each run judged as above: whether a rate holds run
+after run, not once in a lucky window; the table adds the share of analysis's
+rows of tiles it read (the others' band digests were the reference's).
+
 Cases: mix "unique" (every frame differs and changes meaningfully: the worst
 case) and "desktop" (the scripted activity: typing, scrolling, switching, idle,
 clock, caret), each with the configured forward (batch 5, one request per 2 s
@@ -133,15 +138,24 @@ def busy_seconds() -> float:
 # ---------------------------------------------------------------------- one pipeline run
 
 
+#: `--set SECTION.KEY=VALUE` settings, added to every run's configuration (TOML values).
+SETTINGS: dict[str, dict[str, str]] = {}
+
+
 def config_toml(mix: str, fps: float, forward: dict[str, Any]) -> str:
-    lines = [
-        "[capture]", 'source = "synthetic"', f"fps = {fps!r}",
-        "[capture.synthetic]", f"width = {WIDTH}", f"height = {HEIGHT}", f"seed = {SEED}", f'mix = "{mix}"',
-        "[supervisor]", "stats_interval_s = 1.0", "drain_s = 3.0",
-    ]
-    if forward:
-        lines.append("[forward]")
-        lines += [f"{k} = {v!r}" for k, v in forward.items()]
+    sections: dict[str, dict[str, str]] = {
+        "capture": {"source": '"synthetic"', "fps": repr(fps)},
+        "capture.synthetic": {"width": str(WIDTH), "height": str(HEIGHT), "seed": str(SEED), "mix": f'"{mix}"'},
+        "supervisor": {"stats_interval_s": "1.0", "drain_s": "3.0"},
+        "forward": {k: repr(v) for k, v in forward.items()},
+    }
+    for section, values in SETTINGS.items():
+        sections.setdefault(section, {}).update(values)
+    lines = []
+    for section, values in sections.items():
+        if values:
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {v}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -201,6 +215,9 @@ def summarize_stats(events: list[tuple[float, str, dict[str, Any]]], pids: dict[
             s["fps_in"] = round((last["frames_in"] - first["frames_in"]) / span, 2) if t_b > t_a else None
             s["drops"] = {k: v - first.get("drops", {}).get(k, 0) for k, v in last.get("drops", {}).items()
                           if v - first.get("drops", {}).get(k, 0)}
+            for key in ("tile_rows", "tile_rows_skipped"):  # analysis's, in the window (trees before had none)
+                if last.get(key) is not None and first.get(key) is not None:
+                    s[key] = last[key] - first[key]
             for key in ("queued", "requests", "recent_hashes", "fps"):
                 if last.get(key) is not None:  # (a stage's stats carry forward's fields as null)
                     s[key] = last[key]
@@ -577,10 +594,23 @@ def markdown(out: dict[str, Any]) -> str:
         L.append(f"| {mix} | {fmt(statistics.median(r['fps'] for r in rs))} | {', '.join(fmt(r['fps']) for r in rs)} | "
                  f"{fmt(statistics.median(r['ms_per_frame'] for r in rs), 2)} | "
                  f"{rs[0]['duplicates']}/{rs[0]['frames']} | {fmt(statistics.median(r['cpu_percent'] for r in rs))} |")
+    if out.get("hold"):
+        L += ["", f"## The unique mix at {out['hold'][0]['fps']:g} fps, run after run", "",
+              "| run | tree | captured/s | sustained | window drops | cpu % cap/dedup/ana/fwd = total | ana p95 ms | "
+              "ana rows read | others % |", "|---|---|---|---|---|---|---|---|---|"]
+        for k, r in enumerate(out["hold"], 1):
+            drops = ", ".join(f"{d} {v}" for d, v in r["window_drops"].items() if d not in PACING_DROPS) or "-"
+            cpu = "/".join(fmt(r["cpu_percent"].get(n)) for n in STAGES)
+            a = r["stages"]["analysis"]
+            read = (f"{1 - a['tile_rows_skipped'] / a['tile_rows']:.0%}" if a.get("tile_rows") else "-")
+            L.append(f"| {k} | {r['tree']} | {r['captured_fps']:.1f} | {'yes' if r['sustained'] else 'no'} | {drops} | "
+                     f"{cpu} = {r['cpu_total']:.0f} | {fmt((a.get('proc_ms') or {}).get('p95'))} | {read} | "
+                     f"{r['cpu_others']:.0f} |")
     t = out["targets"]
     L += ["", "## Against the targets", "",
           f"- end to end, worst-case (unique) mix: target >= {TARGET_FPS:g} fps; now {fps_text(t['unique_fps'])} with the "
-          f"configured forward, {fps_text(t['unique_unpaced_fps'])} with forward's pacing opened up (every frame encoded)",
+          f"configured forward, {fps_text(t['unique_unpaced_fps'])} with forward's pacing opened up (every frame encoded)"
+          + "".join(f"; held at {out['hold'][0]['fps']:g} fps in {n} runs ({tree} tree)" for tree, n in t["held"].items()),
           f"- everything at 10 fps, scripted (desktop) mix: target <= {TARGET_CPU:g} % of one core; now "
           f"{fmt(t['cpu_10fps'])} % ({fmt(t['cpu_10fps_x_target'], 1)}x the target)", ""]
     return "\n".join(L)
@@ -603,6 +633,12 @@ def main() -> int:
     ap.add_argument("--previous", type=Path, metavar="TREE",
                     help="another checkout (e.g. `git worktree add TREE COMMIT`, then TREE/scripts/setup) whose pipeline "
                          "runs beside this one's: in the 10 fps rounds and a rate search of the unique mix")
+    ap.add_argument("--hold", type=float, metavar="FPS",
+                    help="also run the unique mix at FPS --repeats times (interleaved with --previous): is the rate "
+                         "held run after run, not once")
+    ap.add_argument("--repeats", type=int, default=5, help="runs of --hold (default 5)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a configuration setting for every run, VALUE in TOML (e.g. hops.credit=3); repeatable")
     ap.add_argument("--baseline-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.baseline_child:
@@ -613,6 +649,12 @@ def main() -> int:
     warm = args.warm if args.warm is not None else (1.0 if args.quick else 2.0)
     rounds = args.rounds or (1 if args.quick else 3)
     cpu_window = window if args.quick else max(window, 10.0)
+    for setting in args.set:
+        key, sep, value = setting.partition("=")
+        section, dot, name = key.strip().rpartition(".")
+        if not (sep and dot and section and name and value.strip()):
+            ap.error(f"--set takes SECTION.KEY=VALUE, not {setting!r}")
+        SETTINGS.setdefault(section, {})[name] = value.strip()
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     for c in cases:
         if c not in CASES:
@@ -692,6 +734,18 @@ def main() -> int:
             summaries.append(summarize(case, runs))
         out["summary"] = summaries
 
+        # 2b. The worst case held at one rate, run after run.
+        out["hold"] = []
+        if args.hold:
+            trees: list[Path | None] = [None, args.previous] if args.previous else [None]
+            print(f"the unique mix at {args.hold:g} fps, {args.repeats} runs per tree", flush=True)
+            for k in range(args.repeats):
+                for tree in trees[k % len(trees):] + trees[: k % len(trees)]:
+                    r = run_pipeline("unique", args.hold, window, warm, tree=tree)
+                    r["role"] = "hold"
+                    out["hold"].append(r)
+                    out["runs"].append(r)
+
         # 3. Latency per hop at 10 and 60 fps and at the highest sustained rate.
         lat = []
         for case, runs in search_runs.items():
@@ -703,7 +757,10 @@ def main() -> int:
         out["latency"] = lat
         by_case = {s["case"]: s["max_sustained_fps"] for s in summaries}
         cpu10 = out["cpu_10fps"]["pipeline_cpu_median"]
-        out["targets"] = {"unique_fps": by_case.get("unique", "not run"),
+        held = {tree: [r for r in out["hold"] if r["tree"] == tree] for tree in ("this", "previous")}
+        out["targets"] = {"held": {tree: f"{sum(r['sustained'] for r in rs)} of {len(rs)}" for tree, rs in held.items()
+                                   if rs},
+                          "unique_fps": by_case.get("unique", "not run"),
                           "unique_unpaced_fps": by_case.get("unique unpaced", "not run"),
                           "cpu_10fps": cpu10, "cpu_10fps_x_target": cpu10 / TARGET_CPU}
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -259,6 +260,52 @@ def test_bad_messages_on_the_bus_are_counted_not_fatal() -> None:
         assert p.stage_pids() == {n: s["pid"] for n, s in before.items()}, "nothing crashed"
         assert p.status()["forward"]["state"] == "running"
         p.cli("down")
+
+
+def test_a_stage_waits_for_the_next_stages_credit_before_dropping() -> None:
+    """hops.wait_ms: dedup, finding analysis's one credit taken (analysis
+    stopped), waits for it instead of dropping the frame at once (capture,
+    which never waits, drops meanwhile); a stall shorter than the wait loses
+    nothing at dedup, a longer one drops there: the wait is bounded."""
+    config = FAST_CONFIG + "[hops]\ncredit = 1\nwait_ms = 1000.0\n"
+    with pipeline(config) as p:
+        p.up()
+        wait_for("frames through analysis", lambda: (s := all_running(p)) and s["analysis"]["frames_in"] > 3 and s)
+        analysis = p.stage_pids()["analysis"]
+
+        def next_event(tap: Tap, what: str, match: Callable[[str, dict[str, Any]], bool]) -> dict[str, Any]:
+            deadline = time.monotonic() + 20
+            for topic, body in tap:
+                if match(topic, body):
+                    return body
+                if time.monotonic() > deadline:
+                    break
+            raise AssertionError(f"no {what} within 20 s")
+
+        def next_drop(tap: Tap, stage: str) -> dict[str, Any]:
+            return next_event(tap, f"backpressure drop at {stage}", lambda topic, body: topic == "frame.dropped"
+                              and body["stage"] == stage and body["reason"] == "backpressure")
+
+        with p.tap("frame.dropped", "stats.dedup") as tap:
+            os.kill(analysis, signal.SIGSTOP)
+            try:
+                next_drop(tap, "capture")  # dedup holds a frame, waiting: its own inbound hop is full
+            finally:
+                os.kill(analysis, signal.SIGCONT)
+            waited = next_event(tap, "dedup's stats after its wait",
+                                lambda topic, body: topic == "stats.dedup" and body["credit_waits"] >= 1)
+            assert "backpressure" not in waited["drops"], "the frame waited for came through"
+            os.kill(analysis, signal.SIGSTOP)
+            try:
+                start = time.monotonic()
+                next_drop(tap, "dedup")  # a longer stall: dropped at dedup after the wait
+                assert time.monotonic() - start >= 0.9, "not before the wait ran out"
+            finally:
+                os.kill(analysis, signal.SIGCONT)
+        counts = p.status()["analysis"]["frames_in"]
+        wait_for("frames through analysis again", lambda: p.status()["analysis"]["frames_in"] > counts)
+        p.cli("down")
+        assert_balanced(p.final_counters())
 
 
 def test_records_queued_for_a_killed_stage_are_counted_once() -> None:

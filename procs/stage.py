@@ -60,7 +60,6 @@ HELLO_TIMEOUT_S = 30.0
 CREDIT_POLL_S = 0.0002
 
 
-
 def heartbeat_interval(cfg: config_mod.Config) -> float:
     """Five heartbeats per hang_after_s (at most one a second): one late
     heartbeat on a busy machine is never taken for a hang."""
@@ -230,8 +229,9 @@ class Stage:
 
     def pass_on(self, ref: jrc.FrameRef, extra: Mapping[str, Any] | None = None, *, keep: bool = False) -> bool:
         """Hands frame `ref` (held and owned by this stage) to the next stage,
-        within the hop's credit. Without credit, or without a connected next
-        stage, the frame is dropped (the writer never waits). With `keep`, a
+        within the hop's credit (waited for a moment: _take_credit). Without
+        credit, or without a connected next stage, the frame is dropped (the
+        writer never waits). With `keep`, a
         successful hand-off leaves this stage a (non-owning) hold on the frame,
         e.g. analysis keeping its reference frame."""
         assert self.next is not None and self.hop_out is not None
